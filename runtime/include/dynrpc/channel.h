@@ -1,0 +1,133 @@
+// A Channel is what generated stubs call through: a client of one target
+// (an address that a dynrpc::Server reported) on the request plane that the
+// configuration selects. Callers never learn which plane that is.
+//
+// Example:
+//   dynrpc::Runtime runtime;
+//   auto channel = dynrpc::Channel::Create(runtime.executor(), address);
+//   if (!channel.ok()) return channel.status();
+//   helloworld::Greeter::Stub stub(*channel);
+//   dynrpc::ClientContext ctx;
+//   absl::StatusOr<helloworld::HelloReply> reply =
+//       co_await stub.SayHello(ctx, request);
+#ifndef DYNRPC_CHANNEL_H_
+#define DYNRPC_CHANNEL_H_
+
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/use_future.hpp"
+#include "dynrpc/config.h"
+#include "dynrpc/context.h"
+
+namespace dynrpc {
+
+namespace internal {
+class RequestPlaneClient;
+}  // namespace internal
+
+// Thread-safe: any number of coroutines on any threads may call through one
+// channel at once. Connections are opened lazily, on the first call.
+//
+// Lifetime: shared by the stubs that use it; the Runtime whose executor it
+// was created with must outlive it.
+class Channel {
+ public:
+  // Uses Config::Global(); fails if the environment's configuration is
+  // invalid.
+  static absl::StatusOr<std::shared_ptr<Channel>> Create(
+      boost::asio::any_io_executor executor, std::string target);
+  static absl::StatusOr<std::shared_ptr<Channel>> Create(
+      boost::asio::any_io_executor executor, std::string target,
+      const Config& config);
+
+  Channel(boost::asio::any_io_executor executor, std::string target,
+          std::shared_ptr<internal::RequestPlaneClient> client);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // Sends one serialized request to `method_path` ("/pkg.Service/Method") and
+  // yields the serialized response or the call's status. `context` must
+  // outlive the returned awaitable. Cancelling the awaiting coroutine (an
+  // Asio cancellation slot) cancels the call.
+  boost::asio::awaitable<absl::StatusOr<std::string>> CallUnary(
+      ClientContext& context, std::string_view method_path,
+      std::string request);
+
+  // Typed form used by generated stubs: serializes `request`, calls, parses
+  // the reply. `context` and `request` must outlive the returned awaitable.
+  template <typename Response, typename Request>
+  boost::asio::awaitable<absl::StatusOr<Response>> Unary(
+      ClientContext& context, std::string_view method_path,
+      const Request& request) {
+    std::string bytes;
+    if (!request.SerializeToString(&bytes)) {
+      co_return absl::InternalError("failed to serialize request for " +
+                                    std::string(method_path));
+    }
+    absl::StatusOr<std::string> reply =
+        co_await CallUnary(context, method_path, std::move(bytes));
+    if (!reply.ok()) co_return std::move(reply).status();
+    Response response;
+    if (!response.ParseFromString(*reply)) {
+      co_return absl::InternalError(
+          "failed to parse response of " + std::to_string(reply->size()) +
+          " bytes from " + std::string(method_path) + " as " +
+          Response::descriptor()->full_name());
+    }
+    co_return response;
+  }
+
+  const boost::asio::any_io_executor& executor() const { return executor_; }
+  const std::string& target() const { return target_; }
+
+ private:
+  boost::asio::any_io_executor executor_;
+  std::string target_;
+  std::shared_ptr<internal::RequestPlaneClient> client_;
+};
+
+namespace internal {
+template <typename Response, typename Request, typename Stub>
+boost::asio::awaitable<absl::StatusOr<Response>> CallWithOwnedRequest(
+    Stub* stub,
+    boost::asio::awaitable<absl::StatusOr<Response>> (Stub::*method)(
+        ClientContext&, const Request&),
+    ClientContext& context, Request request) {
+  co_return co_await (stub->*method)(context, request);
+}
+}  // namespace internal
+
+// The future form of a generated method, for code without coroutines: runs
+// `(stub->*method)(context, request)` on `executor` and returns its result.
+// `request` is copied; `stub` and `context` must outlive the future's
+// completion.
+//
+// WARNING: the executor must be run by a thread other than the one that
+// waits on the future (dynrpc::Runtime runs its own threads), or get() never
+// returns.
+template <typename Response, typename Request, typename Stub>
+std::future<absl::StatusOr<Response>> CallAsFuture(
+    const boost::asio::any_io_executor& executor, Stub* stub,
+    boost::asio::awaitable<absl::StatusOr<Response>> (Stub::*method)(
+        ClientContext&, const Request&),
+    ClientContext& context, const Request& request) {
+  return boost::asio::co_spawn(
+      executor,
+      internal::CallWithOwnedRequest<Response, Request, Stub>(
+          stub, method, context, request),
+      boost::asio::use_future);
+}
+
+}  // namespace dynrpc
+
+#endif  // DYNRPC_CHANNEL_H_

@@ -1,0 +1,111 @@
+// Process configuration: which request plane to use and how each plane is
+// tuned, from the DYN_* environment variables (see the README's table).
+//
+// Example:
+//   const absl::StatusOr<dynrpc::Config>& config = dynrpc::Config::Global();
+//   if (!config.ok()) { std::cerr << config.status() << "\n"; return 1; }
+//
+// Tests and embedders build a Config in code instead and never touch the
+// environment:
+//   dynrpc::Config config;
+//   config.tcp.host = "127.0.0.1";
+//   config.tcp.max_message_size = 1 << 20;
+#ifndef DYNRPC_CONFIG_H_
+#define DYNRPC_CONFIG_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace dynrpc {
+
+enum class RequestPlaneKind { kTcp, kHttp, kNats };
+
+// "tcp", "http" or "nats".
+std::string_view RequestPlaneName(RequestPlaneKind kind);
+
+// Case-insensitive; empty means tcp. Anything else fails with
+// "Invalid request plane mode: '<value>'. Valid options are: 'nats', 'http',
+// 'tcp'".
+absl::StatusOr<RequestPlaneKind> ParseRequestPlane(std::string_view value);
+
+struct TcpConfig {
+  // Address the server binds and advertises. Empty: detected at Server::Start
+  // (DetectHostAddress()).
+  std::string host;
+  // 0: the OS assigns a free port.
+  uint16_t port = 0;
+  // Largest serialized message either side sends or accepts, in bytes.
+  std::size_t max_message_size = 32u << 20;
+  // Timeout of a call whose context sets no deadline.
+  std::chrono::milliseconds request_timeout{10'000};
+  // Connections a client keeps per destination.
+  std::size_t pool_size = 50;
+  std::chrono::milliseconds connect_timeout{3'000};
+  // Calls in flight per connection; further calls wait for a slot.
+  std::size_t channel_buffer = 100;
+};
+
+struct HttpConfig {
+  std::string host;  // empty: detected, as for TCP
+  uint16_t port = 8888;  // 0: OS-assigned
+  std::string root_path = "/v1/rpc";
+  std::size_t max_frame_size = 1u << 20;
+  std::size_t max_concurrent_streams = 1000;
+  std::size_t pool_max_idle_per_host = 100;
+  std::chrono::seconds pool_idle_timeout{90};
+  std::chrono::seconds keep_alive_interval{30};
+  std::chrono::seconds keep_alive_timeout{10};
+  bool adaptive_window = true;
+};
+
+struct NatsConfig {
+  std::string server = "nats://localhost:4222";
+};
+
+struct Config {
+  RequestPlaneKind request_plane = RequestPlaneKind::kTcp;
+  TcpConfig tcp;
+  HttpConfig http;
+  NatsConfig nats;
+
+  // Looks a variable up by name; nullopt when it is not set.
+  using Lookup = std::function<std::optional<std::string>(std::string_view)>;
+
+  // Parses every variable `lookup` knows. On error the status is
+  // INVALID_ARGUMENT and lists every bad variable with its value and what is
+  // allowed, one per line (an invalid DYN_REQUEST_PLANE's exact message
+  // comes first).
+  static absl::StatusOr<Config> FromLookup(const Lookup& lookup);
+  // FromLookup over the process environment.
+  static absl::StatusOr<Config> FromEnvironment();
+  // FromEnvironment(), evaluated on first use and cached for the process.
+  static const absl::StatusOr<Config>& Global();
+};
+
+// One network interface address, as DetectHostAddress sees it.
+struct InterfaceAddress {
+  std::string name;     // "eth0"
+  std::string address;  // numeric IPv4 or IPv6
+  bool is_loopback = false;
+  bool is_up = false;
+};
+
+// The address a server advertises when no host is configured: the first
+// IPv4 address of an up, non-loopback interface, else the first such IPv6
+// address, else "127.0.0.1". Pure: it sends nothing.
+std::string PickHostAddress(const std::vector<InterfaceAddress>& interfaces);
+// PickHostAddress over this machine's interfaces (getifaddrs).
+std::string DetectHostAddress();
+
+}  // namespace dynrpc
+
+#endif  // DYNRPC_CONFIG_H_

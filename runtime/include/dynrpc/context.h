@@ -1,0 +1,95 @@
+// Per-call state seen by callers (ClientContext) and handlers (ServerContext).
+//
+// Example:
+//   dynrpc::ClientContext ctx;
+//   ctx.set_timeout(std::chrono::milliseconds(200));
+//   ctx.AddMetadata("x-user", "ada");
+//   absl::StatusOr<HelloReply> reply = co_await stub.SayHello(ctx, request);
+#ifndef DYNRPC_CONTEXT_H_
+#define DYNRPC_CONTEXT_H_
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace dynrpc {
+
+// Ordered key/value pairs; a key may repeat. Keys are compared as given
+// (callers should use lower case, as HTTP/2 and gRPC require).
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+// Returns the first value stored under `key`, or nullopt.
+std::optional<std::string_view> FindMetadata(const Metadata& metadata,
+                                             std::string_view key);
+
+using Clock = std::chrono::steady_clock;
+
+// What a caller sets for one call. A context describes exactly one call: do
+// not reuse it for a second one.
+//
+// Without a deadline a call gets the channel's default timeout
+// (DYN_TCP_REQUEST_TIMEOUT, 10 s).
+class ClientContext {
+ public:
+  ClientContext() = default;
+  ClientContext(const ClientContext&) = delete;
+  ClientContext& operator=(const ClientContext&) = delete;
+
+  // The call fails with DEADLINE_EXCEEDED if it has not completed by then.
+  // The deadline travels to the server, which cancels its handler when it
+  // passes.
+  void set_deadline(Clock::time_point deadline) { deadline_ = deadline; }
+  void set_timeout(Clock::duration timeout) {
+    deadline_ = Clock::now() + timeout;
+  }
+  std::optional<Clock::time_point> deadline() const { return deadline_; }
+
+  // Sent to the handler with the request. A request id ("x-request-id") is
+  // added when the caller gives none.
+  void AddMetadata(std::string key, std::string value) {
+    metadata_.emplace_back(std::move(key), std::move(value));
+  }
+  const Metadata& metadata() const { return metadata_; }
+  Metadata& mutable_metadata() { return metadata_; }
+
+ private:
+  std::optional<Clock::time_point> deadline_;
+  Metadata metadata_;
+};
+
+// What a handler sees of its call. Owned by the runtime; valid until the
+// handler's coroutine completes.
+class ServerContext {
+ public:
+  ServerContext(std::string method, Metadata metadata,
+                std::optional<Clock::time_point> deadline, std::string peer)
+      : method_(std::move(method)),
+        metadata_(std::move(metadata)),
+        deadline_(deadline),
+        peer_(std::move(peer)) {}
+  ServerContext(const ServerContext&) = delete;
+  ServerContext& operator=(const ServerContext&) = delete;
+
+  // The full method path, e.g. "/helloworld.Greeter/SayHello".
+  const std::string& method() const { return method_; }
+  // Metadata the caller sent.
+  const Metadata& client_metadata() const { return metadata_; }
+  // The caller's deadline, if it set one. Pass it on to calls this handler
+  // makes (ClientContext::set_deadline) to propagate it down a chain.
+  std::optional<Clock::time_point> deadline() const { return deadline_; }
+  // The caller's transport address, for logging only.
+  const std::string& peer() const { return peer_; }
+
+ private:
+  std::string method_;
+  Metadata metadata_;
+  std::optional<Clock::time_point> deadline_;
+  std::string peer_;
+};
+
+}  // namespace dynrpc
+
+#endif  // DYNRPC_CONTEXT_H_

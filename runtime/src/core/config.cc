@@ -1,0 +1,366 @@
+#include "dynrpc/config.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <cstdlib>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace dynrpc {
+namespace {
+
+// Collects every problem so one run reports all of them.
+class Parser {
+ public:
+  explicit Parser(const Config::Lookup& lookup) : lookup_(lookup) {}
+
+  // The variable's value with surrounding white space removed, or nullopt
+  // when it is unset or empty (both mean "use the default").
+  std::optional<std::string> Get(absl::string_view name) {
+    std::optional<std::string> raw =
+        lookup_(std::string_view(name.data(), name.size()));
+    if (!raw) return std::nullopt;
+    std::string value(absl::StripAsciiWhitespace(*raw));
+    if (value.empty()) return std::nullopt;
+    return value;
+  }
+
+  void Fail(absl::string_view name, absl::string_view value,
+            absl::string_view allowed) {
+    errors_.push_back(
+        absl::StrCat(name, "='", value, "' is invalid: expected ", allowed));
+  }
+  void FailRaw(std::string message) { errors_.push_back(std::move(message)); }
+
+  // An integer in [min, max], decimal digits only.
+  template <typename T>
+  void Integer(absl::string_view name, uint64_t min, uint64_t max, T& out) {
+    std::optional<std::string> value = Get(name);
+    if (!value) return;
+    uint64_t n = 0;
+    if (!ParseDigits(*value, n) || n < min || n > max) {
+      Fail(name, *value, absl::StrCat("an integer from ", min, " to ", max));
+      return;
+    }
+    out = static_cast<T>(n);
+  }
+
+  // A byte count: digits with an optional binary unit (B, KiB, MiB, GiB).
+  void Size(absl::string_view name, uint64_t min, uint64_t max,
+            std::size_t& out) {
+    std::optional<std::string> value = Get(name);
+    if (!value) return;
+    absl::string_view v = *value;
+    uint64_t scale = 1;
+    static constexpr std::pair<absl::string_view, uint64_t> kUnits[] = {
+        {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
+        {"B", 1}};
+    for (const auto& [unit, factor] : kUnits) {
+      if (absl::EndsWithIgnoreCase(v, unit)) {
+        v.remove_suffix(unit.size());
+        scale = factor;
+        break;
+      }
+    }
+    uint64_t n = 0;
+    if (!ParseDigits(absl::StripTrailingAsciiWhitespace(v), n) ||
+        n > max / scale || n * scale < min) {
+      Fail(name, *value,
+           absl::StrCat("a size from ", min, " to ", max,
+                        " bytes: digits with an optional unit B, KiB, MiB "
+                        "or GiB"));
+      return;
+    }
+    out = static_cast<std::size_t>(n * scale);
+  }
+
+  // A positive duration: digits with an optional unit ms, s (the default)
+  // or m.
+  void Duration(absl::string_view name, std::chrono::milliseconds& out) {
+    std::optional<std::string> value = Get(name);
+    if (!value) return;
+    absl::string_view v = *value;
+    uint64_t scale = 1000;
+    if (absl::EndsWith(v, "ms")) {
+      v.remove_suffix(2);
+      scale = 1;
+    } else if (absl::EndsWith(v, "s")) {
+      v.remove_suffix(1);
+    } else if (absl::EndsWith(v, "m")) {
+      v.remove_suffix(1);
+      scale = 60'000;
+    }
+    constexpr uint64_t kMaxMs = 7ull * 24 * 3600 * 1000;  // a week
+    uint64_t n = 0;
+    if (!ParseDigits(v, n) || n == 0 || n > kMaxMs / scale) {
+      Fail(name, *value,
+           "a positive duration of at most a week: digits with an optional "
+           "unit ms, s (the default) or m");
+      return;
+    }
+    out = std::chrono::milliseconds(n * scale);
+  }
+
+  void Seconds(absl::string_view name, uint64_t min,
+               std::chrono::seconds& out) {
+    uint64_t n = out.count();
+    Integer(name, min, 7 * 24 * 3600, n);
+    out = std::chrono::seconds(n);
+  }
+
+  void Bool(absl::string_view name, bool& out) {
+    std::optional<std::string> value = Get(name);
+    if (!value) return;
+    std::string v = absl::AsciiStrToLower(*value);
+    if (v == "true" || v == "1" || v == "yes" || v == "on") {
+      out = true;
+    } else if (v == "false" || v == "0" || v == "no" || v == "off") {
+      out = false;
+    } else {
+      Fail(name, *value, "true or false (also 1/0, yes/no, on/off)");
+    }
+  }
+
+  void Host(absl::string_view name, std::string& out) {
+    std::optional<std::string> value = Get(name);
+    if (!value) return;
+    if (!IsValidHost(*value)) {
+      Fail(name, *value, "an IPv4 or IPv6 address or a host name");
+      return;
+    }
+    out = *value;
+  }
+
+  absl::Status Result() const {
+    if (errors_.empty()) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
+  }
+
+  static bool ParseDigits(absl::string_view s, uint64_t& out) {
+    if (s.empty() || s.size() > 19) return false;
+    uint64_t n = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    out = n;
+    return true;
+  }
+
+  static bool IsValidHost(const std::string& host) {
+    in_addr v4;
+    in6_addr v6;
+    if (inet_pton(AF_INET, host.c_str(), &v4) == 1 ||
+        inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+      return true;
+    }
+    // RFC 1123 host name: dot-separated labels of letters, digits and '-'.
+    if (host.size() > 253) return false;
+    for (absl::string_view label : absl::StrSplit(host, '.')) {
+      if (label.empty() || label.size() > 63 || label.front() == '-' ||
+          label.back() == '-') {
+        return false;
+      }
+      for (char c : label) {
+        if (!absl::ascii_isalnum(c) && c != '-') return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  const Config::Lookup& lookup_;
+  std::vector<std::string> errors_;
+};
+
+// nats://host[:port], or a comma-separated list of them (nats.c's form);
+// tls:// is accepted too.
+bool IsValidNatsUrl(absl::string_view urls) {
+  for (absl::string_view url : absl::StrSplit(urls, ',')) {
+    url = absl::StripAsciiWhitespace(url);
+    size_t scheme_end = url.find("://");
+    if (scheme_end == absl::string_view::npos) return false;
+    std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+    if (scheme != "nats" && scheme != "tls") return false;
+    absl::string_view rest = url.substr(scheme_end + 3);
+    if (size_t at = rest.rfind('@'); at != absl::string_view::npos) {
+      rest = rest.substr(at + 1);  // user:password@ or token@
+    }
+    if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+    absl::string_view host = rest;
+    std::optional<absl::string_view> port;
+    if (!rest.empty() && rest.front() == '[') {  // [v6-address]:port
+      size_t close = rest.find(']');
+      if (close == absl::string_view::npos) return false;
+      host = rest.substr(1, close - 1);
+      absl::string_view after = rest.substr(close + 1);
+      if (!after.empty()) {
+        if (after.front() != ':') return false;
+        port = after.substr(1);
+      }
+    } else if (size_t colon = rest.rfind(':');
+               colon != absl::string_view::npos) {
+      host = rest.substr(0, colon);
+      port = rest.substr(colon + 1);
+    }
+    uint64_t port_number = 0;
+    if (port && (!Parser::ParseDigits(*port, port_number) ||
+                 port_number == 0 || port_number > 65535)) {
+      return false;
+    }
+    if (host.empty() || !Parser::IsValidHost(std::string(host))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view RequestPlaneName(RequestPlaneKind kind) {
+  switch (kind) {
+    case RequestPlaneKind::kTcp:
+      return "tcp";
+    case RequestPlaneKind::kHttp:
+      return "http";
+    case RequestPlaneKind::kNats:
+      return "nats";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<RequestPlaneKind> ParseRequestPlane(std::string_view value_in) {
+  absl::string_view value(value_in.data(), value_in.size());
+  std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
+  if (v.empty() || v == "tcp") return RequestPlaneKind::kTcp;
+  if (v == "http") return RequestPlaneKind::kHttp;
+  if (v == "nats") return RequestPlaneKind::kNats;
+  return absl::InvalidArgumentError(
+      absl::StrCat("Invalid request plane mode: '", value,
+                   "'. Valid options are: 'nats', 'http', 'tcp'"));
+}
+
+absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
+  Config config;
+  Parser p(lookup);
+
+  if (std::optional<std::string> plane = lookup("DYN_REQUEST_PLANE")) {
+    absl::StatusOr<RequestPlaneKind> kind = ParseRequestPlane(*plane);
+    if (kind.ok()) {
+      config.request_plane = *kind;
+    } else {
+      p.FailRaw(std::string(kind.status().message()));
+    }
+  }
+
+  TcpConfig& tcp = config.tcp;
+  p.Host("DYN_TCP_RPC_HOST", tcp.host);
+  p.Integer("DYN_TCP_RPC_PORT", 0, 65535, tcp.port);
+  p.Size("DYN_TCP_MAX_MESSAGE_SIZE", 1, std::numeric_limits<int32_t>::max(),
+         tcp.max_message_size);
+  p.Duration("DYN_TCP_REQUEST_TIMEOUT", tcp.request_timeout);
+  p.Integer("DYN_TCP_POOL_SIZE", 1, 10'000, tcp.pool_size);
+  p.Duration("DYN_TCP_CONNECT_TIMEOUT", tcp.connect_timeout);
+  p.Integer("DYN_TCP_CHANNEL_BUFFER", 1, 1'000'000, tcp.channel_buffer);
+
+  HttpConfig& http = config.http;
+  p.Host("DYN_HTTP_RPC_HOST", http.host);
+  p.Integer("DYN_HTTP_RPC_PORT", 0, 65535, http.port);
+  if (std::optional<std::string> raw = lookup("DYN_HTTP_RPC_ROOT_PATH")) {
+    std::string root(absl::StripAsciiWhitespace(*raw));
+    if (root.empty() || root.front() != '/' ||
+        absl::StrContains(root, "//") ||
+        root.find_first_of(" ?#") != std::string::npos) {
+      p.Fail("DYN_HTTP_RPC_ROOT_PATH", *raw,
+             "a path starting with '/', without '//', spaces, '?' or '#' "
+             "(use '/' for the bare gRPC path)");
+    } else {
+      if (root.size() > 1 && root.back() == '/') root.pop_back();
+      http.root_path = root;
+    }
+  }
+  // RFC 9113: SETTINGS_MAX_FRAME_SIZE is 2^14 to 2^24-1.
+  p.Size("DYN_HTTP2_MAX_FRAME_SIZE", 16384, 16777215, http.max_frame_size);
+  p.Integer("DYN_HTTP2_MAX_CONCURRENT_STREAMS", 1,
+            std::numeric_limits<uint32_t>::max(), http.max_concurrent_streams);
+  p.Integer("DYN_HTTP2_POOL_MAX_IDLE_PER_HOST", 0, 100'000,
+            http.pool_max_idle_per_host);
+  p.Seconds("DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS", 0, http.pool_idle_timeout);
+  p.Seconds("DYN_HTTP2_KEEP_ALIVE_INTERVAL_SECS", 1, http.keep_alive_interval);
+  p.Seconds("DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS", 1, http.keep_alive_timeout);
+  p.Bool("DYN_HTTP2_ADAPTIVE_WINDOW", http.adaptive_window);
+
+  if (std::optional<std::string> url = p.Get("NATS_SERVER")) {
+    if (IsValidNatsUrl(*url)) {
+      config.nats.server = *url;
+    } else {
+      p.Fail("NATS_SERVER", *url,
+             "nats://host[:port] (or tls://), several separated by commas");
+    }
+  }
+
+  if (absl::Status s = p.Result(); !s.ok()) return s;
+  return config;
+}
+
+absl::StatusOr<Config> Config::FromEnvironment() {
+  return FromLookup([](std::string_view name) -> std::optional<std::string> {
+    const char* value = std::getenv(std::string(name).c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  });
+}
+
+const absl::StatusOr<Config>& Config::Global() {
+  static const absl::StatusOr<Config> config = FromEnvironment();
+  return config;
+}
+
+std::string PickHostAddress(const std::vector<InterfaceAddress>& interfaces) {
+  const InterfaceAddress* v6 = nullptr;
+  for (const InterfaceAddress& i : interfaces) {
+    if (!i.is_up || i.is_loopback) continue;
+    bool is_v6 = absl::StrContains(i.address, ':');
+    // Link-local IPv6 needs a scope id to be reachable; skip it.
+    if (is_v6 && absl::StartsWithIgnoreCase(i.address, "fe80:")) continue;
+    if (!is_v6) return i.address;
+    if (v6 == nullptr) v6 = &i;
+  }
+  return v6 != nullptr ? v6->address : "127.0.0.1";
+}
+
+std::string DetectHostAddress() {
+  std::vector<InterfaceAddress> found;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return PickHostAddress(found);
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    int family = a->ifa_addr->sa_family;
+    if (family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr,
+                buf, sizeof buf);
+    } else if (family == AF_INET6) {
+      inet_ntop(AF_INET6,
+                &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr, buf,
+                sizeof buf);
+    } else {
+      continue;
+    }
+    found.push_back(InterfaceAddress{a->ifa_name, buf,
+                                     (a->ifa_flags & IFF_LOOPBACK) != 0,
+                                     (a->ifa_flags & IFF_UP) != 0});
+  }
+  freeifaddrs(list);
+  return PickHostAddress(found);
+}
+
+}  // namespace dynrpc

@@ -1,0 +1,33 @@
+// Routes calls a plane decoded to the handlers services registered, and
+// enforces the server side of deadlines.
+#ifndef DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_
+#define DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "core/request_plane.h"
+#include "dynrpc/service.h"
+
+namespace dynrpc::internal {
+
+class Dispatcher final : public CallHandler {
+ public:
+  // `service` is borrowed; it must outlive the dispatcher. Fails with
+  // ALREADY_EXISTS when a method path is registered twice.
+  absl::Status Register(Service& service);
+
+  // UNIMPLEMENTED for an unknown method; DEADLINE_EXCEEDED (and the handler
+  // cancelled) when the request's deadline passes first; UNKNOWN when the
+  // handler throws.
+  boost::asio::awaitable<absl::StatusOr<std::string>> HandleUnary(
+      CallRequest request, std::string peer) override;
+
+ private:
+  absl::flat_hash_map<std::string, const RawUnaryHandler*> methods_;
+};
+
+}  // namespace dynrpc::internal
+
+#endif  // DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_

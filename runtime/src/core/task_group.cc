@@ -1,0 +1,96 @@
+#include "core/task_group.h"
+
+#include <condition_variable>
+#include <exception>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "boost/asio/bind_cancellation_slot.hpp"
+#include "boost/asio/cancellation_signal.hpp"
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/strand.hpp"
+
+namespace dynrpc::internal {
+
+namespace asio = boost::asio;
+
+struct TaskGroup::State {
+  struct Task {
+    asio::any_io_executor strand;
+    // Touched only on `strand`.
+    std::shared_ptr<asio::cancellation_signal> signal;
+  };
+  std::mutex mu;
+  std::condition_variable done;
+  std::map<uint64_t, Task> tasks;
+  uint64_t next_id = 0;
+  bool cancelled = false;
+};
+
+TaskGroup::TaskGroup(asio::any_io_executor executor)
+    : executor_(std::move(executor)), state_(std::make_shared<State>()) {}
+
+TaskGroup::~TaskGroup() { CancelAll(); }
+
+asio::any_io_executor TaskGroup::NewStrand() {
+  return asio::make_strand(executor_);
+}
+
+void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
+                      const char* name) {
+  auto signal = std::make_shared<asio::cancellation_signal>();
+  uint64_t id;
+  bool cancelled;
+  {
+    std::lock_guard lock(state_->mu);
+    id = state_->next_id++;
+    state_->tasks.emplace(id, State::Task{strand, signal});
+    cancelled = state_->cancelled;
+  }
+  asio::co_spawn(
+      strand, std::move(task),
+      asio::bind_cancellation_slot(
+          signal->slot(),
+          [state = state_, id, name, signal](std::exception_ptr e) {
+            if (e) {
+              try {
+                std::rethrow_exception(e);
+              } catch (const std::exception& ex) {
+                std::cerr << "dynrpc: task '" << name
+                          << "' ended with an exception: " << ex.what()
+                          << "\n";
+              } catch (...) {
+                std::cerr << "dynrpc: task '" << name
+                          << "' ended with an unknown exception\n";
+              }
+            }
+            std::lock_guard lock(state->mu);
+            state->tasks.erase(id);
+            if (state->tasks.empty()) state->done.notify_all();
+          }));
+  if (cancelled) {
+    asio::post(strand, [signal] {
+      signal->emit(asio::cancellation_type::terminal);
+    });
+  }
+}
+
+void TaskGroup::CancelAll() {
+  std::lock_guard lock(state_->mu);
+  state_->cancelled = true;
+  for (auto& [id, task] : state_->tasks) {
+    asio::post(task.strand, [signal = task.signal] {
+      signal->emit(asio::cancellation_type::terminal);
+    });
+  }
+}
+
+void TaskGroup::Wait() {
+  std::unique_lock lock(state_->mu);
+  state_->done.wait(lock, [&] { return state_->tasks.empty(); });
+}
+
+}  // namespace dynrpc::internal

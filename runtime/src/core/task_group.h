@@ -1,0 +1,46 @@
+// Owns detached coroutines: observes how they end and cancels them on demand.
+#ifndef DYNRPC_RUNTIME_SRC_CORE_TASK_GROUP_H_
+#define DYNRPC_RUNTIME_SRC_CORE_TASK_GROUP_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+
+namespace dynrpc::internal {
+
+// Every task runs on its own strand of the group's executor. A task's
+// exception is reported on stderr with the task's name (it never vanishes, as
+// with `detached`). The group's state is shared with its tasks, so a task may
+// outlive the TaskGroup object; whatever a task borrows must outlive it.
+class TaskGroup {
+ public:
+  explicit TaskGroup(boost::asio::any_io_executor executor);
+  ~TaskGroup();  // cancels every task; does not wait
+  TaskGroup(const TaskGroup&) = delete;
+  TaskGroup& operator=(const TaskGroup&) = delete;
+
+  // Starts `task` (built with the strand from NewStrand(), or any executor).
+  // After CancelAll() new tasks are cancelled at once.
+  void Spawn(boost::asio::any_io_executor strand,
+             boost::asio::awaitable<void> task, const char* name);
+  // A new strand of the group's executor, for a task and the objects it owns.
+  boost::asio::any_io_executor NewStrand();
+
+  // Emits terminal cancellation to every running task (on its strand).
+  void CancelAll();
+  // Blocks until every task has ended. Not to be called from the executor's
+  // threads.
+  void Wait();
+
+ private:
+  struct State;
+  boost::asio::any_io_executor executor_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace dynrpc::internal
+
+#endif  // DYNRPC_RUNTIME_SRC_CORE_TASK_GROUP_H_

@@ -1,0 +1,44 @@
+#include "network_manager.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tcp/tcp_client.h"
+#include "tcp/tcp_server.h"
+
+namespace dynrpc::internal {
+namespace {
+
+absl::Status NotBuilt(RequestPlaneKind kind) {
+  return absl::UnimplementedError(absl::StrCat(
+      "DYN_REQUEST_PLANE=", std::string(RequestPlaneName(kind)),
+      ": this build of dynrpc has only the tcp request plane"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RequestPlaneServer>> CreateRequestPlaneServer(
+    const Config& config, boost::asio::any_io_executor executor) {
+  switch (config.request_plane) {
+    case RequestPlaneKind::kTcp:
+      return std::make_unique<tcp::TcpServer>(config.tcp, std::move(executor));
+    case RequestPlaneKind::kHttp:
+    case RequestPlaneKind::kNats:
+      break;
+  }
+  return NotBuilt(config.request_plane);
+}
+
+absl::StatusOr<std::shared_ptr<RequestPlaneClient>> CreateRequestPlaneClient(
+    const Config& config, boost::asio::any_io_executor executor) {
+  switch (config.request_plane) {
+    case RequestPlaneKind::kTcp:
+      return std::make_shared<tcp::TcpClient>(config.tcp, std::move(executor));
+    case RequestPlaneKind::kHttp:
+    case RequestPlaneKind::kNats:
+      break;
+  }
+  return NotBuilt(config.request_plane);
+}
+
+}  // namespace dynrpc::internal

@@ -1,0 +1,75 @@
+// The TCP request plane's wire format. See README.md in this folder.
+#ifndef DYNRPC_RUNTIME_SRC_TCP_FRAME_H_
+#define DYNRPC_RUNTIME_SRC_TCP_FRAME_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dynrpc/context.h"
+
+namespace dynrpc::internal::tcp {
+
+inline constexpr uint8_t kFrameMagic = 0xD7;
+inline constexpr std::size_t kFrameHeaderSize = 20;
+// Bound on a frame's head (method, status message, metadata). Larger heads
+// are refused by the sender and discarded by the receiver.
+inline constexpr uint32_t kMaxHeadSize = 64 * 1024;
+
+enum class FrameType : uint8_t {
+  kRequest = 1,   // client -> server: opens a call
+  kResponse = 2,  // server -> client: ends a call with a status
+  kCancel = 3,    // client -> server: the caller gave up on a call
+};
+
+struct FrameHeader {
+  FrameType type = FrameType::kRequest;
+  uint64_t call_id = 0;
+  uint32_t head_len = 0;
+  uint32_t payload_len = 0;
+};
+
+struct RequestHead {
+  std::string method;
+  // Time the caller still allows, in microseconds; 0: no deadline.
+  uint64_t timeout_us = 0;
+  Metadata metadata;
+};
+
+struct ResponseHead {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message;
+  Metadata metadata;  // trailing metadata
+};
+
+// Validates the fixed 20-byte header; `bytes` must hold exactly that many.
+// A wrong magic byte, an unknown type or non-zero flags is INTERNAL
+// ("malformed frame: ..."). Sizes are checked by the caller, which knows the
+// limits.
+absl::StatusOr<FrameHeader> DecodeFrameHeader(std::string_view bytes);
+
+// The header and head of a frame, ready to be followed on the wire by
+// `payload_len` bytes of payload. Fails with RESOURCE_EXHAUSTED when the head
+// would exceed kMaxHeadSize.
+absl::StatusOr<std::string> EncodeRequestPrefix(uint64_t call_id,
+                                                const RequestHead& head,
+                                                std::size_t payload_len);
+absl::StatusOr<std::string> EncodeResponsePrefix(uint64_t call_id,
+                                                 const ResponseHead& head,
+                                                 std::size_t payload_len);
+std::string EncodeCancel(uint64_t call_id);
+// Rewrites the call id of an encoded prefix, so a request can be encoded (and
+// its limits checked) before a connection assigns its id.
+void SetCallId(std::string& prefix, uint64_t call_id);
+
+// Parse a head of `head_len` bytes. Truncated or trailing bytes, or an
+// unknown status code, are INTERNAL.
+absl::StatusOr<RequestHead> DecodeRequestHead(std::string_view head);
+absl::StatusOr<ResponseHead> DecodeResponseHead(std::string_view head);
+
+}  // namespace dynrpc::internal::tcp
+
+#endif  // DYNRPC_RUNTIME_SRC_TCP_FRAME_H_

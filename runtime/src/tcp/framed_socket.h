@@ -1,0 +1,91 @@
+// A TCP connection speaking frame.h's format: one buffered reader and one
+// writer coroutine, shared by the client and the server side.
+#ifndef DYNRPC_RUNTIME_SRC_TCP_FRAMED_SOCKET_H_
+#define DYNRPC_RUNTIME_SRC_TCP_FRAMED_SOCKET_H_
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "tcp/frame.h"
+
+namespace dynrpc::internal::tcp {
+
+struct InFrame {
+  FrameHeader header;
+  std::string head;
+  std::string payload;
+  // The frame's head or payload was over the limit: `head` and `payload`
+  // are empty, and its bytes are dropped unread (never allocated) by the
+  // next ReadFrame().
+  bool oversized = false;
+};
+
+// The socket's executor must be a strand; ReadFrame() and WriteLoop() run on
+// it, and every other member is safe from any thread. Shared by the reader
+// and writer coroutines (and the calls that send on it); the socket closes
+// when the last owner lets go or Close() is called.
+class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
+ public:
+  FramedSocket(boost::asio::ip::tcp::socket socket,
+               std::size_t max_message_size);
+
+  // Queues a frame (its header and head, then its payload) for the writer.
+  // Frames go out in the order Send() is called from one thread; the writer
+  // batches whatever is queued into one gather write. Dropped after Close().
+  void Send(std::string prefix, std::string payload = {});
+
+  // The single writer: drains the queue until Close() or a write error.
+  boost::asio::awaitable<void> WriteLoop();
+
+  // Reads the next frame. UNAVAILABLE when the peer closed the connection or
+  // the socket failed; INTERNAL for a malformed header. A frame over the
+  // limits comes back with `oversized` set. Only one reader at a time.
+  boost::asio::awaitable<absl::StatusOr<InFrame>> ReadFrame();
+
+  // Closes the socket; pending reads and writes end. Idempotent.
+  void Close();
+
+  const boost::asio::any_io_executor& strand() const { return strand_; }
+  // "ip:port" of the other end, for messages.
+  const std::string& peer() const { return peer_; }
+  std::size_t max_message_size() const { return max_message_size_; }
+
+ private:
+  boost::asio::awaitable<boost::system::error_code> Fill(std::size_t n);
+  boost::asio::awaitable<boost::system::error_code> ReadExact(char* out,
+                                                              std::size_t n);
+  boost::asio::awaitable<boost::system::error_code> Discard(std::size_t n);
+  std::size_t buffered() const { return read_end_ - read_begin_; }
+
+  boost::asio::any_io_executor strand_;
+  boost::asio::ip::tcp::socket socket_;
+  std::size_t max_message_size_;
+  std::string peer_;
+
+  // Reader state (strand).
+  std::vector<char> read_buffer_;
+  std::size_t read_begin_ = 0;
+  std::size_t read_end_ = 0;
+  std::size_t discard_ = 0;  // bytes of an oversized frame still to drop
+
+  // Writer state (strand).
+  std::deque<std::pair<std::string, std::string>> outbox_;
+  boost::asio::steady_timer wake_;
+  bool closed_ = false;
+};
+
+// Maps a socket error to the status a call sees: UNAVAILABLE naming `what`.
+absl::Status SocketError(const boost::system::error_code& ec,
+                         absl::string_view what);
+
+}  // namespace dynrpc::internal::tcp
+
+#endif  // DYNRPC_RUNTIME_SRC_TCP_FRAMED_SOCKET_H_

@@ -1,0 +1,376 @@
+#include "tcp/tcp_client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <list>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/connect.hpp"
+#include "boost/asio/experimental/awaitable_operators.hpp"
+#include "boost/asio/experimental/concurrent_channel.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "tcp/framed_socket.h"
+#include "tcp/limits.h"
+
+namespace dynrpc::internal::tcp {
+
+namespace asio = boost::asio;
+using asio::as_tuple;
+using asio::use_awaitable;
+using asio::ip::tcp;
+
+namespace {
+
+using Reply = absl::StatusOr<std::string>;
+using ReplyChannel = asio::experimental::concurrent_channel<void(
+    boost::system::error_code, Reply)>;
+using WakeChannel =
+    asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+
+// Splits "host:port" or "[v6]:port".
+absl::Status SplitTarget(absl::string_view target, std::string& host,
+                         std::string& port) {
+  size_t colon = target.rfind(':');
+  uint32_t n = 0;
+  if (colon == absl::string_view::npos ||
+      !absl::SimpleAtoi(target.substr(colon + 1), &n) || n == 0 ||
+      n > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid TCP target '", target, "': expected host:port"));
+  }
+  absl::string_view h = target.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') {
+    h = h.substr(1, h.size() - 2);
+  }
+  if (h.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid TCP target '", target, "': expected host:port"));
+  }
+  host = std::string(h);
+  port = std::string(target.substr(colon + 1));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// One multiplexed connection: calls are matched to responses by call id.
+class ClientConnection {
+ public:
+  explicit ClientConnection(std::shared_ptr<FramedSocket> socket)
+      : socket_(std::move(socket)) {}
+
+  // Sends a request frame (`prefix` from EncodeRequestPrefix, any call id)
+  // and waits for its response. If the awaiting coroutine is cancelled the
+  // server is told (a CANCEL frame) and the call yields CANCELLED.
+  asio::awaitable<Reply> Call(std::string prefix, std::string payload) {
+    auto reply =
+        std::make_shared<ReplyChannel>(co_await asio::this_coro::executor, 1);
+    uint64_t id;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) co_return close_status_;
+      id = next_id_++;
+      pending_.emplace(id, reply);
+    }
+    // Runs also when the wait below throws because the call was cancelled.
+    absl::Cleanup forget = [this, id] {
+      bool was_pending;
+      {
+        std::lock_guard lock(mu_);
+        was_pending = pending_.erase(id) > 0;
+      }
+      if (was_pending) socket_->Send(EncodeCancel(id));
+    };
+    SetCallId(prefix, id);
+    socket_->Send(std::move(prefix), std::move(payload));
+    auto [ec, result] = co_await reply->async_receive(as_tuple(use_awaitable));
+    if (ec) co_return absl::CancelledError("call cancelled");
+    co_return std::move(result);
+  }
+
+  // Delivers responses until the connection fails, then fails every call
+  // still waiting with the reason (UNAVAILABLE for a lost connection).
+  asio::awaitable<void> ReadLoop() {
+    absl::Status why;
+    for (;;) {
+      absl::StatusOr<InFrame> frame = co_await socket_->ReadFrame();
+      if (!frame.ok()) {
+        why = frame.status();
+        break;
+      }
+      const FrameHeader& header = frame->header;
+      if (header.type != FrameType::kResponse) {
+        why = absl::InternalError(absl::StrCat(
+            "malformed frame: unexpected frame type ",
+            static_cast<int>(header.type), " from ", socket_->peer()));
+        break;
+      }
+      std::shared_ptr<ReplyChannel> reply;
+      {
+        std::lock_guard lock(mu_);
+        auto it = pending_.find(header.call_id);
+        if (it == pending_.end()) continue;  // cancelled meanwhile
+        reply = std::move(it->second);
+        pending_.erase(it);
+      }
+      reply->try_send(boost::system::error_code{}, ToReply(*std::move(frame)));
+    }
+    FailAll(why);
+    socket_->Close();
+  }
+
+  void Close() {
+    FailAll(absl::UnavailableError(
+        absl::StrCat("connection to ", socket_->peer(), " closed by the client")));
+    socket_->Close();
+  }
+
+  bool closed() {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+
+  const std::shared_ptr<FramedSocket>& socket() const { return socket_; }
+
+  // Calls using this connection; guarded by the pool's mutex.
+  std::size_t in_flight = 0;
+
+ private:
+  Reply ToReply(InFrame frame) {
+    if (frame.oversized) {
+      return OversizedError("response", frame.header,
+                            socket_->max_message_size());
+    }
+    absl::StatusOr<ResponseHead> head = DecodeResponseHead(frame.head);
+    if (!head.ok()) return head.status();
+    if (head->code != absl::StatusCode::kOk) {
+      return absl::Status(head->code, head->message);
+    }
+    return std::move(frame.payload);
+  }
+
+  void FailAll(const absl::Status& why) {
+    absl::flat_hash_map<uint64_t, std::shared_ptr<ReplyChannel>> pending;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      closed_ = true;
+      close_status_ = why;
+      pending.swap(pending_);
+    }
+    for (auto& [id, reply] : pending) {
+      reply->try_send(boost::system::error_code{}, why);
+    }
+  }
+
+  std::shared_ptr<FramedSocket> socket_;
+  std::mutex mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<ReplyChannel>> pending_;
+  uint64_t next_id_ = 1;
+  bool closed_ = false;
+  absl::Status close_status_;
+};
+
+// The connections to one target.
+class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
+ public:
+  // A slot on a connection: released (and a waiter woken) on destruction.
+  class Lease {
+   public:
+    Lease(std::shared_ptr<ConnectionPool> pool,
+          std::shared_ptr<ClientConnection> connection)
+        : pool_(std::move(pool)), connection_(std::move(connection)) {}
+    Lease(Lease&&) = default;
+    Lease& operator=(Lease&&) = default;
+    ~Lease() {
+      if (pool_) pool_->Release(*connection_);
+    }
+    ClientConnection& connection() { return *connection_; }
+
+   private:
+    std::shared_ptr<ConnectionPool> pool_;
+    std::shared_ptr<ClientConnection> connection_;
+  };
+
+  ConnectionPool(std::string target, const TcpConfig& config,
+                 TaskGroup& tasks)
+      : target_(std::move(target)), config_(config), tasks_(tasks) {}
+
+  ~ConnectionPool() {
+    for (auto& connection : connections_) connection->Close();
+  }
+
+  asio::awaitable<absl::StatusOr<Lease>> Acquire() {
+    for (;;) {
+      std::shared_ptr<WakeChannel> waiter;
+      {
+        std::lock_guard lock(mu_);
+        std::erase_if(connections_,
+                      [](const auto& c) { return c->closed(); });
+        ClientConnection* best = nullptr;
+        std::shared_ptr<ClientConnection> best_owner;
+        for (const auto& c : connections_) {
+          if (c->in_flight < config_.channel_buffer &&
+              (best == nullptr || c->in_flight < best->in_flight)) {
+            best = c.get();
+            best_owner = c;
+          }
+        }
+        if (best != nullptr) {
+          ++best->in_flight;
+          co_return Lease(shared_from_this(), std::move(best_owner));
+        }
+        if (connections_.size() + dialing_ < config_.pool_size) {
+          ++dialing_;
+        } else {
+          waiter = std::make_shared<WakeChannel>(
+              co_await asio::this_coro::executor, 1);
+          waiters_.push_back(waiter);
+        }
+      }
+      if (waiter) {
+        auto [ec] = co_await waiter->async_receive(as_tuple(use_awaitable));
+        if (ec) {
+          std::lock_guard lock(mu_);
+          waiters_.remove(waiter);
+          co_return absl::CancelledError(
+              "cancelled while waiting for a free connection slot");
+        }
+        continue;
+      }
+      absl::Cleanup done_dialing = [this] {
+        std::lock_guard lock(mu_);
+        --dialing_;
+        WakeOneLocked();  // a waiter may dial in our place
+      };
+      absl::StatusOr<std::shared_ptr<ClientConnection>> connection =
+          co_await Dial();
+      if (!connection.ok()) co_return connection.status();
+      std::lock_guard lock(mu_);
+      (*connection)->in_flight = 1;
+      connections_.push_back(*connection);
+      co_return Lease(shared_from_this(), std::move(*connection));
+    }
+  }
+
+ private:
+  asio::awaitable<absl::StatusOr<std::shared_ptr<ClientConnection>>> Dial() {
+    using namespace asio::experimental::awaitable_operators;
+    std::string host, port;
+    if (absl::Status s = SplitTarget(target_, host, port); !s.ok()) {
+      co_return s;
+    }
+    asio::any_io_executor strand = tasks_.NewStrand();
+    tcp::resolver resolver(strand);
+    tcp::socket socket(strand);
+    auto connect = [&]() -> asio::awaitable<boost::system::error_code> {
+      auto [ec, endpoints] = co_await resolver.async_resolve(
+          host, port, as_tuple(use_awaitable));
+      if (ec) co_return ec;
+      auto [connect_ec, endpoint] = co_await asio::async_connect(
+          socket, endpoints, as_tuple(use_awaitable));
+      co_return connect_ec;
+    };
+    asio::steady_timer timer(strand, config_.connect_timeout);
+    std::variant<boost::system::error_code, std::tuple<boost::system::error_code>>
+        outcome = co_await (connect() ||
+                            timer.async_wait(as_tuple(use_awaitable)));
+    if (outcome.index() == 1) {
+      co_return absl::UnavailableError(absl::StrCat(
+          "connecting to ", target_, " timed out after ",
+          config_.connect_timeout.count(), " ms (DYN_TCP_CONNECT_TIMEOUT)"));
+    }
+    if (boost::system::error_code ec = std::get<0>(outcome)) {
+      co_return absl::UnavailableError(
+          absl::StrCat("cannot connect to ", target_, ": ", ec.message()));
+    }
+    auto framed = std::make_shared<FramedSocket>(std::move(socket),
+                                                 config_.max_message_size);
+    auto connection = std::make_shared<ClientConnection>(framed);
+    tasks_.Spawn(strand, framed->WriteLoop(), "tcp client writer");
+    tasks_.Spawn(strand, connection->ReadLoop(), "tcp client reader");
+    co_return connection;
+  }
+
+  void Release(ClientConnection& connection) {
+    std::lock_guard lock(mu_);
+    --connection.in_flight;
+    WakeOneLocked();
+  }
+
+  void WakeOneLocked() {
+    while (!waiters_.empty()) {
+      std::shared_ptr<WakeChannel> w = std::move(waiters_.front());
+      waiters_.pop_front();
+      if (w->try_send(boost::system::error_code{})) return;
+    }
+  }
+
+  const std::string target_;
+  const TcpConfig config_;
+  TaskGroup& tasks_;         // the client's
+  std::mutex mu_;
+  std::vector<std::shared_ptr<ClientConnection>> connections_;
+  std::size_t dialing_ = 0;
+  std::list<std::shared_ptr<WakeChannel>> waiters_;
+};
+
+TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
+    : config_(std::move(config)),
+      executor_(std::move(executor)),
+      tasks_(executor_) {}
+
+TcpClient::~TcpClient() {
+  {
+    std::lock_guard lock(mu_);
+    pools_.clear();
+  }
+  tasks_.CancelAll();
+}
+
+std::shared_ptr<ConnectionPool> TcpClient::PoolFor(std::string_view target) {
+  std::lock_guard lock(mu_);
+  std::shared_ptr<ConnectionPool>& pool = pools_[std::string(target)];
+  if (pool == nullptr) {
+    pool = std::make_shared<ConnectionPool>(std::string(target), config_,
+                                            tasks_);
+  }
+  return pool;
+}
+
+asio::awaitable<absl::StatusOr<std::string>> TcpClient::Unary(
+    std::string_view target, CallRequest request) {
+  // Refuse what the server would refuse, before anything is written.
+  if (request.payload.size() > config_.max_message_size) {
+    co_return OversizedError("request", request.payload.size(),
+                             config_.max_message_size);
+  }
+  RequestHead head;
+  head.method = std::move(request.method);
+  head.metadata = std::move(request.metadata);
+  if (request.deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+        *request.deadline - Clock::now());
+    head.timeout_us = static_cast<uint64_t>(std::max<int64_t>(left.count(), 1));
+  }
+  absl::StatusOr<std::string> prefix =
+      EncodeRequestPrefix(0, head, request.payload.size());
+  if (!prefix.ok()) co_return prefix.status();
+
+  std::shared_ptr<ConnectionPool> pool = PoolFor(target);
+  absl::StatusOr<ConnectionPool::Lease> lease = co_await pool->Acquire();
+  if (!lease.ok()) co_return lease.status();
+  co_return co_await lease->connection().Call(std::move(*prefix),
+                                              std::move(request.payload));
+}
+
+}  // namespace dynrpc::internal::tcp

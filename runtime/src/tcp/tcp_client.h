@@ -1,0 +1,48 @@
+// The TCP request plane's client: pooled, multiplexed connections per
+// destination.
+#ifndef DYNRPC_RUNTIME_SRC_TCP_TCP_CLIENT_H_
+#define DYNRPC_RUNTIME_SRC_TCP_TCP_CLIENT_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "core/request_plane.h"
+#include "core/task_group.h"
+#include "dynrpc/config.h"
+
+namespace dynrpc::internal::tcp {
+
+class ConnectionPool;
+
+// Connections open lazily. A call takes the least-loaded connection to its
+// target that has fewer than `channel_buffer` calls in flight; when all are
+// full a new one is dialled, up to `pool_size`; past that the call waits for
+// a slot (it is never dropped; its deadline still runs).
+class TcpClient final : public RequestPlaneClient {
+ public:
+  TcpClient(TcpConfig config, boost::asio::any_io_executor executor);
+  // Closes every connection; calls still in flight fail with UNAVAILABLE.
+  ~TcpClient() override;
+
+  boost::asio::awaitable<absl::StatusOr<std::string>> Unary(
+      std::string_view target, CallRequest request) override;
+  Clock::duration default_timeout() const override {
+    return config_.request_timeout;
+  }
+
+ private:
+  std::shared_ptr<ConnectionPool> PoolFor(std::string_view target);
+
+  TcpConfig config_;
+  boost::asio::any_io_executor executor_;
+  TaskGroup tasks_;  // connections' reader and writer coroutines
+  std::mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools_;
+};
+
+}  // namespace dynrpc::internal::tcp
+
+#endif  // DYNRPC_RUNTIME_SRC_TCP_TCP_CLIENT_H_

@@ -1,0 +1,50 @@
+// The TCP request plane's server: accepts connections and serves the calls
+// multiplexed on them.
+#ifndef DYNRPC_RUNTIME_SRC_TCP_TCP_SERVER_H_
+#define DYNRPC_RUNTIME_SRC_TCP_TCP_SERVER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "core/request_plane.h"
+#include "core/task_group.h"
+#include "dynrpc/config.h"
+#include "tcp/framed_socket.h"
+
+namespace dynrpc::internal::tcp {
+
+class TcpServer final : public RequestPlaneServer {
+ public:
+  TcpServer(TcpConfig config, boost::asio::any_io_executor executor);
+  ~TcpServer() override;
+
+  // Binds config.host (detected when empty) and config.port (0: the OS
+  // picks) and returns "host:port".
+  absl::StatusOr<std::string> Start(CallHandler& handler) override;
+  void Shutdown() override;
+
+ private:
+  boost::asio::awaitable<void> AcceptLoop();
+  boost::asio::awaitable<void> ServeConnection(
+      std::shared_ptr<FramedSocket> connection);
+  boost::asio::awaitable<void> ServeCall(
+      std::shared_ptr<FramedSocket> connection, uint64_t call_id,
+      CallRequest request);
+  // Answers `call_id` with an error status and no payload.
+  void SendError(FramedSocket& connection, uint64_t call_id,
+                 const absl::Status& status);
+
+  TcpConfig config_;
+  boost::asio::any_io_executor executor_;
+  TaskGroup tasks_;
+  std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
+  CallHandler* handler_ = nullptr;  // borrowed, set by Start()
+  bool shut_down_ = false;
+};
+
+}  // namespace dynrpc::internal::tcp
+
+#endif  // DYNRPC_RUNTIME_SRC_TCP_TCP_SERVER_H_

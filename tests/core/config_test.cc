@@ -1,0 +1,255 @@
+#include "dynrpc/config.h"
+
+#include <map>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+
+namespace dynrpc {
+namespace {
+
+using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+absl::StatusOr<Config> Parse(const std::map<std::string, std::string>& env) {
+  return Config::FromLookup(
+      [&](std::string_view name) -> std::optional<std::string> {
+        auto it = env.find(std::string(name));
+        if (it == env.end()) return std::nullopt;
+        return it->second;
+      });
+}
+
+TEST(Config, DefaultsMatchTheGuide) {
+  absl::StatusOr<Config> c = Parse({});
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->request_plane, RequestPlaneKind::kTcp);
+  EXPECT_EQ(c->tcp.host, "");  // detected at Server::Start
+  EXPECT_EQ(c->tcp.port, 0);
+  EXPECT_EQ(c->tcp.max_message_size, 32u << 20);
+  EXPECT_EQ(c->tcp.request_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c->tcp.pool_size, 50u);
+  EXPECT_EQ(c->tcp.connect_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(c->tcp.channel_buffer, 100u);
+  EXPECT_EQ(c->http.host, "");
+  EXPECT_EQ(c->http.port, 8888);
+  EXPECT_EQ(c->http.root_path, "/v1/rpc");
+  EXPECT_EQ(c->http.max_frame_size, 1u << 20);
+  EXPECT_EQ(c->http.max_concurrent_streams, 1000u);
+  EXPECT_EQ(c->http.pool_max_idle_per_host, 100u);
+  EXPECT_EQ(c->http.pool_idle_timeout, std::chrono::seconds(90));
+  EXPECT_EQ(c->http.keep_alive_interval, std::chrono::seconds(30));
+  EXPECT_EQ(c->http.keep_alive_timeout, std::chrono::seconds(10));
+  EXPECT_TRUE(c->http.adaptive_window);
+  EXPECT_EQ(c->nats.server, "nats://localhost:4222");
+}
+
+TEST(Config, RequestPlaneIsCaseInsensitive) {
+  struct Case {
+    std::string value;
+    RequestPlaneKind want;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"tcp", RequestPlaneKind::kTcp},
+           {"TCP", RequestPlaneKind::kTcp},
+           {"", RequestPlaneKind::kTcp},
+           {"http", RequestPlaneKind::kHttp},
+           {"HTTP", RequestPlaneKind::kHttp},
+           {"nats", RequestPlaneKind::kNats},
+           {"Nats", RequestPlaneKind::kNats},
+       }) {
+    SCOPED_TRACE(c.value);
+    absl::StatusOr<Config> config = Parse({{"DYN_REQUEST_PLANE", c.value}});
+    ASSERT_THAT(config, IsOk());
+    EXPECT_EQ(config->request_plane, c.want);
+  }
+}
+
+TEST(Config, InvalidRequestPlaneHasTheGuidesExactMessage) {
+  absl::StatusOr<Config> c = Parse({{"DYN_REQUEST_PLANE", "grpc"}});
+  ASSERT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(c.status().message(),
+            "Invalid request plane mode: 'grpc'. Valid options are: 'nats', "
+            "'http', 'tcp'");
+}
+
+TEST(Config, ParsesEveryVariable) {
+  absl::StatusOr<Config> c = Parse({
+      {"DYN_TCP_RPC_HOST", "10.1.2.3"},
+      {"DYN_TCP_RPC_PORT", "7000"},
+      {"DYN_TCP_MAX_MESSAGE_SIZE", "4MiB"},
+      {"DYN_TCP_REQUEST_TIMEOUT", "2500ms"},
+      {"DYN_TCP_POOL_SIZE", "4"},
+      {"DYN_TCP_CONNECT_TIMEOUT", "1"},
+      {"DYN_TCP_CHANNEL_BUFFER", "7"},
+      {"DYN_HTTP_RPC_HOST", "example.internal"},
+      {"DYN_HTTP_RPC_PORT", "0"},
+      {"DYN_HTTP_RPC_ROOT_PATH", "/api/rpc/"},
+      {"DYN_HTTP2_MAX_FRAME_SIZE", "65536"},
+      {"DYN_HTTP2_MAX_CONCURRENT_STREAMS", "10"},
+      {"DYN_HTTP2_POOL_MAX_IDLE_PER_HOST", "0"},
+      {"DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS", "5"},
+      {"DYN_HTTP2_KEEP_ALIVE_INTERVAL_SECS", "6"},
+      {"DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS", "7"},
+      {"DYN_HTTP2_ADAPTIVE_WINDOW", "FALSE"},
+      {"NATS_SERVER", "nats://127.0.0.1:4333"},
+  });
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->tcp.host, "10.1.2.3");
+  EXPECT_EQ(c->tcp.port, 7000);
+  EXPECT_EQ(c->tcp.max_message_size, 4u << 20);
+  EXPECT_EQ(c->tcp.request_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(c->tcp.pool_size, 4u);
+  EXPECT_EQ(c->tcp.connect_timeout, std::chrono::seconds(1));
+  EXPECT_EQ(c->tcp.channel_buffer, 7u);
+  EXPECT_EQ(c->http.host, "example.internal");
+  EXPECT_EQ(c->http.port, 0);
+  EXPECT_EQ(c->http.root_path, "/api/rpc");
+  EXPECT_EQ(c->http.max_frame_size, 65536u);
+  EXPECT_EQ(c->http.max_concurrent_streams, 10u);
+  EXPECT_EQ(c->http.pool_max_idle_per_host, 0u);
+  EXPECT_EQ(c->http.pool_idle_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c->http.keep_alive_interval, std::chrono::seconds(6));
+  EXPECT_EQ(c->http.keep_alive_timeout, std::chrono::seconds(7));
+  EXPECT_FALSE(c->http.adaptive_window);
+  EXPECT_EQ(c->nats.server, "nats://127.0.0.1:4333");
+}
+
+TEST(Config, UnitsOfSizesAndDurations) {
+  struct Case {
+    std::string size, duration;
+    std::size_t want_size;
+    std::chrono::milliseconds want_duration;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"1048576", "3", 1u << 20, std::chrono::seconds(3)},
+           {"512B", "3s", 512, std::chrono::seconds(3)},
+           {"64KiB", "250ms", 64u << 10, std::chrono::milliseconds(250)},
+           {"1GiB", "2m", 1u << 30, std::chrono::minutes(2)},
+           {"2mib", " 7 ", 2u << 20, std::chrono::seconds(7)},
+       }) {
+    SCOPED_TRACE(c.size + " / " + c.duration);
+    absl::StatusOr<Config> config =
+        Parse({{"DYN_TCP_MAX_MESSAGE_SIZE", c.size},
+               {"DYN_TCP_REQUEST_TIMEOUT", c.duration}});
+    ASSERT_THAT(config, IsOk());
+    EXPECT_EQ(config->tcp.max_message_size, c.want_size);
+    EXPECT_EQ(config->tcp.request_timeout, c.want_duration);
+  }
+}
+
+TEST(Config, EmptyValueMeansDefault) {
+  absl::StatusOr<Config> c =
+      Parse({{"DYN_TCP_RPC_PORT", ""}, {"DYN_TCP_POOL_SIZE", "  "}});
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->tcp.port, 0);
+  EXPECT_EQ(c->tcp.pool_size, 50u);
+}
+
+TEST(Config, MalformedValuesNameVariableValueAndWhatIsAllowed) {
+  struct Case {
+    std::string name, value, allowed;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"DYN_TCP_RPC_PORT", "abc", "an integer from 0 to 65535"},
+           {"DYN_TCP_RPC_PORT", "-5", "an integer from 0 to 65535"},
+           {"DYN_TCP_RPC_PORT", "10x", "an integer from 0 to 65535"},
+           {"DYN_TCP_RPC_PORT", "99999999999", "an integer from 0 to 65535"},
+           {"DYN_TCP_RPC_PORT", "65536", "an integer from 0 to 65535"},
+           {"DYN_HTTP_RPC_PORT", "http", "an integer from 0 to 65535"},
+           {"DYN_TCP_RPC_HOST", "not a host", "address or a host name"},
+           {"DYN_HTTP_RPC_HOST", "-bad-.example", "address or a host name"},
+           {"DYN_TCP_MAX_MESSAGE_SIZE", "0", "a size from 1"},
+           {"DYN_TCP_MAX_MESSAGE_SIZE", "32MB", "a size from 1"},
+           {"DYN_TCP_MAX_MESSAGE_SIZE", "3GiB", "a size from 1"},
+           {"DYN_TCP_MAX_MESSAGE_SIZE", "-1", "a size from 1"},
+           {"DYN_TCP_REQUEST_TIMEOUT", "0", "a positive duration"},
+           {"DYN_TCP_REQUEST_TIMEOUT", "10x", "a positive duration"},
+           {"DYN_TCP_REQUEST_TIMEOUT", "1.5", "a positive duration"},
+           {"DYN_TCP_CONNECT_TIMEOUT", "-5", "a positive duration"},
+           {"DYN_TCP_POOL_SIZE", "0", "an integer from 1 to"},
+           {"DYN_TCP_CHANNEL_BUFFER", "abc", "an integer from 1 to"},
+           {"DYN_HTTP_RPC_ROOT_PATH", "", "a path starting with '/'"},
+           {"DYN_HTTP_RPC_ROOT_PATH", "v1/rpc", "a path starting with '/'"},
+           {"DYN_HTTP_RPC_ROOT_PATH", "/v1//rpc", "a path starting with '/'"},
+           {"DYN_HTTP2_MAX_FRAME_SIZE", "1024", "a size from 16384"},
+           {"DYN_HTTP2_MAX_FRAME_SIZE", "16MiB", "a size from 16384"},
+           {"DYN_HTTP2_MAX_CONCURRENT_STREAMS", "0", "an integer from 1"},
+           {"DYN_HTTP2_POOL_MAX_IDLE_PER_HOST", "-5", "an integer from 0"},
+           {"DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS", "abc", "an integer from 0"},
+           {"DYN_HTTP2_KEEP_ALIVE_INTERVAL_SECS", "0", "an integer from 1"},
+           {"DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS", "10x", "an integer from 1"},
+           {"DYN_HTTP2_ADAPTIVE_WINDOW", "maybe", "true or false"},
+           {"NATS_SERVER", "localhost:4222", "nats://host[:port]"},
+           {"NATS_SERVER", "nats://", "nats://host[:port]"},
+           {"NATS_SERVER", "nats://localhost:99999", "nats://host[:port]"},
+           {"NATS_SERVER", "http://localhost:4222", "nats://host[:port]"},
+       }) {
+    SCOPED_TRACE(c.name + "=" + c.value);
+    absl::StatusOr<Config> config = Parse({{c.name, c.value}});
+    EXPECT_THAT(config,
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr(c.name + "='" + c.value + "'"),
+                               HasSubstr(c.allowed))));
+  }
+}
+
+TEST(Config, ReportsEveryErrorAtOnce) {
+  absl::StatusOr<Config> c = Parse({{"DYN_REQUEST_PLANE", "tpc"},
+                                    {"DYN_TCP_RPC_PORT", "abc"},
+                                    {"DYN_TCP_POOL_SIZE", "0"}});
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument,
+                          AllOf(HasSubstr("Invalid request plane mode: 'tpc'"),
+                                HasSubstr("DYN_TCP_RPC_PORT='abc'"),
+                                HasSubstr("DYN_TCP_POOL_SIZE='0'"))));
+}
+
+TEST(Config, AcceptsNatsUrlForms) {
+  for (const char* url :
+       {"nats://localhost:4222", "nats://localhost", "tls://10.0.0.1:4443",
+        "nats://user:pass@host.example:4222",
+        "nats://a:4222, nats://b:4222", "nats://[::1]:4222"}) {
+    SCOPED_TRACE(url);
+    EXPECT_THAT(Parse({{"NATS_SERVER", url}}), IsOk());
+  }
+}
+
+TEST(Config, FromEnvironmentReadsTheProcessEnvironment) {
+  ASSERT_EQ(setenv("DYN_TCP_POOL_SIZE", "3", 1), 0);
+  absl::StatusOr<Config> c = Config::FromEnvironment();
+  unsetenv("DYN_TCP_POOL_SIZE");
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->tcp.pool_size, 3u);
+}
+
+TEST(PickHostAddress, PrefersFirstUpNonLoopbackIpv4) {
+  EXPECT_EQ(PickHostAddress({{"lo", "127.0.0.1", true, true},
+                             {"eth0", "fd00::5", false, true},
+                             {"eth1", "192.0.2.7", false, false},
+                             {"eth2", "198.51.100.4", false, true}}),
+            "198.51.100.4");
+}
+
+TEST(PickHostAddress, FallsBackToIpv6ThenLoopback) {
+  EXPECT_EQ(PickHostAddress({{"lo", "::1", true, true},
+                             {"eth0", "fe80::1", false, true},
+                             {"eth1", "2001:db8::9", false, true}}),
+            "2001:db8::9");
+  EXPECT_EQ(PickHostAddress({{"lo", "127.0.0.1", true, true}}), "127.0.0.1");
+  EXPECT_EQ(PickHostAddress({}), "127.0.0.1");
+}
+
+TEST(DetectHostAddress, ReturnsANumericAddressOfThisHost) {
+  // Only inspects the interface list; sends nothing to the address.
+  std::string address = DetectHostAddress();
+  absl::StatusOr<Config> c = Parse({{"DYN_TCP_RPC_HOST", address}});
+  EXPECT_THAT(c, IsOk()) << address;
+  EXPECT_FALSE(address.empty());
+}
+
+}  // namespace
+}  // namespace dynrpc

@@ -1,0 +1,62 @@
+// EchoService as the end-to-end tests use it, with hooks to observe and
+// release blocked calls.
+#ifndef DYNRPC_TESTS_SUPPORT_ECHO_SERVICE_H_
+#define DYNRPC_TESTS_SUPPORT_ECHO_SERVICE_H_
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "boost/asio/experimental/concurrent_channel.hpp"
+#include "dynrpc/testing/echo.dynrpc.pb.h"
+
+namespace dynrpc::testing {
+
+class EchoServiceImpl final : public EchoService::Service {
+ public:
+  boost::asio::awaitable<absl::StatusOr<EchoReply>> Echo(
+      ServerContext& context, const EchoRequest& request) override;
+  boost::asio::awaitable<absl::StatusOr<EchoReply>> Fail(
+      ServerContext& context, const FailRequest& request) override;
+  boost::asio::awaitable<absl::StatusOr<EchoReply>> Block(
+      ServerContext& context, const EchoRequest& request) override;
+  boost::asio::awaitable<absl::StatusOr<EchoReply>> Sized(
+      ServerContext& context, const SizeRequest& request) override;
+
+  // Called (on a runtime thread) when a Block call starts waiting.
+  void set_on_block(std::function<void()> f) { on_block_ = std::move(f); }
+
+  // Blocks the calling thread until `n` Block calls are waiting at once
+  // (released calls no longer count as waiting).
+  void WaitForBlocked(int n);
+  // Blocks the calling thread until `n` Block calls have ended in total.
+  void WaitForBlocksEnded(int n);
+  // Lets one waiting Block call return (true), or none is waiting (false).
+  bool ReleaseOne();
+  // Lets every waiting Block call return.
+  void ReleaseAll();
+
+  // Calls that reached any handler; Block calls that ended, either way.
+  int calls() const;
+  int blocks_ended() const;
+  // The most Block calls ever waiting at once.
+  int max_blocked() const;
+
+ private:
+  using Gate = boost::asio::experimental::concurrent_channel<void(
+      boost::system::error_code)>;
+
+  std::function<void()> on_block_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<std::shared_ptr<Gate>> gates_;
+  int calls_ = 0;
+  int blocks_ended_ = 0;
+  int max_blocked_ = 0;
+};
+
+}  // namespace dynrpc::testing
+
+#endif  // DYNRPC_TESTS_SUPPORT_ECHO_SERVICE_H_

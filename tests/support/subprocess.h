@@ -1,0 +1,39 @@
+// Runs a helper program with its stdout on a pipe, for tests that need a
+// peer in another process (to kill it).
+#ifndef DYNRPC_TESTS_SUPPORT_SUBPROCESS_H_
+#define DYNRPC_TESTS_SUPPORT_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dynrpc::testing {
+
+class Subprocess {
+ public:
+  // Starts `path` with `args` and the environment plus `env` ("K=V").
+  Subprocess(const std::string& path, const std::vector<std::string>& args,
+             const std::vector<std::string>& env);
+  // Kills (SIGKILL) and reaps the child if it still runs.
+  ~Subprocess();
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  // The next line of the child's stdout without its newline, or nullopt on
+  // end of file or when `timeout` passes first.
+  std::optional<std::string> ReadLine(std::chrono::milliseconds timeout);
+  // SIGKILL, then wait for the child to end.
+  void Kill();
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string buffered_;
+};
+
+}  // namespace dynrpc::testing
+
+#endif  // DYNRPC_TESTS_SUPPORT_SUBPROCESS_H_

@@ -1,0 +1,169 @@
+#include "tcp/frame.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+
+namespace dynrpc::internal::tcp {
+namespace {
+
+using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(Frame, RequestRoundTrip) {
+  RequestHead head;
+  head.method = "/helloworld.Greeter/SayHello";
+  head.timeout_us = 1'500'000;
+  head.metadata = {{"x-request-id", "abc"}, {"k", ""}, {"k", "v2"}};
+  absl::StatusOr<std::string> prefix = EncodeRequestPrefix(42, head, 1234);
+  ASSERT_THAT(prefix, IsOk());
+
+  absl::StatusOr<FrameHeader> header = DecodeFrameHeader(
+      std::string_view(*prefix).substr(0, kFrameHeaderSize));
+  ASSERT_THAT(header, IsOk());
+  EXPECT_EQ(header->type, FrameType::kRequest);
+  EXPECT_EQ(header->call_id, 42u);
+  EXPECT_EQ(header->payload_len, 1234u);
+  ASSERT_EQ(header->head_len, prefix->size() - kFrameHeaderSize);
+
+  absl::StatusOr<RequestHead> decoded =
+      DecodeRequestHead(std::string_view(*prefix).substr(kFrameHeaderSize));
+  ASSERT_THAT(decoded, IsOk());
+  EXPECT_EQ(decoded->method, head.method);
+  EXPECT_EQ(decoded->timeout_us, head.timeout_us);
+  EXPECT_EQ(decoded->metadata, head.metadata);
+}
+
+TEST(Frame, ResponseRoundTripForEveryCode) {
+  for (int code = 0; code <= 16; ++code) {
+    SCOPED_TRACE(code);
+    ResponseHead head;
+    head.code = static_cast<absl::StatusCode>(code);
+    head.message = "why " + std::to_string(code);
+    head.metadata = {{"trailer", "t"}};
+    absl::StatusOr<std::string> prefix = EncodeResponsePrefix(7, head, 0);
+    ASSERT_THAT(prefix, IsOk());
+    absl::StatusOr<FrameHeader> header = DecodeFrameHeader(
+        std::string_view(*prefix).substr(0, kFrameHeaderSize));
+    ASSERT_THAT(header, IsOk());
+    EXPECT_EQ(header->type, FrameType::kResponse);
+    absl::StatusOr<ResponseHead> decoded = DecodeResponseHead(
+        std::string_view(*prefix).substr(kFrameHeaderSize));
+    ASSERT_THAT(decoded, IsOk());
+    EXPECT_EQ(decoded->code, head.code);
+    EXPECT_EQ(decoded->message, head.message);
+    EXPECT_EQ(decoded->metadata, head.metadata);
+  }
+}
+
+TEST(Frame, CancelAndSetCallId) {
+  std::string cancel = EncodeCancel(9);
+  ASSERT_EQ(cancel.size(), kFrameHeaderSize);
+  SetCallId(cancel, 0x0102030405060708ull);
+  absl::StatusOr<FrameHeader> header = DecodeFrameHeader(cancel);
+  ASSERT_THAT(header, IsOk());
+  EXPECT_EQ(header->type, FrameType::kCancel);
+  EXPECT_EQ(header->call_id, 0x0102030405060708ull);
+  EXPECT_EQ(header->head_len, 0u);
+  EXPECT_EQ(header->payload_len, 0u);
+}
+
+TEST(Frame, MalformedHeadersAreInternalErrors) {
+  std::string good = EncodeCancel(1);
+  struct Case {
+    std::string name;
+    std::string bytes;
+    std::string why;
+  };
+  std::string bad_magic = good;
+  bad_magic[0] = 'G';  // e.g. an HTTP request line
+  std::string bad_type = good;
+  bad_type[1] = 9;
+  std::string zero_type = good;
+  zero_type[1] = 0;
+  std::string bad_flags = good;
+  bad_flags[3] = 1;
+  for (const Case& c : std::vector<Case>{
+           {"short", good.substr(0, 19), "header of 19 bytes"},
+           {"bad magic", bad_magic, "bad magic byte"},
+           {"unknown type", bad_type, "unknown frame type 9"},
+           {"type zero", zero_type, "unknown frame type 0"},
+           {"flags", bad_flags, "unknown flags"},
+       }) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(DecodeFrameHeader(c.bytes),
+                StatusIs(absl::StatusCode::kInternal,
+                         HasSubstr("malformed frame: " + c.why)));
+  }
+}
+
+TEST(Frame, EveryTruncationOfAHeadIsRejected) {
+  RequestHead request;
+  request.method = "/a.B/C";
+  request.metadata = {{"key", "value"}};
+  std::string req = *EncodeRequestPrefix(1, request, 0);
+  std::string_view req_head = std::string_view(req).substr(kFrameHeaderSize);
+  for (size_t n = 0; n < req_head.size(); ++n) {
+    SCOPED_TRACE(n);
+    EXPECT_THAT(DecodeRequestHead(req_head.substr(0, n)),
+                StatusIs(absl::StatusCode::kInternal,
+                         HasSubstr("truncated request head")));
+  }
+  ResponseHead response;
+  response.code = absl::StatusCode::kNotFound;
+  response.message = "gone";
+  response.metadata = {{"key", "value"}};
+  std::string resp = *EncodeResponsePrefix(1, response, 0);
+  std::string_view resp_head = std::string_view(resp).substr(kFrameHeaderSize);
+  for (size_t n = 0; n < resp_head.size(); ++n) {
+    SCOPED_TRACE(n);
+    EXPECT_THAT(DecodeResponseHead(resp_head.substr(0, n)),
+                StatusIs(absl::StatusCode::kInternal,
+                         HasSubstr("truncated response head")));
+  }
+}
+
+TEST(Frame, TrailingBytesAndUnknownCodesAreRejected) {
+  RequestHead request;
+  request.method = "/a.B/C";
+  std::string req = *EncodeRequestPrefix(1, request, 0) + "x";
+  EXPECT_THAT(DecodeRequestHead(std::string_view(req).substr(kFrameHeaderSize)),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("trailing")));
+
+  ResponseHead response;
+  std::string resp = *EncodeResponsePrefix(1, response, 0);
+  resp[kFrameHeaderSize + 3] = 17;  // status code 17 does not exist
+  EXPECT_THAT(
+      DecodeResponseHead(std::string_view(resp).substr(kFrameHeaderSize)),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("unknown status code")));
+}
+
+TEST(Frame, LengthFieldsClaimingMoreThanPresentDoNotAllocate) {
+  // A metadata value claiming 4 GiB inside a 20-byte head: rejected as
+  // truncated without reserving the claimed size.
+  RequestHead request;
+  request.method = "/a.B/C";
+  request.metadata = {{"k", "v"}};
+  std::string req = *EncodeRequestPrefix(1, request, 0);
+  std::string head(std::string_view(req).substr(kFrameHeaderSize));
+  size_t value_len_at = head.size() - 1 - 4;
+  head[value_len_at] = head[value_len_at + 1] = head[value_len_at + 2] =
+      head[value_len_at + 3] = '\xff';
+  EXPECT_THAT(DecodeRequestHead(head),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("truncated")));
+}
+
+TEST(Frame, OversizedHeadIsRefusedBySender) {
+  RequestHead request;
+  request.method = "/a.B/C";
+  request.metadata = {{"big", std::string(kMaxHeadSize, 'x')}};
+  EXPECT_THAT(EncodeRequestPrefix(1, request, 0),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("exceeds the limit of 65536 bytes")));
+}
+
+}  // namespace
+}  // namespace dynrpc::internal::tcp
