@@ -99,7 +99,8 @@ TEST_F(TcpEndToEndTest, ServerReportsItsLoopbackAddressAndOsAssignedPort) {
 TEST_F(TcpEndToEndTest, UnaryCallRoundTrips) {
   StartServer();
   auto stub = NewStub();
-  absl::StatusOr<EchoReply> reply = Echo(*stub, "hello", "\x00\x01\x02");
+  absl::StatusOr<EchoReply> reply =
+      Echo(*stub, "hello", std::string("\x00\x01\x02", 3));
   ASSERT_THAT(reply, IsOk());
   EXPECT_EQ(reply->text(), "hello");
   EXPECT_EQ(reply->payload(), std::string("\x00\x01\x02", 3));
@@ -251,7 +252,7 @@ TEST_F(TcpEndToEndTest, OversizedResponsesFailOnEitherSide) {
   ClientContext c1;
   EXPECT_THAT(Run(stub->Sized(c1, request)),
               StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("response message of 5242883 bytes exceeds "
+                       HasSubstr("response message of 5242885 bytes exceeds "
                                  "DYN_TCP_MAX_MESSAGE_SIZE=4194304")));
   // Within the server's limit, over the client's: the client drops it.
   request.set_reply_payload_bytes(2 << 20);

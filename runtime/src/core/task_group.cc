@@ -12,6 +12,7 @@
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
+#include "boost/system/system_error.hpp"
 
 namespace dynrpc::internal {
 
@@ -58,6 +59,13 @@ void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
             if (e) {
               try {
                 std::rethrow_exception(e);
+              } catch (const boost::system::system_error& ex) {
+                // Cancellation ends a task this way; anything else is news.
+                if (ex.code() != boost::asio::error::operation_aborted) {
+                  std::cerr << "dynrpc: task '" << name
+                            << "' ended with an exception: " << ex.what()
+                            << "\n";
+                }
               } catch (const std::exception& ex) {
                 std::cerr << "dynrpc: task '" << name
                           << "' ended with an exception: " << ex.what()

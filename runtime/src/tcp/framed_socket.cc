@@ -58,7 +58,13 @@ void FramedSocket::Send(std::string prefix, std::string payload) {
   });
 }
 
-asio::awaitable<void> FramedSocket::WriteLoop() {
+asio::awaitable<void> FramedSocket::WriteLoop(
+    std::shared_ptr<FramedSocket> self) {
+  co_await self->WriteQueued();
+  self->Close();
+}
+
+asio::awaitable<void> FramedSocket::WriteQueued() {
   std::vector<std::pair<std::string, std::string>> batch;
   std::vector<asio::const_buffer> buffers;
   while (!closed_) {
@@ -85,7 +91,6 @@ asio::awaitable<void> FramedSocket::WriteLoop() {
     batch.clear();
     if (ec) break;
   }
-  Close();
 }
 
 asio::awaitable<boost::system::error_code> FramedSocket::Fill(std::size_t n) {

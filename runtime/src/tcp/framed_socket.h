@@ -42,8 +42,10 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   // batches whatever is queued into one gather write. Dropped after Close().
   void Send(std::string prefix, std::string payload = {});
 
-  // The single writer: drains the queue until Close() or a write error.
-  boost::asio::awaitable<void> WriteLoop();
+  // The single writer: drains the queue until Close() or a write error. The
+  // coroutine owns `self`, so the socket lives as long as it runs.
+  static boost::asio::awaitable<void> WriteLoop(
+      std::shared_ptr<FramedSocket> self);
 
   // Reads the next frame. UNAVAILABLE when the peer closed the connection or
   // the socket failed; INTERNAL for a malformed header. A frame over the
@@ -59,6 +61,7 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   std::size_t max_message_size() const { return max_message_size_; }
 
  private:
+  boost::asio::awaitable<void> WriteQueued();
   boost::asio::awaitable<boost::system::error_code> Fill(std::size_t n);
   boost::asio::awaitable<boost::system::error_code> ReadExact(char* out,
                                                               std::size_t n);

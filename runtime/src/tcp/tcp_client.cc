@@ -98,8 +98,14 @@ class ClientConnection {
   }
 
   // Delivers responses until the connection fails, then fails every call
-  // still waiting with the reason (UNAVAILABLE for a lost connection).
-  asio::awaitable<void> ReadLoop() {
+  // still waiting with the reason (UNAVAILABLE for a lost connection). The
+  // coroutine owns `self`.
+  static asio::awaitable<void> ReadLoop(std::shared_ptr<ClientConnection> self) {
+    co_await self->ReadResponses();
+  }
+
+ private:
+  asio::awaitable<void> ReadResponses() {
     absl::Status why;
     for (;;) {
       absl::StatusOr<InFrame> frame = co_await socket_->ReadFrame();
@@ -128,6 +134,8 @@ class ClientConnection {
     socket_->Close();
   }
 
+
+ public:
   void Close() {
     FailAll(absl::UnavailableError(
         absl::StrCat("connection to ", socket_->peer(), " closed by the client")));
@@ -202,8 +210,8 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   };
 
   ConnectionPool(std::string target, const TcpConfig& config,
-                 TaskGroup& tasks)
-      : target_(std::move(target)), config_(config), tasks_(tasks) {}
+                 std::shared_ptr<TaskGroup> tasks)
+      : target_(std::move(target)), config_(config), tasks_(std::move(tasks)) {}
 
   ~ConnectionPool() {
     for (auto& connection : connections_) connection->Close();
@@ -269,7 +277,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     if (absl::Status s = SplitTarget(target_, host, port); !s.ok()) {
       co_return s;
     }
-    asio::any_io_executor strand = tasks_.NewStrand();
+    asio::any_io_executor strand = tasks_->NewStrand();
     tcp::resolver resolver(strand);
     tcp::socket socket(strand);
     auto connect = [&]() -> asio::awaitable<boost::system::error_code> {
@@ -296,8 +304,9 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     auto framed = std::make_shared<FramedSocket>(std::move(socket),
                                                  config_.max_message_size);
     auto connection = std::make_shared<ClientConnection>(framed);
-    tasks_.Spawn(strand, framed->WriteLoop(), "tcp client writer");
-    tasks_.Spawn(strand, connection->ReadLoop(), "tcp client reader");
+    tasks_->Spawn(strand, FramedSocket::WriteLoop(framed), "tcp client writer");
+    tasks_->Spawn(strand, ClientConnection::ReadLoop(connection),
+                  "tcp client reader");
     co_return connection;
   }
 
@@ -317,7 +326,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
 
   const std::string target_;
   const TcpConfig config_;
-  TaskGroup& tasks_;         // the client's
+  const std::shared_ptr<TaskGroup> tasks_;  // the client's
   std::mutex mu_;
   std::vector<std::shared_ptr<ClientConnection>> connections_;
   std::size_t dialing_ = 0;
@@ -327,14 +336,14 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
 TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(std::move(executor)),
-      tasks_(executor_) {}
+      tasks_(std::make_shared<TaskGroup>(executor_)) {}
 
 TcpClient::~TcpClient() {
   {
     std::lock_guard lock(mu_);
     pools_.clear();
   }
-  tasks_.CancelAll();
+  tasks_->CancelAll();
 }
 
 std::shared_ptr<ConnectionPool> TcpClient::PoolFor(std::string_view target) {

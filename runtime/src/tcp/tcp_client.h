@@ -38,7 +38,9 @@ class TcpClient final : public RequestPlaneClient {
 
   TcpConfig config_;
   boost::asio::any_io_executor executor_;
-  TaskGroup tasks_;  // connections' reader and writer coroutines
+  // Connections' reader and writer coroutines; shared with the pools, which
+  // calls in flight may keep alive past the client.
+  std::shared_ptr<TaskGroup> tasks_;
   std::mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools_;
 };

@@ -83,7 +83,8 @@ asio::awaitable<void> TcpServer::AcceptLoop() {
     if (ec) continue;  // e.g. the peer reset before we accepted it
     auto connection = std::make_shared<FramedSocket>(std::move(socket),
                                                      config_.max_message_size);
-    tasks_.Spawn(strand, connection->WriteLoop(), "tcp server writer");
+    tasks_.Spawn(strand, FramedSocket::WriteLoop(connection),
+                 "tcp server writer");
     tasks_.Spawn(strand, ServeConnection(connection), "tcp server reader");
   }
   boost::system::error_code ignored;
