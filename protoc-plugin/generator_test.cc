@@ -1,0 +1,233 @@
+// Golden tests of protoc-gen-dynrpc. Each case runs the generator in-process,
+// through protoc's own command line (CommandLineInterface), on a .proto under
+// testdata/ and compares every output file byte for byte with
+// testdata/<name>.dynrpc.pb.h.golden and .cc.golden.
+//
+// After an intended change to the generated code, rewrite the goldens with
+//   DYNRPC_UPDATE_GOLDENS=1 ./generator_test
+// and review their diff. tests/generated/ compiles and runs the same code,
+// so a golden cannot be right yet fail to build.
+#include "protoc-plugin/generator.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "google/protobuf/compiler/command_line_interface.h"
+#include "gtest/gtest.h"
+
+namespace dynrpc::plugin {
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kTestdata = DYNRPC_TESTDATA_DIR;
+
+struct ProtocResult {
+  int exit_code;
+  std::string errors;  // What protoc printed to stderr.
+};
+
+// Runs protoc with our generator registered as --dynrpc_out, importing from
+// `import_dir` and the well-known types.
+ProtocResult RunProtoc(const fs::path& import_dir, std::string_view out_flag,
+                       std::string_view proto) {
+  Generator generator;
+  google::protobuf::compiler::CommandLineInterface cli;
+  cli.RegisterGenerator("--dynrpc_out", &generator, "Generate dynrpc stubs.");
+  const std::vector<std::string> args = {
+      "protoc",
+      "-I" + import_dir.string(),
+      std::string("-I") + DYNRPC_PROTOBUF_INCLUDE_DIR,
+      std::string(out_flag),
+      std::string(proto),
+  };
+  std::vector<const char*> argv;
+  for (const std::string& arg : args) argv.push_back(arg.c_str());
+  ::testing::internal::CaptureStderr();
+  const int exit_code = cli.Run(static_cast<int>(argv.size()), argv.data());
+  return {exit_code, ::testing::internal::GetCapturedStderr()};
+}
+
+// A new, empty directory under the test's temporary directory, private to
+// this process (two build trees may run the test at once), removed with
+// everything in it when this goes out of scope.
+class ScratchDir {
+ public:
+  explicit ScratchDir(std::string_view name)
+      : path_(fs::path(::testing::TempDir()) /
+              ("generator_test." + std::to_string(::getpid()) + "." +
+               std::string(name))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() { fs::remove_all(path_); }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+void WriteFile(const fs::path& path, std::string_view content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+}
+
+// Every regular file under `dir`, relative to it.
+std::set<std::string> ListFiles(const fs::path& dir) {
+  std::set<std::string> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) {
+      files.insert(fs::relative(entry.path(), dir).generic_string());
+    }
+  }
+  return files;
+}
+
+// The first line where `generated` and `golden` differ, both versions of
+// it, for a failure message shorter than two whole files.
+std::string FirstDifference(std::string_view generated,
+                            std::string_view golden) {
+  int line = 1;
+  while (true) {
+    const std::size_t generated_end = generated.find('\n');
+    const std::size_t golden_end = golden.find('\n');
+    const std::string_view generated_line = generated.substr(0, generated_end);
+    const std::string_view golden_line = golden.substr(0, golden_end);
+    if (generated_line != golden_line ||
+        (generated_end == golden.npos) != (golden_end == golden.npos)) {
+      return "line " + std::to_string(line) +
+             ":\n  generated: " + std::string(generated_line) +
+             "\n  golden:    " + std::string(golden_line);
+    }
+    if (generated_end == generated.npos) return "no difference";
+    generated.remove_prefix(generated_end + 1);
+    golden.remove_prefix(golden_end + 1);
+    ++line;
+  }
+}
+
+bool UpdatingGoldens() {
+  const char* value = std::getenv("DYNRPC_UPDATE_GOLDENS");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
+TEST(GeneratorTest, OutputMatchesGoldens) {
+  const struct {
+    std::string proto;
+    std::string stem;
+  } kCases[] = {
+      {"greeter.proto", "greeter"},
+      {"nopackage.proto", "nopackage"},
+      {"common/types.proto", "common/types"},
+  };
+  for (const auto& test_case : kCases) {
+    SCOPED_TRACE(test_case.proto);
+    const ScratchDir scratch("golden");
+    const fs::path& out_dir = scratch.path();
+    const ProtocResult result = RunProtoc(
+        kTestdata, "--dynrpc_out=" + out_dir.string(), test_case.proto);
+    ASSERT_EQ(result.exit_code, 0) << result.errors;
+    EXPECT_EQ(result.errors, "");
+
+    const std::string header = test_case.stem + ".dynrpc.pb.h";
+    const std::string source = test_case.stem + ".dynrpc.pb.cc";
+    EXPECT_EQ(ListFiles(out_dir), (std::set<std::string>{header, source}));
+    for (const std::string& file : {header, source}) {
+      SCOPED_TRACE(file);
+      const std::string generated = ReadFile(out_dir / file);
+      const fs::path golden = kTestdata / (file + ".golden");
+      if (UpdatingGoldens()) {
+        WriteFile(golden, generated);
+        continue;
+      }
+      ASSERT_TRUE(fs::exists(golden))
+          << golden << " is missing: run with DYNRPC_UPDATE_GOLDENS=1";
+      const std::string expected = ReadFile(golden);
+      EXPECT_TRUE(generated == expected)
+          << FirstDifference(generated, expected)
+          << "\nRegenerate with DYNRPC_UPDATE_GOLDENS=1 if this is intended.";
+    }
+  }
+}
+
+TEST(GeneratorTest, RejectsUnknownParameter) {
+  const ScratchDir scratch("bogus");
+  const fs::path& out_dir = scratch.path();
+  const ProtocResult result = RunProtoc(
+      kTestdata, "--dynrpc_out=bogus=1:" + out_dir.string(), "greeter.proto");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.errors.find(
+                "--dynrpc_out: greeter.proto: unknown parameter \"bogus\""),
+            std::string::npos)
+      << result.errors;
+  EXPECT_TRUE(ListFiles(out_dir).empty());
+}
+
+TEST(GeneratorTest, RejectsStreamingMethods) {
+  // testdata/streaming.proto, and one file per other kind of stream.
+  const ScratchDir inline_scratch("streaming_in");
+  const fs::path& inline_dir = inline_scratch.path();
+  WriteFile(inline_dir / "server.proto",
+            "syntax = \"proto3\";\n"
+            "message M {}\n"
+            "service S { rpc Watch(M) returns (stream M); }\n");
+  WriteFile(inline_dir / "bidi.proto",
+            "syntax = \"proto3\";\n"
+            "package p;\n"
+            "message M {}\n"
+            "service S {\n"
+            "  rpc Get(M) returns (M);\n"
+            "  rpc Chat(stream M) returns (stream M);\n"
+            "}\n");
+  // What protoc prints, less the common ending.
+  const struct {
+    fs::path import_dir;
+    std::string proto;
+    std::string error;
+  } kCases[] = {
+      {kTestdata, "streaming.proto",
+       "--dynrpc_out: streaming.proto: method acme.streaming.Uploader.Upload "
+       "is streaming (client-streaming)"},
+      {inline_dir, "server.proto",
+       "--dynrpc_out: server.proto: method S.Watch is streaming "
+       "(server-streaming)"},
+      {inline_dir, "bidi.proto",
+       "--dynrpc_out: bidi.proto: method p.S.Chat is streaming "
+       "(bidi-streaming)"},
+  };
+  for (const auto& test_case : kCases) {
+    SCOPED_TRACE(test_case.proto);
+    const ScratchDir scratch("streaming_out");
+    const fs::path& out_dir = scratch.path();
+    const ProtocResult result =
+        RunProtoc(test_case.import_dir, "--dynrpc_out=" + out_dir.string(),
+                  test_case.proto);
+    EXPECT_NE(result.exit_code, 0);
+    const std::string error =
+        test_case.error +
+        "; dynrpc supports unary methods only in this version\n";
+    EXPECT_NE(result.errors.find(error), std::string::npos) << result.errors;
+    EXPECT_TRUE(ListFiles(out_dir).empty());
+  }
+}
+
+}  // namespace
+}  // namespace dynrpc::plugin
