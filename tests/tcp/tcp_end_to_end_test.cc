@@ -411,6 +411,42 @@ TEST_F(TcpEndToEndTest, ChannelBufferBoundsCallsInFlightPerConnection) {
   EXPECT_EQ(service_.max_blocked(), 2);
 }
 
+TEST_F(TcpEndToEndTest, ConcurrentCallsOpenConnectionsOnlyAsNeeded) {
+  // A listener that completes handshakes but never reads: every connection
+  // the client opens waits in its accept queue, where we count them.
+  asio::io_context io;
+  asio::ip::tcp::acceptor silent(
+      io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  Config config = LoopbackConfig();
+  config.tcp.channel_buffer = 100;
+  config.tcp.pool_size = 50;
+  auto stub = NewStub(config, "127.0.0.1:" + std::to_string(
+                                                 silent.local_endpoint().port()));
+  constexpr int kCalls = 150;  // fills one connection and half of a second
+  std::vector<std::unique_ptr<ClientContext>> contexts;
+  EchoRequest request;
+  std::vector<std::future<absl::StatusOr<EchoReply>>> replies;
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(std::make_unique<ClientContext>());
+    contexts.back()->set_timeout(std::chrono::milliseconds(300));
+    replies.push_back(asio::co_spawn(runtime_.executor(),
+                                     stub->Echo(*contexts[i], request),
+                                     asio::use_future));
+  }
+  for (auto& reply : replies) {
+    EXPECT_THAT(reply.get(), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  }
+  silent.non_blocking(true);
+  int connections = 0;
+  for (;;) {
+    boost::system::error_code ec;
+    asio::ip::tcp::socket s = silent.accept(ec);
+    if (ec) break;
+    ++connections;
+  }
+  EXPECT_EQ(connections, 2);
+}
+
 TEST_F(TcpEndToEndTest, ShutdownCancelsRunningHandlersAndFailsTheirCalls) {
   StartServer();
   auto stub = NewStub();

@@ -33,8 +33,10 @@ namespace {
 using Reply = absl::StatusOr<std::string>;
 using ReplyChannel = asio::experimental::concurrent_channel<void(
     boost::system::error_code, Reply)>;
-using WakeChannel =
-    asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+// Wakes a caller waiting for a connection; carries the failure of the dial it
+// waited for, if that failed.
+using WakeChannel = asio::experimental::concurrent_channel<void(
+    boost::system::error_code, absl::Status)>;
 
 // Splits "host:port" or "[v6]:port".
 absl::Status SplitTarget(absl::string_view target, std::string& host,
@@ -217,6 +219,11 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     for (auto& connection : connections_) connection->Close();
   }
 
+  // A slot on the least-loaded open connection. When every connection is
+  // full, one caller dials a new one (while the pool has room) and the others
+  // wait for that dial: its failure fails them too, so a dead server costs
+  // one connect attempt, not one per call. When the pool is full, callers
+  // wait for a slot to free up.
   asio::awaitable<absl::StatusOr<Lease>> Acquire() {
     for (;;) {
       std::shared_ptr<WakeChannel> waiter;
@@ -224,45 +231,57 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
         std::lock_guard lock(mu_);
         std::erase_if(connections_,
                       [](const auto& c) { return c->closed(); });
-        ClientConnection* best = nullptr;
-        std::shared_ptr<ClientConnection> best_owner;
+        std::shared_ptr<ClientConnection> best;
         for (const auto& c : connections_) {
           if (c->in_flight < config_.channel_buffer &&
               (best == nullptr || c->in_flight < best->in_flight)) {
-            best = c.get();
-            best_owner = c;
+            best = c;
           }
         }
         if (best != nullptr) {
           ++best->in_flight;
-          co_return Lease(shared_from_this(), std::move(best_owner));
+          co_return Lease(shared_from_this(), std::move(best));
         }
-        if (connections_.size() + dialing_ < config_.pool_size) {
-          ++dialing_;
+        if (!dialing_ && connections_.size() < config_.pool_size) {
+          dialing_ = true;
         } else {
           waiter = std::make_shared<WakeChannel>(
               co_await asio::this_coro::executor, 1);
-          waiters_.push_back(waiter);
+          (dialing_ ? dial_waiters_ : slot_waiters_).push_back(waiter);
         }
       }
       if (waiter) {
-        auto [ec] = co_await waiter->async_receive(as_tuple(use_awaitable));
+        auto [ec, outcome] =
+            co_await waiter->async_receive(as_tuple(use_awaitable));
         if (ec) {
           std::lock_guard lock(mu_);
-          waiters_.remove(waiter);
+          dial_waiters_.remove(waiter);
+          slot_waiters_.remove(waiter);
           co_return absl::CancelledError(
-              "cancelled while waiting for a free connection slot");
+              "cancelled while waiting for a connection");
         }
+        if (!outcome.ok()) co_return outcome;  // the dial we waited for failed
         continue;
       }
-      absl::Cleanup done_dialing = [this] {
-        std::lock_guard lock(mu_);
-        --dialing_;
-        WakeOneLocked();  // a waiter may dial in our place
-      };
       absl::StatusOr<std::shared_ptr<ClientConnection>> connection =
-          co_await Dial();
-      if (!connection.ok()) co_return connection.status();
+          absl::CancelledError("dial cancelled");
+      {
+        // Also runs if the dial is cancelled: the waiters retry.
+        absl::Cleanup done_dialing = [this, &connection] {
+          std::lock_guard lock(mu_);
+          dialing_ = false;
+          absl::Status outcome = connection.ok() || absl::IsCancelled(
+                                                        connection.status())
+                                     ? absl::OkStatus()
+                                     : connection.status();
+          for (auto& w : dial_waiters_) {
+            w->try_send(boost::system::error_code{}, outcome);
+          }
+          dial_waiters_.clear();
+        };
+        connection = co_await Dial();
+        if (!connection.ok()) co_return connection.status();
+      }
       std::lock_guard lock(mu_);
       (*connection)->in_flight = 1;
       connections_.push_back(*connection);
@@ -292,6 +311,13 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     std::variant<boost::system::error_code, std::tuple<boost::system::error_code>>
         outcome = co_await (connect() ||
                             timer.async_wait(as_tuple(use_awaitable)));
+    asio::cancellation_state state =
+        co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      // Our caller gave up (its deadline); say so, so that callers waiting
+      // for this dial try again instead of failing with our reason.
+      co_return absl::CancelledError("dial cancelled");
+    }
     if (outcome.index() == 1) {
       co_return absl::UnavailableError(absl::StrCat(
           "connecting to ", target_, " timed out after ",
@@ -313,14 +339,10 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   void Release(ClientConnection& connection) {
     std::lock_guard lock(mu_);
     --connection.in_flight;
-    WakeOneLocked();
-  }
-
-  void WakeOneLocked() {
-    while (!waiters_.empty()) {
-      std::shared_ptr<WakeChannel> w = std::move(waiters_.front());
-      waiters_.pop_front();
-      if (w->try_send(boost::system::error_code{})) return;
+    while (!slot_waiters_.empty()) {
+      std::shared_ptr<WakeChannel> w = std::move(slot_waiters_.front());
+      slot_waiters_.pop_front();
+      if (w->try_send(boost::system::error_code{}, absl::OkStatus())) return;
     }
   }
 
@@ -329,8 +351,11 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   const std::shared_ptr<TaskGroup> tasks_;  // the client's
   std::mutex mu_;
   std::vector<std::shared_ptr<ClientConnection>> connections_;
-  std::size_t dialing_ = 0;
-  std::list<std::shared_ptr<WakeChannel>> waiters_;
+  bool dialing_ = false;  // one dial at a time
+  // Callers waiting for the dial in progress; told its failure.
+  std::list<std::shared_ptr<WakeChannel>> dial_waiters_;
+  // Callers waiting for a slot on a full pool.
+  std::list<std::shared_ptr<WakeChannel>> slot_waiters_;
 };
 
 TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
