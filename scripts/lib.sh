@@ -4,6 +4,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${DYNRPC_BUILD_DIR:-$ROOT/build}"
+ASAN_BUILD_DIR="${DYNRPC_ASAN_BUILD_DIR:-$BUILD_DIR-asan}"
 JOBS="${DYNRPC_JOBS:-$(nproc)}"
 
 # Everything the build and the tests need, from Debian 12.
@@ -40,7 +41,7 @@ build() {
     log "configuring $BUILD_DIR"
     cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja \
       -DCMAKE_BUILD_TYPE="${DYNRPC_BUILD_TYPE:-RelWithDebInfo}" \
-      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "${EXTRA_CMAKE_ARGS[@]}" >/dev/null
   fi
   log "building ${*:-everything} (-j$JOBS)"
   if [ "$#" -gt 0 ]; then
@@ -49,6 +50,15 @@ build() {
     cmake --build "$BUILD_DIR" -j "$JOBS"
   fi
 }
+
+# build_sanitized: the tests (no examples) with ASan and UBSan, in $BUILD_DIR.
+build_sanitized() {
+  local flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  EXTRA_CMAKE_ARGS=(-DDYNRPC_BUILD_EXAMPLES=OFF "-DCMAKE_CXX_FLAGS=$flags"
+                    "-DCMAKE_EXE_LINKER_FLAGS=$flags")
+  DYNRPC_BUILD_TYPE=Debug build
+}
+EXTRA_CMAKE_ARGS=()
 
 # Servers started by the project's scripts listen on loopback unless the user
 # chose a host.
