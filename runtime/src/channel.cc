@@ -68,8 +68,14 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
                 std::chrono::duration_cast<std::chrono::milliseconds>(
                     client_->default_timeout())
                     .count());
-  co_return co_await internal::WithDeadline(
-      client_->Unary(target_, std::move(call)), deadline, std::move(expired));
+  absl::StatusOr<std::string> result = co_await internal::WithDeadline(
+      client_->Unary(target_, std::move(call)), deadline, expired);
+  // The server enforces the same deadline and may report it first; past the
+  // deadline, say which limit it was, whichever side noticed.
+  if (absl::IsDeadlineExceeded(result.status()) && Clock::now() >= deadline) {
+    co_return absl::DeadlineExceededError(std::move(expired));
+  }
+  co_return result;
 }
 
 }  // namespace dynrpc

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tcp/limits.h"
 #include "tcp/tcp_client.h"
 #include "tcp/tcp_server.h"
 
@@ -21,6 +22,7 @@ absl::StatusOr<std::unique_ptr<RequestPlaneServer>> CreateRequestPlaneServer(
     const Config& config, boost::asio::any_io_executor executor) {
   switch (config.request_plane) {
     case RequestPlaneKind::kTcp:
+      if (absl::Status s = tcp::CheckConfig(config.tcp); !s.ok()) return s;
       return std::make_unique<tcp::TcpServer>(config.tcp, std::move(executor));
     case RequestPlaneKind::kHttp:
     case RequestPlaneKind::kNats:
@@ -33,6 +35,7 @@ absl::StatusOr<std::shared_ptr<RequestPlaneClient>> CreateRequestPlaneClient(
     const Config& config, boost::asio::any_io_executor executor) {
   switch (config.request_plane) {
     case RequestPlaneKind::kTcp:
+      if (absl::Status s = tcp::CheckConfig(config.tcp); !s.ok()) return s;
       return std::make_shared<tcp::TcpClient>(config.tcp, std::move(executor));
     case RequestPlaneKind::kHttp:
     case RequestPlaneKind::kNats:

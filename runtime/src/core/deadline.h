@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "boost/asio/bind_executor.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/deferred.hpp"
 #include "boost/asio/experimental/parallel_group.hpp"
@@ -19,11 +20,18 @@
 
 namespace dynrpc::internal {
 
-// Runs `op` on a new strand of the caller's executor; if `deadline` passes
-// first, cancels `op` (terminal cancellation), waits for it to unwind and
-// yields DEADLINE_EXCEEDED with `message`. Cancelling the awaiting coroutine
-// cancels `op` too. The strand serializes the op with the cancellation the
-// timer emits, so planes need not guard against it.
+// The status for an exception that ended an operation: cancellation
+// (operation_aborted) is CANCELLED, anything else INTERNAL. Exceptions never
+// cross a dynrpc API.
+absl::Status StatusFromException(std::exception_ptr e, std::string_view what);
+
+// Runs `op` on a new strand of the caller's executor and yields its result,
+// unless:
+//  - `deadline` passes first: `op` gets terminal cancellation, is waited for,
+//    and the result is DEADLINE_EXCEEDED with `message`;
+//  - the awaiting coroutine is cancelled: the same, with CANCELLED.
+// Every cancellation `op` sees is delivered on its strand, so a plane's
+// coroutine never races with it. An exception from `op` becomes a status.
 template <typename T>
 boost::asio::awaitable<absl::StatusOr<T>> WithDeadline(
     boost::asio::awaitable<absl::StatusOr<T>> op, Clock::time_point deadline,
@@ -34,16 +42,20 @@ boost::asio::awaitable<absl::StatusOr<T>> WithDeadline(
   }
   auto strand = asio::make_strand(co_await asio::this_coro::executor);
   asio::steady_timer timer(strand, deadline);
+  // bind_executor: co_spawn then delivers cancellation to the op through its
+  // strand instead of on the canceller's thread.
   auto [order, exception, result, timer_ec] =
       co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(strand, std::move(op), asio::deferred),
+          asio::co_spawn(strand, std::move(op),
+                         asio::bind_executor(strand, asio::deferred)),
           timer.async_wait(asio::deferred))
           .async_wait(asio::experimental::wait_for_one(),
                       asio::use_awaitable);
   if (order[0] == 0) {
-    if (exception) std::rethrow_exception(exception);
+    if (exception) co_return StatusFromException(exception, message);
     co_return std::move(result);
   }
+  if (timer_ec) co_return absl::CancelledError("call cancelled by the caller");
   co_return absl::DeadlineExceededError(std::move(message));
 }
 

@@ -18,6 +18,28 @@ namespace dynrpc::internal {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// Says how a task ended with an exception, unless it was cancellation.
+void Report(std::exception_ptr e, const char* name) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const boost::system::system_error& ex) {
+    if (ex.code() != boost::asio::error::operation_aborted) {
+      std::cerr << "dynrpc: task '" << name
+                << "' ended with an exception: " << ex.what() << "\n";
+    }
+  } catch (const std::exception& ex) {
+    std::cerr << "dynrpc: task '" << name
+              << "' ended with an exception: " << ex.what() << "\n";
+  } catch (...) {
+    std::cerr << "dynrpc: task '" << name
+              << "' ended with an unknown exception\n";
+  }
+}
+
+}  // namespace
+
 struct TaskGroup::State {
   struct Task {
     asio::any_io_executor strand;
@@ -43,43 +65,24 @@ asio::any_io_executor TaskGroup::NewStrand() {
 void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
                       const char* name) {
   auto signal = std::make_shared<asio::cancellation_signal>();
-  uint64_t id;
-  bool cancelled;
-  {
-    std::lock_guard lock(state_->mu);
-    id = state_->next_id++;
-    state_->tasks.emplace(id, State::Task{strand, signal});
-    cancelled = state_->cancelled;
-  }
+  // The lock is held until co_spawn has connected `signal` to the task, so a
+  // CancelAll() that runs meanwhile cannot emit into an empty slot. co_spawn
+  // only posts the task to `strand` (never runs it here), so the completion
+  // handler cannot take the lock while we hold it.
+  std::lock_guard lock(state_->mu);
+  uint64_t id = state_->next_id++;
+  state_->tasks.emplace(id, State::Task{strand, signal});
   asio::co_spawn(
       strand, std::move(task),
       asio::bind_cancellation_slot(
           signal->slot(),
           [state = state_, id, name, signal](std::exception_ptr e) {
-            if (e) {
-              try {
-                std::rethrow_exception(e);
-              } catch (const boost::system::system_error& ex) {
-                // Cancellation ends a task this way; anything else is news.
-                if (ex.code() != boost::asio::error::operation_aborted) {
-                  std::cerr << "dynrpc: task '" << name
-                            << "' ended with an exception: " << ex.what()
-                            << "\n";
-                }
-              } catch (const std::exception& ex) {
-                std::cerr << "dynrpc: task '" << name
-                          << "' ended with an exception: " << ex.what()
-                          << "\n";
-              } catch (...) {
-                std::cerr << "dynrpc: task '" << name
-                          << "' ended with an unknown exception\n";
-              }
-            }
+            if (e) Report(e, name);
             std::lock_guard lock(state->mu);
             state->tasks.erase(id);
             if (state->tasks.empty()) state->done.notify_all();
           }));
-  if (cancelled) {
+  if (state_->cancelled) {
     asio::post(strand, [signal] {
       signal->emit(asio::cancellation_type::terminal);
     });

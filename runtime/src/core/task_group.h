@@ -22,8 +22,9 @@ class TaskGroup {
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
 
-  // Starts `task` (built with the strand from NewStrand(), or any executor).
-  // After CancelAll() new tasks are cancelled at once.
+  // Starts `task` on `strand` (from NewStrand()); the caller must not be
+  // running on that strand. After CancelAll() new tasks are cancelled at
+  // once.
   void Spawn(boost::asio::any_io_executor strand,
              boost::asio::awaitable<void> task, const char* name);
   // A new strand of the group's executor, for a task and the objects it owns.

@@ -1,5 +1,6 @@
 #include "tcp/frame.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -192,10 +193,20 @@ std::string EncodeCancel(uint64_t call_id) {
   return out;
 }
 
-void SetCallId(std::string& prefix, uint64_t call_id) {
+namespace {
+void PutU64(std::string& out, std::size_t at, uint64_t v) {
   for (int i = 0; i < 8; ++i) {
-    prefix[4 + i] = static_cast<char>((call_id >> (8 * (7 - i))) & 0xff);
+    out[at + i] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
   }
+}
+}  // namespace
+
+void SetCallId(std::string& prefix, uint64_t call_id) {
+  PutU64(prefix, 4, call_id);
+}
+
+void SetTimeout(std::string& request_prefix, uint64_t timeout_us) {
+  PutU64(request_prefix, kFrameHeaderSize, timeout_us);
 }
 
 absl::StatusOr<RequestHead> DecodeRequestHead(std::string_view head) {
@@ -207,6 +218,7 @@ absl::StatusOr<RequestHead> DecodeRequestHead(std::string_view head) {
     return Malformed("truncated request head");
   }
   if (!r.done()) return Malformed("trailing bytes after request head");
+  h.timeout_us = std::min(h.timeout_us, kMaxTimeoutUs);
   return h;
 }
 

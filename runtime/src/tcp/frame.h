@@ -64,6 +64,12 @@ std::string EncodeCancel(uint64_t call_id);
 // Rewrites the call id of an encoded prefix, so a request can be encoded (and
 // its limits checked) before a connection assigns its id.
 void SetCallId(std::string& prefix, uint64_t call_id);
+// Rewrites the timeout of an encoded REQUEST prefix.
+void SetTimeout(std::string& request_prefix, uint64_t timeout_us);
+
+// Longest timeout a server honours; longer ones (a caller's "forever") are
+// cut to this, so deadline arithmetic cannot overflow.
+inline constexpr uint64_t kMaxTimeoutUs = 366ull * 24 * 3600 * 1'000'000;
 
 // Parse a head of `head_len` bytes. Truncated or trailing bytes, or an
 // unknown status code, are INTERNAL.

@@ -60,6 +60,7 @@ void FramedSocket::Send(std::string prefix, std::string payload) {
 
 asio::awaitable<void> FramedSocket::WriteLoop(
     std::shared_ptr<FramedSocket> self) {
+  co_await asio::this_coro::throw_if_cancelled(false);
   co_await self->WriteQueued();
   self->Close();
 }
@@ -70,7 +71,7 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
   while (!closed_) {
     if (outbox_.empty()) {
       wake_.expires_at(asio::steady_timer::time_point::max());
-      auto [ec] = co_await wake_.async_wait(as_tuple(use_awaitable));
+      co_await wake_.async_wait(as_tuple(use_awaitable));
       // Woken by Send() (more to write) or Close(), or the task was
       // cancelled.
       asio::cancellation_state state =

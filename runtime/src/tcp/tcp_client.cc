@@ -103,6 +103,9 @@ class ClientConnection {
   // still waiting with the reason (UNAVAILABLE for a lost connection). The
   // coroutine owns `self`.
   static asio::awaitable<void> ReadLoop(std::shared_ptr<ClientConnection> self) {
+    // Every wait below uses as_tuple: cancellation arrives as an error code
+    // and the cleanup after the loop still runs.
+    co_await asio::this_coro::throw_if_cancelled(false);
     co_await self->ReadResponses();
   }
 
@@ -112,14 +115,21 @@ class ClientConnection {
     for (;;) {
       absl::StatusOr<InFrame> frame = co_await socket_->ReadFrame();
       if (!frame.ok()) {
-        why = frame.status();
+        // A lost connection, or a peer whose frames cannot be trusted:
+        // either way the connection is gone for its calls.
+        why = absl::IsUnavailable(frame.status())
+                  ? frame.status()
+                  : absl::UnavailableError(absl::StrCat(
+                        "connection to ", socket_->peer(),
+                        " closed: ", frame.status().message()));
         break;
       }
       const FrameHeader& header = frame->header;
       if (header.type != FrameType::kResponse) {
-        why = absl::InternalError(absl::StrCat(
-            "malformed frame: unexpected frame type ",
-            static_cast<int>(header.type), " from ", socket_->peer()));
+        why = absl::UnavailableError(absl::StrCat(
+            "connection to ", socket_->peer(),
+            " closed: malformed frame: unexpected frame type ",
+            static_cast<int>(header.type)));
         break;
       }
       std::shared_ptr<ReplyChannel> reply;
@@ -251,15 +261,23 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
         }
       }
       if (waiter) {
+        bool woken = false;
+        // Also runs when the wait throws on cancellation. A waiter that was
+        // woken but gives up passes the freed slot on.
+        absl::Cleanup leave = [this, &waiter, &woken] {
+          if (woken) return;
+          std::lock_guard lock(mu_);
+          std::size_t queued =
+              dial_waiters_.remove(waiter) + slot_waiters_.remove(waiter);
+          if (queued == 0) WakeSlotWaiterLocked();
+        };
         auto [ec, outcome] =
             co_await waiter->async_receive(as_tuple(use_awaitable));
         if (ec) {
-          std::lock_guard lock(mu_);
-          dial_waiters_.remove(waiter);
-          slot_waiters_.remove(waiter);
           co_return absl::CancelledError(
               "cancelled while waiting for a connection");
         }
+        woken = true;
         if (!outcome.ok()) co_return outcome;  // the dial we waited for failed
         continue;
       }
@@ -270,6 +288,11 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
         absl::Cleanup done_dialing = [this, &connection] {
           std::lock_guard lock(mu_);
           dialing_ = false;
+          if (connection.ok()) {
+            // Ours before anyone else can see it.
+            (*connection)->in_flight = 1;
+            connections_.push_back(*connection);
+          }
           absl::Status outcome = connection.ok() || absl::IsCancelled(
                                                         connection.status())
                                      ? absl::OkStatus()
@@ -280,11 +303,8 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
           dial_waiters_.clear();
         };
         connection = co_await Dial();
-        if (!connection.ok()) co_return connection.status();
       }
-      std::lock_guard lock(mu_);
-      (*connection)->in_flight = 1;
-      connections_.push_back(*connection);
+      if (!connection.ok()) co_return connection.status();
       co_return Lease(shared_from_this(), std::move(*connection));
     }
   }
@@ -299,18 +319,33 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     asio::any_io_executor strand = tasks_->NewStrand();
     tcp::resolver resolver(strand);
     tcp::socket socket(strand);
+    asio::steady_timer timer(strand, config_.connect_timeout);
+    bool timed_out = false;
     auto connect = [&]() -> asio::awaitable<boost::system::error_code> {
-      auto [ec, endpoints] = co_await resolver.async_resolve(
+      boost::system::error_code ec;
+      asio::ip::address address = asio::ip::make_address(host, ec);
+      if (!ec) {  // an IP address: no lookup
+        auto [connect_ec] = co_await socket.async_connect(
+            tcp::endpoint(address, static_cast<uint16_t>(std::stoi(port))),
+            as_tuple(use_awaitable));
+        co_return connect_ec;
+      }
+      auto [resolve_ec, endpoints] = co_await resolver.async_resolve(
           host, port, as_tuple(use_awaitable));
-      if (ec) co_return ec;
+      if (resolve_ec) co_return resolve_ec;
       auto [connect_ec, endpoint] = co_await asio::async_connect(
           socket, endpoints, as_tuple(use_awaitable));
       co_return connect_ec;
     };
-    asio::steady_timer timer(strand, config_.connect_timeout);
-    std::variant<boost::system::error_code, std::tuple<boost::system::error_code>>
-        outcome = co_await (connect() ||
-                            timer.async_wait(as_tuple(use_awaitable)));
+    // Asio 1.26 cannot cancel a lookup through a cancellation slot; the
+    // watchdog cancels the resolver itself, on timeout or cancellation.
+    auto watchdog = [&]() -> asio::awaitable<void> {
+      auto [ec] = co_await timer.async_wait(as_tuple(use_awaitable));
+      timed_out = !ec;
+      resolver.cancel();
+    };
+    std::variant<boost::system::error_code, std::monostate> outcome =
+        co_await (connect() || watchdog());
     asio::cancellation_state state =
         co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) {
@@ -318,7 +353,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
       // for this dial try again instead of failing with our reason.
       co_return absl::CancelledError("dial cancelled");
     }
-    if (outcome.index() == 1) {
+    if (outcome.index() == 1 || timed_out) {
       co_return absl::UnavailableError(absl::StrCat(
           "connecting to ", target_, " timed out after ",
           config_.connect_timeout.count(), " ms (DYN_TCP_CONNECT_TIMEOUT)"));
@@ -339,6 +374,10 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   void Release(ClientConnection& connection) {
     std::lock_guard lock(mu_);
     --connection.in_flight;
+    WakeSlotWaiterLocked();
+  }
+
+  void WakeSlotWaiterLocked() {
     while (!slot_waiters_.empty()) {
       std::shared_ptr<WakeChannel> w = std::move(slot_waiters_.front());
       slot_waiters_.pop_front();
@@ -383,6 +422,9 @@ std::shared_ptr<ConnectionPool> TcpClient::PoolFor(std::string_view target) {
 
 asio::awaitable<absl::StatusOr<std::string>> TcpClient::Unary(
     std::string_view target, CallRequest request) {
+  // Waits below use as_tuple, and their cleanup must run when the core
+  // cancels the call: cancellation arrives as an error code, not a throw.
+  co_await asio::this_coro::throw_if_cancelled(false);
   // Refuse what the server would refuse, before anything is written.
   if (request.payload.size() > config_.max_message_size) {
     co_return OversizedError("request", request.payload.size(),
@@ -391,11 +433,6 @@ asio::awaitable<absl::StatusOr<std::string>> TcpClient::Unary(
   RequestHead head;
   head.method = std::move(request.method);
   head.metadata = std::move(request.metadata);
-  if (request.deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-        *request.deadline - Clock::now());
-    head.timeout_us = static_cast<uint64_t>(std::max<int64_t>(left.count(), 1));
-  }
   absl::StatusOr<std::string> prefix =
       EncodeRequestPrefix(0, head, request.payload.size());
   if (!prefix.ok()) co_return prefix.status();
@@ -403,6 +440,12 @@ asio::awaitable<absl::StatusOr<std::string>> TcpClient::Unary(
   std::shared_ptr<ConnectionPool> pool = PoolFor(target);
   absl::StatusOr<ConnectionPool::Lease> lease = co_await pool->Acquire();
   if (!lease.ok()) co_return lease.status();
+  if (request.deadline) {
+    // The time left when the request is written, not when it was made.
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+        *request.deadline - Clock::now());
+    SetTimeout(*prefix, static_cast<uint64_t>(std::max<int64_t>(left.count(), 1)));
+  }
   co_return co_await lease->connection().Call(std::move(*prefix),
                                               std::move(request.payload));
 }

@@ -6,7 +6,9 @@
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/ip/address.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
+#include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "tcp/limits.h"
 
@@ -61,7 +63,7 @@ absl::StatusOr<std::string> TcpServer::Start(CallHandler& handler) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", where, ": ", why, hint));
   }
-  uint16_t port = acceptor_->local_endpoint().port();
+  uint16_t port = acceptor_->local_endpoint(ec).port();
   tasks_.Spawn(acceptor_->get_executor(), AcceptLoop(), "tcp accept loop");
   return address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", port)
                          : absl::StrCat(address.to_string(), ":", port);
@@ -75,12 +77,22 @@ void TcpServer::Shutdown() {
 }
 
 asio::awaitable<void> TcpServer::AcceptLoop() {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  asio::steady_timer backoff(acceptor_->get_executor());
   for (;;) {
     asio::any_io_executor strand = tasks_.NewStrand();
     auto [ec, socket] = co_await acceptor_->async_accept(
         strand, asio::as_tuple(asio::use_awaitable));
     if (ec == asio::error::operation_aborted) break;
-    if (ec) continue;  // e.g. the peer reset before we accepted it
+    if (ec) {
+      // Out of file descriptors, or the peer reset before we accepted:
+      // pause briefly rather than spin on the error.
+      backoff.expires_after(std::chrono::milliseconds(10));
+      auto [wait_ec] =
+          co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (wait_ec) break;
+      continue;
+    }
     auto connection = std::make_shared<FramedSocket>(std::move(socket),
                                                      config_.max_message_size);
     tasks_.Spawn(strand, FramedSocket::WriteLoop(connection),
@@ -93,6 +105,7 @@ asio::awaitable<void> TcpServer::AcceptLoop() {
 
 asio::awaitable<void> TcpServer::ServeConnection(
     std::shared_ptr<FramedSocket> connection) {
+  co_await asio::this_coro::throw_if_cancelled(false);
   for (;;) {
     absl::StatusOr<InFrame> frame = co_await connection->ReadFrame();
     if (!frame.ok()) break;  // peer gone, or a header we cannot trust
