@@ -155,61 +155,68 @@ std::vector<std::string> ServiceClassNames(const FileDescriptor* file) {
   return names;
 }
 
+// Unary methods get a future form (`FooFuture`) besides their coroutine one;
+// streaming methods do not.
+bool IsUnary(const MethodDescriptor* method) {
+  return !method->client_streaming() && !method->server_streaming();
+}
+
 // The C++ name of each method of `service`, by index, where `class_name` is
 // the service's class. A method keeps its proto name unless that is a
 // keyword, names something the generated classes (or dynrpc::Service)
-// already declare, is another method's name plus "Future", or its own future
-// form would be taken; such a method gets underscores appended until neither
-// its name nor its future form collides with anything.
+// already declare, is a unary method's name plus "Future", or (for a unary
+// method) its own future form would be taken; such a method gets underscores
+// appended until neither its name nor its future form collides with
+// anything. A streaming method has no future form and reserves no second
+// name.
 std::vector<std::string> MethodCppNames(const ServiceDescriptor* service,
                                         const std::string& class_name) {
   std::set<std::string> taken = {
-      class_name,  "Stub",         "StubInterface",
-      "Service",   "kServiceName", "channel_",
-      "full_name", "methods",      "AddUnaryMethod",
-  };
-  std::set<std::string> proto_names;
+      // The generated classes and their members.
+      class_name, "Stub", "StubInterface", "Service", "kServiceName",
+      "channel_",
+      // dynrpc::Service's public and protected members.
+      "full_name", "methods", "AddUnaryMethod", "AddServerStreamingMethod",
+      "AddClientStreamingMethod", "AddBidiStreamingMethod"};
+  // The proto names whose future forms are generated.
+  std::set<std::string> unary_names;
   for (int i = 0; i < service->method_count(); ++i) {
-    proto_names.insert(service->method(i)->name());
+    if (IsUnary(service->method(i))) {
+      unary_names.insert(service->method(i)->name());
+    }
   }
   constexpr absl::string_view kFuture = "Future";
-  auto keeps_name = [&](const std::string& name) {
+  // The suffix of the second name that method `i` declares: its future
+  // form's, or none (an empty suffix names the method itself again).
+  auto second_suffix = [&](int i) {
+    return IsUnary(service->method(i)) ? kFuture : absl::string_view();
+  };
+  auto keeps_name = [&](int i) {
+    const std::string& name = service->method(i)->name();
     if (IsReservedWord(name) || taken.count(name) > 0 ||
-        taken.count(absl::StrCat(name, kFuture)) > 0) {
+        taken.count(absl::StrCat(name, second_suffix(i))) > 0) {
       return false;
     }
     return !(absl::EndsWith(name, kFuture) &&
-             proto_names.count(name.substr(0, name.size() - kFuture.size())) >
+             unary_names.count(name.substr(0, name.size() - kFuture.size())) >
                  0);
   };
   std::vector<std::string> names(service->method_count());
   for (int i = 0; i < service->method_count(); ++i) {
-    const std::string& name = service->method(i)->name();
-    if (keeps_name(name)) names[i] = name;
+    if (keeps_name(i)) names[i] = service->method(i)->name();
   }
-  for (const std::string& name : names) {
-    if (name.empty()) continue;
-    taken.insert(name);
-    taken.insert(absl::StrCat(name, kFuture));
+  for (int i = 0; i < service->method_count(); ++i) {
+    if (names[i].empty()) continue;
+    taken.insert(names[i]);
+    taken.insert(absl::StrCat(names[i], second_suffix(i)));
   }
   for (int i = 0; i < service->method_count(); ++i) {
     if (!names[i].empty()) continue;
-    names[i] = Unclash(service->method(i)->name(), kFuture, taken);
+    names[i] = Unclash(service->method(i)->name(), second_suffix(i), taken);
     taken.insert(names[i]);
-    taken.insert(absl::StrCat(names[i], kFuture));
+    taken.insert(absl::StrCat(names[i], second_suffix(i)));
   }
   return names;
-}
-
-// "client-streaming", "server-streaming", "bidi-streaming", or empty for a
-// unary method.
-absl::string_view StreamingKind(const MethodDescriptor* method) {
-  if (method->client_streaming() && method->server_streaming()) {
-    return "bidi-streaming";
-  }
-  if (method->client_streaming()) return "client-streaming";
-  if (method->server_streaming()) return "server-streaming";
-  return "";
 }
 
 // One comment, as protoc recorded it, as `//` lines: one leading space of
@@ -286,8 +293,42 @@ struct Call {
   bool head_may_break = false;
 };
 
+std::vector<std::string> PackArgs(std::string first, absl::string_view pad,
+                                  const std::vector<std::string>& args,
+                                  absl::string_view close, std::size_t width);
+
+// `text`, which starts a line after `prefix`, broken after the commas
+// between its outermost template arguments, which line up after the "<", as
+// clang-format breaks a type too long for its line. Empty when that
+// template has fewer than two arguments.
+std::vector<std::string> BreakTemplateArgs(absl::string_view prefix,
+                                           absl::string_view text,
+                                           std::size_t width) {
+  const std::size_t open = text.find('<');
+  if (open == absl::string_view::npos) return {};
+  std::vector<std::string> template_args;
+  std::size_t arg_start = open + 1;
+  int depth = 1;
+  std::size_t i = open + 1;
+  for (; i < text.size() && depth > 0; ++i) {
+    if (text[i] == '<') ++depth;
+    if (text[i] == '>') --depth;
+    if ((text[i] == ',' && depth == 1) || depth == 0) {
+      template_args.push_back(std::string(
+          absl::StripAsciiWhitespace(text.substr(arg_start, i - arg_start))));
+      arg_start = i + 1;
+    }
+  }
+  if (depth != 0 || template_args.size() < 2) return {};
+  const std::string first = absl::StrCat(prefix, text.substr(0, open + 1));
+  return PackArgs(first, std::string(first.size(), ' '), template_args,
+                  text.substr(i - 1), width);
+}
+
 // `args` packed onto lines of at most `width` columns, the first starting
-// with `first` and the others with `pad`, the last one ending in `close`.
+// with `first` and the others with `pad`, the last one ending in `close`. An
+// argument too long for a continuation line of its own is broken inside its
+// template arguments where it can be.
 std::vector<std::string> PackArgs(std::string first, absl::string_view pad,
                                   const std::vector<std::string>& args,
                                   absl::string_view close, std::size_t width) {
@@ -302,6 +343,16 @@ std::vector<std::string> PackArgs(std::string first, absl::string_view pad,
       line = std::string(pad);
       line_has_args = false;
     }
+    if (!line_has_args && line.size() + arg.size() > width &&
+        absl::StripLeadingAsciiWhitespace(line).empty()) {
+      std::vector<std::string> broken = BreakTemplateArgs(line, arg, width);
+      if (!broken.empty()) {
+        lines.insert(lines.end(), broken.begin(), broken.end() - 1);
+        line = std::move(broken.back());
+        line_has_args = true;
+        continue;
+      }
+    }
     absl::StrAppend(&line, line_has_args ? " " : "", arg);
     line_has_args = true;
   }
@@ -311,8 +362,9 @@ std::vector<std::string> PackArgs(std::string first, absl::string_view pad,
 
 // Lays `call` out from column `indent` within kColumns, trying what
 // clang-format's Google style would choose, in its order of preference: one
-// line; arguments aligned after "("; a break after "("; a return type on a
-// line of its own. Continuation lines carry their extra indentation.
+// line; arguments aligned after "("; a break after "("; a break before the
+// "->" of a member call; a return type on a line of its own. Continuation
+// lines carry their extra indentation.
 std::vector<std::string> LayOut(const Call& call, std::size_t indent) {
   const std::size_t width = kColumns - indent;
   auto fits = [width](const std::vector<std::string>& lines) {
@@ -334,23 +386,43 @@ std::vector<std::string> LayOut(const Call& call, std::size_t indent) {
     std::vector<std::string> broken =
         PackArgs("    ", "    ", call.args, close, width);
     broken.insert(broken.begin(), absl::StrCat(callee, "("));
-    if (fits(broken) || !call.head_may_break || call.head.empty()) {
-      return broken;
+    if (fits(broken)) return broken;
+    // `object->Method(args)`: the "->" starts a continuation line, and the
+    // arguments follow on that line or on lines of their own further in.
+    const std::size_t arrow = callee.find("->");
+    if (arrow != std::string::npos) {
+      const std::string member =
+          absl::StrCat("    ", callee.substr(arrow), "(");
+      std::vector<std::string> lines = {
+          callee.substr(0, arrow),
+          absl::StrCat(member, absl::StrJoin(call.args, ", "), close)};
+      if (!fits(lines)) {
+        lines.pop_back();
+        lines.push_back(member);
+        std::vector<std::string> args =
+            PackArgs("        ", "        ", call.args, close, width);
+        lines.insert(lines.end(), args.begin(), args.end());
+      }
+      if (fits(lines)) return lines;
     }
+    if (!call.head_may_break || call.head.empty()) return broken;
   }
   if (!call.head_may_break || call.head.empty()) return one_line;
   Call rest = call;
   rest.head.clear();
   std::vector<std::string> lines = LayOut(rest, indent);
-  // A return type too long for its line breaks after its first "<".
+  // A return type too long for its line breaks between its template
+  // arguments, or else after its first "<".
+  std::vector<std::string> head = {call.head};
   const std::size_t angle = call.head.find('<');
-  if (call.head.size() <= width || angle == std::string::npos) {
-    lines.insert(lines.begin(), call.head);
-  } else {
-    lines.insert(lines.begin(),
-                 {call.head.substr(0, angle + 1),
-                  absl::StrCat("    ", call.head.substr(angle + 1))});
+  if (call.head.size() > width && angle != std::string::npos) {
+    head = BreakTemplateArgs("", call.head, width);
+    if (head.empty() || !fits(head)) {
+      head = {call.head.substr(0, angle + 1),
+              absl::StrCat("    ", call.head.substr(angle + 1))};
+    }
   }
+  lines.insert(lines.begin(), head.begin(), head.end());
   return lines;
 }
 
@@ -371,6 +443,34 @@ void PrintDefinition(Printer& printer, Call signature, Call statement) {
   PrintLines(printer, LayOut(statement, 2));
   printer.Outdent();
   printer.Print("}\n");
+}
+
+// A parameter of a generated function.
+struct Param {
+  std::string type;
+  std::string name;
+};
+
+// `params` as declared: "type name", or the type alone when `named` is false
+// (a default handler, which ignores its parameters).
+std::vector<std::string> DeclareParams(const std::vector<Param>& params,
+                                       bool named) {
+  std::vector<std::string> declared;
+  for (const Param& param : params) {
+    declared.push_back(named ? absl::StrCat(param.type, " ", param.name)
+                             : param.type);
+  }
+  return declared;
+}
+
+// Prints `paragraphs` as one comment word-wrapped from column `indent`, with
+// an empty `//` line between paragraphs.
+void PrintProse(Printer& printer, std::size_t indent,
+                const std::vector<absl::string_view>& paragraphs) {
+  for (std::size_t i = 0; i < paragraphs.size(); ++i) {
+    if (i > 0) printer.Print("//\n");
+    PrintLines(printer, ProseComment(indent, paragraphs[i]));
+  }
 }
 
 // Emits the class generated for one service: its declaration in the header,
@@ -412,26 +512,102 @@ class ServiceEmitter {
 
  private:
   // Fresh for every use: nothing one method sets leaks into the next.
+  // Besides the names and types, each kind of method sets:
+  //   client_type: what the client's method returns;
+  //   handler_type: what the server's handler returns;
+  //   channel_call: the Channel member the stub calls;
+  //   add_method: the dynrpc::Service member that registers the handler.
+  // "future" and "future_type" are for unary methods only.
   Vars MethodVars(int index) const {
     const MethodDescriptor* method = service_->method(index);
+    const std::string request = QualifiedMessageName(method->input_type());
     const std::string response = QualifiedMessageName(method->output_type());
-    return {
+    const std::string status_or_awaitable = absl::StrCat(
+        "::boost::asio::awaitable<::absl::StatusOr<", response, ">>");
+    const std::string status_awaitable =
+        "::boost::asio::awaitable<::absl::Status>";
+    const std::string both = absl::StrCat(request, ", ", response);
+    Vars vars = {
         {"method", method_names_[index]},
         {"future", absl::StrCat(method_names_[index], "Future")},
         {"proto_name", method->name()},
         {"path", absl::StrCat("/", service_->full_name(), "/", method->name())},
-        {"request", QualifiedMessageName(method->input_type())},
+        {"request", request},
         {"response", response},
-        {"awaitable", absl::StrCat("::boost::asio::awaitable<::absl::StatusOr<",
-                                   response, ">>")},
         {"future_type",
          absl::StrCat("::std::future<::absl::StatusOr<", response, ">>")},
     };
+    if (IsUnary(method)) {
+      vars["client_type"] = status_or_awaitable;
+      vars["handler_type"] = status_or_awaitable;
+      vars["channel_call"] = absl::StrCat("channel_->Unary<", response, ">");
+      vars["add_method"] = "AddUnaryMethod";
+    } else if (!method->client_streaming()) {
+      vars["client_type"] =
+          absl::StrCat("::dynrpc::ClientReader<", response, ">");
+      vars["handler_type"] = status_awaitable;
+      vars["channel_call"] =
+          absl::StrCat("channel_->ServerStreaming<", response, ">");
+      vars["add_method"] = "AddServerStreamingMethod";
+    } else if (!method->server_streaming()) {
+      vars["client_type"] = absl::StrCat("::dynrpc::ClientWriter<", both, ">");
+      vars["handler_type"] = status_or_awaitable;
+      vars["channel_call"] =
+          absl::StrCat("channel_->ClientStreaming<", both, ">");
+      vars["add_method"] = "AddClientStreamingMethod";
+    } else {
+      vars["client_type"] =
+          absl::StrCat("::dynrpc::ClientReaderWriter<", both, ">");
+      vars["handler_type"] = status_awaitable;
+      vars["channel_call"] =
+          absl::StrCat("channel_->BidiStreaming<", both, ">");
+      vars["add_method"] = "AddBidiStreamingMethod";
+    }
+    return vars;
   }
 
-  static std::vector<std::string> ClientParams(const Vars& method) {
-    return {"::dynrpc::ClientContext& context",
-            absl::StrCat("const ", method.at("request"), "& request")};
+  // The client's parameters: the context, and the request unless the client
+  // streams its requests.
+  std::vector<Param> ClientParams(int index, const Vars& method) const {
+    std::vector<Param> params = {{"::dynrpc::ClientContext&", "context"}};
+    if (!service_->method(index)->client_streaming()) {
+      params.push_back(
+          {absl::StrCat("const ", method.at("request"), "&"), "request"});
+    }
+    return params;
+  }
+
+  // The handler's parameters: the context, then the request or the stream of
+  // them, then the writer of a stream of responses.
+  std::vector<Param> HandlerParams(int index, const Vars& method) const {
+    const MethodDescriptor* descriptor = service_->method(index);
+    std::vector<Param> params = {{"::dynrpc::ServerContext&", "context"}};
+    if (!descriptor->client_streaming()) {
+      params.push_back(
+          {absl::StrCat("const ", method.at("request"), "&"), "request"});
+      if (descriptor->server_streaming()) {
+        params.push_back({absl::StrCat("::dynrpc::ServerWriter<",
+                                       method.at("response"), ">&"),
+                          "writer"});
+      }
+    } else if (!descriptor->server_streaming()) {
+      params.push_back(
+          {absl::StrCat("::dynrpc::ServerReader<", method.at("request"), ">&"),
+           "reader"});
+    } else {
+      params.push_back(
+          {absl::StrCat("::dynrpc::ServerReaderWriter<", method.at("request"),
+                        ", ", method.at("response"), ">&"),
+           "stream"});
+    }
+    return params;
+  }
+
+  bool HasStreamingMethods() const {
+    for (int i = 0; i < service_->method_count(); ++i) {
+      if (!IsUnary(service_->method(i))) return true;
+    }
+    return false;
   }
 
   void EmitStubDefinitions(Printer& printer) const {
@@ -443,22 +619,28 @@ class ServiceEmitter {
     printer.Print("    : channel_(::std::move(channel)) {}\n");
     for (int i = 0; i < service_->method_count(); ++i) {
       const Vars method = MethodVars(i);
+      const std::vector<Param> params = ClientParams(i, method);
+      std::vector<std::string> call_args = {
+          "context", absl::StrCat("\"", method.at("path"), "\"")};
+      if (!service_->method(i)->client_streaming()) {
+        call_args.push_back("request");
+      }
       printer.Print("\n");
       PrintDefinition(
           printer,
-          {.head = method.at("awaitable"),
+          {.head = method.at("client_type"),
            .name = absl::StrCat(class_name_, "::Stub::", method.at("method")),
-           .args = ClientParams(method)},
+           .args = DeclareParams(params, true)},
           {.head = "return",
-           .name = absl::StrCat("channel_->Unary<", method.at("response"), ">"),
-           .args = {"context", absl::StrCat("\"", method.at("path"), "\""),
-                    "request"}});
+           .name = method.at("channel_call"),
+           .args = std::move(call_args)});
+      if (!IsUnary(service_->method(i))) continue;
       printer.Print("\n");
       PrintDefinition(
           printer,
           {.head = method.at("future_type"),
            .name = absl::StrCat(class_name_, "::Stub::", method.at("future")),
-           .args = ClientParams(method)},
+           .args = DeclareParams(params, true)},
           {.head = "return",
            .name = "::dynrpc::CallAsFuture",
            .args = {"channel_->executor()", "this",
@@ -484,7 +666,7 @@ class ServiceEmitter {
       const Vars method = MethodVars(i);
       PrintLines(
           printer,
-          LayOut({.name = "AddUnaryMethod",
+          LayOut({.name = method.at("add_method"),
                   .args = {absl::StrCat("\"", method.at("proto_name"), "\""),
                            absl::StrCat("&Service::", method.at("method"))},
                   .tail = ";"},
@@ -496,27 +678,44 @@ class ServiceEmitter {
       const Vars method = MethodVars(i);
       printer.Print("\n");
       // The default handler ignores its parameters, so they are unnamed.
-      PrintDefinition(
-          printer,
-          {.head = method.at("awaitable"),
-           .name =
-               absl::StrCat(class_name_, "::Service::", method.at("method")),
-           .args = {"::dynrpc::ServerContext&",
-                    absl::StrCat("const ", method.at("request"), "&")}},
-          {.head = "co_return",
-           .name = "::dynrpc::UnimplementedMethod",
-           .args = {absl::StrCat("\"", method.at("path"), "\"")}});
+      PrintDefinition(printer,
+                      {.head = method.at("handler_type"),
+                       .name = absl::StrCat(class_name_,
+                                            "::Service::", method.at("method")),
+                       .args = DeclareParams(HandlerParams(i, method), false)},
+                      {.head = "co_return",
+                       .name = "::dynrpc::UnimplementedMethod",
+                       .args = {absl::StrCat("\"", method.at("path"), "\"")}});
     }
   }
 
   // Nested in the service class: these start at column 2, their members at 4.
   void EmitStubInterfaceDeclaration(Printer& printer) const {
+    if (!HasStreamingMethods()) {
+      printer.Print(
+          "// The client side. Stub implements it over a dynrpc::Channel; "
+          "tests\n"
+          "// mock it (gmock's MOCK_METHOD works on these methods). Every "
+          "method\n"
+          "// borrows `context` and `request`: they must outlive the "
+          "returned\n"
+          "// awaitable.\n");
+    } else {
+      PrintProse(
+          printer, 2,
+          {"The client side. Stub implements it over a dynrpc::Channel; "
+           "tests mock it (gmock's MOCK_METHOD works on these methods). A "
+           "unary method borrows `context` and `request`: they must outlive "
+           "the returned awaitable.",
+           "A streaming method returns its stream at once; the call opens on "
+           "the stream's first operation, where errors (an unreachable "
+           "server, say) surface. `context` must outlive the stream; the "
+           "request of a server-streaming call is copied. Dropping a stream "
+           "before its call has ended (Read() gave nullopt or an error, or "
+           "Finish() completed) cancels the call. A mock returns a stream "
+           "built over a fake dynrpc::RawClientStream."});
+    }
     printer.Print(
-        "// The client side. Stub implements it over a dynrpc::Channel; tests\n"
-        "// mock it (gmock's MOCK_METHOD works on these methods). Every "
-        "method\n"
-        "// borrows `context` and `request`: they must outlive the returned\n"
-        "// awaitable.\n"
         "class StubInterface {\n"
         " public:\n"
         "  virtual ~StubInterface() = default;\n");
@@ -527,9 +726,9 @@ class ServiceEmitter {
       PrintLines(printer, CommentLines(service_->method(i)));
       PrintLines(
           printer,
-          LayOut({.head = absl::StrCat("virtual ", method.at("awaitable")),
+          LayOut({.head = absl::StrCat("virtual ", method.at("client_type")),
                   .name = method.at("method"),
-                  .args = ClientParams(method),
+                  .args = DeclareParams(ClientParams(i, method), true),
                   .tail = " = 0;",
                   .head_may_break = true},
                  4));
@@ -541,10 +740,19 @@ class ServiceEmitter {
   void EmitStubDeclaration(Printer& printer) const {
     printer.Print(
         "// Calls the service through a dynrpc::Channel. Thread-safe, like "
-        "the\n"
-        "// channel. The stub must outlive the calls it starts, awaitables "
-        "and\n"
-        "// futures alike.\n"
+        "the\n");
+    if (!HasStreamingMethods()) {
+      printer.Print(
+          "// channel. The stub must outlive the calls it starts, awaitables "
+          "and\n"
+          "// futures alike.\n");
+    } else {
+      printer.Print(
+          "// channel. The stub must outlive the calls it starts: "
+          "awaitables,\n"
+          "// futures and streams alike.\n");
+    }
+    printer.Print(
         "//\n"
         "// WARNING: never wait on a future form's result from a thread that\n"
         "// runs the channel's executor: get() would never return.\n"
@@ -554,14 +762,17 @@ class ServiceEmitter {
     printer.Indent();
     for (int i = 0; i < service_->method_count(); ++i) {
       const Vars method = MethodVars(i);
+      const std::vector<std::string> params =
+          DeclareParams(ClientParams(i, method), true);
       printer.Print("\n");
       PrintLines(printer, CommentLines(service_->method(i)));
-      PrintLines(printer, LayOut({.head = method.at("awaitable"),
+      PrintLines(printer, LayOut({.head = method.at("client_type"),
                                   .name = method.at("method"),
-                                  .args = ClientParams(method),
+                                  .args = params,
                                   .tail = " override;",
                                   .head_may_break = true},
                                  4));
+      if (!IsUnary(service_->method(i))) continue;
       PrintLines(
           printer,
           ProseComment(4, absl::StrCat("Future form of ", method.at("method"),
@@ -570,7 +781,7 @@ class ServiceEmitter {
                                        "outlive the future's completion.")));
       PrintLines(printer, LayOut({.head = method.at("future_type"),
                                   .name = method.at("future"),
-                                  .args = ClientParams(method),
+                                  .args = params,
                                   .tail = ";",
                                   .head_may_break = true},
                                  4));
@@ -588,7 +799,17 @@ class ServiceEmitter {
         "// The server side: derive from it, override the methods the server\n"
         "// implements, and hand it to dynrpc::Server::AddService. A method\n"
         "// that is not overridden fails with UNIMPLEMENTED. `context` and\n"
-        "// `request` stay valid until the handler's coroutine completes.\n"
+        "// `request` stay valid until the handler's coroutine completes.\n");
+    if (HasStreamingMethods()) {
+      printer.Print("//\n");
+      PrintProse(printer, 2,
+                 {"A streaming handler's `reader`, `writer` or `stream` stays "
+                  "valid as long, and what the handler returns ends the call: "
+                  "its status (and a client-streaming method's response). When "
+                  "the call ends first (cancelled, deadline, connection lost), "
+                  "Read() and Write() fail and the handler should return."});
+    }
+    printer.Print(
         "class Service : public ::dynrpc::Service {\n"
         " public:\n"
         "  Service();\n");
@@ -599,11 +820,9 @@ class ServiceEmitter {
       PrintLines(printer, CommentLines(service_->method(i)));
       PrintLines(
           printer,
-          LayOut({.head = absl::StrCat("virtual ", method.at("awaitable")),
+          LayOut({.head = absl::StrCat("virtual ", method.at("handler_type")),
                   .name = method.at("method"),
-                  .args = {"::dynrpc::ServerContext& context",
-                           absl::StrCat("const ", method.at("request"),
-                                        "& request")},
+                  .args = DeclareParams(HandlerParams(i, method), true),
                   .tail = ";",
                   .head_may_break = true},
                  4));
@@ -718,20 +937,6 @@ bool Generator::Generate(const FileDescriptor* file,
     *error = absl::StrCat("unknown parameter \"", options.front().first,
                           "\": protoc-gen-dynrpc takes no parameters");
     return false;
-  }
-  for (int i = 0; i < file->service_count(); ++i) {
-    const ServiceDescriptor* service = file->service(i);
-    for (int j = 0; j < service->method_count(); ++j) {
-      const MethodDescriptor* method = service->method(j);
-      if (absl::string_view kind = StreamingKind(method); !kind.empty()) {
-        // protoc puts the file's name in front.
-        *error = absl::StrCat("method ", method->full_name(), " is streaming (",
-                              kind,
-                              "); dynrpc supports unary methods only in this "
-                              "version");
-        return false;
-      }
-    }
   }
 
   const std::vector<std::string> class_names = ServiceClassNames(file);

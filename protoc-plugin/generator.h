@@ -1,15 +1,18 @@
 // protoc-gen-dynrpc's code generator. For each x.proto it writes
 // x.dynrpc.pb.h and x.dynrpc.pb.cc, which declare, per service `Greeter`, a
 // class `Greeter` holding:
-//   - `StubInterface`: the client API, one virtual coroutine per method, for
-//     tests to mock;
+//   - `StubInterface`: the client API, for tests to mock: one virtual
+//     coroutine per unary method, and per streaming method one virtual that
+//     returns its stream (dynrpc::ClientReader, ClientWriter or
+//     ClientReaderWriter);
 //   - `Stub`: implements it over a dynrpc::Channel and adds one future form
-//     per method for callers without coroutines;
-//   - `Service`: the server skeleton to derive from; a method that is not
-//     overridden fails with UNIMPLEMENTED.
+//     per unary method for callers without coroutines;
+//   - `Service`: the server skeleton to derive from, one virtual coroutine
+//     handler per method (a streaming one gets a dynrpc::ServerReader,
+//     ServerWriter or ServerReaderWriter); a method that is not overridden
+//     fails with UNIMPLEMENTED.
 // The .proto's comments on services and methods are copied onto the
-// generated classes and methods. Streaming methods are not supported yet:
-// generating a file that has one fails.
+// generated classes and methods.
 //
 // Example (this is all of main.cc):
 //   dynrpc::plugin::Generator generator;
@@ -31,8 +34,7 @@ class Generator final : public google::protobuf::compiler::CodeGenerator {
  public:
   // Writes the two files for `file`, or fails with `*error` set and nothing
   // written. Fails when `parameter` is not empty (the plugin takes no
-  // parameters; the error names the first one) and when `file` has a
-  // streaming method (the error names the method and its kind).
+  // parameters; the error names the first one).
   bool Generate(const google::protobuf::FileDescriptor* file,
                 const std::string& parameter,
                 google::protobuf::compiler::GeneratorContext* context,

@@ -137,6 +137,7 @@ TEST(GeneratorTest, OutputMatchesGoldens) {
       {"greeter.proto", "greeter"},
       {"nopackage.proto", "nopackage"},
       {"common/types.proto", "common/types"},
+      {"streaming.proto", "streaming"},
   };
   for (const auto& test_case : kCases) {
     SCOPED_TRACE(test_case.proto);
@@ -179,54 +180,6 @@ TEST(GeneratorTest, RejectsUnknownParameter) {
             std::string::npos)
       << result.errors;
   EXPECT_TRUE(ListFiles(out_dir).empty());
-}
-
-TEST(GeneratorTest, RejectsStreamingMethods) {
-  // testdata/streaming.proto, and one file per other kind of stream.
-  const ScratchDir inline_scratch("streaming_in");
-  const fs::path& inline_dir = inline_scratch.path();
-  WriteFile(inline_dir / "server.proto",
-            "syntax = \"proto3\";\n"
-            "message M {}\n"
-            "service S { rpc Watch(M) returns (stream M); }\n");
-  WriteFile(inline_dir / "bidi.proto",
-            "syntax = \"proto3\";\n"
-            "package p;\n"
-            "message M {}\n"
-            "service S {\n"
-            "  rpc Get(M) returns (M);\n"
-            "  rpc Chat(stream M) returns (stream M);\n"
-            "}\n");
-  // What protoc prints, less the common ending.
-  const struct {
-    fs::path import_dir;
-    std::string proto;
-    std::string error;
-  } kCases[] = {
-      {kTestdata, "streaming.proto",
-       "--dynrpc_out: streaming.proto: method acme.streaming.Uploader.Upload "
-       "is streaming (client-streaming)"},
-      {inline_dir, "server.proto",
-       "--dynrpc_out: server.proto: method S.Watch is streaming "
-       "(server-streaming)"},
-      {inline_dir, "bidi.proto",
-       "--dynrpc_out: bidi.proto: method p.S.Chat is streaming "
-       "(bidi-streaming)"},
-  };
-  for (const auto& test_case : kCases) {
-    SCOPED_TRACE(test_case.proto);
-    const ScratchDir scratch("streaming_out");
-    const fs::path& out_dir = scratch.path();
-    const ProtocResult result =
-        RunProtoc(test_case.import_dir, "--dynrpc_out=" + out_dir.string(),
-                  test_case.proto);
-    EXPECT_NE(result.exit_code, 0);
-    const std::string error =
-        test_case.error +
-        "; dynrpc supports unary methods only in this version\n";
-    EXPECT_NE(result.errors.find(error), std::string::npos) << result.errors;
-    EXPECT_TRUE(ListFiles(out_dir).empty());
-  }
 }
 
 }  // namespace

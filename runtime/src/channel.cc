@@ -5,6 +5,8 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
+#include "boost/asio/steady_timer.hpp"
+#include "core/context_access.h"
 #include "core/deadline.h"
 #include "core/request_plane.h"
 #include "network_manager.h"
@@ -12,11 +14,97 @@
 namespace dynrpc {
 namespace {
 
+namespace asio = boost::asio;
+using internal::CallResult;
+using internal::ContextAccess;
+
 std::string NewRequestId() {
   thread_local absl::BitGen gen;
   return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen),
                          absl::Uniform<uint64_t>(gen));
 }
+
+// A stream that failed before it started.
+class FailedRawStream final : public RawClientStream {
+ public:
+  explicit FailedRawStream(absl::Status status) : status_(std::move(status)) {}
+  asio::awaitable<absl::Status> Write(std::string) override {
+    co_return status_;
+  }
+  asio::awaitable<absl::Status> WritesDone() override { co_return status_; }
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    co_return status_;
+  }
+  asio::awaitable<absl::Status> Finish() override { co_return status_; }
+
+ private:
+  absl::Status status_;
+};
+
+// The public stream over a plane's: enforces the deadline (a timer that
+// cancels the plane stream), wires ClientContext::TryCancel, and hands the
+// server's metadata to the context when the call ends.
+class CoreClientStream final : public RawClientStream {
+ public:
+  CoreClientStream(std::shared_ptr<internal::ClientStream> plane,
+                   ClientContext& context, asio::any_io_executor executor,
+                   Clock::time_point deadline, std::string expired)
+      : plane_(std::move(plane)), context_(context), timer_(executor, deadline) {
+    std::weak_ptr<internal::ClientStream> weak = plane_;
+    timer_.async_wait([weak, expired = std::move(expired)](
+                          const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: the stream ended first
+      if (auto plane = weak.lock()) {
+        plane->Cancel(absl::DeadlineExceededError(expired));
+      }
+    });
+    ContextAccess::SetCanceller(context_, [weak] {
+      if (auto plane = weak.lock()) {
+        plane->Cancel(absl::CancelledError("call cancelled by the caller"));
+      }
+    });
+  }
+  ~CoreClientStream() override {
+    ContextAccess::ClearCanceller(context_);
+    timer_.cancel();
+    if (!ended_) {
+      plane_->Cancel(absl::CancelledError("stream dropped before Finish()"));
+    }
+  }
+
+  asio::awaitable<absl::Status> Write(std::string message) override {
+    return plane_->Write(std::move(message));
+  }
+  asio::awaitable<absl::Status> WritesDone() override {
+    return plane_->WritesDone();
+  }
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    absl::StatusOr<std::optional<std::string>> message =
+        co_await plane_->Read();
+    if (!message.ok() || !message->has_value()) co_await End();
+    co_return message;
+  }
+  asio::awaitable<absl::Status> Finish() override { co_return co_await End(); }
+
+ private:
+  asio::awaitable<absl::Status> End() {
+    CallResult result = co_await plane_->Finish();
+    if (!ended_) {
+      ended_ = true;
+      timer_.cancel();
+      ContextAccess::ClearCanceller(context_);
+      ContextAccess::SetServerMetadata(context_,
+                                       std::move(result.initial_metadata),
+                                       std::move(result.trailing_metadata));
+    }
+    co_return result.status;
+  }
+
+  std::shared_ptr<internal::ClientStream> plane_;
+  ClientContext& context_;
+  asio::steady_timer timer_;
+  bool ended_ = false;
+};
 
 }  // namespace
 
@@ -45,37 +133,77 @@ Channel::Channel(boost::asio::any_io_executor executor, std::string target,
 
 Channel::~Channel() = default;
 
-boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
-    ClientContext& context, std::string_view method_path,
-    std::string request) {
+namespace {
+
+// The head of a call: the context's metadata plus a request id, and the
+// deadline (the context's, else the plane's default timeout).
+internal::CallRequest MakeHead(const ClientContext& context,
+                               std::string_view method_path,
+                               Clock::duration default_timeout) {
   internal::CallRequest call;
   call.method = std::string(method_path);
   call.metadata = context.metadata();
   if (!FindMetadata(call.metadata, "x-request-id")) {
     call.metadata.emplace_back("x-request-id", NewRequestId());
   }
-  Clock::time_point deadline = context.deadline().value_or(
-      Clock::now() + client_->default_timeout());
-  call.deadline = deadline;
+  call.deadline =
+      context.deadline().value_or(Clock::now() + default_timeout);
+  return call;
+}
+
+std::string ExpiredMessage(const ClientContext& context,
+                           std::string_view method_path,
+                           Clock::duration default_timeout) {
+  if (context.deadline()) {
+    return absl::StrFormat("call to %s exceeded its deadline", method_path);
+  }
+  return absl::StrFormat(
+      "call to %s exceeded the default timeout of %d ms "
+      "(DYN_TCP_REQUEST_TIMEOUT)",
+      method_path,
+      std::chrono::duration_cast<std::chrono::milliseconds>(default_timeout)
+          .count());
+}
+
+}  // namespace
+
+boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
+    ClientContext& context, std::string_view method_path,
+    std::string request) {
+  internal::CallRequest call =
+      MakeHead(context, method_path, client_->default_timeout());
   call.payload = std::move(request);
+  Clock::time_point deadline = *call.deadline;
   std::string expired =
-      context.deadline()
-          ? absl::StrFormat("call to %s exceeded its deadline", method_path)
-          : absl::StrFormat(
-                "call to %s exceeded the default timeout of %d ms "
-                "(DYN_TCP_REQUEST_TIMEOUT)",
-                method_path,
-                std::chrono::duration_cast<std::chrono::milliseconds>(
-                    client_->default_timeout())
-                    .count());
-  absl::StatusOr<std::string> result = co_await internal::WithDeadline(
-      client_->Unary(target_, std::move(call)), deadline, expired);
+      ExpiredMessage(context, method_path, client_->default_timeout());
+  CallResult result = co_await internal::WithDeadline(
+      client_->Unary(target_, std::move(call)), deadline, expired, &context);
+  ContextAccess::SetServerMetadata(context, std::move(result.initial_metadata),
+                                   std::move(result.trailing_metadata));
   // The server enforces the same deadline and may report it first; past the
   // deadline, say which limit it was, whichever side noticed.
-  if (absl::IsDeadlineExceeded(result.status()) && Clock::now() >= deadline) {
+  if (absl::IsDeadlineExceeded(result.status) && Clock::now() >= deadline) {
     co_return absl::DeadlineExceededError(std::move(expired));
   }
-  co_return result;
+  if (!result.status.ok()) co_return result.status;
+  co_return std::move(result.payload);
+}
+
+std::unique_ptr<RawClientStream> Channel::StartStream(
+    ClientContext& context, std::string_view method_path,
+    std::optional<std::string> request) {
+  internal::CallRequest head =
+      MakeHead(context, method_path, client_->default_timeout());
+  Clock::time_point deadline = *head.deadline;
+  std::shared_ptr<internal::ClientStream> plane =
+      client_->StartStream(target_, std::move(head), std::move(request));
+  return std::make_unique<CoreClientStream>(
+      std::move(plane), context, executor_, deadline,
+      ExpiredMessage(context, method_path, client_->default_timeout()));
+}
+
+std::unique_ptr<RawClientStream> Channel::FailedStream(absl::Status status) {
+  return std::make_unique<FailedRawStream>(std::move(status));
 }
 
 }  // namespace dynrpc

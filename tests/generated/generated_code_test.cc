@@ -3,7 +3,7 @@
 // generator_test accepts is also known to compile and work: a gmock mock of
 // a generated StubInterface, and calls through generated Stubs to generated
 // Services over a real server, including the methods whose C++ names the
-// plugin had to mangle.
+// plugin had to mangle. Streaming methods are in generated_streaming_test.cc.
 #include <future>
 #include <memory>
 #include <string>

@@ -87,7 +87,7 @@ TEST(Frame, MalformedHeadersAreInternalErrors) {
   std::string zero_type = good;
   zero_type[1] = 0;
   std::string bad_flags = good;
-  bad_flags[3] = 1;
+  bad_flags[2] = '\x80';  // flag bits nobody defined
   for (const Case& c : std::vector<Case>{
            {"short", good.substr(0, 19), "header of 19 bytes"},
            {"bad magic", bad_magic, "bad magic byte"},

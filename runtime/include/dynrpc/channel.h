@@ -27,6 +27,7 @@
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/config.h"
 #include "dynrpc/context.h"
+#include "dynrpc/stream.h"
 
 namespace dynrpc {
 
@@ -86,6 +87,41 @@ class Channel {
     }
     co_return response;
   }
+
+  // Starts a streaming call to `method_path`; the stream's first operation
+  // opens it, and errors (an unreachable server, say) surface there. With
+  // `request`, that message is sent with the call's head and the client
+  // half-closes (a server-streaming call). `context` must outlive the
+  // stream; its deadline (or the default timeout) covers the whole stream.
+  std::unique_ptr<RawClientStream> StartStream(
+      ClientContext& context, std::string_view method_path,
+      std::optional<std::string> request);
+
+  // Typed forms used by generated stubs.
+  template <typename Response, typename Request>
+  ClientReader<Response> ServerStreaming(ClientContext& context,
+                                         std::string_view method_path,
+                                         const Request& request) {
+    absl::StatusOr<std::string> bytes = internal::Serialize(request);
+    if (!bytes.ok()) return ClientReader<Response>(FailedStream(bytes.status()));
+    return ClientReader<Response>(
+        StartStream(context, method_path, *std::move(bytes)));
+  }
+  template <typename Request, typename Response>
+  ClientWriter<Request, Response> ClientStreaming(
+      ClientContext& context, std::string_view method_path) {
+    return ClientWriter<Request, Response>(
+        StartStream(context, method_path, std::nullopt));
+  }
+  template <typename Request, typename Response>
+  ClientReaderWriter<Request, Response> BidiStreaming(
+      ClientContext& context, std::string_view method_path) {
+    return ClientReaderWriter<Request, Response>(
+        StartStream(context, method_path, std::nullopt));
+  }
+
+  // A stream whose every operation fails with `status`.
+  static std::unique_ptr<RawClientStream> FailedStream(absl::Status status);
 
   const boost::asio::any_io_executor& executor() const { return executor_; }
   const std::string& target() const { return target_; }

@@ -8,8 +8,12 @@
 #ifndef DYNRPC_CONTEXT_H_
 #define DYNRPC_CONTEXT_H_
 
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +30,13 @@ std::optional<std::string_view> FindMetadata(const Metadata& metadata,
                                              std::string_view key);
 
 using Clock = std::chrono::steady_clock;
+
+class ClientContext;
+class ServerContext;
+namespace internal {
+// The runtime's access to the contexts' private state.
+struct ContextAccess;
+}  // namespace internal
 
 // What a caller sets for one call. A context describes exactly one call: do
 // not reuse it for a second one.
@@ -55,9 +66,31 @@ class ClientContext {
   const Metadata& metadata() const { return metadata_; }
   Metadata& mutable_metadata() { return metadata_; }
 
+  // Cancels the call, from any thread: it ends with CANCELLED, its pending
+  // reads and writes end, and the server's handler is cancelled. Called
+  // before the call starts, the call starts cancelled. No effect once the
+  // call has ended.
+  void TryCancel();
+  bool IsCancelled() const;
+
+  // What the server sent before its first message, and with its status.
+  // Filled in when the call ends (a unary call's reply, a stream's Finish()
+  // or its last Read()).
+  const Metadata& server_initial_metadata() const { return initial_metadata_; }
+  const Metadata& server_trailing_metadata() const {
+    return trailing_metadata_;
+  }
+
  private:
+  friend struct internal::ContextAccess;
+
   std::optional<Clock::time_point> deadline_;
   Metadata metadata_;
+  Metadata initial_metadata_;
+  Metadata trailing_metadata_;
+  mutable std::mutex mu_;
+  bool cancelled_ = false;                // guarded by mu_
+  std::function<void()> cancel_running_;  // guarded by mu_
 };
 
 // What a handler sees of its call. Owned by the runtime; valid until the
@@ -83,11 +116,35 @@ class ServerContext {
   // The caller's transport address, for logging only.
   const std::string& peer() const { return peer_; }
 
+  // Whether the call is over for the caller: it cancelled, its deadline
+  // passed, or its connection was lost. The handler's pending reads and
+  // writes end then too, and its coroutine receives Asio's terminal
+  // cancellation, so waits it makes end early.
+  bool IsCancelled() const {
+    return cancelled_ != nullptr && cancelled_->load();
+  }
+
+  // Sent to the caller before the first response message (or with a unary
+  // reply). Add them before the first Write().
+  void AddInitialMetadata(std::string key, std::string value) {
+    initial_metadata_.emplace_back(std::move(key), std::move(value));
+  }
+  // Sent to the caller with the call's status.
+  void AddTrailingMetadata(std::string key, std::string value) {
+    trailing_metadata_.emplace_back(std::move(key), std::move(value));
+  }
+
  private:
+  friend struct internal::ContextAccess;
+
   std::string method_;
   Metadata metadata_;
   std::optional<Clock::time_point> deadline_;
   std::string peer_;
+  Metadata initial_metadata_;
+  Metadata trailing_metadata_;
+  // Set by the plane; shared with it, so it outlives either side.
+  std::shared_ptr<std::atomic<bool>> cancelled_;
 };
 
 }  // namespace dynrpc

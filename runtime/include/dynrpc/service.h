@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
 #include "dynrpc/context.h"
+#include "dynrpc/stream.h"
 
 namespace dynrpc {
 
@@ -37,10 +38,21 @@ using RawUnaryHandler =
     std::function<boost::asio::awaitable<absl::StatusOr<std::string>>(
         ServerContext& context, std::string_view request)>;
 
+// A type-erased streaming handler: reads and writes through `stream`, and
+// yields the call's status with, for client-streaming methods, the
+// serialized response (empty otherwise).
+using RawStreamHandler =
+    std::function<boost::asio::awaitable<absl::StatusOr<std::string>>(
+        ServerContext& context, RawServerStream& stream)>;
+
+enum class MethodKind { kUnary, kServerStreaming, kClientStreaming, kBidi };
+
 // One method of a service, as the server's dispatcher sees it.
 struct MethodEntry {
   std::string path;  // "/package.Service/Method"
-  RawUnaryHandler handler;
+  MethodKind kind = MethodKind::kUnary;
+  RawUnaryHandler unary;    // kUnary
+  RawStreamHandler stream;  // the streaming kinds
 };
 
 class Service {
@@ -67,12 +79,57 @@ class Service {
       boost::asio::awaitable<absl::StatusOr<Response>> (Derived::*handler)(
           ServerContext&, const Request&)) {
     Derived* self = static_cast<Derived*>(this);
-    methods_.push_back(MethodEntry{
-        "/" + full_name_ + "/" + std::string(method_name),
-        [self, handler](ServerContext& context, std::string_view bytes)
-            -> boost::asio::awaitable<absl::StatusOr<std::string>> {
-          return Invoke<Request, Response>(self, handler, context, bytes);
-        }});
+    MethodEntry& m = AddMethod(method_name, MethodKind::kUnary);
+    m.unary = [self, handler](ServerContext& context, std::string_view bytes)
+        -> boost::asio::awaitable<absl::StatusOr<std::string>> {
+      return Invoke<Request, Response>(self, handler, context, bytes);
+    };
+  }
+
+  // For generated code: a server-streaming method. The handler gets the one
+  // request and writes responses; what it returns is the call's status.
+  template <typename Request, typename Response, typename Derived>
+  void AddServerStreamingMethod(
+      std::string_view method_name,
+      boost::asio::awaitable<absl::Status> (Derived::*handler)(
+          ServerContext&, const Request&, ServerWriter<Response>&)) {
+    Derived* self = static_cast<Derived*>(this);
+    AddMethod(method_name, MethodKind::kServerStreaming).stream =
+        [self, handler](ServerContext& context, RawServerStream& stream)
+        -> boost::asio::awaitable<absl::StatusOr<std::string>> {
+      return InvokeServerStreaming<Request, Response>(self, handler, context,
+                                                      stream);
+    };
+  }
+
+  // For generated code: a client-streaming method. The handler reads the
+  // requests and returns the one response.
+  template <typename Request, typename Response, typename Derived>
+  void AddClientStreamingMethod(
+      std::string_view method_name,
+      boost::asio::awaitable<absl::StatusOr<Response>> (Derived::*handler)(
+          ServerContext&, ServerReader<Request>&)) {
+    Derived* self = static_cast<Derived*>(this);
+    AddMethod(method_name, MethodKind::kClientStreaming).stream =
+        [self, handler](ServerContext& context, RawServerStream& stream)
+        -> boost::asio::awaitable<absl::StatusOr<std::string>> {
+      return InvokeClientStreaming<Request, Response>(self, handler, context,
+                                                      stream);
+    };
+  }
+
+  // For generated code: a bidirectional-streaming method.
+  template <typename Request, typename Response, typename Derived>
+  void AddBidiStreamingMethod(
+      std::string_view method_name,
+      boost::asio::awaitable<absl::Status> (Derived::*handler)(
+          ServerContext&, ServerReaderWriter<Request, Response>&)) {
+    Derived* self = static_cast<Derived*>(this);
+    AddMethod(method_name, MethodKind::kBidi).stream =
+        [self, handler](ServerContext& context, RawServerStream& stream)
+        -> boost::asio::awaitable<absl::StatusOr<std::string>> {
+      return InvokeBidi<Request, Response>(self, handler, context, stream);
+    };
   }
 
  private:
@@ -98,6 +155,59 @@ class Service {
                                     context.method());
     }
     co_return out;
+  }
+
+  MethodEntry& AddMethod(std::string_view method_name, MethodKind kind) {
+    MethodEntry& m = methods_.emplace_back();
+    m.path = "/" + full_name_ + "/" + std::string(method_name);
+    m.kind = kind;
+    return m;
+  }
+
+  template <typename Request, typename Response, typename Derived>
+  static boost::asio::awaitable<absl::StatusOr<std::string>>
+  InvokeServerStreaming(Derived* self,
+                        boost::asio::awaitable<absl::Status> (Derived::*handler)(
+                            ServerContext&, const Request&,
+                            ServerWriter<Response>&),
+                        ServerContext& context, RawServerStream& stream) {
+    absl::StatusOr<std::optional<Request>> request =
+        internal::ParseRead<Request>(co_await stream.Read());
+    if (!request.ok()) co_return request.status();
+    if (!request->has_value()) {
+      co_return absl::InternalError("server-streaming call " +
+                                    context.method() + " sent no request");
+    }
+    ServerWriter<Response> writer(stream);
+    absl::Status status = co_await (self->*handler)(context, **request, writer);
+    if (!status.ok()) co_return status;
+    co_return std::string();
+  }
+
+  template <typename Request, typename Response, typename Derived>
+  static boost::asio::awaitable<absl::StatusOr<std::string>>
+  InvokeClientStreaming(Derived* self,
+                        boost::asio::awaitable<absl::StatusOr<Response>> (
+                            Derived::*handler)(ServerContext&,
+                                               ServerReader<Request>&),
+                        ServerContext& context, RawServerStream& stream) {
+    ServerReader<Request> reader(stream);
+    absl::StatusOr<Response> response =
+        co_await (self->*handler)(context, reader);
+    if (!response.ok()) co_return std::move(response).status();
+    co_return internal::Serialize(*response);
+  }
+
+  template <typename Request, typename Response, typename Derived>
+  static boost::asio::awaitable<absl::StatusOr<std::string>> InvokeBidi(
+      Derived* self,
+      boost::asio::awaitable<absl::Status> (Derived::*handler)(
+          ServerContext&, ServerReaderWriter<Request, Response>&),
+      ServerContext& context, RawServerStream& stream) {
+    ServerReaderWriter<Request, Response> reader_writer(stream);
+    absl::Status status = co_await (self->*handler)(context, reader_writer);
+    if (!status.ok()) co_return status;
+    co_return std::string();
   }
 
   std::string full_name_;

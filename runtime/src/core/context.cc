@@ -1,5 +1,9 @@
 #include "dynrpc/context.h"
 
+#include <utility>
+
+#include "core/context_access.h"
+
 namespace dynrpc {
 
 std::optional<std::string_view> FindMetadata(const Metadata& metadata,
@@ -10,4 +14,49 @@ std::optional<std::string_view> FindMetadata(const Metadata& metadata,
   return std::nullopt;
 }
 
+void ClientContext::TryCancel() {
+  std::function<void()> cancel;
+  {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    cancel = std::move(cancel_running_);
+  }
+  if (cancel) cancel();
+}
+
+bool ClientContext::IsCancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+namespace internal {
+
+bool ContextAccess::SetCanceller(ClientContext& context,
+                                 std::function<void()> cancel) {
+  {
+    std::lock_guard lock(context.mu_);
+    if (!context.cancelled_) {
+      context.cancel_running_ = std::move(cancel);
+      return true;
+    }
+  }
+  cancel();
+  return false;
+}
+
+void ContextAccess::ClearCanceller(ClientContext& context) {
+  std::function<void()> dropped;
+  std::lock_guard lock(context.mu_);
+  dropped = std::move(context.cancel_running_);
+  context.cancel_running_ = nullptr;
+}
+
+void ContextAccess::SetServerMetadata(ClientContext& context, Metadata initial,
+                                      Metadata trailing) {
+  context.initial_metadata_ = std::move(initial);
+  context.trailing_metadata_ = std::move(trailing);
+}
+
+}  // namespace internal
 }  // namespace dynrpc

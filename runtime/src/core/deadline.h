@@ -1,8 +1,10 @@
-// Runs an operation against a deadline, the same way on both sides of a call.
+// Runs an operation against a deadline and a caller's cancellation, the same
+// way on both sides of a call.
 #ifndef DYNRPC_RUNTIME_SRC_CORE_DEADLINE_H_
 #define DYNRPC_RUNTIME_SRC_CORE_DEADLINE_H_
 
 #include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -11,11 +13,13 @@
 #include "boost/asio/bind_executor.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/deferred.hpp"
+#include "boost/asio/experimental/concurrent_channel.hpp"
 #include "boost/asio/experimental/parallel_group.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/context_access.h"
 #include "dynrpc/context.h"
 
 namespace dynrpc::internal {
@@ -25,38 +29,59 @@ namespace dynrpc::internal {
 // cross a dynrpc API.
 absl::Status StatusFromException(std::exception_ptr e, std::string_view what);
 
-// Runs `op` on a new strand of the caller's executor and yields its result,
+// Runs `op` on a new strand of the caller's executor and yields its result
+// (R is absl::StatusOr<T> or CallResult: anything built from a Status),
 // unless:
 //  - `deadline` passes first: `op` gets terminal cancellation, is waited for,
 //    and the result is DEADLINE_EXCEEDED with `message`;
-//  - the awaiting coroutine is cancelled: the same, with CANCELLED.
+//  - the awaiting coroutine is cancelled, or `context` (may be null) is
+//    TryCancel()ed: the same, with CANCELLED.
 // Every cancellation `op` sees is delivered on its strand, so a plane's
 // coroutine never races with it. An exception from `op` becomes a status.
-template <typename T>
-boost::asio::awaitable<absl::StatusOr<T>> WithDeadline(
-    boost::asio::awaitable<absl::StatusOr<T>> op, Clock::time_point deadline,
-    std::string message) {
+template <typename R>
+boost::asio::awaitable<R> WithDeadline(boost::asio::awaitable<R> op,
+                                       Clock::time_point deadline,
+                                       std::string message,
+                                       ClientContext* context = nullptr) {
   namespace asio = boost::asio;
+  using CancelChannel =
+      asio::experimental::concurrent_channel<void(boost::system::error_code)>;
   if (Clock::now() >= deadline) {
-    co_return absl::DeadlineExceededError(std::move(message));
+    co_return R(absl::DeadlineExceededError(std::move(message)));
   }
   auto strand = asio::make_strand(co_await asio::this_coro::executor);
   asio::steady_timer timer(strand, deadline);
+  auto cancel = std::make_shared<CancelChannel>(strand, 1);
+  if (context != nullptr &&
+      !ContextAccess::SetCanceller(*context, [cancel] {
+        cancel->try_send(boost::system::error_code{});
+      })) {
+    co_return R(absl::CancelledError("call cancelled by the caller"));
+  }
   // bind_executor: co_spawn then delivers cancellation to the op through its
   // strand instead of on the canceller's thread.
-  auto [order, exception, result, timer_ec] =
+  auto [order, exception, result, timer_ec, cancel_ec] =
       co_await asio::experimental::make_parallel_group(
           asio::co_spawn(strand, std::move(op),
                          asio::bind_executor(strand, asio::deferred)),
-          timer.async_wait(asio::deferred))
+          timer.async_wait(asio::deferred),
+          cancel->async_receive(asio::deferred))
           .async_wait(asio::experimental::wait_for_one(),
                       asio::use_awaitable);
-  if (order[0] == 0) {
-    if (exception) co_return StatusFromException(exception, message);
-    co_return std::move(result);
+  if (context != nullptr) ContextAccess::ClearCanceller(*context);
+  switch (order[0]) {
+    case 0:
+      if (exception) co_return R(StatusFromException(exception, message));
+      co_return std::move(result);
+    case 1:
+      if (!timer_ec) {
+        co_return R(absl::DeadlineExceededError(std::move(message)));
+      }
+      break;
+    default:
+      break;
   }
-  if (timer_ec) co_return absl::CancelledError("call cancelled by the caller");
-  co_return absl::DeadlineExceededError(std::move(message));
+  co_return R(absl::CancelledError("call cancelled by the caller"));
 }
 
 }  // namespace dynrpc::internal

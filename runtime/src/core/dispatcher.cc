@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/error.hpp"
 #include "boost/system/system_error.hpp"
+#include "core/context_access.h"
 #include "core/deadline.h"
 
 namespace dynrpc::internal {
@@ -14,7 +15,7 @@ namespace asio = boost::asio;
 
 absl::Status Dispatcher::Register(Service& service) {
   for (const MethodEntry& m : service.methods()) {
-    if (!methods_.emplace(m.path, &m.handler).second) {
+    if (!methods_.emplace(m.path, &m).second) {
       return absl::AlreadyExistsError(
           absl::StrCat("method ", m.path, " is registered twice (service ",
                        service.full_name(), " added twice?)"));
@@ -23,46 +24,136 @@ absl::Status Dispatcher::Register(Service& service) {
   return absl::OkStatus();
 }
 
+bool Dispatcher::IsStreaming(std::string_view method) const {
+  auto it = methods_.find(absl::string_view(method.data(), method.size()));
+  return it != methods_.end() && it->second->kind != MethodKind::kUnary;
+}
+
 namespace {
 
 // Runs a handler; an exception it throws becomes UNKNOWN (or CANCELLED when
 // it is Asio's operation_aborted, the way a cancelled handler may end).
-asio::awaitable<absl::StatusOr<std::string>> RunHandler(
-    const RawUnaryHandler& handler, ServerContext& context,
-    std::string_view payload) {
+template <typename Handler>
+asio::awaitable<absl::StatusOr<std::string>> Guarded(const std::string& method,
+                                                    Handler run) {
   try {
-    co_return co_await handler(context, payload);
+    co_return co_await run();
   } catch (const boost::system::system_error& e) {
     if (e.code() == asio::error::operation_aborted) {
       co_return absl::CancelledError(
-          absl::StrCat("handler of ", context.method(), " was cancelled"));
+          absl::StrCat("handler of ", method, " was cancelled"));
     }
     co_return absl::UnknownError(
-        absl::StrCat("handler of ", context.method(), " threw: ", e.what()));
+        absl::StrCat("handler of ", method, " threw: ", e.what()));
   } catch (const std::exception& e) {
     co_return absl::UnknownError(
-        absl::StrCat("handler of ", context.method(), " threw: ", e.what()));
+        absl::StrCat("handler of ", method, " threw: ", e.what()));
   }
+}
+
+// The public stream a handler sees, over the plane's.
+class HandlerStream final : public RawServerStream {
+ public:
+  HandlerStream(ServerStream& plane, ServerContext& context)
+      : plane_(plane), context_(context) {}
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    return plane_.Read();
+  }
+  asio::awaitable<absl::Status> Write(std::string message) override {
+    return plane_.Write(std::move(message),
+                        ContextAccess::InitialMetadata(context_));
+  }
+
+ private:
+  ServerStream& plane_;
+  ServerContext& context_;
+};
+
+// Runs `run` under the request's deadline and turns its outcome into the
+// call's result, with the metadata the handler added.
+asio::awaitable<CallResult> Run(
+    ServerContext& context, const std::optional<Clock::time_point>& deadline,
+    const std::shared_ptr<std::atomic<bool>>& cancelled, bool has_message,
+    asio::awaitable<absl::StatusOr<std::string>> run) {
+  // (Not a ?: with co_await in its arms: GCC 12 miscompiles that.)
+  absl::StatusOr<std::string> outcome;
+  if (deadline) {
+    outcome = co_await WithDeadline(
+        std::move(run), *deadline,
+        absl::StrCat("the caller's deadline for ", context.method(),
+                     " passed while its handler ran"));
+  } else {
+    outcome = co_await std::move(run);
+  }
+  if (absl::IsDeadlineExceeded(outcome.status()) && cancelled) {
+    cancelled->store(true);
+  }
+  CallResult result;
+  if (outcome.ok()) {
+    result.has_message = has_message;
+    result.payload = *std::move(outcome);
+  } else {
+    result.status = outcome.status();
+  }
+  result.initial_metadata = ContextAccess::TakeInitialMetadata(context);
+  result.trailing_metadata = ContextAccess::TakeTrailingMetadata(context);
+  co_return result;
+}
+
+absl::Status WrongKind(const std::string& method, bool streaming) {
+  return absl::UnimplementedError(absl::StrCat(
+      "method ", method, " is ", streaming ? "a streaming" : "a unary",
+      " method; it was called as ", streaming ? "unary" : "a stream"));
 }
 
 }  // namespace
 
-asio::awaitable<absl::StatusOr<std::string>> Dispatcher::HandleUnary(
-    CallRequest request, std::string peer) {
+asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
+                                                    ServerCallInfo info) {
   auto it = methods_.find(request.method);
   if (it == methods_.end()) {
-    co_return absl::UnimplementedError(
-        absl::StrCat("unknown method ", request.method));
+    co_return CallResult(absl::UnimplementedError(
+        absl::StrCat("unknown method ", request.method)));
+  }
+  const MethodEntry& method = *it->second;
+  if (method.kind != MethodKind::kUnary) {
+    co_return CallResult(WrongKind(method.path, true));
   }
   ServerContext context(std::move(request.method), std::move(request.metadata),
-                        request.deadline, std::move(peer));
-  if (!request.deadline) {
-    co_return co_await RunHandler(*it->second, context, request.payload);
+                        request.deadline, std::move(info.peer));
+  ContextAccess::SetCancelledFlag(context, info.cancelled);
+  const std::string& payload = request.payload;
+  auto handle = [&]() { return method.unary(context, payload); };
+  asio::awaitable<absl::StatusOr<std::string>> run =
+      Guarded(method.path, handle);
+  CallResult result = co_await Run(context, request.deadline, info.cancelled,
+                                   /*has_message=*/true, std::move(run));
+  co_return result;
+}
+
+asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
+                                                     ServerCallInfo info,
+                                                     ServerStream& stream) {
+  auto it = methods_.find(request.method);
+  if (it == methods_.end()) {
+    co_return CallResult(absl::UnimplementedError(
+        absl::StrCat("unknown method ", request.method)));
   }
-  co_return co_await WithDeadline(
-      RunHandler(*it->second, context, request.payload), *request.deadline,
-      absl::StrCat("the caller's deadline for ", context.method(),
-                   " passed while its handler ran"));
+  const MethodEntry& method = *it->second;
+  if (method.kind == MethodKind::kUnary) {
+    co_return CallResult(WrongKind(method.path, false));
+  }
+  ServerContext context(std::move(request.method), std::move(request.metadata),
+                        request.deadline, std::move(info.peer));
+  ContextAccess::SetCancelledFlag(context, info.cancelled);
+  HandlerStream handler_stream(stream, context);
+  auto handle = [&]() { return method.stream(context, handler_stream); };
+  asio::awaitable<absl::StatusOr<std::string>> run =
+      Guarded(method.path, handle);
+  CallResult result =
+      co_await Run(context, request.deadline, info.cancelled,
+                   method.kind == MethodKind::kClientStreaming, std::move(run));
+  co_return result;
 }
 
 }  // namespace dynrpc::internal

@@ -18,14 +18,17 @@ class Dispatcher final : public CallHandler {
   // ALREADY_EXISTS when a method path is registered twice.
   absl::Status Register(Service& service);
 
-  // UNIMPLEMENTED for an unknown method; DEADLINE_EXCEEDED (and the handler
-  // cancelled) when the request's deadline passes first; UNKNOWN when the
-  // handler throws.
-  boost::asio::awaitable<absl::StatusOr<std::string>> HandleUnary(
-      CallRequest request, std::string peer) override;
+  bool IsStreaming(std::string_view method) const override;
+  // UNIMPLEMENTED for an unknown method (or one of the other kind);
+  // DEADLINE_EXCEEDED (and the handler cancelled) when the request's
+  // deadline passes first; UNKNOWN when the handler throws.
+  boost::asio::awaitable<CallResult> HandleUnary(CallRequest request,
+                                                 ServerCallInfo info) override;
+  boost::asio::awaitable<CallResult> HandleStream(
+      CallRequest request, ServerCallInfo info, ServerStream& stream) override;
 
  private:
-  absl::flat_hash_map<std::string, const RawUnaryHandler*> methods_;
+  absl::flat_hash_map<std::string, const MethodEntry*> methods_;
 };
 
 }  // namespace dynrpc::internal

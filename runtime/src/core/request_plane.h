@@ -8,6 +8,8 @@
 #ifndef DYNRPC_RUNTIME_SRC_CORE_REQUEST_PLANE_H_
 #define DYNRPC_RUNTIME_SRC_CORE_REQUEST_PLANE_H_
 
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,18 +27,60 @@ struct CallRequest {
   Metadata metadata;
   // Absolute; the plane carries it to the server (as remaining time).
   std::optional<Clock::time_point> deadline;
-  std::string payload;  // the serialized request message
+  std::string payload;  // the serialized request message (unary calls)
+};
+
+// How a call ended: exactly one status, with the server's metadata and, for
+// unary and client-streaming calls that succeeded, the serialized response.
+struct CallResult {
+  CallResult() = default;
+  CallResult(absl::Status s) : status(std::move(s)) {}  // NOLINT: implicit
+  absl::Status status;
+  // The response message, when `has_message` (unary and client-streaming
+  // calls that succeeded; it may be empty bytes).
+  bool has_message = false;
+  std::string payload;
+  Metadata initial_metadata;
+  Metadata trailing_metadata;
+};
+
+// The server side of one call, as the core sees it.
+struct ServerCallInfo {
+  std::string peer;  // the caller, for logs
+  // Set by the plane when the caller cancels or its connection is lost (the
+  // plane also cancels the handler's coroutine then); set by the core when
+  // the deadline passes.
+  std::shared_ptr<std::atomic<bool>> cancelled;
+};
+
+// The plane's side of a streaming call on the server.
+class ServerStream {
+ public:
+  virtual ~ServerStream() = default;
+  // The next request message; nullopt once the client half-closed; an error
+  // when the call was cancelled or lost.
+  virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
+  Read() = 0;
+  // Sends one message, after `initial_metadata` on the first call. Waits for
+  // the client's window.
+  virtual boost::asio::awaitable<absl::Status> Write(
+      std::string message, const Metadata& initial_metadata) = 0;
 };
 
 // The core's side of a server plane: a plane hands it every decoded call.
 class CallHandler {
  public:
   virtual ~CallHandler() = default;
-  // Runs the call to completion and yields the serialized response or the
-  // call's status. Cancelling the awaiting coroutine cancels the handler.
-  // `peer` names the caller for logs.
-  virtual boost::asio::awaitable<absl::StatusOr<std::string>> HandleUnary(
-      CallRequest request, std::string peer) = 0;
+  // Whether `method` is a streaming method (then HandleStream serves it);
+  // false for unary and unknown methods.
+  virtual bool IsStreaming(std::string_view method) const = 0;
+  // Runs a unary call to completion. Cancelling the awaiting coroutine
+  // cancels the handler.
+  virtual boost::asio::awaitable<CallResult> HandleUnary(
+      CallRequest request, ServerCallInfo info) = 0;
+  // Runs a streaming call (`request.payload` is unused) over `stream`.
+  virtual boost::asio::awaitable<CallResult> HandleStream(
+      CallRequest request, ServerCallInfo info, ServerStream& stream) = 0;
 };
 
 // RequestPlaneServer: receives calls for a server.
@@ -52,18 +96,45 @@ class RequestPlaneServer {
   virtual void Shutdown() = 0;
 };
 
+// The plane's side of a streaming call on the client. Ends exactly once:
+// with the server's status, a lost connection, or Cancel().
+class ClientStream {
+ public:
+  // Cancels the call if it has not ended.
+  virtual ~ClientStream() = default;
+  // Opens the call if needed, then sends one message once the server's
+  // window allows. An error means the call has ended (Finish says how) or
+  // the message is over the size limit.
+  virtual boost::asio::awaitable<absl::Status> Write(std::string message) = 0;
+  virtual boost::asio::awaitable<absl::Status> WritesDone() = 0;
+  // The next message; nullopt when the call ended with OK; else its status.
+  virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
+  Read() = 0;
+  // Half-closes, drops unread messages and waits for the end.
+  virtual boost::asio::awaitable<CallResult> Finish() = 0;
+  // Ends the call with `why` (CANCELLED, DEADLINE_EXCEEDED) from any thread:
+  // waiting operations return, the server is told.
+  virtual void Cancel(absl::Status why) = 0;
+};
+
 // RequestPlaneClient: sends calls to servers' addresses. Thread-safe.
 class RequestPlaneClient {
  public:
   virtual ~RequestPlaneClient() = default;
   // Sends `request` to the server at `target` (an address its Start()
-  // returned) and yields the serialized reply or the call's status.
+  // returned) and yields how the call ended.
   // `request.deadline` is always set by the core, which also enforces it by
   // cancelling the awaiting coroutine: the plane must then stop waiting,
   // release what the call holds and tell the server (it may return any
   // status; the core reports DEADLINE_EXCEEDED or CANCELLED).
-  virtual boost::asio::awaitable<absl::StatusOr<std::string>> Unary(
-      std::string_view target, CallRequest request) = 0;
+  virtual boost::asio::awaitable<CallResult> Unary(std::string_view target,
+                                                   CallRequest request) = 0;
+  // A streaming call to `target`, opened by its first operation. With
+  // `first_message`, it goes with the call's head and the client half-closes
+  // (server-streaming). The core enforces the deadline with Cancel().
+  virtual std::unique_ptr<ClientStream> StartStream(
+      std::string_view target, CallRequest head,
+      std::optional<std::string> first_message) = 0;
   // The timeout of a call whose context sets no deadline.
   virtual Clock::duration default_timeout() const = 0;
 };

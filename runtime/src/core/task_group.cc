@@ -63,8 +63,9 @@ asio::any_io_executor TaskGroup::NewStrand() {
 }
 
 void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
-                      const char* name) {
-  auto signal = std::make_shared<asio::cancellation_signal>();
+                      const char* name,
+                      std::shared_ptr<asio::cancellation_signal> signal) {
+  if (signal == nullptr) signal = std::make_shared<asio::cancellation_signal>();
   // The lock is held until co_spawn has connected `signal` to the task, so a
   // CancelAll() that runs meanwhile cannot emit into an empty slot. co_spawn
   // only posts the task to `strand` (never runs it here), so the completion

@@ -8,6 +8,7 @@
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
+#include "boost/asio/cancellation_signal.hpp"
 
 namespace dynrpc::internal {
 
@@ -25,8 +26,12 @@ class TaskGroup {
   // Starts `task` on `strand` (from NewStrand()); the caller must not be
   // running on that strand. After CancelAll() new tasks are cancelled at
   // once.
+  //
+  // `signal`, when given, is the task's cancellation signal, for the caller
+  // to cancel this one task: emit on it through `strand` only.
   void Spawn(boost::asio::any_io_executor strand,
-             boost::asio::awaitable<void> task, const char* name);
+             boost::asio::awaitable<void> task, const char* name,
+             std::shared_ptr<boost::asio::cancellation_signal> signal = nullptr);
   // A new strand of the group's executor, for a task and the objects it owns.
   boost::asio::any_io_executor NewStrand();
 

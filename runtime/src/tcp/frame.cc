@@ -83,10 +83,11 @@ absl::Status CheckHead(std::size_t head_len, const Metadata& metadata) {
 }
 
 void WriteHeader(Writer& w, FrameType type, uint64_t call_id,
-                 std::size_t head_len, std::size_t payload_len) {
+                 std::size_t head_len, std::size_t payload_len,
+                 uint16_t flags = 0) {
   w.U8(kFrameMagic);
   w.U8(static_cast<uint8_t>(type));
-  w.U16(0);
+  w.U16(flags);
   w.U64(call_id);
   w.U32(static_cast<uint32_t>(head_len));
   w.U32(static_cast<uint32_t>(payload_len));
@@ -141,17 +142,21 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(std::string_view bytes) {
                                   " (is the peer a dynrpc TCP endpoint?)"));
   }
   if (type < static_cast<uint8_t>(FrameType::kRequest) ||
-      type > static_cast<uint8_t>(FrameType::kCancel)) {
+      type > static_cast<uint8_t>(FrameType::kWindow)) {
     return Malformed(absl::StrCat("unknown frame type ", type));
   }
-  if (flags != 0) return Malformed(absl::StrCat("unknown flags ", flags));
+  if ((flags & ~kKnownFlags) != 0) {
+    return Malformed(absl::StrCat("unknown flags ", flags));
+  }
   h.type = static_cast<FrameType>(type);
+  h.flags = flags;
   return h;
 }
 
 absl::StatusOr<std::string> EncodeRequestPrefix(uint64_t call_id,
                                                 const RequestHead& head,
-                                                std::size_t payload_len) {
+                                                std::size_t payload_len,
+                                                uint16_t flags) {
   std::size_t head_len = 8 + 2 + head.method.size() + MetadataSize(head.metadata);
   if (head.method.size() > 0xffff) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -161,7 +166,7 @@ absl::StatusOr<std::string> EncodeRequestPrefix(uint64_t call_id,
   std::string out;
   out.reserve(kFrameHeaderSize + head_len);
   Writer w(out);
-  WriteHeader(w, FrameType::kRequest, call_id, head_len, payload_len);
+  WriteHeader(w, FrameType::kRequest, call_id, head_len, payload_len, flags);
   w.U64(head.timeout_us);
   w.U16(static_cast<uint16_t>(head.method.size()));
   w.Bytes(head.method);
@@ -171,25 +176,66 @@ absl::StatusOr<std::string> EncodeRequestPrefix(uint64_t call_id,
 
 absl::StatusOr<std::string> EncodeResponsePrefix(uint64_t call_id,
                                                  const ResponseHead& head,
-                                                 std::size_t payload_len) {
-  std::size_t head_len =
-      4 + 4 + head.message.size() + MetadataSize(head.metadata);
+                                                 std::size_t payload_len,
+                                                 uint16_t flags) {
+  std::size_t head_len = 4 + 4 + head.message.size() +
+                         MetadataSize(head.initial_metadata) +
+                         MetadataSize(head.metadata);
   if (absl::Status s = CheckHead(head_len, head.metadata); !s.ok()) return s;
+  if (absl::Status s = CheckHead(head_len, head.initial_metadata); !s.ok()) {
+    return s;
+  }
   std::string out;
   out.reserve(kFrameHeaderSize + head_len);
   Writer w(out);
-  WriteHeader(w, FrameType::kResponse, call_id, head_len, payload_len);
+  WriteHeader(w, FrameType::kResponse, call_id, head_len, payload_len, flags);
   w.U32(static_cast<uint32_t>(head.code));
   w.U32(static_cast<uint32_t>(head.message.size()));
   w.Bytes(head.message);
+  WriteMetadata(w, head.initial_metadata);
   WriteMetadata(w, head.metadata);
   return out;
 }
 
-std::string EncodeCancel(uint64_t call_id) {
+absl::StatusOr<std::string> EncodeHeaders(uint64_t call_id,
+                                          const Metadata& metadata) {
+  std::size_t head_len = MetadataSize(metadata);
+  if (absl::Status s = CheckHead(head_len, metadata); !s.ok()) return s;
   std::string out;
   Writer w(out);
-  WriteHeader(w, FrameType::kCancel, call_id, 0, 0);
+  WriteHeader(w, FrameType::kHeaders, call_id, head_len, 0);
+  WriteMetadata(w, metadata);
+  return out;
+}
+
+namespace {
+std::string BareFrame(FrameType type, uint64_t call_id,
+                      std::size_t payload_len = 0) {
+  std::string out;
+  out.reserve(kFrameHeaderSize);
+  Writer w(out);
+  WriteHeader(w, type, call_id, 0, payload_len);
+  return out;
+}
+}  // namespace
+
+std::string EncodeCancel(uint64_t call_id) {
+  return BareFrame(FrameType::kCancel, call_id);
+}
+
+std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len) {
+  return BareFrame(FrameType::kMessage, call_id, payload_len);
+}
+
+std::string EncodeHalfClose(uint64_t call_id) {
+  return BareFrame(FrameType::kHalfClose, call_id);
+}
+
+std::string EncodeWindow(uint64_t call_id, uint32_t bytes) {
+  std::string out;
+  Writer w(out);
+  WriteHeader(w, FrameType::kWindow, call_id, 4, 0);
+  w.U32(bytes);
   return out;
 }
 
@@ -227,7 +273,8 @@ absl::StatusOr<ResponseHead> DecodeResponseHead(std::string_view head) {
   ResponseHead h;
   uint32_t code = 0, message_len = 0;
   if (!r.U32(code) || !r.U32(message_len) ||
-      !r.Bytes(message_len, h.message) || !ReadMetadata(r, h.metadata)) {
+      !r.Bytes(message_len, h.message) ||
+      !ReadMetadata(r, h.initial_metadata) || !ReadMetadata(r, h.metadata)) {
     return Malformed("truncated response head");
   }
   if (!r.done()) return Malformed("trailing bytes after response head");
@@ -236,6 +283,21 @@ absl::StatusOr<ResponseHead> DecodeResponseHead(std::string_view head) {
   }
   h.code = static_cast<absl::StatusCode>(code);
   return h;
+}
+
+absl::StatusOr<Metadata> DecodeHeaders(std::string_view head) {
+  Reader r(head);
+  Metadata metadata;
+  if (!ReadMetadata(r, metadata)) return Malformed("truncated headers");
+  if (!r.done()) return Malformed("trailing bytes after headers");
+  return metadata;
+}
+
+absl::StatusOr<uint32_t> DecodeWindow(std::string_view head) {
+  Reader r(head);
+  uint32_t bytes = 0;
+  if (!r.U32(bytes) || !r.done()) return Malformed("window head is not 4 bytes");
+  return bytes;
 }
 
 }  // namespace dynrpc::internal::tcp

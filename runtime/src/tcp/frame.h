@@ -20,13 +20,28 @@ inline constexpr std::size_t kFrameHeaderSize = 20;
 inline constexpr uint32_t kMaxHeadSize = 64 * 1024;
 
 enum class FrameType : uint8_t {
-  kRequest = 1,   // client -> server: opens a call
-  kResponse = 2,  // server -> client: ends a call with a status
-  kCancel = 3,    // client -> server: the caller gave up on a call
+  kRequest = 1,    // client -> server: opens a call
+  kResponse = 2,   // server -> client: ends a call with a status
+  kCancel = 3,     // client -> server: the caller gave up on a call
+  kMessage = 4,    // either way: one message of a stream
+  kHalfClose = 5,  // client -> server: no more messages from the client
+  kHeaders = 6,    // server -> client: initial metadata of a stream
+  kWindow = 7,     // either way: the receiver read this many more bytes
 };
+
+// Frame flags.
+inline constexpr uint16_t kFlagHasMessage = 0x1;  // REQUEST/RESPONSE payload
+inline constexpr uint16_t kFlagEndStream = 0x2;   // REQUEST: no more messages
+inline constexpr uint16_t kKnownFlags = kFlagHasMessage | kFlagEndStream;
+
+// Bytes of messages a stream's sender may have unread at the receiver. A
+// message may be sent while the window is positive, so the receiver buffers
+// at most this plus one message.
+inline constexpr int64_t kStreamWindow = 1 << 20;
 
 struct FrameHeader {
   FrameType type = FrameType::kRequest;
+  uint16_t flags = 0;
   uint64_t call_id = 0;
   uint32_t head_len = 0;
   uint32_t payload_len = 0;
@@ -42,7 +57,8 @@ struct RequestHead {
 struct ResponseHead {
   absl::StatusCode code = absl::StatusCode::kOk;
   std::string message;
-  Metadata metadata;  // trailing metadata
+  Metadata initial_metadata;  // when no HEADERS frame carried it
+  Metadata metadata;          // trailing metadata
 };
 
 // Validates the fixed 20-byte header; `bytes` must hold exactly that many.
@@ -54,13 +70,19 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(std::string_view bytes);
 // The header and head of a frame, ready to be followed on the wire by
 // `payload_len` bytes of payload. Fails with RESOURCE_EXHAUSTED when the head
 // would exceed kMaxHeadSize.
-absl::StatusOr<std::string> EncodeRequestPrefix(uint64_t call_id,
-                                                const RequestHead& head,
-                                                std::size_t payload_len);
-absl::StatusOr<std::string> EncodeResponsePrefix(uint64_t call_id,
-                                                 const ResponseHead& head,
-                                                 std::size_t payload_len);
+// `flags` defaults to a unary request: one message, then end of stream.
+absl::StatusOr<std::string> EncodeRequestPrefix(
+    uint64_t call_id, const RequestHead& head, std::size_t payload_len,
+    uint16_t flags = kFlagHasMessage | kFlagEndStream);
+absl::StatusOr<std::string> EncodeResponsePrefix(
+    uint64_t call_id, const ResponseHead& head, std::size_t payload_len,
+    uint16_t flags = kFlagHasMessage);
+absl::StatusOr<std::string> EncodeHeaders(uint64_t call_id,
+                                          const Metadata& metadata);
 std::string EncodeCancel(uint64_t call_id);
+std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len);
+std::string EncodeHalfClose(uint64_t call_id);
+std::string EncodeWindow(uint64_t call_id, uint32_t bytes);
 // Rewrites the call id of an encoded prefix, so a request can be encoded (and
 // its limits checked) before a connection assigns its id.
 void SetCallId(std::string& prefix, uint64_t call_id);
@@ -75,6 +97,9 @@ inline constexpr uint64_t kMaxTimeoutUs = 366ull * 24 * 3600 * 1'000'000;
 // unknown status code, are INTERNAL.
 absl::StatusOr<RequestHead> DecodeRequestHead(std::string_view head);
 absl::StatusOr<ResponseHead> DecodeResponseHead(std::string_view head);
+absl::StatusOr<Metadata> DecodeHeaders(std::string_view head);
+// A WINDOW frame's increment (its 4-byte head).
+absl::StatusOr<uint32_t> DecodeWindow(std::string_view head);
 
 }  // namespace dynrpc::internal::tcp
 

@@ -1,16 +1,22 @@
 #include "tcp/tcp_server.h"
 
+#include <atomic>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/ip/address.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "absl/container/flat_hash_map.h"
+#include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
+#include "tcp/stream_state.h"
 
 namespace dynrpc::internal::tcp {
 
@@ -103,77 +109,252 @@ asio::awaitable<void> TcpServer::AcceptLoop() {
   acceptor_->close(ignored);
 }
 
+// One call in progress on a connection.
+struct ServerCall {
+  uint64_t id = 0;
+  asio::any_io_executor strand;  // the call's task runs here
+  std::shared_ptr<asio::cancellation_signal> signal =
+      std::make_shared<asio::cancellation_signal>();
+  std::shared_ptr<std::atomic<bool>> cancelled =
+      std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<StreamState> stream;  // streaming calls only
+
+  // The caller is gone (CANCEL, connection lost): flag it, end the stream
+  // and cancel the handler's coroutine. Any thread.
+  void Cancel(const absl::Status& why) {
+    cancelled->store(true);
+    if (stream) stream->End(CallResult(why));
+    asio::post(strand, [signal = signal] {
+      signal->emit(asio::cancellation_type::terminal);
+    });
+  }
+};
+
+// A connection and the calls in progress on it.
+struct ServerConnection {
+  explicit ServerConnection(std::shared_ptr<FramedSocket> s)
+      : socket(std::move(s)) {}
+
+  std::shared_ptr<ServerCall> Find(uint64_t id) {
+    std::lock_guard lock(mu);
+    auto it = calls.find(id);
+    return it == calls.end() ? nullptr : it->second;
+  }
+  void Forget(uint64_t id) {
+    std::lock_guard lock(mu);
+    calls.erase(id);
+  }
+  // Sends the call's end: its status, the metadata, its response message.
+  void SendResult(uint64_t id, CallResult result, bool headers_sent) {
+    ResponseHead head;
+    head.code = result.status.code();
+    head.message = std::string(result.status.message());
+    if (!headers_sent) head.initial_metadata = std::move(result.initial_metadata);
+    head.metadata = std::move(result.trailing_metadata);
+    uint16_t flags = result.has_message && result.status.ok() ? kFlagHasMessage : 0;
+    if (!flags) result.payload.clear();
+    absl::StatusOr<std::string> prefix =
+        EncodeResponsePrefix(id, head, result.payload.size(), flags);
+    if (!prefix.ok()) {
+      // Metadata too large to send: say so instead.
+      ResponseHead error;
+      error.code = prefix.status().code();
+      error.message = std::string(prefix.status().message());
+      prefix = EncodeResponsePrefix(id, error, 0, 0);
+      result.payload.clear();
+    }
+    if (prefix.ok()) socket->Send(*std::move(prefix), std::move(result.payload));
+  }
+
+  std::shared_ptr<FramedSocket> socket;
+  std::mutex mu;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<ServerCall>> calls;
+};
+
+namespace {
+
+// The plane's side of a streaming call, for the core.
+class TcpServerStream final : public ServerStream {
+ public:
+  TcpServerStream(std::shared_ptr<ServerConnection> connection,
+                  std::shared_ptr<ServerCall> call, std::size_t max_message)
+      : connection_(std::move(connection)),
+        call_(std::move(call)),
+        max_message_(max_message) {}
+
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    uint32_t grant = 0;
+    absl::StatusOr<std::optional<std::string>> message =
+        co_await call_->stream->Read(&grant);
+    if (grant > 0) {
+      connection_->socket->Send(EncodeWindow(call_->id, grant));
+    }
+    co_return message;
+  }
+
+  asio::awaitable<absl::Status> Write(
+      std::string message, const Metadata& initial_metadata) override {
+    if (message.size() > max_message_) {
+      co_return OversizedError("response", message.size(), max_message_);
+    }
+    DYNRPC_CO_RETURN_IF_ERROR(co_await call_->stream->ReserveSend(message.size()));
+    if (!headers_sent_) {
+      absl::StatusOr<std::string> headers =
+          EncodeHeaders(call_->id, initial_metadata);
+      if (!headers.ok()) co_return headers.status();
+      connection_->socket->Send(*std::move(headers));
+      headers_sent_ = true;
+    }
+    std::string prefix = EncodeMessagePrefix(call_->id, message.size());
+    connection_->socket->Send(std::move(prefix), std::move(message));
+    co_return absl::OkStatus();
+  }
+
+  bool headers_sent() const { return headers_sent_; }
+
+ private:
+  std::shared_ptr<ServerConnection> connection_;
+  std::shared_ptr<ServerCall> call_;
+  std::size_t max_message_;
+  bool headers_sent_ = false;
+};
+
+}  // namespace
+
 asio::awaitable<void> TcpServer::ServeConnection(
-    std::shared_ptr<FramedSocket> connection) {
+    std::shared_ptr<FramedSocket> socket) {
   co_await asio::this_coro::throw_if_cancelled(false);
+  auto connection = std::make_shared<ServerConnection>(socket);
+  bool protocol_error = false;
   for (;;) {
-    absl::StatusOr<InFrame> frame = co_await connection->ReadFrame();
+    absl::StatusOr<InFrame> frame = co_await socket->ReadFrame();
     if (!frame.ok()) break;  // peer gone, or a header we cannot trust
     const FrameHeader& header = frame->header;
-    if (header.type == FrameType::kCancel) {
-      // TODO(cleanup): cancel the running handler (call-semantics issue).
+    if (header.type == FrameType::kRequest) {
+      OpenCall(connection, *std::move(frame));
       continue;
     }
-    if (header.type != FrameType::kRequest) break;  // protocol violation
-    if (frame->oversized) {
-      SendError(*connection, header.call_id,
-                OversizedError("request", header, config_.max_message_size));
-      continue;
+    std::shared_ptr<ServerCall> call = connection->Find(header.call_id);
+    switch (header.type) {
+      case FrameType::kCancel:
+        if (call) call->Cancel(absl::CancelledError("the caller cancelled"));
+        break;
+      case FrameType::kMessage:
+        if (!call || !call->stream) break;  // ended meanwhile
+        if (frame->oversized) {
+          absl::Status error = OversizedError("request", header,
+                                              config_.max_message_size);
+          call->Cancel(error);
+        } else {
+          call->stream->Deliver(std::move(frame->payload));
+        }
+        break;
+      case FrameType::kHalfClose:
+        if (call && call->stream) call->stream->PeerDone();
+        break;
+      case FrameType::kWindow:
+        if (call && call->stream) {
+          absl::StatusOr<uint32_t> bytes = DecodeWindow(frame->head);
+          if (bytes.ok()) call->stream->AddSendWindow(*bytes);
+        }
+        break;
+      default:  // a client never sends the rest: not our protocol
+        protocol_error = true;
+        break;
     }
-    absl::StatusOr<RequestHead> head = DecodeRequestHead(frame->head);
-    if (!head.ok()) {
-      SendError(*connection, header.call_id, head.status());
-      continue;
-    }
-    CallRequest request;
-    request.method = std::move(head->method);
-    request.metadata = std::move(head->metadata);
-    if (head->timeout_us != 0) {
-      request.deadline =
-          Clock::now() + std::chrono::microseconds(head->timeout_us);
-    }
-    request.payload = std::move(frame->payload);
-    tasks_.Spawn(tasks_.NewStrand(),
-                 ServeCall(connection, header.call_id, std::move(request)),
-                 "tcp server call");
+    if (protocol_error) break;
   }
-  connection->Close();
+  {
+    std::lock_guard lock(connection->mu);
+    for (auto& [id, call] : connection->calls) {
+      call->Cancel(absl::UnavailableError("the caller's connection was lost"));
+    }
+    connection->calls.clear();
+  }
+  socket->Close();
 }
 
-asio::awaitable<void> TcpServer::ServeCall(
-    std::shared_ptr<FramedSocket> connection, uint64_t call_id,
-    CallRequest request) {
-  absl::StatusOr<std::string> reply =
-      co_await handler_->HandleUnary(std::move(request), connection->peer());
-  if (reply.ok() && reply->size() > config_.max_message_size) {
-    reply = OversizedError("response", reply->size(),
-                           config_.max_message_size);
+void TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
+                         InFrame frame) {
+  const FrameHeader& header = frame.header;
+  auto error = [&](const absl::Status& status) {
+    connection->SendResult(header.call_id, CallResult(status), false);
+  };
+  if (frame.oversized) {
+    return error(OversizedError("request", header, config_.max_message_size));
   }
-  if (!reply.ok()) {
-    SendError(*connection, call_id, reply.status());
-    co_return;
+  absl::StatusOr<RequestHead> head = DecodeRequestHead(frame.head);
+  if (!head.ok()) return error(head.status());
+
+  CallRequest request;
+  request.method = std::move(head->method);
+  request.metadata = std::move(head->metadata);
+  if (head->timeout_us != 0) {
+    request.deadline = Clock::now() + std::chrono::microseconds(head->timeout_us);
   }
-  absl::StatusOr<std::string> prefix =
-      EncodeResponsePrefix(call_id, ResponseHead{}, reply->size());
-  if (!prefix.ok()) {
-    SendError(*connection, call_id, prefix.status());
-    co_return;
+  bool has_message = (header.flags & kFlagHasMessage) != 0;
+  bool end_stream = (header.flags & kFlagEndStream) != 0;
+  bool unary = has_message && end_stream && !handler_->IsStreaming(request.method);
+
+  auto call = std::make_shared<ServerCall>();
+  call->id = header.call_id;
+  call->strand = tasks_.NewStrand();
+  if (!unary) {
+    call->stream = std::make_shared<StreamState>(call->strand);
+    if (has_message) call->stream->Deliver(std::move(frame.payload));
+    if (end_stream) call->stream->PeerDone();
+  } else {
+    request.payload = std::move(frame.payload);
   }
-  connection->Send(std::move(*prefix), std::move(*reply));
+  {
+    std::lock_guard lock(connection->mu);
+    if (!connection->calls.emplace(call->id, call).second) {
+      return error(absl::InternalError(absl::StrCat(
+          "malformed frame: call id ", call->id, " is already in use")));
+    }
+  }
+  if (unary) {
+    tasks_.Spawn(call->strand, ServeUnary(connection, call, std::move(request)),
+                 "tcp server call", call->signal);
+  } else {
+    tasks_.Spawn(call->strand, ServeStream(connection, call, std::move(request)),
+                 "tcp server stream", call->signal);
+  }
 }
 
-void TcpServer::SendError(FramedSocket& connection, uint64_t call_id,
-                          const absl::Status& status) {
-  ResponseHead head;
-  head.code = status.code();
-  head.message = std::string(status.message());
-  absl::StatusOr<std::string> prefix = EncodeResponsePrefix(call_id, head, 0);
-  if (!prefix.ok()) {
-    // The message itself is too large to send: send the code alone.
-    head.message.resize(1024);
-    prefix = EncodeResponsePrefix(call_id, head, 0);
+asio::awaitable<void> TcpServer::ServeUnary(
+    std::shared_ptr<ServerConnection> connection,
+    std::shared_ptr<ServerCall> call, CallRequest request) {
+  // Named, not a braced temporary in the co_await: GCC 12 miscopies those.
+  ServerCallInfo info{connection->socket->peer(), call->cancelled};
+  CallResult result =
+      co_await handler_->HandleUnary(std::move(request), std::move(info));
+  connection->Forget(call->id);
+  if (result.has_message && result.payload.size() > config_.max_message_size) {
+    result = CallResult(OversizedError("response", result.payload.size(),
+                                       config_.max_message_size));
   }
-  if (prefix.ok()) connection.Send(std::move(*prefix));
+  connection->SendResult(call->id, std::move(result), false);
+}
+
+asio::awaitable<void> TcpServer::ServeStream(
+    std::shared_ptr<ServerConnection> connection,
+    std::shared_ptr<ServerCall> call, CallRequest request) {
+  TcpServerStream stream(connection, call, config_.max_message_size);
+  ServerCallInfo info{connection->socket->peer(), call->cancelled};
+  CallResult result = co_await handler_->HandleStream(
+      std::move(request), std::move(info), stream);
+  connection->Forget(call->id);
+  // The plane ended the stream first (an oversized message): that is the
+  // call's status, whatever the handler made of it.
+  absl::Status plane_end = call->stream->end_status();
+  if (absl::IsResourceExhausted(plane_end)) result = CallResult(plane_end);
+  if (result.has_message && result.payload.size() > config_.max_message_size) {
+    result = CallResult(OversizedError("response", result.payload.size(),
+                                       config_.max_message_size));
+  }
+  call->stream->End(CallResult(absl::OkStatus()));
+  connection->SendResult(call->id, std::move(result), stream.headers_sent());
 }
 
 }  // namespace dynrpc::internal::tcp

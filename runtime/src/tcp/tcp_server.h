@@ -16,6 +16,9 @@
 
 namespace dynrpc::internal::tcp {
 
+struct ServerConnection;
+struct ServerCall;
+
 class TcpServer final : public RequestPlaneServer {
  public:
   TcpServer(TcpConfig config, boost::asio::any_io_executor executor);
@@ -29,13 +32,16 @@ class TcpServer final : public RequestPlaneServer {
  private:
   boost::asio::awaitable<void> AcceptLoop();
   boost::asio::awaitable<void> ServeConnection(
-      std::shared_ptr<FramedSocket> connection);
-  boost::asio::awaitable<void> ServeCall(
-      std::shared_ptr<FramedSocket> connection, uint64_t call_id,
-      CallRequest request);
-  // Answers `call_id` with an error status and no payload.
-  void SendError(FramedSocket& connection, uint64_t call_id,
-                 const absl::Status& status);
+      std::shared_ptr<FramedSocket> socket);
+  // Opens a call for a REQUEST frame.
+  void OpenCall(const std::shared_ptr<ServerConnection>& connection,
+                InFrame frame);
+  boost::asio::awaitable<void> ServeUnary(
+      std::shared_ptr<ServerConnection> connection,
+      std::shared_ptr<ServerCall> call, CallRequest request);
+  boost::asio::awaitable<void> ServeStream(
+      std::shared_ptr<ServerConnection> connection,
+      std::shared_ptr<ServerCall> call, CallRequest request);
 
   TcpConfig config_;
   boost::asio::any_io_executor executor_;

@@ -1,0 +1,234 @@
+// Typed message streams: what streaming methods of generated stubs and
+// services hand their callers.
+//
+// Client side, a server-streaming method:
+//   dynrpc::ClientReader<Token> tokens = stub.Generate(ctx, request);
+//   for (;;) {
+//     absl::StatusOr<std::optional<Token>> token = co_await tokens.Read();
+//     if (!token.ok()) return token.status();   // the call failed
+//     if (!token->has_value()) break;           // the server finished with OK
+//     Print(**token);
+//   }
+//
+// Server side, the same method:
+//   boost::asio::awaitable<absl::Status> Generate(
+//       dynrpc::ServerContext& ctx, const Prompt& prompt,
+//       dynrpc::ServerWriter<Token>& writer) override {
+//     for (...) DYNRPC_CO_RETURN_IF_ERROR(co_await writer.Write(token));
+//     co_return absl::OkStatus();
+//   }
+//
+// Flow control: Write() waits while the other side has not read what was
+// already sent (a bounded window per stream), so a slow reader slows its
+// writer instead of growing memory. One Read() and one Write() may be
+// outstanding at a time on a stream, from any coroutines.
+#ifndef DYNRPC_STREAM_H_
+#define DYNRPC_STREAM_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/awaitable.hpp"
+
+namespace dynrpc {
+
+// The untyped client side of a streaming call, as a request plane provides
+// it. Dropping it before Finish() completed cancels the call. Implement it to
+// fake a stream in tests; generated code only wraps it.
+class RawClientStream {
+ public:
+  virtual ~RawClientStream() = default;
+  // Sends one message. Waits while the send window is full. An error means
+  // the call is over: Finish() says why.
+  virtual boost::asio::awaitable<absl::Status> Write(std::string message) = 0;
+  // No more messages from this side (half-close). Idempotent.
+  virtual boost::asio::awaitable<absl::Status> WritesDone() = 0;
+  // The next message; nullopt when the server ended the stream with OK; the
+  // call's status when it ended otherwise.
+  virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
+  Read() = 0;
+  // Half-closes if needed, drops unread messages, and waits for the call's
+  // status. Afterwards the context holds the server's metadata.
+  virtual boost::asio::awaitable<absl::Status> Finish() = 0;
+};
+
+// The untyped server side of a streaming call, as a request plane provides
+// it. Owned by the runtime; valid until the handler's coroutine completes.
+class RawServerStream {
+ public:
+  virtual ~RawServerStream() = default;
+  // The next message; nullopt when the client half-closed; CANCELLED (or
+  // DEADLINE_EXCEEDED) when the call ended first.
+  virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
+  Read() = 0;
+  // Sends one message (the first also sends the context's initial
+  // metadata). Waits while the client has not read enough; an error means
+  // the call is over (the handler should return).
+  virtual boost::asio::awaitable<absl::Status> Write(std::string message) = 0;
+};
+
+namespace internal {
+
+template <typename T>
+absl::StatusOr<std::optional<T>> ParseRead(
+    absl::StatusOr<std::optional<std::string>> raw) {
+  if (!raw.ok()) return std::move(raw).status();
+  if (!raw->has_value()) return std::optional<T>();
+  T message;
+  if (!message.ParseFromString(**raw)) {
+    return absl::InternalError("failed to parse a streamed message of " +
+                               std::to_string((*raw)->size()) + " bytes as " +
+                               T::descriptor()->full_name());
+  }
+  return std::optional<T>(std::move(message));
+}
+
+template <typename T>
+absl::StatusOr<std::string> Serialize(const T& message) {
+  std::string bytes;
+  if (!message.SerializeToString(&bytes)) {
+    return absl::InternalError("failed to serialize a " +
+                               T::descriptor()->full_name());
+  }
+  return bytes;
+}
+
+// The typed operations over a raw client stream, for the classes below.
+class ClientStreamBase {
+ public:
+  explicit ClientStreamBase(std::unique_ptr<RawClientStream> raw)
+      : raw_(std::move(raw)) {}
+
+ protected:
+  template <typename T>
+  boost::asio::awaitable<absl::Status> WriteTyped(const T& message) {
+    absl::StatusOr<std::string> bytes = Serialize(message);
+    if (!bytes.ok()) co_return bytes.status();
+    co_return co_await raw_->Write(*std::move(bytes));
+  }
+  template <typename T>
+  boost::asio::awaitable<absl::StatusOr<std::optional<T>>> ReadTyped() {
+    co_return ParseRead<T>(co_await raw_->Read());
+  }
+  std::unique_ptr<RawClientStream> raw_;
+};
+
+}  // namespace internal
+
+// Reads the responses of a server-streaming call. Move-only; the context it
+// was started with must outlive it.
+template <typename Response>
+class ClientReader : private internal::ClientStreamBase {
+ public:
+  explicit ClientReader(std::unique_ptr<RawClientStream> raw)
+      : ClientStreamBase(std::move(raw)) {}
+  ClientReader(ClientReader&&) = default;
+  ClientReader& operator=(ClientReader&&) = default;
+
+  // The next response; nullopt at the end of a call that ended with OK; the
+  // call's status if it failed.
+  boost::asio::awaitable<absl::StatusOr<std::optional<Response>>> Read() {
+    return ReadTyped<Response>();
+  }
+  // The call's status, dropping unread responses (which cancels nothing: the
+  // server finishes on its own). Not needed after Read() gave nullopt or an
+  // error, but gives the trailing metadata.
+  boost::asio::awaitable<absl::Status> Finish() { return raw_->Finish(); }
+};
+
+// Writes the requests of a client-streaming call, then takes its response.
+template <typename Request, typename Response>
+class ClientWriter : private internal::ClientStreamBase {
+ public:
+  explicit ClientWriter(std::unique_ptr<RawClientStream> raw)
+      : ClientStreamBase(std::move(raw)) {}
+  ClientWriter(ClientWriter&&) = default;
+  ClientWriter& operator=(ClientWriter&&) = default;
+
+  // An error means the call is over; Finish() says why.
+  boost::asio::awaitable<absl::Status> Write(const Request& request) {
+    return WriteTyped(request);
+  }
+  // Half-closes and waits for the response or the call's status.
+  boost::asio::awaitable<absl::StatusOr<Response>> Finish() {
+    co_await raw_->WritesDone();
+    absl::StatusOr<std::optional<Response>> response = co_await ReadTyped<Response>();
+    absl::Status status = co_await raw_->Finish();
+    if (!status.ok()) co_return status;
+    if (!response.ok()) co_return response.status();
+    if (!response->has_value()) {
+      co_return absl::InternalError(
+          "client-streaming call ended with OK but no response");
+    }
+    co_return std::move(**response);
+  }
+};
+
+// Both directions of a bidirectional-streaming call.
+template <typename Request, typename Response>
+class ClientReaderWriter : private internal::ClientStreamBase {
+ public:
+  explicit ClientReaderWriter(std::unique_ptr<RawClientStream> raw)
+      : ClientStreamBase(std::move(raw)) {}
+  ClientReaderWriter(ClientReaderWriter&&) = default;
+  ClientReaderWriter& operator=(ClientReaderWriter&&) = default;
+
+  boost::asio::awaitable<absl::Status> Write(const Request& request) {
+    return WriteTyped(request);
+  }
+  boost::asio::awaitable<absl::Status> WritesDone() {
+    return raw_->WritesDone();
+  }
+  boost::asio::awaitable<absl::StatusOr<std::optional<Response>>> Read() {
+    return ReadTyped<Response>();
+  }
+  boost::asio::awaitable<absl::Status> Finish() { return raw_->Finish(); }
+};
+
+// A handler's view of the requests of a client-streaming or bidi call.
+template <typename Request>
+class ServerReader {
+ public:
+  explicit ServerReader(RawServerStream& raw) : raw_(raw) {}
+  // The next request; nullopt when the client is done sending; an error
+  // when the call ended (cancelled, deadline, connection lost).
+  boost::asio::awaitable<absl::StatusOr<std::optional<Request>>> Read() {
+    co_return internal::ParseRead<Request>(co_await raw_.Read());
+  }
+
+ private:
+  RawServerStream& raw_;
+};
+
+// A handler's way to stream responses.
+template <typename Response>
+class ServerWriter {
+ public:
+  explicit ServerWriter(RawServerStream& raw) : raw_(raw) {}
+  // Waits while the client lags behind. An error means the call is over:
+  // the handler should return.
+  boost::asio::awaitable<absl::Status> Write(const Response& response) {
+    absl::StatusOr<std::string> bytes = internal::Serialize(response);
+    if (!bytes.ok()) co_return bytes.status();
+    co_return co_await raw_.Write(*std::move(bytes));
+  }
+
+ private:
+  RawServerStream& raw_;
+};
+
+template <typename Request, typename Response>
+class ServerReaderWriter : public ServerReader<Request>,
+                           public ServerWriter<Response> {
+ public:
+  explicit ServerReaderWriter(RawServerStream& raw)
+      : ServerReader<Request>(raw), ServerWriter<Response>(raw) {}
+};
+
+}  // namespace dynrpc
+
+#endif  // DYNRPC_STREAM_H_

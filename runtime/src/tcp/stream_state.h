@@ -1,0 +1,81 @@
+// The buffered, flow-controlled state of one streaming call, on either side:
+// shared by the coroutine that uses the stream and the connection's reader.
+#ifndef DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
+#define DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/experimental/concurrent_channel.hpp"
+#include "core/request_plane.h"
+
+namespace dynrpc::internal::tcp {
+
+// Thread-safe. Messages the peer sent wait here until read; the peer may
+// send while its window (kStreamWindow bytes, replenished as we read) is
+// positive, which bounds this buffer. The stream ends once, with a status.
+class StreamState {
+ public:
+  explicit StreamState(boost::asio::any_io_executor executor);
+
+  // --- the connection's reader ---
+  void Deliver(std::string message);
+  // The peer sends no more messages (client half-close, seen by the server).
+  void PeerDone();
+  void AddSendWindow(uint32_t bytes);
+  // The server's initial metadata (a HEADERS frame); the end carries it
+  // unless the end brings its own.
+  void SetInitialMetadata(Metadata metadata);
+  // Ends the stream with `result` (its status decides what Read() returns
+  // once the buffer is drained). False if it had ended already.
+  bool End(CallResult result);
+
+  // --- the stream's user ---
+  // The next message; nullopt after PeerDone() or an OK end; the end's
+  // status otherwise. `*grant` is set to the bytes to announce to the peer in
+  // a WINDOW frame (0: none yet). A cancelled wait yields CANCELLED.
+  boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read(
+      uint32_t* grant);
+  // Waits until the send window is positive, then takes `bytes` from it.
+  // The end's status if the stream ends first (FAILED_PRECONDITION after an
+  // OK end: the peer finished while we were still writing).
+  boost::asio::awaitable<absl::Status> ReserveSend(std::size_t bytes);
+  // Waits for the end and returns it. Unread messages are dropped: then it
+  // returns nullopt early with `*grant` set to their bytes, for the caller to
+  // announce (so the peer can finish) before waiting again.
+  boost::asio::awaitable<std::optional<CallResult>> WaitEnd(uint32_t* grant);
+
+  bool ended() const;
+  // The end's status; OK while the stream runs.
+  absl::Status end_status() const;
+
+ private:
+  using Signal = boost::asio::experimental::concurrent_channel<void(
+      boost::system::error_code)>;
+
+  uint32_t TakeGrantLocked(std::size_t consumed);
+
+  mutable std::mutex mu_;
+  std::deque<std::string> inbound_;
+  bool peer_done_ = false;
+  std::optional<CallResult> end_;
+  Metadata initial_metadata_;
+  int64_t send_window_ = kInitialWindow;
+  uint64_t unannounced_ = 0;  // bytes read but not yet granted back
+  Signal readable_;
+  Signal writable_;
+
+ public:
+  static constexpr int64_t kInitialWindow = 1 << 20;
+};
+
+}  // namespace dynrpc::internal::tcp
+
+#endif  // DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
