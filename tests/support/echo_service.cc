@@ -1,6 +1,7 @@
 #include "support/echo_service.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "absl/cleanup/cleanup.h"
@@ -19,6 +20,20 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Echo(
     ++calls_;
   }
   EchoReply reply;
+  if (auto echo = FindMetadata(context.client_metadata(), "x-echo")) {
+    context.AddInitialMetadata("x-echo-initial", std::string(*echo));
+    context.AddTrailingMetadata("x-echo-trailing", std::string(*echo));
+  }
+  if (request.text() == "deadline-ms") {
+    // The time the handler has left, as a chain would pass it on.
+    reply.set_text(context.deadline()
+                       ? std::to_string(std::chrono::duration_cast<
+                                            std::chrono::milliseconds>(
+                                            *context.deadline() - Clock::now())
+                                            .count())
+                       : "none");
+    co_return reply;
+  }
   constexpr std::string_view kMetadataPrefix = "metadata:";
   if (request.text().starts_with(kMetadataPrefix)) {
     std::string key = request.text().substr(kMetadataPrefix.size());
@@ -76,6 +91,100 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Sized(
   EchoReply reply;
   reply.set_payload(std::string(request.reply_payload_bytes(), 'r'));
   co_return reply;
+}
+
+asio::awaitable<absl::Status> EchoServiceImpl::Generate(
+    ServerContext& context, const StreamRequest& request,
+    ServerWriter<StreamMessage>& writer) {
+  if (auto echo = FindMetadata(context.client_metadata(), "x-echo")) {
+    context.AddInitialMetadata("x-echo-initial", std::string(*echo));
+    context.AddTrailingMetadata("x-echo-trailing", std::string(*echo));
+  }
+  const std::string payload(request.payload_bytes(), 'g');
+  for (int64_t i = 0; request.forever() || i < request.count(); ++i) {
+    if (request.fail_after() > 0 && i == request.fail_after()) {
+      co_return absl::FailedPreconditionError("failed after " +
+                                              std::to_string(i) + " messages");
+    }
+    StreamMessage message;
+    message.set_sequence(i);
+    message.set_payload(payload);
+    absl::Status written = co_await writer.Write(message);
+    if (!written.ok()) {
+      NoteCancelledStream();
+      co_return written;
+    }
+    {
+      std::lock_guard lock(mu_);
+      ++generated_;
+    }
+    changed_.notify_all();
+  }
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<absl::StatusOr<StreamSummary>> EchoServiceImpl::Collect(
+    ServerContext& context, ServerReader<StreamMessage>& reader) {
+  StreamSummary summary;
+  summary.set_in_order(true);
+  for (;;) {
+    absl::StatusOr<std::optional<StreamMessage>> message = co_await reader.Read();
+    if (!message.ok()) {
+      NoteCancelledStream();
+      co_return message.status();
+    }
+    if (!message->has_value()) break;
+    if ((*message)->sequence() != summary.count()) summary.set_in_order(false);
+    summary.set_count(summary.count() + 1);
+    summary.set_bytes(summary.bytes() + (*message)->payload().size());
+  }
+  co_return summary;
+}
+
+asio::awaitable<absl::Status> EchoServiceImpl::Chat(
+    ServerContext& context,
+    ServerReaderWriter<StreamMessage, StreamMessage>& stream) {
+  for (;;) {
+    absl::StatusOr<std::optional<StreamMessage>> message = co_await stream.Read();
+    if (!message.ok()) {
+      NoteCancelledStream();
+      co_return message.status();
+    }
+    if (!message->has_value()) co_return absl::OkStatus();
+    absl::Status written = co_await stream.Write(**message);
+    if (!written.ok()) {
+      NoteCancelledStream();
+      co_return written;
+    }
+  }
+}
+
+void EchoServiceImpl::NoteCancelledStream() {
+  {
+    std::lock_guard lock(mu_);
+    ++cancelled_streams_;
+  }
+  changed_.notify_all();
+}
+
+int64_t EchoServiceImpl::generated() const {
+  std::lock_guard lock(mu_);
+  return generated_;
+}
+
+void EchoServiceImpl::WaitForGenerated(int64_t n) {
+  std::unique_lock lock(mu_);
+  changed_.wait(lock, [&] { return generated_ >= n; });
+}
+
+void EchoServiceImpl::WaitForCancelledStreams(int n) {
+  std::unique_lock lock(mu_);
+  changed_.wait(lock, [&] { return cancelled_streams_ >= n; });
+}
+
+int EchoServiceImpl::cancelled_streams() const {
+  std::lock_guard lock(mu_);
+  return cancelled_streams_;
 }
 
 void EchoServiceImpl::WaitForBlocked(int n) {

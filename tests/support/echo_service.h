@@ -24,6 +24,23 @@ class EchoServiceImpl final : public EchoService::Service {
       ServerContext& context, const EchoRequest& request) override;
   boost::asio::awaitable<absl::StatusOr<EchoReply>> Sized(
       ServerContext& context, const SizeRequest& request) override;
+  boost::asio::awaitable<absl::Status> Generate(
+      ServerContext& context, const StreamRequest& request,
+      ServerWriter<StreamMessage>& writer) override;
+  boost::asio::awaitable<absl::StatusOr<StreamSummary>> Collect(
+      ServerContext& context, ServerReader<StreamMessage>& reader) override;
+  boost::asio::awaitable<absl::Status> Chat(
+      ServerContext& context,
+      ServerReaderWriter<StreamMessage, StreamMessage>& stream) override;
+
+  // Messages Generate handlers have written so far (Write returned OK).
+  int64_t generated() const;
+  // Blocks the calling thread until generated() >= n.
+  void WaitForGenerated(int64_t n);
+  // Streaming handlers that ended because the call was over (a Read or
+  // Write failed, or the context said cancelled); blocks until there are n.
+  void WaitForCancelledStreams(int n);
+  int cancelled_streams() const;
 
   // Called (on a runtime thread) when a Block call starts waiting.
   void set_on_block(std::function<void()> f) { on_block_ = std::move(f); }
@@ -45,6 +62,8 @@ class EchoServiceImpl final : public EchoService::Service {
   int max_blocked() const;
 
  private:
+  void NoteCancelledStream();
+
   using Gate = boost::asio::experimental::concurrent_channel<void(
       boost::system::error_code)>;
 
@@ -53,6 +72,8 @@ class EchoServiceImpl final : public EchoService::Service {
   std::condition_variable changed_;
   std::vector<std::shared_ptr<Gate>> gates_;
   int calls_ = 0;
+  int64_t generated_ = 0;
+  int cancelled_streams_ = 0;
   int blocks_ended_ = 0;
   int max_blocked_ = 0;
 };

@@ -34,11 +34,6 @@ inline constexpr uint16_t kFlagHasMessage = 0x1;  // REQUEST/RESPONSE payload
 inline constexpr uint16_t kFlagEndStream = 0x2;   // REQUEST: no more messages
 inline constexpr uint16_t kKnownFlags = kFlagHasMessage | kFlagEndStream;
 
-// Bytes of messages a stream's sender may have unread at the receiver. A
-// message may be sent while the window is positive, so the receiver buffers
-// at most this plus one message.
-inline constexpr int64_t kStreamWindow = 1 << 20;
-
 struct FrameHeader {
   FrameType type = FrameType::kRequest;
   uint16_t flags = 0;

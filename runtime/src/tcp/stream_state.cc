@@ -42,10 +42,11 @@ void StreamState::SetInitialMetadata(Metadata metadata) {
   initial_metadata_ = std::move(metadata);
 }
 
-bool StreamState::End(CallResult result) {
+bool StreamState::End(CallResult result, bool discard_unread) {
   {
     std::lock_guard lock(mu_);
     if (end_) return false;
+    if (discard_unread) inbound_.clear();
     if (result.initial_metadata.empty()) {
       result.initial_metadata = std::move(initial_metadata_);
     }
@@ -73,7 +74,7 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
       if (!inbound_.empty()) {
         std::string message = std::move(inbound_.front());
         inbound_.pop_front();
-        *grant = TakeGrantLocked(message.size());
+        *grant = TakeGrantLocked(message.size() + kMessageOverhead);
         co_return std::optional<std::string>(std::move(message));
       }
       if (end_) {
@@ -100,7 +101,7 @@ asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
         co_return end_->status;
       }
       if (send_window_ > 0) {
-        send_window_ -= static_cast<int64_t>(bytes);
+        send_window_ -= static_cast<int64_t>(bytes + kMessageOverhead);
         co_return absl::OkStatus();
       }
     }
@@ -117,7 +118,7 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
     {
       std::lock_guard lock(mu_);
       std::size_t dropped = 0;
-      for (const std::string& m : inbound_) dropped += m.size();
+      for (const std::string& m : inbound_) dropped += m.size() + kMessageOverhead;
       inbound_.clear();
       if (dropped > 0) {
         unannounced_ += dropped;

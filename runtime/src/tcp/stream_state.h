@@ -19,8 +19,10 @@
 namespace dynrpc::internal::tcp {
 
 // Thread-safe. Messages the peer sent wait here until read; the peer may
-// send while its window (kStreamWindow bytes, replenished as we read) is
-// positive, which bounds this buffer. The stream ends once, with a status.
+// send while its window (kInitialWindow bytes, replenished as we read; each
+// message costs its size plus kMessageOverhead) is positive, so this buffer
+// holds at most a window plus one message. The stream ends once, with a
+// status.
 class StreamState {
  public:
   explicit StreamState(boost::asio::any_io_executor executor);
@@ -34,8 +36,9 @@ class StreamState {
   // unless the end brings its own.
   void SetInitialMetadata(Metadata metadata);
   // Ends the stream with `result` (its status decides what Read() returns
-  // once the buffer is drained). False if it had ended already.
-  bool End(CallResult result);
+  // once the buffer is drained; with `discard_unread`, at once: a
+  // cancellation). False if it had ended already.
+  bool End(CallResult result, bool discard_unread = false);
 
   // --- the stream's user ---
   // The next message; nullopt after PeerDone() or an OK end; the end's
@@ -74,6 +77,9 @@ class StreamState {
 
  public:
   static constexpr int64_t kInitialWindow = 1 << 20;
+  // What a message costs the window beyond its bytes (its frame header), so
+  // a stream of tiny messages is bounded too.
+  static constexpr std::size_t kMessageOverhead = 20;
 };
 
 }  // namespace dynrpc::internal::tcp

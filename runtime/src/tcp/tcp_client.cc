@@ -620,7 +620,7 @@ class TcpClientStream final : public ClientStream {
   }
 
   void Cancel(absl::Status why) override {
-    if (!state_->End(CallResult(why))) return;
+    if (!state_->End(CallResult(why), /*discard_unread=*/true)) return;
     std::lock_guard lock(mu_);
     if (connection_ != nullptr && opened_ok_) {
       connection_->socket()->Send(EncodeCancel(id_));

@@ -123,7 +123,7 @@ struct ServerCall {
   // and cancel the handler's coroutine. Any thread.
   void Cancel(const absl::Status& why) {
     cancelled->store(true);
-    if (stream) stream->End(CallResult(why));
+    if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
     asio::post(strand, [signal = signal] {
       signal->emit(asio::cancellation_type::terminal);
     });

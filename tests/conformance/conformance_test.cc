@@ -1,0 +1,542 @@
+// The request-plane conformance suite: the call model every plane must give,
+// asserted the same way for each. A plane joins by adding itself to
+// kPlanes (and ConfigFor, if it needs settings); no assertion changes.
+//
+// What it covers: each method kind; deadlines (carried to the server,
+// enforced on both sides, readable by the handler); cancellation (by the
+// caller, by dropping a stream, by a dying server); metadata both ways;
+// status; flow control and fairness; ordering; large messages near the
+// limit; many concurrent streams; error paths.
+#include <atomic>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/use_future.hpp"
+#include "dynrpc/dynrpc.h"
+#include "dynrpc/testing/echo.dynrpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/echo_service.h"
+#include "support/status_matchers.h"
+#include "support/subprocess.h"
+
+namespace dynrpc {
+namespace {
+
+namespace asio = boost::asio;
+using ::dynrpc::testing::EchoReply;
+using ::dynrpc::testing::EchoRequest;
+using ::dynrpc::testing::EchoService;
+using ::dynrpc::testing::EchoServiceImpl;
+using ::dynrpc::testing::FailRequest;
+using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::StatusIs;
+using ::dynrpc::testing::StreamMessage;
+using ::dynrpc::testing::StreamRequest;
+using ::dynrpc::testing::StreamSummary;
+using ::testing::HasSubstr;
+
+// Every request plane this build has.
+const RequestPlaneKind kPlanes[] = {RequestPlaneKind::kTcp};
+
+// A configuration for `plane` that serves on loopback.
+Config ConfigFor(RequestPlaneKind plane) {
+  Config config;
+  config.request_plane = plane;
+  config.tcp.host = "127.0.0.1";
+  config.http.host = "127.0.0.1";
+  config.http.port = 0;
+  return config;
+}
+
+// The environment for a server in another process on `plane`.
+std::vector<std::string> EnvironmentFor(RequestPlaneKind plane) {
+  return {"DYN_REQUEST_PLANE=" + std::string(RequestPlaneName(plane)),
+          "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_TCP_RPC_PORT=0",
+          "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0"};
+}
+
+class ConformanceTest : public ::testing::TestWithParam<RequestPlaneKind> {
+ protected:
+  void SetUp() override { StartServer(ConfigFor(GetParam())); }
+
+  void StartServer(Config config) {
+    server_.reset();
+    server_ = std::make_unique<Server>(runtime_.executor(), config);
+    server_->AddService(service_);
+    ASSERT_THAT(server_->Start(), IsOk());
+    address_ = server_->address();
+  }
+
+  std::unique_ptr<EchoService::Stub> NewStub(
+      std::optional<Config> config = std::nullopt) {
+    absl::StatusOr<std::shared_ptr<Channel>> channel = Channel::Create(
+        runtime_.executor(), address_, config.value_or(ConfigFor(GetParam())));
+    EXPECT_THAT(channel, IsOk());
+    channel_ = *channel;
+    return std::make_unique<EchoService::Stub>(*channel);
+  }
+
+  template <typename T>
+  T Run(asio::awaitable<T> op) {
+    return asio::co_spawn(runtime_.executor(), std::move(op), asio::use_future)
+        .get();
+  }
+
+  template <typename T>
+  std::future<T> Spawn(asio::awaitable<T> op) {
+    return asio::co_spawn(runtime_.executor(), std::move(op), asio::use_future);
+  }
+
+  // Reads a whole stream; fails the test on an error.
+  template <typename Reader>
+  asio::awaitable<std::vector<StreamMessage>> ReadAll(Reader& reader) {
+    std::vector<StreamMessage> out;
+    for (;;) {
+      absl::StatusOr<std::optional<StreamMessage>> m = co_await reader.Read();
+      EXPECT_THAT(m, IsOk());
+      if (!m.ok() || !m->has_value()) co_return out;
+      out.push_back(**m);
+    }
+  }
+
+  Runtime runtime_{2};
+  EchoServiceImpl service_;
+  std::unique_ptr<Server> server_;
+  std::shared_ptr<Channel> channel_;
+  std::string address_;
+};
+
+StreamRequest Count(int64_t count, int64_t payload_bytes = 0) {
+  StreamRequest request;
+  request.set_count(count);
+  request.set_payload_bytes(payload_bytes);
+  return request;
+}
+
+StreamRequest Forever(int64_t payload_bytes = 0) {
+  StreamRequest request;
+  request.set_forever(true);
+  request.set_payload_bytes(payload_bytes);
+  return request;
+}
+
+StreamMessage Numbered(int64_t i, std::string payload = "") {
+  StreamMessage m;
+  m.set_sequence(i);
+  m.set_payload(std::move(payload));
+  return m;
+}
+
+// ---- Unary -----------------------------------------------------------------
+
+TEST_P(ConformanceTest, UnaryCarriesMetadataBothWays) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.AddMetadata("x-echo", "v1");
+  EchoRequest request;
+  request.set_text("hi");
+  absl::StatusOr<EchoReply> reply = Run(stub->Echo(context, request));
+  ASSERT_THAT(reply, IsOk());
+  EXPECT_EQ(reply->text(), "hi");
+  EXPECT_EQ(FindMetadata(context.server_initial_metadata(), "x-echo-initial"),
+            "v1");
+  EXPECT_EQ(FindMetadata(context.server_trailing_metadata(), "x-echo-trailing"),
+            "v1");
+}
+
+TEST_P(ConformanceTest, TraceparentPassesThroughUntouched) {
+  auto stub = NewStub();
+  const std::string traceparent =
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  ClientContext context;
+  context.AddMetadata("traceparent", traceparent);
+  EchoRequest request;
+  request.set_text("metadata:traceparent");
+  absl::StatusOr<EchoReply> reply = Run(stub->Echo(context, request));
+  ASSERT_THAT(reply, IsOk());
+  EXPECT_EQ(reply->text(), traceparent);
+}
+
+TEST_P(ConformanceTest, HandlerSeesTheDeadlineToPassOn) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.set_timeout(std::chrono::seconds(5));
+  EchoRequest request;
+  request.set_text("deadline-ms");
+  absl::StatusOr<EchoReply> reply = Run(stub->Echo(context, request));
+  ASSERT_THAT(reply, IsOk());
+  int left_ms = std::stoi(reply->text());
+  EXPECT_GT(left_ms, 0);
+  EXPECT_LE(left_ms, 5000);
+}
+
+TEST_P(ConformanceTest, EveryStatusCodeArrivesUnchanged) {
+  auto stub = NewStub();
+  for (int code = 1; code <= 16; ++code) {
+    SCOPED_TRACE(code);
+    ClientContext context;
+    FailRequest request;
+    request.set_code(code);
+    request.set_message("because " + std::to_string(code));
+    EXPECT_EQ(Run(stub->Fail(context, request)).status(),
+              absl::Status(static_cast<absl::StatusCode>(code),
+                           "because " + std::to_string(code)));
+  }
+}
+
+TEST_P(ConformanceTest, TryCancelEndsAUnaryCallAndItsHandler) {
+  auto stub = NewStub();
+  ClientContext context;
+  EchoRequest request;
+  std::future<absl::StatusOr<EchoReply>> reply =
+      Spawn(stub->Block(context, request));
+  service_.WaitForBlocked(1);
+  context.TryCancel();
+  EXPECT_THAT(reply.get(), StatusIs(absl::StatusCode::kCancelled));
+  service_.WaitForBlocksEnded(1);  // the server's handler was cancelled too
+}
+
+TEST_P(ConformanceTest, CancelBeforeStartNeverReachesTheServer) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.TryCancel();
+  EchoRequest request;
+  EXPECT_THAT(Run(stub->Echo(context, request)),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(service_.calls(), 0);
+}
+
+// ---- Server streaming --------------------------------------------------------
+
+TEST_P(ConformanceTest, ServerStreamDeliversEveryMessageInOrder) {
+  auto stub = NewStub();
+  for (int64_t count : {0, 1, 1000}) {
+    SCOPED_TRACE(count);
+    ClientContext context;
+    ClientReader<StreamMessage> reader =
+        stub->Generate(context, Count(count, 100));
+    std::vector<StreamMessage> got = Run(ReadAll(reader));
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      ASSERT_EQ(got[i].sequence(), i);
+      ASSERT_EQ(got[i].payload().size(), 100u);
+    }
+    EXPECT_THAT(Run(reader.Finish()), IsOk());
+  }
+}
+
+TEST_P(ConformanceTest, ServerStreamCarriesMetadataBothWays) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.AddMetadata("x-echo", "stream");
+  ClientReader<StreamMessage> reader = stub->Generate(context, Count(3));
+  EXPECT_EQ(Run(ReadAll(reader)).size(), 3u);
+  EXPECT_EQ(FindMetadata(context.server_initial_metadata(), "x-echo-initial"),
+            "stream");
+  EXPECT_EQ(FindMetadata(context.server_trailing_metadata(), "x-echo-trailing"),
+            "stream");
+}
+
+TEST_P(ConformanceTest, ServerStreamErrorFollowsTheMessagesBeforeIt) {
+  auto stub = NewStub();
+  ClientContext context;
+  StreamRequest request = Count(100);
+  request.set_fail_after(5);
+  ClientReader<StreamMessage> reader = stub->Generate(context, request);
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<std::optional<StreamMessage>> m = Run(reader.Read());
+    ASSERT_THAT(m, IsOk());
+    ASSERT_TRUE(m->has_value());
+    EXPECT_EQ((*m)->sequence(), i);
+  }
+  EXPECT_THAT(Run(reader.Read()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("failed after 5 messages")));
+  EXPECT_THAT(Run(reader.Finish()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// ---- Client streaming and bidi ----------------------------------------------
+
+asio::awaitable<absl::StatusOr<StreamSummary>> Upload(
+    EchoService::Stub& stub, ClientContext& context, int count,
+    std::size_t payload_bytes) {
+  ClientWriter<StreamMessage, StreamSummary> writer = stub.Collect(context);
+  for (int i = 0; i < count; ++i) {
+    absl::Status s =
+        co_await writer.Write(Numbered(i, std::string(payload_bytes, 'c')));
+    if (!s.ok()) break;  // Finish() says why
+  }
+  co_return co_await writer.Finish();
+}
+
+TEST_P(ConformanceTest, ClientStreamIsCollectedInOrder) {
+  auto stub = NewStub();
+  for (int count : {0, 1, 2000}) {
+    SCOPED_TRACE(count);
+    ClientContext context;
+    absl::StatusOr<StreamSummary> summary =
+        Run(Upload(*stub, context, count, 500));
+    ASSERT_THAT(summary, IsOk());
+    EXPECT_EQ(summary->count(), count);
+    EXPECT_EQ(summary->bytes(), count * 500);
+    EXPECT_TRUE(summary->in_order());
+  }
+}
+
+// A writer and a reader coroutine on one bidi stream at once.
+asio::awaitable<absl::Status> ChatConcurrently(EchoService::Stub& stub,
+                                               ClientContext& context,
+                                               int count,
+                                               std::vector<int64_t>* echoed) {
+  ClientReaderWriter<StreamMessage, StreamMessage> stream = stub.Chat(context);
+  auto writer = [&]() -> asio::awaitable<absl::Status> {
+    for (int i = 0; i < count; ++i) {
+      DYNRPC_CO_RETURN_IF_ERROR(co_await stream.Write(Numbered(i, "chat")));
+    }
+    co_return co_await stream.WritesDone();
+  };
+  std::future<absl::Status> wrote =
+      asio::co_spawn(co_await asio::this_coro::executor, writer(),
+                     asio::use_future);
+  for (;;) {
+    absl::StatusOr<std::optional<StreamMessage>> m = co_await stream.Read();
+    if (!m.ok()) co_return m.status();
+    if (!m->has_value()) break;
+    echoed->push_back((*m)->sequence());
+  }
+  DYNRPC_CO_RETURN_IF_ERROR(wrote.get());
+  co_return co_await stream.Finish();
+}
+
+TEST_P(ConformanceTest, BidiEchoesWhileWritingAndReadingConcurrently) {
+  auto stub = NewStub();
+  ClientContext context;
+  std::vector<int64_t> echoed;
+  ASSERT_THAT(Run(ChatConcurrently(*stub, context, 5000, &echoed)), IsOk());
+  ASSERT_EQ(echoed.size(), 5000u);
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(echoed[i], i);
+}
+
+TEST_P(ConformanceTest, ManyConcurrentStreamsStayIndependent) {
+  auto stub = NewStub();
+  constexpr int kStreams = 100, kMessages = 200;
+  std::vector<std::unique_ptr<ClientContext>> contexts;
+  std::vector<std::vector<int64_t>> echoed(kStreams);
+  std::vector<std::future<absl::Status>> done;
+  for (int s = 0; s < kStreams; ++s) {
+    contexts.push_back(std::make_unique<ClientContext>());
+    done.push_back(
+        Spawn(ChatConcurrently(*stub, *contexts[s], kMessages, &echoed[s])));
+  }
+  for (int s = 0; s < kStreams; ++s) {
+    SCOPED_TRACE(s);
+    ASSERT_THAT(done[s].get(), IsOk());
+    ASSERT_EQ(echoed[s].size(), static_cast<std::size_t>(kMessages));
+    for (int i = 0; i < kMessages; ++i) ASSERT_EQ(echoed[s][i], i);
+  }
+}
+
+// ---- Deadlines and cancellation ---------------------------------------------
+
+TEST_P(ConformanceTest, StreamDeadlineEndsTheStreamAndCancelsTheHandler) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.set_timeout(std::chrono::milliseconds(200));
+  ClientReader<StreamMessage> reader = stub->Generate(context, Forever(1000));
+  absl::Status end;
+  for (;;) {
+    absl::StatusOr<std::optional<StreamMessage>> m = Run(reader.Read());
+    if (!m.ok()) {
+      end = m.status();
+      break;
+    }
+    ASSERT_TRUE(m->has_value()) << "a stream without end ended";
+  }
+  EXPECT_THAT(end, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  service_.WaitForCancelledStreams(1);
+}
+
+TEST_P(ConformanceTest, TryCancelEndsAStreamAndTheHandlerSeesIt) {
+  auto stub = NewStub();
+  ClientContext context;
+  ClientReader<StreamMessage> reader = stub->Generate(context, Forever());
+  for (int i = 0; i < 10; ++i) ASSERT_THAT(Run(reader.Read()), IsOk());
+  std::thread other([&] { context.TryCancel(); });  // from any thread
+  other.join();
+  EXPECT_THAT(Run(reader.Read()), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_THAT(Run(reader.Finish()), StatusIs(absl::StatusCode::kCancelled));
+  service_.WaitForCancelledStreams(1);
+}
+
+TEST_P(ConformanceTest, DroppingAStreamCancelsIt) {
+  auto stub = NewStub();
+  {
+    ClientContext context;
+    ClientReader<StreamMessage> reader = stub->Generate(context, Forever());
+    for (int i = 0; i < 5; ++i) ASSERT_THAT(Run(reader.Read()), IsOk());
+  }  // dropped unfinished
+  service_.WaitForCancelledStreams(1);
+}
+
+TEST_P(ConformanceTest, ServerKilledMidStreamIsUnavailable) {
+  dynrpc::testing::Subprocess server(DYNRPC_ECHO_SERVER_PATH, {},
+                                     EnvironmentFor(GetParam()));
+  std::optional<std::string> line = server.ReadLine(std::chrono::seconds(30));
+  ASSERT_TRUE(line.has_value());
+  address_ = line->substr(std::string("listening ").size());
+  auto stub = NewStub();
+  ClientContext context;
+  context.set_timeout(std::chrono::seconds(60));  // a hang fails, not blocks
+  ClientReader<StreamMessage> reader = stub->Generate(context, Forever(100));
+  for (int i = 0; i < 10; ++i) ASSERT_THAT(Run(reader.Read()), IsOk());
+  server.Kill();
+  absl::Status end;
+  for (;;) {  // what was already received may still be read
+    absl::StatusOr<std::optional<StreamMessage>> m = Run(reader.Read());
+    if (!m.ok()) {
+      end = m.status();
+      break;
+    }
+    ASSERT_TRUE(m->has_value());
+  }
+  EXPECT_THAT(end, StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// ---- Flow control ------------------------------------------------------------
+
+// However slowly the client reads, the server can be at most one window
+// ahead of it: buffering is bounded on both sides.
+TEST_P(ConformanceTest, SlowReaderHoldsBackTheWriter) {
+  auto stub = NewStub();
+  constexpr int64_t kPayload = 1000, kCount = 20000;  // 20 MB in all
+  // The TCP plane's window: 1 MiB, each message costing ~1 KiB here.
+  constexpr int64_t kWindowMessages = (1 << 20) / kPayload;
+  ClientContext context;
+  ClientReader<StreamMessage> reader =
+      stub->Generate(context, Count(kCount, kPayload));
+  int64_t max_ahead = 0;
+  for (int64_t read = 0; read < kCount; ++read) {
+    absl::StatusOr<std::optional<StreamMessage>> m = Run(reader.Read());
+    ASSERT_THAT(m, IsOk());
+    ASSERT_TRUE(m->has_value());
+    ASSERT_EQ((*m)->sequence(), read);
+    max_ahead = std::max(max_ahead, service_.generated() - read);
+    ASSERT_LE(service_.generated(), read + kWindowMessages + 4)
+        << "the server ran ahead of its window";
+  }
+  EXPECT_THAT(Run(reader.Finish()), IsOk());
+  // It did fill the window (the bound above is not vacuous).
+  EXPECT_GE(max_ahead, kWindowMessages / 2);
+}
+
+TEST_P(ConformanceTest, AMillionSmallMessagesArriveInOrder) {
+  auto stub = NewStub();
+  constexpr int64_t kCount = 1'000'000;
+  ClientContext context;
+  context.set_timeout(std::chrono::minutes(5));
+  ClientReader<StreamMessage> reader = stub->Generate(context, Count(kCount, 16));
+  auto read_all = [&]() -> asio::awaitable<int64_t> {
+    int64_t n = 0;
+    for (;;) {
+      absl::StatusOr<std::optional<StreamMessage>> m = co_await reader.Read();
+      if (!m.ok() || !m->has_value()) break;
+      if ((*m)->sequence() != n) break;
+      ++n;
+    }
+    co_return n;
+  };
+  EXPECT_EQ(Run(read_all()), kCount);
+  EXPECT_THAT(Run(reader.Finish()), IsOk());
+}
+
+TEST_P(ConformanceTest, AStalledStreamDoesNotStarveOtherCalls) {
+  auto stub = NewStub();
+  ClientContext flood_context;
+  ClientReader<StreamMessage> flood =
+      stub->Generate(flood_context, Forever(64 * 1024));
+  ASSERT_THAT(Run(flood.Read()), IsOk());  // opens it
+  service_.WaitForGenerated(8);            // it is filling its window
+  for (int i = 0; i < 20; ++i) {
+    SCOPED_TRACE(i);
+    ClientContext context;
+    context.set_timeout(std::chrono::seconds(30));
+    EchoRequest request;
+    request.set_text("through");
+    EXPECT_THAT(Run(stub->Echo(context, request)), IsOk());
+  }
+  flood_context.TryCancel();
+}
+
+// ---- Sizes and error paths ---------------------------------------------------
+
+TEST_P(ConformanceTest, StreamedMessagesNearTheLimitPassOverItAreRefused) {
+  Config config = ConfigFor(GetParam());
+  config.tcp.max_message_size = 4 << 20;
+  StartServer(config);
+  auto stub = NewStub(config);
+  ClientContext context;
+  ClientReaderWriter<StreamMessage, StreamMessage> stream = stub->Chat(context);
+  StreamMessage big = Numbered(0, std::string((4 << 20) - 64, 'b'));
+  ASSERT_THAT(Run(stream.Write(big)), IsOk());
+  absl::StatusOr<std::optional<StreamMessage>> back = Run(stream.Read());
+  ASSERT_THAT(back, IsOk());
+  ASSERT_TRUE(back->has_value());
+  EXPECT_EQ((*back)->payload().size(), big.payload().size());
+
+  StreamMessage too_big = Numbered(1, std::string(4 << 20, 'b'));
+  EXPECT_THAT(Run(stream.Write(too_big)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("exceeds")));
+  ASSERT_THAT(Run(stream.WritesDone()), IsOk());
+  EXPECT_THAT(Run(stream.Finish()), IsOk());
+}
+
+TEST_P(ConformanceTest, UnknownStreamingMethodIsUnimplemented) {
+  NewStub();
+  ClientContext context;
+  std::unique_ptr<RawClientStream> stream = channel_->StartStream(
+      context, "/dynrpc.testing.EchoService/NoSuchStream", std::nullopt);
+  EXPECT_THAT(Run(stream->Read()),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("/dynrpc.testing.EchoService/NoSuchStream")));
+}
+
+TEST_P(ConformanceTest, UnaryMethodCalledAsAStreamIsUnimplemented) {
+  NewStub();
+  ClientContext context;
+  std::unique_ptr<RawClientStream> stream = channel_->StartStream(
+      context, "/dynrpc.testing.EchoService/Echo", std::nullopt);
+  EXPECT_THAT(Run(stream->Finish()),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("is a unary method")));
+}
+
+TEST_P(ConformanceTest, UnreachableServerFailsTheStreamsFirstOperation) {
+  {
+    // A port the OS just handed out and took back: nothing listens there.
+    asio::io_context io;
+    asio::ip::tcp::acceptor probe(
+        io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    address_ = "127.0.0.1:" + std::to_string(probe.local_endpoint().port());
+  }
+  auto stub = NewStub();
+  ClientContext context;
+  ClientReader<StreamMessage> reader = stub->Generate(context, Count(1));
+  EXPECT_THAT(Run(reader.Read()), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Planes, ConformanceTest, ::testing::ValuesIn(kPlanes),
+    [](const ::testing::TestParamInfo<RequestPlaneKind>& info) {
+      return std::string(RequestPlaneName(info.param));
+    });
+
+}  // namespace
+}  // namespace dynrpc
