@@ -1,6 +1,7 @@
 #include "dynrpc/channel.h"
 
 #include <chrono>
+#include <mutex>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -67,9 +68,8 @@ class CoreClientStream final : public RawClientStream {
   ~CoreClientStream() override {
     ContextAccess::ClearCanceller(context_);
     timer_.cancel();
-    if (!ended_) {
-      plane_->Cancel(absl::CancelledError("stream dropped before Finish()"));
-    }
+    // No effect once the call has ended.
+    plane_->Cancel(absl::CancelledError("stream dropped before it ended"));
   }
 
   asio::awaitable<absl::Status> Write(std::string message) override {
@@ -81,29 +81,43 @@ class CoreClientStream final : public RawClientStream {
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
     absl::StatusOr<std::optional<std::string>> message =
         co_await plane_->Read();
-    if (!message.ok() || !message->has_value()) co_await End();
+    if (!message.ok() || !message->has_value()) {
+      // The call has ended: record it without another wait (which, in a
+      // cancelled coroutine, Asio would turn into an exception).
+      if (std::optional<CallResult> result = plane_->EndedResult()) {
+        Record(*std::move(result));
+      } else {
+        co_await Finish();
+      }
+    }
     co_return message;
   }
-  asio::awaitable<absl::Status> Finish() override { co_return co_await End(); }
+  asio::awaitable<absl::Status> Finish() override {
+    CallResult result = co_await plane_->Finish();
+    absl::Status status = result.status;
+    Record(std::move(result));
+    co_return status;
+  }
 
  private:
-  asio::awaitable<absl::Status> End() {
-    CallResult result = co_await plane_->Finish();
-    if (!ended_) {
-      ended_ = true;
-      timer_.cancel();
-      ContextAccess::ClearCanceller(context_);
-      ContextAccess::SetServerMetadata(context_,
-                                       std::move(result.initial_metadata),
-                                       std::move(result.trailing_metadata));
-    }
-    co_return result.status;
+  // Once: stops the timer and the canceller, and hands the server's
+  // metadata to the context. A Read() and a Finish() may both get here.
+  void Record(CallResult result) {
+    std::lock_guard lock(mu_);
+    if (ended_) return;
+    ended_ = true;
+    timer_.cancel();
+    ContextAccess::ClearCanceller(context_);
+    ContextAccess::SetServerMetadata(context_,
+                                     std::move(result.initial_metadata),
+                                     std::move(result.trailing_metadata));
   }
 
   std::shared_ptr<internal::ClientStream> plane_;
   ClientContext& context_;
-  asio::steady_timer timer_;
-  bool ended_ = false;
+  std::mutex mu_;
+  asio::steady_timer timer_;  // cancel() under mu_
+  bool ended_ = false;        // guarded by mu_
 };
 
 }  // namespace

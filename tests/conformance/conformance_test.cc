@@ -324,6 +324,26 @@ TEST_P(ConformanceTest, BidiEchoesWhileWritingAndReadingConcurrently) {
   for (int i = 0; i < 5000; ++i) ASSERT_EQ(echoed[i], i);
 }
 
+TEST_P(ConformanceTest, FinishWhileAnotherCoroutineReads) {
+  auto stub = NewStub();
+  ClientContext context;
+  ClientReaderWriter<StreamMessage, StreamMessage> stream = stub->Chat(context);
+  ASSERT_THAT(Run(stream.Write(Numbered(0))), IsOk());
+  ASSERT_THAT(Run(stream.Read()), IsOk());  // the echo
+  // A reader waits for more while another coroutine half-closes and
+  // finishes: the server ends the call, and both must see it.
+  std::future<absl::StatusOr<std::optional<StreamMessage>>> reading =
+      Spawn(stream.Read());
+  auto finish = [&]() -> asio::awaitable<absl::Status> {
+    DYNRPC_CO_RETURN_IF_ERROR(co_await stream.WritesDone());
+    co_return co_await stream.Finish();
+  };
+  EXPECT_THAT(Run(finish()), IsOk());
+  absl::StatusOr<std::optional<StreamMessage>> last = reading.get();
+  ASSERT_THAT(last, IsOk());
+  EXPECT_FALSE(last->has_value());
+}
+
 TEST_P(ConformanceTest, ManyConcurrentStreamsStayIndependent) {
   auto stub = NewStub();
   constexpr int kStreams = 100, kMessages = 200;

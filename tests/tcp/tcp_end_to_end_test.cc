@@ -1,6 +1,7 @@
 // Unary calls over the TCP request plane, end to end: generated stub ->
 // Channel -> TCP client -> socket -> TCP server -> dispatcher -> handler.
 #include <future>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,36 @@ uint16_t UnusedPort() {
       io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   return acceptor.local_endpoint().port();
 }
+
+// Raw bytes on a socket, for what no dynrpc client would send.
+class RawConnection {
+ public:
+  explicit RawConnection(const std::string& address) : socket_(io_) {
+    std::size_t colon = address.rfind(':');
+    socket_.connect(asio::ip::tcp::endpoint(
+        asio::ip::make_address(address.substr(0, colon)),
+        static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))));
+  }
+  void Write(const std::string& bytes) {
+    asio::write(socket_, asio::buffer(bytes));
+  }
+  // Reads until the peer closes; returns what came.
+  std::string ReadToEnd() {
+    std::string out;
+    boost::system::error_code ec;
+    asio::read(socket_, asio::dynamic_buffer(out), ec);
+    return out;
+  }
+  std::string ReadExactly(std::size_t n) {
+    std::string out(n, '\0');
+    asio::read(socket_, asio::buffer(out));
+    return out;
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::socket socket_;
+};
 
 class TcpEndToEndTest : public ::testing::Test {
  protected:
@@ -447,6 +478,75 @@ TEST_F(TcpEndToEndTest, ConcurrentCallsOpenConnectionsOnlyAsNeeded) {
   EXPECT_EQ(connections, 2);
 }
 
+TEST_F(TcpEndToEndTest, CancellingAStreamEndsItsOpeningAtOnce) {
+  // The stream's first Read() waits to connect to a listener that never
+  // accepts; TryCancel() must end it, not the 60 s connect timeout.
+  asio::io_context io;
+  asio::ip::tcp::acceptor full(io);
+  asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+  full.open(endpoint.protocol());
+  full.bind(endpoint);
+  full.listen(0);
+  asio::ip::tcp::socket filler(io);
+  filler.connect(full.local_endpoint());
+  Config config = LoopbackConfig();
+  config.tcp.connect_timeout = std::chrono::seconds(60);
+  auto stub = NewStub(config, "127.0.0.1:" + std::to_string(
+                                                 full.local_endpoint().port()));
+  ClientContext context;
+  context.set_timeout(std::chrono::seconds(60));
+  dynrpc::testing::StreamRequest request;
+  request.set_count(1);
+  ClientReader<dynrpc::testing::StreamMessage> reader =
+      stub->Generate(context, request);
+  auto reading = asio::co_spawn(runtime_.executor(), reader.Read(),
+                                asio::use_future);
+  context.TryCancel();
+  // A liveness bound, far below the 60 s the bug would take.
+  ASSERT_EQ(reading.wait_for(std::chrono::seconds(20)),
+            std::future_status::ready);
+  EXPECT_THAT(reading.get(), StatusIs(absl::StatusCode::kCancelled));
+}
+
+TEST_F(TcpEndToEndTest, PeerOverrunningItsWindowIsRefused) {
+  Config config = LoopbackConfig();
+  config.tcp.max_message_size = 64 * 1024;
+  StartServer(config);
+  RawConnection raw(server_->address());
+  internal::tcp::RequestHead head;
+  head.method = "/dynrpc.testing.EchoService/Chat";
+  raw.Write(*internal::tcp::EncodeRequestPrefix(3, head, 0, /*flags=*/0));
+  // 4 MiB of messages without waiting for window (a well-behaved client
+  // stops at 1 MiB until the server grants more; this one never reads).
+  dynrpc::testing::StreamMessage message;
+  message.set_payload(std::string(60 * 1024, 'x'));
+  std::string bytes = message.SerializeAsString();
+  std::string burst;
+  for (int i = 0; i < 70; ++i) {
+    burst += internal::tcp::EncodeMessagePrefix(3, bytes.size()) + bytes;
+  }
+  std::thread writer([&] { raw.Write(burst); });
+  // Frames come back (HEADERS, echoes, WINDOW) until the call's RESPONSE.
+  absl::StatusOr<internal::tcp::ResponseHead> response;
+  for (;;) {
+    absl::StatusOr<internal::tcp::FrameHeader> frame =
+        internal::tcp::DecodeFrameHeader(
+            raw.ReadExactly(internal::tcp::kFrameHeaderSize));
+    ASSERT_THAT(frame, IsOk());
+    std::string frame_head = raw.ReadExactly(frame->head_len);
+    raw.ReadExactly(frame->payload_len);
+    if (frame->type == internal::tcp::FrameType::kResponse) {
+      EXPECT_EQ(frame->call_id, 3u);
+      response = internal::tcp::DecodeResponseHead(frame_head);
+      break;
+    }
+  }
+  writer.join();
+  ASSERT_THAT(response, IsOk());
+  EXPECT_EQ(response->code, absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(response->message, HasSubstr("flow-control window"));
+}
+
 TEST_F(TcpEndToEndTest, ShutdownCancelsRunningHandlersAndFailsTheirCalls) {
   StartServer();
   auto stub = NewStub();
@@ -463,36 +563,6 @@ TEST_F(TcpEndToEndTest, ShutdownCancelsRunningHandlersAndFailsTheirCalls) {
               result.status().code() == absl::StatusCode::kCancelled)
       << result.status();
 }
-
-// Raw bytes on a socket, for what no dynrpc client would send.
-class RawConnection {
- public:
-  explicit RawConnection(const std::string& address) : socket_(io_) {
-    std::size_t colon = address.rfind(':');
-    socket_.connect(asio::ip::tcp::endpoint(
-        asio::ip::make_address(address.substr(0, colon)),
-        static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))));
-  }
-  void Write(const std::string& bytes) {
-    asio::write(socket_, asio::buffer(bytes));
-  }
-  // Reads until the peer closes; returns what came.
-  std::string ReadToEnd() {
-    std::string out;
-    boost::system::error_code ec;
-    asio::read(socket_, asio::dynamic_buffer(out), ec);
-    return out;
-  }
-  std::string ReadExactly(std::size_t n) {
-    std::string out(n, '\0');
-    asio::read(socket_, asio::buffer(out));
-    return out;
-  }
-
- private:
-  asio::io_context io_;
-  asio::ip::tcp::socket socket_;
-};
 
 TEST_F(TcpEndToEndTest, GarbageClosesOnlyItsOwnConnection) {
   StartServer();

@@ -24,6 +24,10 @@
 
 namespace dynrpc::internal {
 
+// Signalled (try_send) to cancel an operation run by WithDeadline.
+using CancelSignal = boost::asio::experimental::concurrent_channel<void(
+    boost::system::error_code)>;
+
 // The status for an exception that ended an operation: cancellation
 // (operation_aborted) is CANCELLED, anything else INTERNAL. Exceptions never
 // cross a dynrpc API.
@@ -34,24 +38,25 @@ absl::Status StatusFromException(std::exception_ptr e, std::string_view what);
 // unless:
 //  - `deadline` passes first: `op` gets terminal cancellation, is waited for,
 //    and the result is DEADLINE_EXCEEDED with `message`;
-//  - the awaiting coroutine is cancelled, or `context` (may be null) is
-//    TryCancel()ed: the same, with CANCELLED.
+//  - the awaiting coroutine is cancelled, `context` (may be null) is
+//    TryCancel()ed, or `cancel` (may be null) is signalled: the same, with
+//    CANCELLED.
 // Every cancellation `op` sees is delivered on its strand, so a plane's
 // coroutine never races with it. An exception from `op` becomes a status.
 template <typename R>
 boost::asio::awaitable<R> WithDeadline(boost::asio::awaitable<R> op,
                                        Clock::time_point deadline,
                                        std::string message,
-                                       ClientContext* context = nullptr) {
+                                       ClientContext* context = nullptr,
+                                       std::shared_ptr<CancelSignal> cancel =
+                                           nullptr) {
   namespace asio = boost::asio;
-  using CancelChannel =
-      asio::experimental::concurrent_channel<void(boost::system::error_code)>;
   if (Clock::now() >= deadline) {
     co_return R(absl::DeadlineExceededError(std::move(message)));
   }
   auto strand = asio::make_strand(co_await asio::this_coro::executor);
   asio::steady_timer timer(strand, deadline);
-  auto cancel = std::make_shared<CancelChannel>(strand, 1);
+  if (cancel == nullptr) cancel = std::make_shared<CancelSignal>(strand, 1);
   if (context != nullptr &&
       !ContextAccess::SetCanceller(*context, [cancel] {
         cancel->try_send(boost::system::error_code{});

@@ -48,6 +48,9 @@ asio::awaitable<absl::StatusOr<std::string>> Guarded(const std::string& method,
   } catch (const std::exception& e) {
     co_return absl::UnknownError(
         absl::StrCat("handler of ", method, " threw: ", e.what()));
+  } catch (...) {
+    co_return absl::UnknownError(
+        absl::StrCat("handler of ", method, " threw a non-std exception"));
   }
 }
 
@@ -78,15 +81,18 @@ asio::awaitable<CallResult> Run(
   // (Not a ?: with co_await in its arms: GCC 12 miscompiles that.)
   absl::StatusOr<std::string> outcome;
   if (deadline) {
+    // IsCancelled() turns true when the deadline passes, while the handler
+    // is still winding down, not only after.
+    asio::steady_timer flag(co_await asio::this_coro::executor, *deadline);
+    flag.async_wait([cancelled](const boost::system::error_code& ec) {
+      if (!ec && cancelled) cancelled->store(true);
+    });
     outcome = co_await WithDeadline(
         std::move(run), *deadline,
         absl::StrCat("the caller's deadline for ", context.method(),
                      " passed while its handler ran"));
   } else {
     outcome = co_await std::move(run);
-  }
-  if (absl::IsDeadlineExceeded(outcome.status()) && cancelled) {
-    cancelled->store(true);
   }
   CallResult result;
   if (outcome.ok()) {

@@ -115,6 +115,8 @@ class ClientStream {
   // Ends the call with `why` (CANCELLED, DEADLINE_EXCEEDED) from any thread:
   // waiting operations return, the server is told.
   virtual void Cancel(absl::Status why) = 0;
+  // How the call ended, once it has (then without waiting).
+  virtual std::optional<CallResult> EndedResult() const = 0;
 };
 
 // RequestPlaneClient: sends calls to servers' addresses. Thread-safe.

@@ -3,38 +3,50 @@
 #include <utility>
 
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 
 namespace dynrpc::internal::tcp {
 
 namespace asio = boost::asio;
 
-StreamState::StreamState(asio::any_io_executor executor)
-    : readable_(executor, 1), writable_(executor, 1) {}
+StreamState::StreamState(std::size_t max_message) : max_message_(max_message) {}
 
-void StreamState::Deliver(std::string message) {
-  {
-    std::lock_guard lock(mu_);
-    if (end_) return;
-    inbound_.push_back(std::move(message));
+std::shared_ptr<StreamState::Signal> StreamState::WaitLocked(
+    const asio::any_io_executor& executor) {
+  auto signal = std::make_shared<Signal>(executor, 1);
+  waiters_.push_back(signal);
+  return signal;
+}
+
+void StreamState::WakeAllLocked() {
+  for (auto& w : waiters_) w->try_send(boost::system::error_code{});
+  waiters_.clear();
+}
+
+bool StreamState::Deliver(std::string message) {
+  std::lock_guard lock(mu_);
+  if (end_) return true;  // ended meanwhile: dropped, nobody reads it
+  outstanding_ += message.size() + kMessageOverhead;
+  if (outstanding_ > static_cast<uint64_t>(kInitialWindow) +
+                         2 * (max_message_ + kMessageOverhead)) {
+    return false;
   }
-  readable_.try_send(boost::system::error_code{});
+  inbound_.push_back(std::move(message));
+  WakeAllLocked();
+  return true;
 }
 
 void StreamState::PeerDone() {
-  {
-    std::lock_guard lock(mu_);
-    peer_done_ = true;
-  }
-  readable_.try_send(boost::system::error_code{});
+  std::lock_guard lock(mu_);
+  peer_done_ = true;
+  WakeAllLocked();
 }
 
 void StreamState::AddSendWindow(uint32_t bytes) {
-  {
-    std::lock_guard lock(mu_);
-    send_window_ += bytes;
-  }
-  writable_.try_send(boost::system::error_code{});
+  std::lock_guard lock(mu_);
+  send_window_ += bytes;
+  WakeAllLocked();
 }
 
 void StreamState::SetInitialMetadata(Metadata metadata) {
@@ -43,17 +55,14 @@ void StreamState::SetInitialMetadata(Metadata metadata) {
 }
 
 bool StreamState::End(CallResult result, bool discard_unread) {
-  {
-    std::lock_guard lock(mu_);
-    if (end_) return false;
-    if (discard_unread) inbound_.clear();
-    if (result.initial_metadata.empty()) {
-      result.initial_metadata = std::move(initial_metadata_);
-    }
-    end_ = std::move(result);
+  std::lock_guard lock(mu_);
+  if (end_) return false;
+  if (discard_unread) inbound_.clear();
+  if (result.initial_metadata.empty()) {
+    result.initial_metadata = std::move(initial_metadata_);
   }
-  readable_.try_send(boost::system::error_code{});
-  writable_.try_send(boost::system::error_code{});
+  end_ = std::move(result);
+  WakeAllLocked();
   return true;
 }
 
@@ -62,13 +71,17 @@ uint32_t StreamState::TakeGrantLocked(std::size_t consumed) {
   if (end_ || unannounced_ < static_cast<uint64_t>(kInitialWindow / 2)) {
     return 0;
   }
-  return static_cast<uint32_t>(std::exchange(unannounced_, 0));
+  uint64_t grant = std::exchange(unannounced_, 0);
+  outstanding_ -= std::min(outstanding_, grant);
+  return static_cast<uint32_t>(grant);
 }
 
 asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
     uint32_t* grant) {
   *grant = 0;
+  asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
+    std::shared_ptr<Signal> wake;
     {
       std::lock_guard lock(mu_);
       if (!inbound_.empty()) {
@@ -82,15 +95,17 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
         co_return end_->status;
       }
       if (peer_done_) co_return std::optional<std::string>();
+      wake = WaitLocked(executor);
     }
-    auto [ec] = co_await readable_.async_receive(
-        asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return absl::CancelledError("read cancelled");
   }
 }
 
 asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
+  asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
+    std::shared_ptr<Signal> wake;
     {
       std::lock_guard lock(mu_);
       if (end_) {
@@ -104,9 +119,9 @@ asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
         send_window_ -= static_cast<int64_t>(bytes + kMessageOverhead);
         co_return absl::OkStatus();
       }
+      wake = WaitLocked(executor);
     }
-    auto [ec] = co_await writable_.async_receive(
-        asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return absl::CancelledError("write cancelled");
   }
 }
@@ -114,23 +129,34 @@ asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
 asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
     uint32_t* grant) {
   *grant = 0;
+  asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
+    std::shared_ptr<Signal> wake;
     {
       std::lock_guard lock(mu_);
+      if (end_) co_return *end_;
       std::size_t dropped = 0;
-      for (const std::string& m : inbound_) dropped += m.size() + kMessageOverhead;
+      for (const std::string& m : inbound_) {
+        dropped += m.size() + kMessageOverhead;
+      }
       inbound_.clear();
       if (dropped > 0) {
         unannounced_ += dropped;
-        *grant = static_cast<uint32_t>(std::exchange(unannounced_, 0));
+        uint64_t g = std::exchange(unannounced_, 0);
+        outstanding_ -= std::min<uint64_t>(outstanding_, g);
+        *grant = static_cast<uint32_t>(g);
+        co_return std::nullopt;  // grant it, then wait again
       }
-      if (end_) co_return *end_;
+      wake = WaitLocked(executor);
     }
-    if (*grant > 0) co_return std::nullopt;  // grant it, then wait again
-    auto [ec] = co_await readable_.async_receive(
-        asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return CallResult(absl::CancelledError("wait cancelled"));
   }
+}
+
+std::optional<CallResult> StreamState::result() const {
+  std::lock_guard lock(mu_);
+  return end_;
 }
 
 bool StreamState::ended() const {

@@ -1,17 +1,18 @@
 // The buffered, flow-controlled state of one streaming call, on either side:
-// shared by the coroutine that uses the stream and the connection's reader.
+// shared by the coroutines that use the stream and the connection's reader.
 #ifndef DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
 #define DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/experimental/concurrent_channel.hpp"
 #include "core/request_plane.h"
@@ -21,14 +22,25 @@ namespace dynrpc::internal::tcp {
 // Thread-safe. Messages the peer sent wait here until read; the peer may
 // send while its window (kInitialWindow bytes, replenished as we read; each
 // message costs its size plus kMessageOverhead) is positive, so this buffer
-// holds at most a window plus one message. The stream ends once, with a
-// status.
+// holds at most a window plus one message. A peer that sends beyond that is
+// refused (Deliver() returns false). The stream ends once, with a result.
+//
+// Every change wakes every waiter, so a Read() and a Finish() (WaitEnd) may
+// wait at the same time.
 class StreamState {
  public:
-  explicit StreamState(boost::asio::any_io_executor executor);
+  static constexpr int64_t kInitialWindow = 1 << 20;
+  // What a message costs the window beyond its bytes (its frame header), so
+  // a stream of tiny messages is bounded too.
+  static constexpr std::size_t kMessageOverhead = 20;
+
+  // `max_message`: the largest message the peer may send (the slack above
+  // the window a sender may legitimately use).
+  explicit StreamState(std::size_t max_message);
 
   // --- the connection's reader ---
-  void Deliver(std::string message);
+  // False when the peer overran its window: the caller ends the call.
+  bool Deliver(std::string message);
   // The peer sends no more messages (client half-close, seen by the server).
   void PeerDone();
   void AddSendWindow(uint32_t bytes);
@@ -40,7 +52,7 @@ class StreamState {
   // cancellation). False if it had ended already.
   bool End(CallResult result, bool discard_unread = false);
 
-  // --- the stream's user ---
+  // --- the stream's users ---
   // The next message; nullopt after PeerDone() or an OK end; the end's
   // status otherwise. `*grant` is set to the bytes to announce to the peer in
   // a WINDOW frame (0: none yet). A cancelled wait yields CANCELLED.
@@ -55,6 +67,8 @@ class StreamState {
   // announce (so the peer can finish) before waiting again.
   boost::asio::awaitable<std::optional<CallResult>> WaitEnd(uint32_t* grant);
 
+  // The result, once ended.
+  std::optional<CallResult> result() const;
   bool ended() const;
   // The end's status; OK while the stream runs.
   absl::Status end_status() const;
@@ -63,8 +77,12 @@ class StreamState {
   using Signal = boost::asio::experimental::concurrent_channel<void(
       boost::system::error_code)>;
 
+  // Under mu_: a signal that the next WakeAllLocked() fires.
+  std::shared_ptr<Signal> WaitLocked(const boost::asio::any_io_executor& ex);
+  void WakeAllLocked();
   uint32_t TakeGrantLocked(std::size_t consumed);
 
+  const std::size_t max_message_;
   mutable std::mutex mu_;
   std::deque<std::string> inbound_;
   bool peer_done_ = false;
@@ -72,14 +90,10 @@ class StreamState {
   Metadata initial_metadata_;
   int64_t send_window_ = kInitialWindow;
   uint64_t unannounced_ = 0;  // bytes read but not yet granted back
-  Signal readable_;
-  Signal writable_;
-
- public:
-  static constexpr int64_t kInitialWindow = 1 << 20;
-  // What a message costs the window beyond its bytes (its frame header), so
-  // a stream of tiny messages is bounded too.
-  static constexpr std::size_t kMessageOverhead = 20;
+  // Bytes the peer sent that we have not granted back: at most a window
+  // (plus one message in flight, plus a server-streaming call's first one).
+  uint64_t outstanding_ = 0;
+  std::vector<std::shared_ptr<Signal>> waiters_;
 };
 
 }  // namespace dynrpc::internal::tcp

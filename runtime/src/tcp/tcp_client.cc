@@ -1,6 +1,7 @@
 #include "tcp/tcp_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <list>
 #include <utility>
@@ -205,10 +206,17 @@ class ClientConnection {
       case FrameType::kMessage:
         if (frame.oversized) {
           stream.End(CallResult(OversizedError(
-              "response", frame.header, socket_->max_message_size())));
+                         "response", frame.header, socket_->max_message_size())),
+                     /*discard_unread=*/true);
           return false;
         }
-        stream.Deliver(std::move(frame.payload));
+        if (!stream.Deliver(std::move(frame.payload))) {
+          stream.End(CallResult(absl::ResourceExhaustedError(absl::StrCat(
+                         "the server at ", socket_->peer(),
+                         " sent beyond the stream's flow-control window"))),
+                     /*discard_unread=*/true);
+          return false;
+        }
         return true;
       case FrameType::kWindow: {
         absl::StatusOr<uint32_t> bytes = DecodeWindow(frame.head);
@@ -220,7 +228,8 @@ class ClientConnection {
         std::string payload = std::move(frame.payload);
         CallResult result = ToReply(std::move(frame));
         if (result.status.ok() && has_message) {
-          stream.Deliver(std::move(payload));
+          stream.Deliver(std::move(payload));  // its window is not checked:
+                                               // it ends the call
           result.has_message = false;
           result.payload.clear();
         }
@@ -563,7 +572,8 @@ class TcpClientStream final : public ClientStream {
         head_(std::move(head)),
         first_message_(std::move(first_message)),
         max_message_(max_message),
-        state_(std::make_shared<StreamState>(executor)),
+        state_(std::make_shared<StreamState>(max_message)),
+        cancel_open_(std::make_shared<CancelSignal>(executor, 1)),
         opened_(executor, 1) {}
 
   ~TcpClientStream() override {
@@ -578,7 +588,15 @@ class TcpClientStream final : public ClientStream {
     if (message.size() > max_message_) {
       co_return OversizedError("request", message.size(), max_message_);
     }
-    DYNRPC_CO_RETURN_IF_ERROR(co_await state_->ReserveSend(message.size()));
+    absl::Status reserved = co_await state_->ReserveSend(message.size());
+    if (!reserved.ok()) {
+      // Our wait was cancelled (the caller's coroutine): end the call.
+      if (absl::IsCancelled(reserved) && !state_->ended()) Cancel(reserved);
+      co_return reserved;
+    }
+    if (writes_done_) {  // a WritesDone() raced past us: never after it
+      co_return absl::FailedPreconditionError("Write() after WritesDone()");
+    }
     std::string prefix = EncodeMessagePrefix(id_, message.size());
     connection_->socket()->Send(std::move(prefix), std::move(message));
     co_return absl::OkStatus();
@@ -619,8 +637,13 @@ class TcpClientStream final : public ClientStream {
     }
   }
 
+  std::optional<CallResult> EndedResult() const override {
+    return state_->result();
+  }
+
   void Cancel(absl::Status why) override {
     if (!state_->End(CallResult(why), /*discard_unread=*/true)) return;
+    cancel_open_->try_send(boost::system::error_code{});  // if still opening
     std::lock_guard lock(mu_);
     if (connection_ != nullptr && opened_ok_) {
       connection_->socket()->Send(EncodeCancel(id_));
@@ -640,15 +663,23 @@ class TcpClientStream final : public ClientStream {
           break;
         }
       }
-      co_await opened_.async_receive(as_tuple(use_awaitable));
+      auto [ec] = co_await opened_.async_receive(as_tuple(use_awaitable));
+      if (ec) co_return absl::CancelledError("cancelled while the call opened");
+      opened_.try_send(boost::system::error_code{});  // wake the next waiter
     }
-    absl::Status status = co_await Open();
+    absl::Status status = absl::CancelledError("opening the call was cancelled");
     {
-      std::lock_guard lock(mu_);
-      open_done_ = true;
-      open_status_ = status;
+      // Runs also if Open() throws: waiters must not wait forever.
+      absl::Cleanup done = [this, &status] {
+        {
+          std::lock_guard lock(mu_);
+          open_done_ = true;
+          open_status_ = status;
+        }
+        opened_.try_send(boost::system::error_code{});
+      };
+      status = co_await Open();
     }
-    opened_.try_send(boost::system::error_code{});
     co_return status;
   }
 
@@ -675,7 +706,11 @@ class TcpClientStream final : public ClientStream {
     // miscompiles that.)
     absl::StatusOr<ConnectionPool::Lease> lease = co_await WithDeadline(
         pool_->Acquire(), head_.deadline.value_or(Clock::time_point::max()),
-        "the call's deadline passed while it waited for a connection");
+        "the call's deadline passed while it waited for a connection",
+        /*context=*/nullptr, cancel_open_);
+    if (!lease.ok() && state_->ended()) {
+      co_return state_->end_status();  // cancelled (or timed out) meanwhile
+    }
     if (!lease.ok()) {
       state_->End(CallResult(lease.status()));
       co_return lease.status();
@@ -707,8 +742,9 @@ class TcpClientStream final : public ClientStream {
   std::optional<std::string> first_message_;
   std::size_t max_message_;
   std::shared_ptr<StreamState> state_;
+  std::shared_ptr<CancelSignal> cancel_open_;  // Cancel() ends Open()'s wait
   std::optional<ConnectionPool::Lease> lease_;
-  bool writes_done_ = false;
+  std::atomic<bool> writes_done_{false};
 
   std::mutex mu_;
   ReplyChannelSignal opened_;

@@ -231,7 +231,7 @@ asio::awaitable<void> TcpServer::ServeConnection(
     if (!frame.ok()) break;  // peer gone, or a header we cannot trust
     const FrameHeader& header = frame->header;
     if (header.type == FrameType::kRequest) {
-      OpenCall(connection, *std::move(frame));
+      if (!OpenCall(connection, *std::move(frame))) break;
       continue;
     }
     std::shared_ptr<ServerCall> call = connection->Find(header.call_id);
@@ -245,8 +245,10 @@ asio::awaitable<void> TcpServer::ServeConnection(
           absl::Status error = OversizedError("request", header,
                                               config_.max_message_size);
           call->Cancel(error);
-        } else {
-          call->stream->Deliver(std::move(frame->payload));
+        } else if (!call->stream->Deliver(std::move(frame->payload))) {
+          call->Cancel(absl::ResourceExhaustedError(absl::StrCat(
+              "the caller at ", socket->peer(),
+              " sent beyond the stream's flow-control window")));
         }
         break;
       case FrameType::kHalfClose:
@@ -274,11 +276,12 @@ asio::awaitable<void> TcpServer::ServeConnection(
   socket->Close();
 }
 
-void TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
+bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
                          InFrame frame) {
   const FrameHeader& header = frame.header;
   auto error = [&](const absl::Status& status) {
     connection->SendResult(header.call_id, CallResult(status), false);
+    return true;
   };
   if (frame.oversized) {
     return error(OversizedError("request", header, config_.max_message_size));
@@ -300,7 +303,7 @@ void TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
   call->id = header.call_id;
   call->strand = tasks_.NewStrand();
   if (!unary) {
-    call->stream = std::make_shared<StreamState>(call->strand);
+    call->stream = std::make_shared<StreamState>(config_.max_message_size);
     if (has_message) call->stream->Deliver(std::move(frame.payload));
     if (end_stream) call->stream->PeerDone();
   } else {
@@ -308,10 +311,9 @@ void TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
   }
   {
     std::lock_guard lock(connection->mu);
-    if (!connection->calls.emplace(call->id, call).second) {
-      return error(absl::InternalError(absl::StrCat(
-          "malformed frame: call id ", call->id, " is already in use")));
-    }
+    // A call id still in use: the peer does not follow the protocol, and
+    // answering would end the live call. Close the connection.
+    if (!connection->calls.emplace(call->id, call).second) return false;
   }
   if (unary) {
     tasks_.Spawn(call->strand, ServeUnary(connection, call, std::move(request)),
@@ -320,6 +322,7 @@ void TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
     tasks_.Spawn(call->strand, ServeStream(connection, call, std::move(request)),
                  "tcp server stream", call->signal);
   }
+  return true;
 }
 
 asio::awaitable<void> TcpServer::ServeUnary(

@@ -33,8 +33,9 @@ class TcpServer final : public RequestPlaneServer {
   boost::asio::awaitable<void> AcceptLoop();
   boost::asio::awaitable<void> ServeConnection(
       std::shared_ptr<FramedSocket> socket);
-  // Opens a call for a REQUEST frame.
-  void OpenCall(const std::shared_ptr<ServerConnection>& connection,
+  // Opens a call for a REQUEST frame; false on a protocol violation (the
+  // connection must close).
+  bool OpenCall(const std::shared_ptr<ServerConnection>& connection,
                 InFrame frame);
   boost::asio::awaitable<void> ServeUnary(
       std::shared_ptr<ServerConnection> connection,
