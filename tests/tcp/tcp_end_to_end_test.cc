@@ -508,6 +508,30 @@ TEST_F(TcpEndToEndTest, CancellingAStreamEndsItsOpeningAtOnce) {
   EXPECT_THAT(reading.get(), StatusIs(absl::StatusCode::kCancelled));
 }
 
+TEST_F(TcpEndToEndTest, AnEndedStreamGivesBackItsConnectionSlot) {
+  StartServer();
+  Config config = LoopbackConfig();
+  config.tcp.pool_size = 1;
+  config.tcp.channel_buffer = 1;  // one call at a time
+  auto stub = NewStub(config);
+  ClientContext stream_context;
+  dynrpc::testing::StreamRequest request;
+  request.set_count(3);
+  ClientReader<dynrpc::testing::StreamMessage> reader =
+      stub->Generate(stream_context, request);
+  for (;;) {
+    auto m = Run(reader.Read());
+    ASSERT_THAT(m, IsOk());
+    if (!m->has_value()) break;
+  }
+  // `reader` is still alive; its call has ended, so the slot is free.
+  ClientContext context;
+  context.set_timeout(std::chrono::seconds(10));
+  EchoRequest echo;
+  echo.set_text("next");
+  EXPECT_THAT(Run(stub->Echo(context, echo)), IsOk());
+}
+
 TEST_F(TcpEndToEndTest, PeerOverrunningItsWindowIsRefused) {
   Config config = LoopbackConfig();
   config.tcp.max_message_size = 64 * 1024;

@@ -57,7 +57,7 @@ struct ResponseHead {
 };
 
 // Validates the fixed 20-byte header; `bytes` must hold exactly that many.
-// A wrong magic byte, an unknown type or non-zero flags is INTERNAL
+// A wrong magic byte, an unknown type or an undefined flag is INTERNAL
 // ("malformed frame: ..."). Sizes are checked by the caller, which knows the
 // limits.
 absl::StatusOr<FrameHeader> DecodeFrameHeader(std::string_view bytes);

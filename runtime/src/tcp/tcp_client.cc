@@ -318,6 +318,9 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
       if (pool_) pool_->Release(*connection_);
     }
     ClientConnection& connection() { return *connection_; }
+    const std::shared_ptr<ClientConnection>& shared_connection() const {
+      return connection_;
+    }
 
    private:
     std::shared_ptr<ConnectionPool> pool_;
@@ -622,6 +625,7 @@ class TcpClientStream final : public ClientStream {
       // Our wait was cancelled (the caller's coroutine): end the call.
       Cancel(message.status());
     }
+    if (state_->ended()) ReleaseSlot();
     co_return message;
   }
 
@@ -632,7 +636,10 @@ class TcpClientStream final : public ClientStream {
     for (;;) {
       uint32_t grant = 0;
       std::optional<CallResult> end = co_await state_->WaitEnd(&grant);
-      if (end) co_return *std::move(end);
+      if (end) {
+        ReleaseSlot();
+        co_return *std::move(end);
+      }
       connection_->socket()->Send(EncodeWindow(id_, grant));
     }
   }
@@ -644,14 +651,27 @@ class TcpClientStream final : public ClientStream {
   void Cancel(absl::Status why) override {
     if (!state_->End(CallResult(why), /*discard_unread=*/true)) return;
     cancel_open_->try_send(boost::system::error_code{});  // if still opening
-    std::lock_guard lock(mu_);
-    if (connection_ != nullptr && opened_ok_) {
-      connection_->socket()->Send(EncodeCancel(id_));
-      connection_->ForgetStream(id_);
+    {
+      std::lock_guard lock(mu_);
+      if (connection_ != nullptr && opened_ok_) {
+        connection_->socket()->Send(EncodeCancel(id_));
+        connection_->ForgetStream(id_);
+      }
     }
+    ReleaseSlot();
   }
 
  private:
+  // Gives the connection slot back once the call has ended, so a finished
+  // stream kept around does not hold one of DYN_TCP_CHANNEL_BUFFER's slots.
+  void ReleaseSlot() {
+    std::optional<ConnectionPool::Lease> lease;
+    {
+      std::lock_guard lock(mu_);
+      lease.swap(lease_);
+    }
+  }
+
   // Opens the call once; concurrent first operations wait for that.
   asio::awaitable<absl::Status> EnsureOpen() {
     for (;;) {
@@ -715,10 +735,14 @@ class TcpClientStream final : public ClientStream {
       state_->End(CallResult(lease.status()));
       co_return lease.status();
     }
-    lease_.emplace(*std::move(lease));
+    std::shared_ptr<ClientConnection> connection = lease->shared_connection();
+    {
+      std::lock_guard lock(mu_);
+      lease_.emplace(*std::move(lease));
+    }
     SetTimeout(*prefix, TimeLeftUs(head_.deadline));
-    absl::StatusOr<uint64_t> id = lease_->connection().OpenStream(
-        state_, *std::move(prefix), std::move(first));
+    absl::StatusOr<uint64_t> id =
+        connection->OpenStream(state_, *std::move(prefix), std::move(first));
     if (!id.ok()) {
       state_->End(CallResult(id.status()));
       co_return id.status();
@@ -727,12 +751,13 @@ class TcpClientStream final : public ClientStream {
     {
       std::lock_guard lock(mu_);
       id_ = *id;
-      connection_ = &lease_->connection();
+      connection_ = connection;
       opened_ok_ = true;
     }
     if (state_->ended()) {  // cancelled while opening
       connection_->socket()->Send(EncodeCancel(id_));
       connection_->ForgetStream(id_);
+      ReleaseSlot();
     }
     co_return absl::OkStatus();
   }
@@ -743,7 +768,7 @@ class TcpClientStream final : public ClientStream {
   std::size_t max_message_;
   std::shared_ptr<StreamState> state_;
   std::shared_ptr<CancelSignal> cancel_open_;  // Cancel() ends Open()'s wait
-  std::optional<ConnectionPool::Lease> lease_;
+  std::optional<ConnectionPool::Lease> lease_;  // guarded by mu_
   std::atomic<bool> writes_done_{false};
 
   std::mutex mu_;
@@ -752,7 +777,9 @@ class TcpClientStream final : public ClientStream {
   bool open_done_ = false;
   absl::Status open_status_;
   bool opened_ok_ = false;                  // guarded by mu_
-  ClientConnection* connection_ = nullptr;  // guarded by mu_; the lease's
+  // Set once opened (under mu_); outlives the lease, which ReleaseSlot()
+  // gives back when the call ends.
+  std::shared_ptr<ClientConnection> connection_;
   uint64_t id_ = 0;
 };
 
