@@ -3,10 +3,6 @@
 //
 //   token_worker [--address-file=PATH]
 #include <atomic>
-#include <csignal>
-#include <cstdio>
-#include <fstream>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <iostream>
@@ -17,10 +13,10 @@
 #include "absl/strings/str_split.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/experimental/concurrent_channel.hpp"
-#include "boost/asio/signal_set.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "common/example_server.h"
 #include "dynrpc/dynrpc.h"
 #include "inference/worker.dynrpc.pb.h"
 
@@ -97,40 +93,6 @@ class WorkerImpl final : public inference::Worker::Service {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string address_file;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg.starts_with("--address-file=")) {
-      address_file = arg.substr(std::string_view("--address-file=").size());
-    } else {
-      std::cerr << "usage: token_worker [--address-file=PATH]\n";
-      return 2;
-    }
-  }
-  const absl::StatusOr<dynrpc::Config>& config = dynrpc::Config::Global();
-  if (!config.ok()) {
-    std::cerr << "token_worker: " << config.status().message() << "\n";
-    return 2;
-  }
-  dynrpc::Runtime runtime;
   WorkerImpl worker;
-  dynrpc::Server server(runtime.executor(), *config);
-  server.AddService(worker);
-  if (absl::Status s = server.Start(); !s.ok()) {
-    std::cerr << "token_worker: " << s.message() << "\n";
-    return 1;
-  }
-  std::cout << "token_worker: listening on " << server.address() << std::endl;
-  if (!address_file.empty()) {
-    std::ofstream(address_file + ".tmp") << server.address() << "\n";
-    std::rename((address_file + ".tmp").c_str(), address_file.c_str());
-  }
-  std::promise<void> stop;
-  asio::signal_set signals(runtime.executor(), SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (!ec) stop.set_value();
-  });
-  stop.get_future().wait();
-  server.Shutdown();
-  return 0;
+  return examples::ServeUntilSignalled("token_worker", worker, argc, argv);
 }

@@ -51,6 +51,27 @@ uint16_t UnusedPort() {
   return acceptor.local_endpoint().port();
 }
 
+// A loopback listener whose accept queue is full: the kernel drops further
+// SYNs, so a connect to it neither succeeds nor fails until a timeout.
+class FullListener {
+ public:
+  FullListener() : acceptor_(io_), filler_(io_) {
+    asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(endpoint.protocol());
+    acceptor_.bind(endpoint);
+    acceptor_.listen(0);
+    filler_.connect(acceptor_.local_endpoint());
+  }
+  std::string target() const {
+    return "127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port());
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::socket filler_;
+};
+
 // Raw bytes on a socket, for what no dynrpc client would send.
 class RawConnection {
  public:
@@ -333,22 +354,10 @@ TEST_F(TcpEndToEndTest, UnreachableServerIsUnavailable) {
 }
 
 TEST_F(TcpEndToEndTest, ConnectTimeoutIsUnavailableOnTime) {
-  // A listener whose accept queue is full: the kernel drops further SYNs,
-  // so a connect neither succeeds nor fails until the timeout.
-  asio::io_context io;
-  asio::ip::tcp::acceptor full(io);
-  asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
-  full.open(endpoint.protocol());
-  full.bind(endpoint);
-  full.listen(0);
-  asio::ip::tcp::socket filler(io);
-  filler.connect(full.local_endpoint());
-
+  FullListener full;
   Config config = LoopbackConfig();
   config.tcp.connect_timeout = std::chrono::milliseconds(200);
-  std::string target =
-      "127.0.0.1:" + std::to_string(full.local_endpoint().port());
-  auto stub = NewStub(config, target);
+  auto stub = NewStub(config, full.target());
   EXPECT_THAT(Echo(*stub, "hello?"),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("timed out after 200 ms "
@@ -481,18 +490,10 @@ TEST_F(TcpEndToEndTest, ConcurrentCallsOpenConnectionsOnlyAsNeeded) {
 TEST_F(TcpEndToEndTest, CancellingAStreamEndsItsOpeningAtOnce) {
   // The stream's first Read() waits to connect to a listener that never
   // accepts; TryCancel() must end it, not the 60 s connect timeout.
-  asio::io_context io;
-  asio::ip::tcp::acceptor full(io);
-  asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
-  full.open(endpoint.protocol());
-  full.bind(endpoint);
-  full.listen(0);
-  asio::ip::tcp::socket filler(io);
-  filler.connect(full.local_endpoint());
+  FullListener full;
   Config config = LoopbackConfig();
   config.tcp.connect_timeout = std::chrono::seconds(60);
-  auto stub = NewStub(config, "127.0.0.1:" + std::to_string(
-                                                 full.local_endpoint().port()));
+  auto stub = NewStub(config, full.target());
   ClientContext context;
   context.set_timeout(std::chrono::seconds(60));
   dynrpc::testing::StreamRequest request;

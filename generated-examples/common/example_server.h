@@ -1,0 +1,68 @@
+// What every example server's main() does around its service: parse
+// --address-file, start the server, announce its address, run until SIGINT
+// or SIGTERM, shut down.
+#ifndef DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
+#define DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include "boost/asio/signal_set.hpp"
+#include "dynrpc/dynrpc.h"
+
+namespace examples {
+
+// Serves `service` on the request plane the environment selects until a
+// signal arrives. Prints "<name>: listening on <address>" once calls are
+// accepted (and writes the address to --address-file=PATH if given).
+// Returns main()'s exit code.
+inline int ServeUntilSignalled(std::string_view name, dynrpc::Service& service,
+                               int argc, char** argv) {
+  std::string address_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.starts_with("--address-file=")) {
+      address_file = arg.substr(std::string_view("--address-file=").size());
+    } else {
+      std::cerr << "usage: " << name << " [--address-file=PATH]\n";
+      return 2;
+    }
+  }
+  const absl::StatusOr<dynrpc::Config>& config = dynrpc::Config::Global();
+  if (!config.ok()) {
+    std::cerr << name << ": " << config.status().message() << "\n";
+    return 2;
+  }
+  dynrpc::Runtime runtime;
+  dynrpc::Server server(runtime.executor(), *config);
+  server.AddService(service);
+  if (absl::Status s = server.Start(); !s.ok()) {
+    std::cerr << name << ": " << s.message() << "\n";
+    return 1;
+  }
+  std::cout << name << ": listening on " << server.address() << " ("
+            << dynrpc::RequestPlaneName(config->request_plane)
+            << " request plane)" << std::endl;
+  if (!address_file.empty()) {
+    std::ofstream(address_file + ".tmp") << server.address() << "\n";
+    std::rename((address_file + ".tmp").c_str(), address_file.c_str());
+  }
+  std::promise<int> stop;
+  boost::asio::signal_set signals(runtime.executor(), SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (!ec) stop.set_value(signo);
+  });
+  int signo = stop.get_future().get();
+  server.Shutdown();
+  std::cout << name << ": stopped by signal " << signo << std::endl;
+  return 0;
+}
+
+}  // namespace examples
+
+#endif  // DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
