@@ -27,6 +27,8 @@ class Subprocess {
   std::optional<std::string> ReadLine(std::chrono::milliseconds timeout);
   // SIGKILL, then wait for the child to end.
   void Kill();
+  // The child's pid; -1 once killed.
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;

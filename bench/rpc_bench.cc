@@ -1,0 +1,375 @@
+// The benchmark suite: every system serves bench.Echo in its own process
+// (pinned to CPU 1 when there are two), and this client (pinned to CPU 0)
+// measures it with Google Benchmark:
+//   Unary/<system>/<payload bytes>            one call at a time: mean, p50, p99
+//   Throughput/<system>/<in flight>/<bytes>   calls/s and bytes/s
+//   Stream/<system>/<streams>                 16-byte messages/s, server streaming
+// plus the server's CPU time per call and its peak memory.
+//
+// Systems: dynrpc on each request plane this build has (kPlanes), gRPC C++,
+// and the floor (a blocking length-prefixed echo over a raw socket).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench.dynrpc.pb.h"
+#include "bench_util.h"
+#include "benchmark/benchmark.h"
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/detached.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/use_future.hpp"
+#include "dynrpc/dynrpc.h"
+#include "system.h"
+
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+// Adding a request plane to the suite is adding it here.
+const dynrpc::RequestPlaneKind kPlanes[] = {dynrpc::RequestPlaneKind::kTcp};
+
+bool g_quick = false;
+
+// dynrpc on one request plane; the client's io_context runs on the calling
+// thread (no thread hop on the client side).
+class DynrpcSystem final : public bench::System {
+ public:
+  explicit DynrpcSystem(dynrpc::RequestPlaneKind plane) {
+    std::string address = StartServer(
+        DYNRPC_BENCH_DIR "/dynrpc_server",
+        {"DYN_REQUEST_PLANE=" + std::string(dynrpc::RequestPlaneName(plane)),
+         "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_TCP_RPC_PORT=0",
+         "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0"});
+    dynrpc::Config config;
+    config.request_plane = plane;
+    channel_ = *dynrpc::Channel::Create(io_.get_executor(), address, config);
+    stub_ = std::make_unique<bench::Echo::Stub>(channel_);
+  }
+
+  void UnaryOnce(const std::string& payload) override {
+    bench::Payload request;
+    request.set_data(payload);
+    dynrpc::ClientContext context;
+    auto reply = asio::co_spawn(io_, stub_->Unary(context, request),
+                                asio::use_future);
+    RunUntil(reply);
+    if (!reply.get().ok()) std::abort();
+  }
+
+  void UnaryBatch(const std::string& payload, int calls,
+                  int in_flight) override {
+    bench::Payload request;
+    request.set_data(payload);
+    int issued = 0, failed = 0;
+    std::vector<std::future<void>> workers;
+    for (int w = 0; w < in_flight; ++w) {
+      workers.push_back(asio::co_spawn(
+          io_,
+          [&]() -> asio::awaitable<void> {
+            while (issued < calls) {
+              ++issued;
+              dynrpc::ClientContext context;
+              if (!(co_await stub_->Unary(context, request)).ok()) ++failed;
+            }
+          },
+          asio::use_future));
+    }
+    for (auto& w : workers) RunUntil(w);
+    if (failed > 0) std::abort();
+  }
+
+  int64_t Stream(int streams, int64_t count) override {
+    int64_t received = 0;
+    std::vector<std::future<void>> readers;
+    for (int s = 0; s < streams; ++s) {
+      readers.push_back(asio::co_spawn(
+          io_,
+          [&]() -> asio::awaitable<void> {
+            dynrpc::ClientContext context;
+            context.set_timeout(std::chrono::minutes(5));
+            bench::StreamRequest request;
+            request.set_count(count);
+            request.set_message_bytes(16);
+            dynrpc::ClientReader<bench::Payload> reader =
+                stub_->Stream(context, request);
+            for (;;) {
+              auto m = co_await reader.Read();
+              if (!m.ok() || !m->has_value()) break;
+              ++received;
+            }
+          },
+          asio::use_future));
+    }
+    for (auto& r : readers) RunUntil(r);
+    return received;
+  }
+
+ private:
+  template <typename Future>
+  void RunUntil(Future& f) {
+    while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      io_.run_one();
+    }
+  }
+
+  asio::io_context io_{1};
+  std::shared_ptr<dynrpc::Channel> channel_;
+  std::unique_ptr<bench::Echo::Stub> stub_;
+};
+
+// The floor: blocking length-prefixed ping-pong, one connection per call in
+// flight.
+class FloorSystem final : public bench::System {
+ public:
+  FloorSystem() { address_ = StartServer(DYNRPC_BENCH_DIR "/floor_server", {}); }
+  ~FloorSystem() override {
+    for (int fd : sockets_) close(fd);
+  }
+
+  void UnaryOnce(const std::string& payload) override {
+    PingPong(Socket(0), payload);
+  }
+
+  void UnaryBatch(const std::string& payload, int calls,
+                  int in_flight) override {
+    for (int i = 0; i < in_flight; ++i) Socket(i);  // connect up front
+    std::vector<std::thread> threads;
+    for (int t = 0; t < in_flight; ++t) {
+      int share = calls / in_flight + (t < calls % in_flight ? 1 : 0);
+      threads.emplace_back([this, t, share, &payload] {
+        for (int i = 0; i < share; ++i) PingPong(sockets_[t], payload);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+
+  int64_t Stream(int, int64_t) override { return -1; }
+
+ private:
+  int Socket(int i) {
+    while (static_cast<int>(sockets_.size()) <= i) {
+      std::size_t colon = address_.rfind(':');
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(std::stoi(address_.substr(colon + 1)));
+      inet_pton(AF_INET, address_.substr(0, colon).c_str(), &a.sin_addr);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        std::abort();
+      }
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      sockets_.push_back(fd);
+    }
+    return sockets_[i];
+  }
+
+  static void PingPong(int fd, const std::string& payload) {
+    uint32_t len = htonl(static_cast<uint32_t>(payload.size()));
+    std::string frame(reinterpret_cast<char*>(&len), 4);
+    frame += payload;
+    for (size_t off = 0; off < frame.size();) {
+      ssize_t k = write(fd, frame.data() + off, frame.size() - off);
+      if (k <= 0) std::abort();
+      off += k;
+    }
+    for (size_t off = 0; off < frame.size();) {
+      ssize_t k = read(fd, frame.data() + off, frame.size() - off);
+      if (k <= 0) std::abort();
+      off += k;
+    }
+  }
+
+  std::string address_;
+  std::vector<int> sockets_;
+};
+
+// Systems by name, started on first use, stopped (killed) at exit.
+std::map<std::string, std::unique_ptr<bench::System>>& Systems() {
+  static auto* systems = new std::map<std::string, std::unique_ptr<bench::System>>;
+  return *systems;
+}
+
+bench::System& Get(const std::string& name) {
+  std::unique_ptr<bench::System>& s = Systems()[name];
+  if (s == nullptr) {
+    if (name == "grpc") {
+      s = bench::MakeGrpcSystem();
+    } else if (name == "floor") {
+      s = std::make_unique<FloorSystem>();
+    } else {
+      for (dynrpc::RequestPlaneKind plane : kPlanes) {
+        if (name == "dynrpc-" + std::string(dynrpc::RequestPlaneName(plane))) {
+          s = std::make_unique<DynrpcSystem>(plane);
+        }
+      }
+    }
+  }
+  return *s;
+}
+
+// The server's CPU time in microseconds: the sum over its threads of the
+// nanoseconds the scheduler ran them (/proc/PID/task/*/schedstat), far finer
+// than the clock ticks of /proc/PID/stat.
+double ServerCpuMicros(pid_t pid) {
+  double ns = 0;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(dir)) {
+    std::ifstream schedstat(task.path() / "schedstat");
+    double on_cpu = 0;
+    if (schedstat >> on_cpu) ns += on_cpu;
+  }
+  return ns / 1000;
+}
+
+double ServerPeakRssMiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmHWM:")) return std::stod(line.substr(6)) / 1024;
+  }
+  return 0;
+}
+
+void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
+  bench::System& s = Get(system);
+  std::string payload(bytes, 'p');
+  s.UnaryOnce(payload);  // warm: connections open
+  std::vector<double> micros;
+  double cpu_before = ServerCpuMicros(s.server_pid());
+  for (auto _ : state) {
+    Clock::time_point start = Clock::now();
+    s.UnaryOnce(payload);
+    micros.push_back(
+        std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+  double cpu = ServerCpuMicros(s.server_pid()) - cpu_before;
+  std::sort(micros.begin(), micros.end());
+  auto pct = [&](double p) { return micros[std::min(micros.size() - 1, static_cast<size_t>(p * micros.size()))]; };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["server_cpu_us_per_call"] = cpu / micros.size();
+  state.counters["server_peak_rss_mib"] = ServerPeakRssMiB(s.server_pid());
+  state.SetBytesProcessed(state.iterations() * bytes * 2);
+}
+
+void BM_Throughput(benchmark::State& state, std::string system,
+                   int in_flight, int64_t bytes) {
+  bench::System& s = Get(system);
+  std::string payload(bytes, 'p');
+  int batch = std::max(in_flight * 4, bytes >= (1 << 20) ? 16 : 256);
+  s.UnaryBatch(payload, in_flight, in_flight);  // warm: connections open
+  double cpu_before = ServerCpuMicros(s.server_pid());
+  for (auto _ : state) {
+    Clock::time_point start = Clock::now();
+    s.UnaryBatch(payload, batch, in_flight);
+    state.SetIterationTime(
+        std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  double calls = static_cast<double>(state.iterations()) * batch;
+  state.counters["calls_per_s"] =
+      benchmark::Counter(calls, benchmark::Counter::kIsRate);
+  state.counters["server_cpu_us_per_call"] =
+      (ServerCpuMicros(s.server_pid()) - cpu_before) / calls;
+  state.counters["server_peak_rss_mib"] = ServerPeakRssMiB(s.server_pid());
+  state.SetBytesProcessed(static_cast<int64_t>(calls * bytes * 2));
+}
+
+void BM_Stream(benchmark::State& state, std::string system, int streams) {
+  bench::System& s = Get(system);
+  const int64_t per_stream = g_quick ? 2000 : 20000;
+  int64_t total = 0;
+  for (auto _ : state) {
+    Clock::time_point start = Clock::now();
+    int64_t got = s.Stream(streams, per_stream);
+    if (got < 0) {
+      state.SkipWithError("not supported");
+      return;
+    }
+    total += got;
+    state.SetIterationTime(
+        std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  state.counters["msgs_per_s"] =
+      benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
+}
+
+void RegisterAll() {
+  std::vector<std::string> systems;
+  for (dynrpc::RequestPlaneKind plane : kPlanes) {
+    systems.push_back("dynrpc-" + std::string(dynrpc::RequestPlaneName(plane)));
+  }
+  systems.push_back("grpc");
+  systems.push_back("floor");
+  std::vector<int64_t> payloads = {16, 1024, 64 << 10, 1 << 20, 16 << 20};
+  if (g_quick) payloads = {16, 64 << 10};
+  for (const std::string& system : systems) {
+    for (int64_t bytes : payloads) {
+      benchmark::RegisterBenchmark(
+          ("Unary/" + system + "/" + std::to_string(bytes)).c_str(), BM_Unary,
+          system, bytes)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+    for (int in_flight : {1, 8, 64}) {
+      for (int64_t bytes : payloads) {
+        if (bytes > (1 << 20) || (bytes == (1 << 20) && in_flight > 8)) continue;
+        benchmark::RegisterBenchmark(
+            ("Throughput/" + system + "/" + std::to_string(in_flight) + "/" +
+             std::to_string(bytes))
+                .c_str(),
+            BM_Throughput, system, in_flight, bytes)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+    if (system != "floor") {
+      for (int streams : {1, 8}) {
+        benchmark::RegisterBenchmark(
+            ("Stream/" + system + "/" + std::to_string(streams)).c_str(),
+            BM_Stream, system, streams)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--quick") {
+      g_quick = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n = static_cast<int>(args.size());
+  if (bench::kTwoCpus) bench::PinToCpu(0);
+  benchmark::Initialize(&n, args.data());
+  RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  Systems().clear();  // kills the servers
+  return 0;
+}
