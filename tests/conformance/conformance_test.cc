@@ -176,6 +176,31 @@ TEST_P(ConformanceTest, HandlerSeesTheDeadlineToPassOn) {
   EXPECT_LE(left_ms, 5000);
 }
 
+TEST_P(ConformanceTest, DeadlinePropagatesDownAChain) {
+  // caller --Relay--> this server --Block--> a second server: the second
+  // server's handler is cancelled by the caller's deadline, passed on by the
+  // first handler, not by a default timeout of its own.
+  service_.set_downstream_config(ConfigFor(GetParam()));
+  EchoServiceImpl downstream_service;
+  Server downstream(runtime_.executor(), ConfigFor(GetParam()));
+  downstream.AddService(downstream_service);
+  ASSERT_THAT(downstream.Start(), IsOk());
+
+  auto stub = NewStub();
+  ClientContext context;
+  context.set_timeout(std::chrono::milliseconds(300));
+  EchoRequest request;
+  request.set_text(downstream.address());
+  EXPECT_THAT(Run(stub->Relay(context, request)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  downstream_service.WaitForBlocksEnded(1);
+  // The second handler ran under the caller's 300 ms, not a default 10 s.
+  std::optional<Clock::duration> left = downstream_service.last_block_time_left();
+  ASSERT_TRUE(left.has_value());
+  EXPECT_LE(*left, std::chrono::milliseconds(300));
+  downstream.Shutdown();
+}
+
 TEST_P(ConformanceTest, EveryStatusCodeArrivesUnchanged) {
   auto stub = NewStub();
   for (int code = 1; code <= 16; ++code) {

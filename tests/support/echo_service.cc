@@ -63,6 +63,10 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Block(
     std::lock_guard lock(mu_);
     ++calls_;
     gates_.push_back(gate);
+    last_block_time_left_ =
+        context.deadline()
+            ? std::optional<Clock::duration>(*context.deadline() - Clock::now())
+            : std::nullopt;
     max_blocked_ = std::max<int>(max_blocked_, gates_.size());
   }
   changed_.notify_all();
@@ -159,6 +163,18 @@ asio::awaitable<absl::Status> EchoServiceImpl::Chat(
   }
 }
 
+asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Relay(
+    ServerContext& context, const EchoRequest& request) {
+  absl::StatusOr<std::shared_ptr<Channel>> channel = Channel::Create(
+      co_await asio::this_coro::executor, request.text(), downstream_);
+  if (!channel.ok()) co_return channel.status();
+  EchoService::Stub downstream(*channel);
+  ClientContext next;
+  if (context.deadline()) next.set_deadline(*context.deadline());  // pass it on
+  EchoRequest block;
+  co_return co_await downstream.Block(next, block);
+}
+
 void EchoServiceImpl::NoteCancelledStream() {
   {
     std::lock_guard lock(mu_);
@@ -219,6 +235,11 @@ int EchoServiceImpl::calls() const {
 int EchoServiceImpl::blocks_ended() const {
   std::lock_guard lock(mu_);
   return blocks_ended_;
+}
+
+std::optional<Clock::duration> EchoServiceImpl::last_block_time_left() const {
+  std::lock_guard lock(mu_);
+  return last_block_time_left_;
 }
 
 int EchoServiceImpl::max_blocked() const {

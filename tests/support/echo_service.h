@@ -32,6 +32,11 @@ class EchoServiceImpl final : public EchoService::Service {
   boost::asio::awaitable<absl::Status> Chat(
       ServerContext& context,
       ServerReaderWriter<StreamMessage, StreamMessage>& stream) override;
+  boost::asio::awaitable<absl::StatusOr<EchoReply>> Relay(
+      ServerContext& context, const EchoRequest& request) override;
+
+  // The configuration Relay calls downstream with (its plane).
+  void set_downstream_config(Config config) { downstream_ = std::move(config); }
 
   // Messages Generate handlers have written so far (Write returned OK).
   int64_t generated() const;
@@ -60,6 +65,9 @@ class EchoServiceImpl final : public EchoService::Service {
   int blocks_ended() const;
   // The most Block calls ever waiting at once.
   int max_blocked() const;
+  // The time the last Block call had left when it started (its deadline as
+  // the handler saw it), or nullopt when it had none.
+  std::optional<Clock::duration> last_block_time_left() const;
 
  private:
   void NoteCancelledStream();
@@ -68,6 +76,7 @@ class EchoServiceImpl final : public EchoService::Service {
       boost::system::error_code)>;
 
   std::function<void()> on_block_;
+  Config downstream_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
   std::vector<std::shared_ptr<Gate>> gates_;
@@ -76,6 +85,7 @@ class EchoServiceImpl final : public EchoService::Service {
   int cancelled_streams_ = 0;
   int blocks_ended_ = 0;
   int max_blocked_ = 0;
+  std::optional<Clock::duration> last_block_time_left_;
 };
 
 }  // namespace dynrpc::testing
