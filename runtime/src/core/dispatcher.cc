@@ -7,7 +7,8 @@
 #include "boost/asio/error.hpp"
 #include "boost/system/system_error.hpp"
 #include "core/context_access.h"
-#include "core/deadline.h"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/this_coro.hpp"
 
 namespace dynrpc::internal {
 
@@ -73,24 +74,32 @@ class HandlerStream final : public RawServerStream {
 };
 
 // Runs `run` under the request's deadline and turns its outcome into the
-// call's result, with the metadata the handler added.
+// call's result, with the metadata the handler added. The handler runs in
+// the plane's call coroutine itself; when the deadline passes, a timer has
+// the plane cancel that call (its stream ends, its coroutine gets terminal
+// cancellation), so the handler's pending operations end, IsCancelled()
+// turns true at once, and the call's status is DEADLINE_EXCEEDED.
 asio::awaitable<CallResult> Run(
     ServerContext& context, const std::optional<Clock::time_point>& deadline,
-    const std::shared_ptr<std::atomic<bool>>& cancelled, bool has_message,
+    const ServerCallInfo& info, bool has_message,
     asio::awaitable<absl::StatusOr<std::string>> run) {
-  // (Not a ?: with co_await in its arms: GCC 12 miscompiles that.)
   absl::StatusOr<std::string> outcome;
   if (deadline) {
-    // IsCancelled() turns true when the deadline passes, while the handler
-    // is still winding down, not only after.
-    asio::steady_timer flag(co_await asio::this_coro::executor, *deadline);
-    flag.async_wait([cancelled](const boost::system::error_code& ec) {
-      if (!ec && cancelled) cancelled->store(true);
-    });
-    outcome = co_await WithDeadline(
-        std::move(run), *deadline,
+    auto expired = std::make_shared<std::atomic<bool>>(false);
+    std::string message =
         absl::StrCat("the caller's deadline for ", context.method(),
-                     " passed while its handler ran"));
+                     " passed while its handler ran");
+    asio::steady_timer timer(co_await asio::this_coro::executor, *deadline);
+    timer.async_wait([expired, cancelled = info.cancelled, cancel = info.cancel,
+                      message](const boost::system::error_code& ec) {
+      if (ec) return;  // the handler finished first
+      expired->store(true);
+      if (cancelled) cancelled->store(true);
+      if (cancel) cancel(absl::DeadlineExceededError(message));
+    });
+    outcome = co_await std::move(run);
+    timer.cancel();
+    if (expired->load()) outcome = absl::DeadlineExceededError(message);
   } else {
     outcome = co_await std::move(run);
   }
@@ -132,7 +141,7 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
   auto handle = [&]() { return method.unary(context, payload); };
   asio::awaitable<absl::StatusOr<std::string>> run =
       Guarded(method.path, handle);
-  CallResult result = co_await Run(context, request.deadline, info.cancelled,
+  CallResult result = co_await Run(context, request.deadline, info,
                                    /*has_message=*/true, std::move(run));
   co_return result;
 }
@@ -157,7 +166,7 @@ asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
   asio::awaitable<absl::StatusOr<std::string>> run =
       Guarded(method.path, handle);
   CallResult result =
-      co_await Run(context, request.deadline, info.cancelled,
+      co_await Run(context, request.deadline, info,
                    method.kind == MethodKind::kClientStreaming, std::move(run));
   co_return result;
 }

@@ -9,6 +9,7 @@
 #define DYNRPC_RUNTIME_SRC_CORE_REQUEST_PLANE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,11 @@ struct ServerCallInfo {
   // plane also cancels the handler's coroutine then); set by the core when
   // the deadline passes.
   std::shared_ptr<std::atomic<bool>> cancelled;
+  // Ends the call from any thread, as a lost caller would: the plane ends
+  // its stream with `why` and cancels the handler's coroutine (Asio
+  // terminal cancellation, delivered on the call's strand). The core calls
+  // it when the deadline passes.
+  std::function<void(absl::Status why)> cancel;
 };
 
 // The plane's side of a streaming call on the server.

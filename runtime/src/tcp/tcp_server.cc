@@ -329,7 +329,8 @@ asio::awaitable<void> TcpServer::ServeUnary(
     std::shared_ptr<ServerConnection> connection,
     std::shared_ptr<ServerCall> call, CallRequest request) {
   // Named, not a braced temporary in the co_await: GCC 12 miscopies those.
-  ServerCallInfo info{connection->socket->peer(), call->cancelled};
+  ServerCallInfo info{connection->socket->peer(), call->cancelled,
+                      [call](absl::Status why) { call->Cancel(why); }};
   CallResult result =
       co_await handler_->HandleUnary(std::move(request), std::move(info));
   connection->Forget(call->id);
@@ -344,7 +345,8 @@ asio::awaitable<void> TcpServer::ServeStream(
     std::shared_ptr<ServerConnection> connection,
     std::shared_ptr<ServerCall> call, CallRequest request) {
   TcpServerStream stream(connection, call, config_.max_message_size);
-  ServerCallInfo info{connection->socket->peer(), call->cancelled};
+  ServerCallInfo info{connection->socket->peer(), call->cancelled,
+                      [call](absl::Status why) { call->Cancel(why); }};
   CallResult result = co_await handler_->HandleStream(
       std::move(request), std::move(info), stream);
   connection->Forget(call->id);
