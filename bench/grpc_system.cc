@@ -83,7 +83,7 @@ class GrpcSystem final : public System {
         grpcbench::Payload message;
         int64_t n = 0;
         while (reader->Read(&message)) ++n;
-        reader->Finish();
+        if (!reader->Finish().ok()) std::abort();
         received += n;
       });
     }

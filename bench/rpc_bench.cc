@@ -16,14 +16,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,7 +29,6 @@
 #include "bench_util.h"
 #include "benchmark/benchmark.h"
 #include "boost/asio/co_spawn.hpp"
-#include "boost/asio/detached.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/dynrpc.h"
@@ -112,7 +108,8 @@ class DynrpcSystem final : public bench::System {
                 stub_->Stream(context, request);
             for (;;) {
               auto m = co_await reader.Read();
-              if (!m.ok() || !m->has_value()) break;
+              if (!m.ok()) std::abort();  // a failed stream is not a result
+              if (!m->has_value()) break;
               ++received;
             }
           },

@@ -135,8 +135,8 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::Create(
   absl::StatusOr<std::shared_ptr<internal::RequestPlaneClient>> client =
       internal::CreateRequestPlaneClient(config, executor);
   if (!client.ok()) return client.status();
-  return std::make_shared<Channel>(std::move(executor), std::move(target),
-                                   std::move(*client));
+  return std::shared_ptr<Channel>(
+      new Channel(std::move(executor), std::move(target), std::move(*client)));
 }
 
 Channel::Channel(boost::asio::any_io_executor executor, std::string target,
@@ -167,16 +167,16 @@ internal::CallRequest MakeHead(const ClientContext& context,
 
 std::string ExpiredMessage(const ClientContext& context,
                            std::string_view method_path,
-                           Clock::duration default_timeout) {
+                           const internal::RequestPlaneClient& client) {
   if (context.deadline()) {
     return absl::StrFormat("call to %s exceeded its deadline", method_path);
   }
   return absl::StrFormat(
-      "call to %s exceeded the default timeout of %d ms "
-      "(DYN_TCP_REQUEST_TIMEOUT)",
-      method_path,
-      std::chrono::duration_cast<std::chrono::milliseconds>(default_timeout)
-          .count());
+      "call to %s exceeded the default timeout of %d ms (%s)", method_path,
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          client.default_timeout())
+          .count(),
+      client.default_timeout_variable());
 }
 
 }  // namespace
@@ -189,7 +189,7 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   call.payload = std::move(request);
   Clock::time_point deadline = *call.deadline;
   std::string expired =
-      ExpiredMessage(context, method_path, client_->default_timeout());
+      ExpiredMessage(context, method_path, *client_);
   CallResult result = co_await internal::WithDeadline(
       client_->Unary(target_, std::move(call)), deadline, expired, &context);
   ContextAccess::SetServerMetadata(context, std::move(result.initial_metadata),
@@ -213,7 +213,7 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
       client_->StartStream(target_, std::move(head), std::move(request));
   return std::make_unique<CoreClientStream>(
       std::move(plane), context, executor_, deadline,
-      ExpiredMessage(context, method_path, client_->default_timeout()));
+      ExpiredMessage(context, method_path, *client_));
 }
 
 std::unique_ptr<RawClientStream> Channel::FailedStream(absl::Status status) {

@@ -50,8 +50,6 @@ class Channel {
       boost::asio::any_io_executor executor, std::string target,
       const Config& config);
 
-  Channel(boost::asio::any_io_executor executor, std::string target,
-          std::shared_ptr<internal::RequestPlaneClient> client);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -127,6 +125,9 @@ class Channel {
   const std::string& target() const { return target_; }
 
  private:
+  Channel(boost::asio::any_io_executor executor, std::string target,
+          std::shared_ptr<internal::RequestPlaneClient> client);
+
   boost::asio::any_io_executor executor_;
   std::string target_;
   std::shared_ptr<internal::RequestPlaneClient> client_;

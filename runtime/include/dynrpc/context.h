@@ -41,8 +41,8 @@ struct ContextAccess;
 // What a caller sets for one call. A context describes exactly one call: do
 // not reuse it for a second one.
 //
-// Without a deadline a call gets the channel's default timeout
-// (DYN_TCP_REQUEST_TIMEOUT, 10 s).
+// Without a deadline a call gets its request plane's default timeout (for
+// TCP, DYN_TCP_REQUEST_TIMEOUT, 10 s by default).
 class ClientContext {
  public:
   ClientContext() = default;

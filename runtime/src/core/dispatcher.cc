@@ -25,11 +25,6 @@ absl::Status Dispatcher::Register(Service& service) {
   return absl::OkStatus();
 }
 
-bool Dispatcher::IsStreaming(std::string_view method) const {
-  auto it = methods_.find(absl::string_view(method.data(), method.size()));
-  return it != methods_.end() && it->second->kind != MethodKind::kUnary;
-}
-
 namespace {
 
 // Runs a handler; an exception it throws becomes UNKNOWN (or CANCELLED when

@@ -18,7 +18,6 @@ class Dispatcher final : public CallHandler {
   // ALREADY_EXISTS when a method path is registered twice.
   absl::Status Register(Service& service);
 
-  bool IsStreaming(std::string_view method) const override;
   // UNIMPLEMENTED for an unknown method (or one of the other kind);
   // DEADLINE_EXCEEDED (and the handler cancelled) when the request's
   // deadline passes first; UNKNOWN when the handler throws.

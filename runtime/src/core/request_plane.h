@@ -77,9 +77,6 @@ class ServerStream {
 class CallHandler {
  public:
   virtual ~CallHandler() = default;
-  // Whether `method` is a streaming method (then HandleStream serves it);
-  // false for unary and unknown methods.
-  virtual bool IsStreaming(std::string_view method) const = 0;
   // Runs a unary call to completion. Cancelling the awaiting coroutine
   // cancels the handler.
   virtual boost::asio::awaitable<CallResult> HandleUnary(
@@ -143,8 +140,10 @@ class RequestPlaneClient {
   virtual std::unique_ptr<ClientStream> StartStream(
       std::string_view target, CallRequest head,
       std::optional<std::string> first_message) = 0;
-  // The timeout of a call whose context sets no deadline.
+  // The timeout of a call whose context sets no deadline, and the variable
+  // that set it (for messages).
   virtual Clock::duration default_timeout() const = 0;
+  virtual std::string_view default_timeout_variable() const = 0;
 };
 
 }  // namespace dynrpc::internal

@@ -32,7 +32,9 @@ enum class FrameType : uint8_t {
 // Frame flags.
 inline constexpr uint16_t kFlagHasMessage = 0x1;  // REQUEST/RESPONSE payload
 inline constexpr uint16_t kFlagEndStream = 0x2;   // REQUEST: no more messages
-inline constexpr uint16_t kKnownFlags = kFlagHasMessage | kFlagEndStream;
+inline constexpr uint16_t kFlagStreaming = 0x4;   // REQUEST: a streaming call
+inline constexpr uint16_t kKnownFlags =
+    kFlagHasMessage | kFlagEndStream | kFlagStreaming;
 
 struct FrameHeader {
   FrameType type = FrameType::kRequest;

@@ -16,14 +16,16 @@
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/experimental/concurrent_channel.hpp"
 #include "core/request_plane.h"
+#include "tcp/frame.h"
 
 namespace dynrpc::internal::tcp {
 
 // Thread-safe. Messages the peer sent wait here until read; the peer may
 // send while its window (kInitialWindow bytes, replenished as we read; each
 // message costs its size plus kMessageOverhead) is positive, so this buffer
-// holds at most a window plus one message. A peer that sends beyond that is
-// refused (Deliver() returns false). The stream ends once, with a result.
+// holds at most a window plus one message. A peer that sends beyond a window
+// plus two messages (slack for a message in flight and a server-streaming
+// call's request) is refused: Deliver() returns false. The stream ends once, with a result.
 //
 // Every change wakes every waiter, so a Read() and a Finish() (WaitEnd) may
 // wait at the same time.
@@ -32,7 +34,7 @@ class StreamState {
   static constexpr int64_t kInitialWindow = 1 << 20;
   // What a message costs the window beyond its bytes (its frame header), so
   // a stream of tiny messages is bounded too.
-  static constexpr std::size_t kMessageOverhead = 20;
+  static constexpr std::size_t kMessageOverhead = kFrameHeaderSize;
 
   // `max_message`: the largest message the peer may send (the slack above
   // the window a sender may legitimately use).

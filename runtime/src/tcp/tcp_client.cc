@@ -714,7 +714,8 @@ class TcpClientStream final : public ClientStream {
     RequestHead head;
     head.method = std::move(head_.method);
     head.metadata = std::move(head_.metadata);
-    uint16_t flags = first_message_ ? kFlagHasMessage | kFlagEndStream : 0;
+    uint16_t flags = kFlagStreaming;
+    if (first_message_) flags |= kFlagHasMessage | kFlagEndStream;
     std::string first = first_message_ ? std::move(*first_message_) : "";
     absl::StatusOr<std::string> prefix =
         EncodeRequestPrefix(0, head, first.size(), flags);

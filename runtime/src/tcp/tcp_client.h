@@ -35,6 +35,9 @@ class TcpClient final : public RequestPlaneClient {
   Clock::duration default_timeout() const override {
     return config_.request_timeout;
   }
+  std::string_view default_timeout_variable() const override {
+    return "DYN_TCP_REQUEST_TIMEOUT";
+  }
 
  private:
   std::shared_ptr<ConnectionPool> PoolFor(std::string_view target);

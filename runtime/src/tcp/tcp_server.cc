@@ -297,7 +297,14 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
   }
   bool has_message = (header.flags & kFlagHasMessage) != 0;
   bool end_stream = (header.flags & kFlagEndStream) != 0;
-  bool unary = has_message && end_stream && !handler_->IsStreaming(request.method);
+  // The caller says which kind of call this is; the dispatcher refuses a
+  // method of the other kind.
+  bool unary = (header.flags & kFlagStreaming) == 0;
+  if (unary && !(has_message && end_stream)) {
+    return error(absl::InternalError(
+        "malformed frame: a unary REQUEST must carry its message and end the "
+        "stream"));
+  }
 
   auto call = std::make_shared<ServerCall>();
   call->id = header.call_id;
