@@ -90,8 +90,9 @@ def main():
     ctx = data["context"]
     lines += [
         f"Machine: {ctx.get('num_cpus')} CPUs, {cpu_model()}; "
-        f"client pinned to CPU 0, each server to CPU 1, separate processes, "
-        f"loopback TCP.",
+        + ("client pinned to CPU 0, each server to CPU 1; "
+           if ctx.get('num_cpus', 1) >= 2 else "nothing pinned (one CPU); ")
+        + "separate processes, loopback TCP.",
         f"Build: Release (-O3), {version(['g++', '--version'])}; "
         f"protobuf {version(['protoc', '--version'])}; "
         f"gRPC C++ {version(['pkg-config', '--modversion', 'grpc++'])}.",

@@ -61,8 +61,11 @@ class RawClientStream {
 class RawServerStream {
  public:
   virtual ~RawServerStream() = default;
-  // The next message; nullopt when the client half-closed; CANCELLED (or
-  // DEADLINE_EXCEEDED) when the call ended first.
+  // The next message; nullopt when the client half-closed; when the call
+  // ended first, why: CANCELLED (the caller cancelled or the handler's
+  // coroutine was), DEADLINE_EXCEEDED, UNAVAILABLE (the caller's connection
+  // was lost) or RESOURCE_EXHAUSTED (the caller overran its window or the
+  // size limit).
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
   Read() = 0;
   // Sends one message (the first also sends the context's initial

@@ -12,7 +12,9 @@
 
 namespace dynrpc::internal {
 
-// Every task runs on its own strand of the group's executor. A task's
+// Each task runs on the strand Spawn() is given (from NewStrand(); tasks
+// that share state, like a connection's reader and writer, share one). A
+// task's
 // exception is reported on stderr with the task's name (it never vanishes, as
 // with `detached`). The group's state is shared with its tasks, so a task may
 // outlive the TaskGroup object; whatever a task borrows must outlive it.
