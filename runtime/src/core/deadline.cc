@@ -6,21 +6,21 @@
 
 namespace dynrpc::internal {
 
-absl::Status StatusFromException(std::exception_ptr e, std::string_view what) {
+absl::Status StatusFromException(std::exception_ptr e, std::string_view what,
+                                 absl::StatusCode otherwise) {
+  absl::string_view prefix(what.data(), what.size());
   try {
     std::rethrow_exception(e);
   } catch (const boost::system::system_error& error) {
     if (error.code() == boost::asio::error::operation_aborted) {
-      return absl::CancelledError("call cancelled");
+      return absl::CancelledError(absl::StrCat(prefix, " was cancelled"));
     }
-    return absl::InternalError(absl::StrCat(
-        absl::string_view(what.data(), what.size()), ": ", error.what()));
+    return absl::Status(otherwise, absl::StrCat(prefix, " threw: ", error.what()));
   } catch (const std::exception& error) {
-    return absl::InternalError(absl::StrCat(
-        absl::string_view(what.data(), what.size()), ": ", error.what()));
+    return absl::Status(otherwise, absl::StrCat(prefix, " threw: ", error.what()));
   } catch (...) {
-    return absl::InternalError(absl::StrCat(
-        absl::string_view(what.data(), what.size()), ": unknown exception"));
+    return absl::Status(otherwise,
+                        absl::StrCat(prefix, " threw a non-std exception"));
   }
 }
 

@@ -24,14 +24,19 @@
 
 namespace dynrpc::internal {
 
-// Signalled (try_send) to cancel an operation run by WithDeadline.
-using CancelSignal = boost::asio::experimental::concurrent_channel<void(
+// A thread-safe wake-up: try_send() from any thread, async_receive() to
+// wait (capacity 1: a signal sent before the wait is kept). WithDeadline
+// takes one to cancel the operation it runs.
+using Signal = boost::asio::experimental::concurrent_channel<void(
     boost::system::error_code)>;
 
-// The status for an exception that ended an operation: cancellation
-// (operation_aborted) is CANCELLED, anything else INTERNAL. Exceptions never
-// cross a dynrpc API.
-absl::Status StatusFromException(std::exception_ptr e, std::string_view what);
+// The status for an exception that ended `what` (a phrase: "handler of
+// /pkg.S/M"): Asio's operation_aborted, the way a cancelled coroutine ends,
+// is CANCELLED; anything else `otherwise`. Exceptions never cross a dynrpc
+// API.
+absl::Status StatusFromException(
+    std::exception_ptr e, std::string_view what,
+    absl::StatusCode otherwise = absl::StatusCode::kInternal);
 
 // Runs `op` on a new strand of the caller's executor and yields its result
 // (R is absl::StatusOr<T> or CallResult: anything built from a Status),
@@ -48,7 +53,7 @@ boost::asio::awaitable<R> WithDeadline(boost::asio::awaitable<R> op,
                                        Clock::time_point deadline,
                                        std::string message,
                                        ClientContext* context = nullptr,
-                                       std::shared_ptr<CancelSignal> cancel =
+                                       std::shared_ptr<Signal> cancel =
                                            nullptr) {
   namespace asio = boost::asio;
   if (Clock::now() >= deadline) {
@@ -56,7 +61,7 @@ boost::asio::awaitable<R> WithDeadline(boost::asio::awaitable<R> op,
   }
   auto strand = asio::make_strand(co_await asio::this_coro::executor);
   asio::steady_timer timer(strand, deadline);
-  if (cancel == nullptr) cancel = std::make_shared<CancelSignal>(strand, 1);
+  if (cancel == nullptr) cancel = std::make_shared<Signal>(strand, 1);
   if (context != nullptr &&
       !ContextAccess::SetCanceller(*context, [cancel] {
         cancel->try_send(boost::system::error_code{});
@@ -76,7 +81,7 @@ boost::asio::awaitable<R> WithDeadline(boost::asio::awaitable<R> op,
   if (context != nullptr) ContextAccess::ClearCanceller(*context);
   switch (order[0]) {
     case 0:
-      if (exception) co_return R(StatusFromException(exception, message));
+      if (exception) co_return R(StatusFromException(exception, "the call"));
       co_return std::move(result);
     case 1:
       if (!timer_ec) {

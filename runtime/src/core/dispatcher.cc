@@ -9,6 +9,7 @@
 #include "core/context_access.h"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
+#include "core/deadline.h"
 
 namespace dynrpc::internal {
 
@@ -32,22 +33,14 @@ namespace {
 template <typename Handler>
 asio::awaitable<absl::StatusOr<std::string>> Guarded(const std::string& method,
                                                     Handler run) {
+  std::exception_ptr thrown;
   try {
     co_return co_await run();
-  } catch (const boost::system::system_error& e) {
-    if (e.code() == asio::error::operation_aborted) {
-      co_return absl::CancelledError(
-          absl::StrCat("handler of ", method, " was cancelled"));
-    }
-    co_return absl::UnknownError(
-        absl::StrCat("handler of ", method, " threw: ", e.what()));
-  } catch (const std::exception& e) {
-    co_return absl::UnknownError(
-        absl::StrCat("handler of ", method, " threw: ", e.what()));
   } catch (...) {
-    co_return absl::UnknownError(
-        absl::StrCat("handler of ", method, " threw a non-std exception"));
+    thrown = std::current_exception();
   }
+  co_return StatusFromException(thrown, absl::StrCat("handler of ", method),
+                                absl::StatusCode::kUnknown);
 }
 
 // The public stream a handler sees, over the plane's.

@@ -1,5 +1,7 @@
 #include "core/task_group.h"
 
+#include "core/deadline.h"
+
 #include <condition_variable>
 #include <exception>
 #include <iostream>
@@ -22,20 +24,9 @@ namespace {
 
 // Says how a task ended with an exception, unless it was cancellation.
 void Report(std::exception_ptr e, const char* name) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const boost::system::system_error& ex) {
-    if (ex.code() != boost::asio::error::operation_aborted) {
-      std::cerr << "dynrpc: task '" << name
-                << "' ended with an exception: " << ex.what() << "\n";
-    }
-  } catch (const std::exception& ex) {
-    std::cerr << "dynrpc: task '" << name
-              << "' ended with an exception: " << ex.what() << "\n";
-  } catch (...) {
-    std::cerr << "dynrpc: task '" << name
-              << "' ended with an unknown exception\n";
-  }
+  absl::Status status =
+      StatusFromException(e, std::string("dynrpc task '") + name + "'");
+  if (!absl::IsCancelled(status)) std::cerr << status.message() << "\n";
 }
 
 }  // namespace

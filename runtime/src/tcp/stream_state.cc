@@ -12,7 +12,7 @@ namespace asio = boost::asio;
 
 StreamState::StreamState(std::size_t max_message) : max_message_(max_message) {}
 
-std::shared_ptr<StreamState::Signal> StreamState::WaitLocked(
+std::shared_ptr<Signal> StreamState::WaitLocked(
     const asio::any_io_executor& executor) {
   auto signal = std::make_shared<Signal>(executor, 1);
   waiters_.push_back(signal);

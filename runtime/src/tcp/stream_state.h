@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
-#include "boost/asio/experimental/concurrent_channel.hpp"
+#include "core/deadline.h"
 #include "core/request_plane.h"
 #include "tcp/frame.h"
 
@@ -76,9 +76,6 @@ class StreamState {
   absl::Status end_status() const;
 
  private:
-  using Signal = boost::asio::experimental::concurrent_channel<void(
-      boost::system::error_code)>;
-
   // Under mu_: a signal that the next WakeAllLocked() fires.
   std::shared_ptr<Signal> WaitLocked(const boost::asio::any_io_executor& ex);
   void WakeAllLocked();

@@ -41,8 +41,6 @@ using ReplyChannel = asio::experimental::concurrent_channel<void(
 // waited for, if that failed.
 using WakeChannel = asio::experimental::concurrent_channel<void(
     boost::system::error_code, absl::Status)>;
-using ReplyChannelSignal =
-    asio::experimental::concurrent_channel<void(boost::system::error_code)>;
 
 // Splits "host:port" or "[v6]:port".
 absl::Status SplitTarget(absl::string_view target, std::string& host,
@@ -576,7 +574,7 @@ class TcpClientStream final : public ClientStream {
         first_message_(std::move(first_message)),
         max_message_(max_message),
         state_(std::make_shared<StreamState>(max_message)),
-        cancel_open_(std::make_shared<CancelSignal>(executor, 1)),
+        cancel_open_(std::make_shared<Signal>(executor, 1)),
         opened_(executor, 1) {}
 
   ~TcpClientStream() override {
@@ -768,12 +766,12 @@ class TcpClientStream final : public ClientStream {
   std::optional<std::string> first_message_;
   std::size_t max_message_;
   std::shared_ptr<StreamState> state_;
-  std::shared_ptr<CancelSignal> cancel_open_;  // Cancel() ends Open()'s wait
+  std::shared_ptr<Signal> cancel_open_;  // Cancel() ends Open()'s wait
   std::optional<ConnectionPool::Lease> lease_;  // guarded by mu_
   std::atomic<bool> writes_done_{false};
 
   std::mutex mu_;
-  ReplyChannelSignal opened_;
+  Signal opened_;
   bool opening_ = false;
   bool open_done_ = false;
   absl::Status open_status_;

@@ -1,0 +1,152 @@
+#include "tcp/stream_state.h"
+
+#include <future>
+#include <string>
+
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/use_future.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+
+namespace dynrpc::internal::tcp {
+namespace {
+
+namespace asio = boost::asio;
+using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::StatusIs;
+
+constexpr std::size_t kMax = 64 * 1024;
+constexpr int64_t kWindow = StreamState::kInitialWindow;
+constexpr std::size_t kOverhead = StreamState::kMessageOverhead;
+
+template <typename T>
+bool Ready(const std::future<T>& f) {
+  return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+// Everything runs on one thread: poll() runs what is ready and returns, so
+// "still waiting" is an observation, not a guess.
+class StreamStateTest : public ::testing::Test {
+ protected:
+  template <typename T>
+  std::future<T> Start(asio::awaitable<T> op) {
+    auto f = asio::co_spawn(io_, std::move(op), asio::use_future);
+    Poll();
+    return f;
+  }
+  void Poll() {
+    io_.restart();
+    io_.poll();
+  }
+  asio::io_context io_;
+  StreamState state_{kMax};
+};
+
+TEST_F(StreamStateTest, WriterWaitsForWindowAndResumesOnGrant) {
+  // Spend the window: a message may be sent while it is positive.
+  const std::size_t message = 60 * 1024;
+  int sent = 0;
+  for (;;) {
+    auto f = Start(state_.ReserveSend(message));
+    if (!Ready(f)) {
+      // Blocked: exactly as many as the window allows went out.
+      EXPECT_EQ(sent, (kWindow + message + kOverhead - 1) /
+                          (message + kOverhead));
+      // The window went negative by part of a message; a grant of one
+      // message's cost makes it positive again.
+      state_.AddSendWindow(message + kOverhead);
+      Poll();
+      ASSERT_TRUE(Ready(f));
+      EXPECT_THAT(f.get(), IsOk());
+      return;
+    }
+    ASSERT_THAT(f.get(), IsOk());
+    ++sent;
+    ASSERT_LT(sent, 1000) << "the window never ran out";
+  }
+}
+
+TEST_F(StreamStateTest, ReadingGrantsWindowBackInHalves) {
+  const std::string message(16 * 1024, 'm');
+  int delivered = 0;
+  while ((delivered + 1) * (message.size() + kOverhead) <= kWindow) {
+    ASSERT_TRUE(state_.Deliver(message));
+    ++delivered;
+  }
+  uint64_t granted = 0;
+  int grants = 0;
+  for (int i = 0; i < delivered; ++i) {
+    uint32_t grant = 0;
+    auto f = Start(state_.Read(&grant));
+    ASSERT_TRUE(Ready(f));
+    ASSERT_THAT(f.get(), IsOk());
+    if (grant > 0) {
+      ++grants;
+      granted += grant;
+      EXPECT_GE(grant, static_cast<uint32_t>(kWindow / 2));
+    }
+  }
+  EXPECT_EQ(grants, 1);  // one WINDOW frame for a window's worth of reads
+  EXPECT_LE(granted, static_cast<uint64_t>(kWindow));
+}
+
+TEST_F(StreamStateTest, APeerOverrunningItsWindowIsRefused) {
+  const std::string message(kMax, 'x');
+  int accepted = 0;
+  while (state_.Deliver(message)) {
+    ++accepted;
+    ASSERT_LT(accepted, 1000) << "no bound";
+  }
+  // A window plus the two messages of slack, no more.
+  EXPECT_LE(static_cast<int64_t>(accepted) * (kMax + kOverhead),
+            kWindow + 2 * static_cast<int64_t>(kMax + kOverhead));
+}
+
+TEST_F(StreamStateTest, EndWakesEveryWaiterAndCancelDropsUnread) {
+  uint32_t grant1 = 0, grant2 = 0;
+  auto reading = Start(state_.Read(&grant1));
+  auto finishing = Start(state_.WaitEnd(&grant2));
+  ASSERT_FALSE(Ready(reading));
+  ASSERT_FALSE(Ready(finishing));
+  state_.End(CallResult(absl::CancelledError("gone")), /*discard_unread=*/true);
+  Poll();
+  ASSERT_TRUE(Ready(reading));
+  ASSERT_TRUE(Ready(finishing));
+  EXPECT_THAT(reading.get(), StatusIs(absl::StatusCode::kCancelled));
+  std::optional<CallResult> end = finishing.get();
+  ASSERT_TRUE(end.has_value());
+  EXPECT_THAT(end->status, StatusIs(absl::StatusCode::kCancelled));
+
+  // Delivered before a cancelling end: dropped, not read.
+  StreamState other(kMax);
+  ASSERT_TRUE(other.Deliver("unread"));
+  other.End(CallResult(absl::CancelledError("gone")), /*discard_unread=*/true);
+  uint32_t grant = 0;
+  auto f = Start(other.Read(&grant));
+  ASSERT_TRUE(Ready(f));
+  EXPECT_THAT(f.get(), StatusIs(absl::StatusCode::kCancelled));
+}
+
+TEST_F(StreamStateTest, AnOkEndDeliversWhatCameBeforeIt) {
+  ASSERT_TRUE(state_.Deliver("one"));
+  ASSERT_TRUE(state_.Deliver("two"));
+  state_.End(CallResult(absl::OkStatus()));
+  for (const char* want : {"one", "two"}) {
+    uint32_t grant = 0;
+    auto f = Start(state_.Read(&grant));
+    absl::StatusOr<std::optional<std::string>> got = f.get();
+    ASSERT_THAT(got, IsOk());
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ(**got, want);
+  }
+  uint32_t grant = 0;
+  auto end = Start(state_.Read(&grant));
+  absl::StatusOr<std::optional<std::string>> last = end.get();
+  ASSERT_THAT(last, IsOk());
+  EXPECT_FALSE(last->has_value());
+}
+
+}  // namespace
+}  // namespace dynrpc::internal::tcp
