@@ -7,6 +7,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "boost/asio/steady_timer.hpp"
+#include "boost/asio/this_coro.hpp"
 #include "core/context_access.h"
 #include "core/deadline.h"
 #include "core/request_plane.h"
@@ -190,8 +191,22 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   Clock::time_point deadline = *call.deadline;
   std::string expired =
       ExpiredMessage(context, method_path, *client_);
-  CallResult result = co_await internal::WithDeadline(
-      client_->Unary(target_, std::move(call)), deadline, expired, &context);
+  // The deadline and TryCancel() end the call through the plane's hook: one
+  // timer, no extra coroutine.
+  auto cancel = std::make_shared<internal::CancelHook>();
+  if (!ContextAccess::SetCanceller(context, [cancel] {
+        cancel->Cancel(absl::CancelledError("call cancelled by the caller"));
+      })) {
+    co_return absl::CancelledError("call cancelled by the caller");
+  }
+  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+  timer.async_wait([cancel, expired](const boost::system::error_code& ec) {
+    if (!ec) cancel->Cancel(absl::DeadlineExceededError(expired));
+  });
+  CallResult result =
+      co_await client_->Unary(target_, std::move(call), cancel);
+  timer.cancel();
+  ContextAccess::ClearCanceller(context);
   ContextAccess::SetServerMetadata(context, std::move(result.initial_metadata),
                                    std::move(result.trailing_metadata));
   // The server enforces the same deadline and may report it first; past the

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +100,44 @@ class RequestPlaneServer {
   virtual void Shutdown() = 0;
 };
 
+// How the core ends a call a plane is running, from any thread: at its
+// deadline, or when the caller TryCancel()s. The plane says how (Set), and
+// may say it again as the call moves on (waiting for a connection, then
+// waiting for the reply); a Cancel() that came first runs at once.
+class CancelHook {
+ public:
+  void Set(std::function<void(absl::Status why)> cancel) {
+    std::unique_lock lock(mu_);
+    if (why_) {
+      absl::Status why = *why_;
+      lock.unlock();
+      cancel(why);
+      return;
+    }
+    cancel_ = std::move(cancel);
+  }
+  // Ends the call with `why`; the first call wins.
+  void Cancel(absl::Status why) {
+    std::function<void(absl::Status)> cancel;
+    {
+      std::lock_guard lock(mu_);
+      if (why_) return;
+      why_ = why;
+      cancel = std::move(cancel_);
+    }
+    if (cancel) cancel(std::move(why));
+  }
+  std::optional<absl::Status> cancelled() const {
+    std::lock_guard lock(mu_);
+    return why_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<absl::Status> why_;
+  std::function<void(absl::Status)> cancel_;
+};
+
 // The plane's side of a streaming call on the client. Ends exactly once:
 // with the server's status, a lost connection, or Cancel().
 class ClientStream {
@@ -127,13 +166,14 @@ class RequestPlaneClient {
  public:
   virtual ~RequestPlaneClient() = default;
   // Sends `request` to the server at `target` (an address its Start()
-  // returned) and yields how the call ended.
-  // `request.deadline` is always set by the core, which also enforces it by
-  // cancelling the awaiting coroutine: the plane must then stop waiting,
-  // release what the call holds and tell the server (it may return any
-  // status; the core reports DEADLINE_EXCEEDED or CANCELLED).
-  virtual boost::asio::awaitable<CallResult> Unary(std::string_view target,
-                                                   CallRequest request) = 0;
+  // returned) and yields how the call ended. `request.deadline` is always
+  // set; the core enforces it, and the caller's TryCancel(), through
+  // `cancel`: when that fires the plane must end the call at once with the
+  // status given, release what it holds and tell the server. Cancelling the
+  // awaiting coroutine (Asio) ends the call too.
+  virtual boost::asio::awaitable<CallResult> Unary(
+      std::string_view target, CallRequest request,
+      std::shared_ptr<CancelHook> cancel) = 0;
   // A streaming call to `target`, opened by its first operation. With
   // `first_message`, it goes with the call's head and the client half-closes
   // (server-streaming). The core enforces the deadline with Cancel().

@@ -69,7 +69,7 @@ absl::Status SplitTarget(absl::string_view target, std::string& host,
 }  // namespace
 
 // One multiplexed connection: calls are matched to responses by call id.
-class ClientConnection {
+class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
   explicit ClientConnection(std::shared_ptr<FramedSocket> socket)
       : socket_(std::move(socket)) {}
@@ -77,7 +77,8 @@ class ClientConnection {
   // Sends a request frame (`prefix` from EncodeRequestPrefix, any call id)
   // and waits for its response. If the awaiting coroutine is cancelled the
   // server is told (a CANCEL frame) and the call yields CANCELLED.
-  asio::awaitable<Reply> Call(std::string prefix, std::string payload) {
+  asio::awaitable<Reply> Call(std::string prefix, std::string payload,
+                              CancelHook& cancel) {
     auto reply =
         std::make_shared<ReplyChannel>(co_await asio::this_coro::executor, 1);
     uint64_t id;
@@ -87,6 +88,18 @@ class ClientConnection {
       id = next_id_++;
       pending_.emplace(id, reply);
     }
+    // The core's deadline or TryCancel(): complete the wait below with its
+    // status and tell the server. Owns what it touches: it may run late.
+    cancel.Set([self = shared_from_this(), id, reply](absl::Status why) {
+      bool was_pending;
+      {
+        std::lock_guard lock(self->mu_);
+        was_pending = self->pending_.erase(id) > 0;
+      }
+      if (!was_pending) return;
+      reply->try_send(boost::system::error_code{}, CallResult(std::move(why)));
+      self->socket_->Send(EncodeCancel(id));
+    });
     // Runs also when the wait below throws because the call was cancelled.
     absl::Cleanup forget = [this, id] {
       bool was_pending;
@@ -338,23 +351,19 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   // wait for that dial: its failure fails them too, so a dead server costs
   // one connect attempt, not one per call. When the pool is full, callers
   // wait for a slot to free up.
+  // A slot on an open connection now, if one is free.
+  std::optional<Lease> TryAcquire() {
+    std::lock_guard lock(mu_);
+    return TryAcquireLocked();
+  }
+
   asio::awaitable<absl::StatusOr<Lease>> Acquire() {
     for (;;) {
       std::shared_ptr<WakeChannel> waiter;
       {
         std::lock_guard lock(mu_);
-        std::erase_if(connections_,
-                      [](const auto& c) { return c->closed(); });
-        std::shared_ptr<ClientConnection> best;
-        for (const auto& c : connections_) {
-          if (c->in_flight < config_.channel_buffer &&
-              (best == nullptr || c->in_flight < best->in_flight)) {
-            best = c;
-          }
-        }
-        if (best != nullptr) {
-          ++best->in_flight;
-          co_return Lease(shared_from_this(), std::move(best));
+        if (std::optional<Lease> lease = TryAcquireLocked()) {
+          co_return *std::move(lease);
         }
         if (!dialing_ && connections_.size() < config_.pool_size) {
           dialing_ = true;
@@ -414,6 +423,20 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   }
 
  private:
+  std::optional<Lease> TryAcquireLocked() {
+    std::erase_if(connections_, [](const auto& c) { return c->closed(); });
+    std::shared_ptr<ClientConnection> best;
+    for (const auto& c : connections_) {
+      if (c->in_flight < config_.channel_buffer &&
+          (best == nullptr || c->in_flight < best->in_flight)) {
+        best = c;
+      }
+    }
+    if (best == nullptr) return std::nullopt;
+    ++best->in_flight;
+    return Lease(shared_from_this(), std::move(best));
+  }
+
   asio::awaitable<absl::StatusOr<std::shared_ptr<ClientConnection>>> Dial() {
     using namespace asio::experimental::awaitable_operators;
     std::string host, port;
@@ -536,11 +559,9 @@ uint64_t TimeLeftUs(const std::optional<Clock::time_point>& deadline) {
 
 }  // namespace
 
-asio::awaitable<CallResult> TcpClient::Unary(std::string_view target,
-                                             CallRequest request) {
-  // Waits below use as_tuple, and their cleanup must run when the core
-  // cancels the call: cancellation arrives as an error code, not a throw.
-  co_await asio::this_coro::throw_if_cancelled(false);
+asio::awaitable<CallResult> TcpClient::Unary(
+    std::string_view target, CallRequest request,
+    std::shared_ptr<CancelHook> cancel) {
   // Refuse what the server would refuse, before anything is written.
   if (request.payload.size() > config_.max_message_size) {
     co_return CallResult(OversizedError("request", request.payload.size(),
@@ -554,12 +575,25 @@ asio::awaitable<CallResult> TcpClient::Unary(std::string_view target,
   if (!prefix.ok()) co_return CallResult(prefix.status());
 
   std::shared_ptr<ConnectionPool> pool = PoolFor(target);
-  absl::StatusOr<ConnectionPool::Lease> lease = co_await pool->Acquire();
-  if (!lease.ok()) co_return CallResult(lease.status());
+  std::optional<ConnectionPool::Lease> lease = pool->TryAcquire();
+  if (!lease) {
+    // Slow path: dial, or wait for a slot, until done or cancelled.
+    auto wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+    cancel->Set([wake](absl::Status) {
+      wake->try_send(boost::system::error_code{});
+    });
+    absl::StatusOr<ConnectionPool::Lease> waited = co_await WithDeadline(
+        pool->Acquire(), Clock::time_point::max(), "", nullptr, wake);
+    if (std::optional<absl::Status> why = cancel->cancelled()) {
+      co_return CallResult(*why);
+    }
+    if (!waited.ok()) co_return CallResult(waited.status());
+    lease.emplace(*std::move(waited));
+  }
   // The time left when the request is written, not when it was made.
   SetTimeout(*prefix, TimeLeftUs(request.deadline));
-  co_return co_await lease->connection().Call(std::move(*prefix),
-                                              std::move(request.payload));
+  co_return co_await lease->connection().Call(
+      std::move(*prefix), std::move(request.payload), *cancel);
 }
 
 // A streaming call: opened by its first operation on a pooled connection,

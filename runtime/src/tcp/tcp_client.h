@@ -27,8 +27,9 @@ class TcpClient final : public RequestPlaneClient {
   // Closes every connection; calls still in flight fail with UNAVAILABLE.
   ~TcpClient() override;
 
-  boost::asio::awaitable<CallResult> Unary(std::string_view target,
-                                           CallRequest request) override;
+  boost::asio::awaitable<CallResult> Unary(
+      std::string_view target, CallRequest request,
+      std::shared_ptr<CancelHook> cancel) override;
   std::unique_ptr<ClientStream> StartStream(
       std::string_view target, CallRequest head,
       std::optional<std::string> first_message) override;
