@@ -538,12 +538,13 @@ TcpClient::~TcpClient() {
 }
 
 std::shared_ptr<ConnectionPool> TcpClient::PoolFor(std::string_view target) {
+  absl::string_view key(target.data(), target.size());
   std::lock_guard lock(mu_);
-  std::shared_ptr<ConnectionPool>& pool = pools_[std::string(target)];
-  if (pool == nullptr) {
-    pool = std::make_shared<ConnectionPool>(std::string(target), config_,
-                                            tasks_);
-  }
+  // Looked up without building a std::string: this runs on every call.
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second;
+  auto pool =
+      std::make_shared<ConnectionPool>(std::string(target), config_, tasks_);
+  pools_.emplace(std::string(target), pool);
   return pool;
 }
 
