@@ -20,11 +20,5 @@ Runtime::~Runtime() {
   for (std::thread& t : threads_) t.join();
 }
 
-bool Runtime::InRuntimeThread() const {
-  // get_executor() is not const, but asking it is.
-  return const_cast<boost::asio::io_context&>(io_context_)
-      .get_executor()
-      .running_in_this_thread();
-}
 
 }  // namespace dynrpc

@@ -34,8 +34,6 @@ class Runtime {
   }
   boost::asio::io_context& io_context() { return io_context_; }
 
-  // Whether the calling thread is one of this runtime's threads.
-  bool InRuntimeThread() const;
 
  private:
   boost::asio::io_context io_context_;

@@ -55,7 +55,6 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   // Closes the socket; pending reads and writes end. Idempotent.
   void Close();
 
-  const boost::asio::any_io_executor& strand() const { return strand_; }
   // "ip:port" of the other end, for messages.
   const std::string& peer() const { return peer_; }
   std::size_t max_message_size() const { return max_message_size_; }
