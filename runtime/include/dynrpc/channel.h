@@ -27,6 +27,7 @@
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/config.h"
 #include "dynrpc/context.h"
+#include "dynrpc/message_buffers.h"
 #include "dynrpc/stream.h"
 
 namespace dynrpc {
@@ -69,7 +70,7 @@ class Channel {
       ClientContext& context, std::string_view method_path,
       const Request& request) {
     std::string bytes;
-    if (!request.SerializeToString(&bytes)) {
+    if (!internal::SerializeToBuffer(request, bytes)) {
       co_return absl::InternalError("failed to serialize request for " +
                                     std::string(method_path));
     }
@@ -77,9 +78,10 @@ class Channel {
         co_await CallUnary(context, method_path, std::move(bytes));
     if (!reply.ok()) co_return std::move(reply).status();
     Response response;
-    if (!response.ParseFromString(*reply)) {
+    std::size_t size = reply->size();
+    if (!internal::ParseAndRecycle(*std::move(reply), response)) {
       co_return absl::InternalError(
-          "failed to parse response of " + std::to_string(reply->size()) +
+          "failed to parse response of " + std::to_string(size) +
           " bytes from " + std::string(method_path) + " as " +
           Response::descriptor()->full_name());
     }

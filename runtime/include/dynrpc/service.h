@@ -150,7 +150,7 @@ class Service {
         co_await (self->*handler)(context, request);
     if (!response.ok()) co_return std::move(response).status();
     std::string out;
-    if (!response->SerializeToString(&out)) {
+    if (!internal::SerializeToBuffer(*response, out)) {
       co_return absl::InternalError("failed to serialize response of " +
                                     context.method());
     }

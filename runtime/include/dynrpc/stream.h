@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
+#include "dynrpc/message_buffers.h"
 
 namespace dynrpc {
 
@@ -82,9 +83,10 @@ absl::StatusOr<std::optional<T>> ParseRead(
   if (!raw.ok()) return std::move(raw).status();
   if (!raw->has_value()) return std::optional<T>();
   T message;
-  if (!message.ParseFromString(**raw)) {
+  std::size_t size = (*raw)->size();
+  if (!ParseAndRecycle(std::move(**raw), message)) {
     return absl::InternalError("failed to parse a streamed message of " +
-                               std::to_string((*raw)->size()) + " bytes as " +
+                               std::to_string(size) + " bytes as " +
                                T::descriptor()->full_name());
   }
   return std::optional<T>(std::move(message));
@@ -93,7 +95,7 @@ absl::StatusOr<std::optional<T>> ParseRead(
 template <typename T>
 absl::StatusOr<std::string> Serialize(const T& message) {
   std::string bytes;
-  if (!message.SerializeToString(&bytes)) {
+  if (!SerializeToBuffer(message, bytes)) {
     return absl::InternalError("failed to serialize a " +
                                T::descriptor()->full_name());
   }

@@ -7,6 +7,7 @@
 #include "boost/asio/error.hpp"
 #include "boost/system/system_error.hpp"
 #include "core/context_access.h"
+#include "dynrpc/message_buffers.h"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "core/deadline.h"
@@ -131,6 +132,7 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
       Guarded(method.path, handle);
   CallResult result = co_await Run(context, request.deadline, info,
                                    /*has_message=*/true, std::move(run));
+  RecycleMessageBuffer(std::move(request.payload));
   co_return result;
 }
 

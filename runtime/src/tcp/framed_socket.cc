@@ -11,6 +11,7 @@
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
+#include "dynrpc/message_buffers.h"
 
 namespace dynrpc::internal::tcp {
 
@@ -89,6 +90,9 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
     }
     auto [ec, n] =
         co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
+    for (auto& [prefix, payload] : batch) {
+      RecycleMessageBuffer(std::move(payload));
+    }
     batch.clear();
     if (ec) break;
   }
@@ -174,7 +178,7 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
   boost::system::error_code ec =
       co_await ReadExact(frame.head.data(), frame.head.size());
   if (!ec) {
-    // TODO(perf): resize() zero-fills the payload before it is read over.
+    frame.payload = TakeMessageBuffer(header->payload_len);
     frame.payload.resize(header->payload_len);
     ec = co_await ReadExact(frame.payload.data(), frame.payload.size());
   }
