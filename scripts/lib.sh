@@ -13,6 +13,8 @@ PACKAGES=(
   libprotobuf-dev libprotoc-dev protobuf-compiler
   libabsl-dev
   libboost1.81-dev
+  pkg-config libnghttp2-dev
+  libgrpc++-dev protobuf-compiler-grpc curl
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

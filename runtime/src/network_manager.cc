@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "http/http_client.h"
+#include "http/http_server.h"
 #include "tcp/limits.h"
 #include "tcp/tcp_client.h"
 #include "tcp/tcp_server.h"
@@ -13,7 +15,7 @@ namespace {
 absl::Status NotBuilt(RequestPlaneKind kind) {
   return absl::UnimplementedError(absl::StrCat(
       "DYN_REQUEST_PLANE=", std::string(RequestPlaneName(kind)),
-      ": this build of dynrpc has only the tcp request plane"));
+      ": this build of dynrpc has only the tcp and http request planes"));
 }
 
 }  // namespace
@@ -25,6 +27,9 @@ absl::StatusOr<std::unique_ptr<RequestPlaneServer>> CreateRequestPlaneServer(
       if (absl::Status s = tcp::CheckConfig(config.tcp); !s.ok()) return s;
       return std::make_unique<tcp::TcpServer>(config.tcp, std::move(executor));
     case RequestPlaneKind::kHttp:
+      if (absl::Status s = http::CheckConfig(config.http); !s.ok()) return s;
+      return std::make_unique<http::HttpServer>(config.http,
+                                                std::move(executor));
     case RequestPlaneKind::kNats:
       break;
   }
@@ -38,6 +43,9 @@ absl::StatusOr<std::shared_ptr<RequestPlaneClient>> CreateRequestPlaneClient(
       if (absl::Status s = tcp::CheckConfig(config.tcp); !s.ok()) return s;
       return std::make_shared<tcp::TcpClient>(config.tcp, std::move(executor));
     case RequestPlaneKind::kHttp:
+      if (absl::Status s = http::CheckConfig(config.http); !s.ok()) return s;
+      return std::make_shared<http::HttpClient>(config.http,
+                                                std::move(executor));
     case RequestPlaneKind::kNats:
       break;
   }

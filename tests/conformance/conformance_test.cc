@@ -42,7 +42,8 @@ using ::dynrpc::testing::StreamSummary;
 using ::testing::HasSubstr;
 
 // Every request plane this build has.
-const RequestPlaneKind kPlanes[] = {RequestPlaneKind::kTcp};
+const RequestPlaneKind kPlanes[] = {RequestPlaneKind::kTcp,
+                                     RequestPlaneKind::kHttp};
 
 // A configuration for `plane` that serves on loopback.
 Config ConfigFor(RequestPlaneKind plane) {
@@ -51,6 +52,9 @@ Config ConfigFor(RequestPlaneKind plane) {
   config.tcp.host = "127.0.0.1";
   config.http.host = "127.0.0.1";
   config.http.port = 0;
+  // A fixed window, so SlowReaderHoldsBackTheWriter knows its bound (the
+  // adaptive one is tested in tests/http).
+  config.http.adaptive_window = false;
   return config;
 }
 
@@ -58,6 +62,9 @@ Config ConfigFor(RequestPlaneKind plane) {
 // Bytes a stream's writer may send ahead of its reader.
 int64_t WindowBytes(RequestPlaneKind plane) {
   switch (plane) {
+    case RequestPlaneKind::kHttp:
+      // The fixed stream window, plus what a writer queues before it waits.
+      return (2 << 20) + (64 << 10);
     case RequestPlaneKind::kTcp:
     default:
       return 1 << 20;
@@ -67,6 +74,7 @@ int64_t WindowBytes(RequestPlaneKind plane) {
 // `config` with the largest message either side accepts set to `bytes`.
 Config WithMaxMessage(Config config, std::size_t bytes) {
   config.tcp.max_message_size = bytes;
+  config.http.max_message_size = bytes;
   return config;
 }
 
@@ -74,7 +82,8 @@ Config WithMaxMessage(Config config, std::size_t bytes) {
 std::vector<std::string> EnvironmentFor(RequestPlaneKind plane) {
   return {"DYN_REQUEST_PLANE=" + std::string(RequestPlaneName(plane)),
           "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_TCP_RPC_PORT=0",
-          "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0"};
+          "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0",
+          "DYN_HTTP2_ADAPTIVE_WINDOW=false"};
 }
 
 class ConformanceTest : public ::testing::TestWithParam<RequestPlaneKind> {

@@ -57,7 +57,14 @@ struct TcpConfig {
 struct HttpConfig {
   std::string host;  // empty: detected, as for TCP
   uint16_t port = 8888;  // 0: OS-assigned
+  // "/" or empty: the bare gRPC path "/package.Service/Method".
   std::string root_path = "/v1/rpc";
+  // Largest serialized message either side sends or accepts (a JSON body
+  // too), in bytes.
+  std::size_t max_message_size = 32u << 20;
+  // Timeout of a call whose context sets no deadline.
+  std::chrono::milliseconds request_timeout{10'000};
+  std::chrono::milliseconds connect_timeout{3'000};
   std::size_t max_frame_size = 1u << 20;
   std::size_t max_concurrent_streams = 1000;
   std::size_t pool_max_idle_per_host = 100;

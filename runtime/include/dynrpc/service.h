@@ -29,6 +29,10 @@
 #include "dynrpc/context.h"
 #include "dynrpc/stream.h"
 
+namespace google::protobuf {
+class Descriptor;
+}  // namespace google::protobuf
+
 namespace dynrpc {
 
 // A type-erased unary handler: takes the serialized request, yields the
@@ -51,6 +55,9 @@ enum class MethodKind { kUnary, kServerStreaming, kClientStreaming, kBidi };
 struct MethodEntry {
   std::string path;  // "/package.Service/Method"
   MethodKind kind = MethodKind::kUnary;
+  // The message types, for planes that transcode (the HTTP plane's JSON).
+  const google::protobuf::Descriptor* request_type = nullptr;
+  const google::protobuf::Descriptor* response_type = nullptr;
   RawUnaryHandler unary;    // kUnary
   RawStreamHandler stream;  // the streaming kinds
 };
@@ -79,7 +86,7 @@ class Service {
       boost::asio::awaitable<absl::StatusOr<Response>> (Derived::*handler)(
           ServerContext&, const Request&)) {
     Derived* self = static_cast<Derived*>(this);
-    MethodEntry& m = AddMethod(method_name, MethodKind::kUnary);
+    MethodEntry& m = AddMethod<Request, Response>(method_name, MethodKind::kUnary);
     m.unary = [self, handler](ServerContext& context, std::string_view bytes)
         -> boost::asio::awaitable<absl::StatusOr<std::string>> {
       return Invoke<Request, Response>(self, handler, context, bytes);
@@ -94,7 +101,8 @@ class Service {
       boost::asio::awaitable<absl::Status> (Derived::*handler)(
           ServerContext&, const Request&, ServerWriter<Response>&)) {
     Derived* self = static_cast<Derived*>(this);
-    AddMethod(method_name, MethodKind::kServerStreaming).stream =
+    AddMethod<Request, Response>(method_name, MethodKind::kServerStreaming)
+        .stream =
         [self, handler](ServerContext& context, RawServerStream& stream)
         -> boost::asio::awaitable<absl::StatusOr<std::string>> {
       return InvokeServerStreaming<Request, Response>(self, handler, context,
@@ -110,7 +118,8 @@ class Service {
       boost::asio::awaitable<absl::StatusOr<Response>> (Derived::*handler)(
           ServerContext&, ServerReader<Request>&)) {
     Derived* self = static_cast<Derived*>(this);
-    AddMethod(method_name, MethodKind::kClientStreaming).stream =
+    AddMethod<Request, Response>(method_name, MethodKind::kClientStreaming)
+        .stream =
         [self, handler](ServerContext& context, RawServerStream& stream)
         -> boost::asio::awaitable<absl::StatusOr<std::string>> {
       return InvokeClientStreaming<Request, Response>(self, handler, context,
@@ -125,7 +134,8 @@ class Service {
       boost::asio::awaitable<absl::Status> (Derived::*handler)(
           ServerContext&, ServerReaderWriter<Request, Response>&)) {
     Derived* self = static_cast<Derived*>(this);
-    AddMethod(method_name, MethodKind::kBidi).stream =
+    AddMethod<Request, Response>(method_name, MethodKind::kBidi)
+        .stream =
         [self, handler](ServerContext& context, RawServerStream& stream)
         -> boost::asio::awaitable<absl::StatusOr<std::string>> {
       return InvokeBidi<Request, Response>(self, handler, context, stream);
@@ -157,10 +167,13 @@ class Service {
     co_return out;
   }
 
+  template <typename Request, typename Response>
   MethodEntry& AddMethod(std::string_view method_name, MethodKind kind) {
     MethodEntry& m = methods_.emplace_back();
     m.path = "/" + full_name_ + "/" + std::string(method_name);
     m.kind = kind;
+    m.request_type = Request::descriptor();
+    m.response_type = Response::descriptor();
     return m;
   }
 

@@ -287,6 +287,10 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
       http.root_path = root;
     }
   }
+  p.Size("DYN_HTTP_MAX_MESSAGE_SIZE", 1, std::numeric_limits<int32_t>::max(),
+         http.max_message_size);
+  p.Duration("DYN_HTTP_REQUEST_TIMEOUT", http.request_timeout);
+  p.Duration("DYN_HTTP_CONNECT_TIMEOUT", http.connect_timeout);
   // RFC 9113: SETTINGS_MAX_FRAME_SIZE is 2^14 to 2^24-1.
   p.Size("DYN_HTTP2_MAX_FRAME_SIZE", 16384, 16777215, http.max_frame_size);
   p.Integer("DYN_HTTP2_MAX_CONCURRENT_STREAMS", 1,

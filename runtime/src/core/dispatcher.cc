@@ -112,6 +112,11 @@ absl::Status WrongKind(const std::string& method, bool streaming) {
 
 }  // namespace
 
+const MethodEntry* Dispatcher::FindMethod(std::string_view path) const {
+  auto it = methods_.find(absl::string_view(path.data(), path.size()));
+  return it == methods_.end() ? nullptr : it->second;
+}
+
 asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                                                     ServerCallInfo info) {
   auto it = methods_.find(request.method);

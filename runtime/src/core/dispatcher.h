@@ -25,6 +25,7 @@ class Dispatcher final : public CallHandler {
                                                  ServerCallInfo info) override;
   boost::asio::awaitable<CallResult> HandleStream(
       CallRequest request, ServerCallInfo info, ServerStream& stream) override;
+  const MethodEntry* FindMethod(std::string_view path) const override;
 
  private:
   absl::flat_hash_map<std::string, const MethodEntry*> methods_;

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
 #include "dynrpc/context.h"
+#include "dynrpc/service.h"
 
 namespace dynrpc::internal {
 
@@ -85,6 +86,10 @@ class CallHandler {
   // Runs a streaming call (`request.payload` is unused) over `stream`.
   virtual boost::asio::awaitable<CallResult> HandleStream(
       CallRequest request, ServerCallInfo info, ServerStream& stream) = 0;
+  // The method registered under `path` ("/package.Service/Method"), or null:
+  // for planes whose wire does not say the method's kind (HTTP/2), or that
+  // transcode its messages. Valid while the handler is.
+  virtual const MethodEntry* FindMethod(std::string_view path) const = 0;
 };
 
 // RequestPlaneServer: receives calls for a server.

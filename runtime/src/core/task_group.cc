@@ -59,8 +59,9 @@ void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
   if (signal == nullptr) signal = std::make_shared<asio::cancellation_signal>();
   // The lock is held until co_spawn has connected `signal` to the task, so a
   // CancelAll() that runs meanwhile cannot emit into an empty slot. co_spawn
-  // only posts the task to `strand` (never runs it here), so the completion
-  // handler cannot take the lock while we hold it.
+  // dispatches: on an executor thread the task may run here until its first
+  // suspension, but it cannot complete (the completion handler, which takes
+  // the lock, runs only after the task's first hop through its strand).
   std::lock_guard lock(state_->mu);
   uint64_t id = state_->next_id++;
   state_->tasks.emplace(id, State::Task{strand, signal});

@@ -19,6 +19,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "net/sockets.h"
 #include "tcp/framed_socket.h"
 #include "core/deadline.h"
 #include "dynrpc/status_macros.h"
@@ -43,29 +44,6 @@ using WakeChannel = asio::experimental::concurrent_channel<void(
     boost::system::error_code, absl::Status)>;
 
 // Splits "host:port" or "[v6]:port".
-absl::Status SplitTarget(absl::string_view target, std::string& host,
-                         std::string& port) {
-  size_t colon = target.rfind(':');
-  uint32_t n = 0;
-  if (colon == absl::string_view::npos ||
-      !absl::SimpleAtoi(target.substr(colon + 1), &n) || n == 0 ||
-      n > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid TCP target '", target, "': expected host:port"));
-  }
-  absl::string_view h = target.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') {
-    h = h.substr(1, h.size() - 2);
-  }
-  if (h.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid TCP target '", target, "': expected host:port"));
-  }
-  host = std::string(h);
-  port = std::string(target.substr(colon + 1));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 // One multiplexed connection: calls are matched to responses by call id.
@@ -438,58 +416,11 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   }
 
   asio::awaitable<absl::StatusOr<std::shared_ptr<ClientConnection>>> Dial() {
-    using namespace asio::experimental::awaitable_operators;
-    std::string host, port;
-    if (absl::Status s = SplitTarget(target_, host, port); !s.ok()) {
-      co_return s;
-    }
     asio::any_io_executor strand = tasks_->NewStrand();
-    tcp::resolver resolver(strand);
-    tcp::socket socket(strand);
-    asio::steady_timer timer(strand, config_.connect_timeout);
-    bool timed_out = false;
-    auto connect = [&]() -> asio::awaitable<boost::system::error_code> {
-      boost::system::error_code ec;
-      asio::ip::address address = asio::ip::make_address(host, ec);
-      if (!ec) {  // an IP address: no lookup
-        auto [connect_ec] = co_await socket.async_connect(
-            tcp::endpoint(address, static_cast<uint16_t>(std::stoi(port))),
-            as_tuple(use_awaitable));
-        co_return connect_ec;
-      }
-      auto [resolve_ec, endpoints] = co_await resolver.async_resolve(
-          host, port, as_tuple(use_awaitable));
-      if (resolve_ec) co_return resolve_ec;
-      auto [connect_ec, endpoint] = co_await asio::async_connect(
-          socket, endpoints, as_tuple(use_awaitable));
-      co_return connect_ec;
-    };
-    // Asio 1.26 cannot cancel a lookup through a cancellation slot; the
-    // watchdog cancels the resolver itself, on timeout or cancellation.
-    auto watchdog = [&]() -> asio::awaitable<void> {
-      auto [ec] = co_await timer.async_wait(as_tuple(use_awaitable));
-      timed_out = !ec;
-      resolver.cancel();
-    };
-    std::variant<boost::system::error_code, std::monostate> outcome =
-        co_await (connect() || watchdog());
-    asio::cancellation_state state =
-        co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none) {
-      // Our caller gave up (its deadline); say so, so that callers waiting
-      // for this dial try again instead of failing with our reason.
-      co_return absl::CancelledError("dial cancelled");
-    }
-    if (outcome.index() == 1 || timed_out) {
-      co_return absl::UnavailableError(absl::StrCat(
-          "connecting to ", target_, " timed out after ",
-          config_.connect_timeout.count(), " ms (DYN_TCP_CONNECT_TIMEOUT)"));
-    }
-    if (boost::system::error_code ec = std::get<0>(outcome)) {
-      co_return absl::UnavailableError(
-          absl::StrCat("cannot connect to ", target_, ": ", ec.message()));
-    }
-    auto framed = std::make_shared<FramedSocket>(std::move(socket),
+    absl::StatusOr<tcp::socket> socket = co_await net::Connect(
+        strand, target_, config_.connect_timeout, "DYN_TCP_CONNECT_TIMEOUT");
+    if (!socket.ok()) co_return socket.status();
+    auto framed = std::make_shared<FramedSocket>(std::move(*socket),
                                                  config_.max_message_size);
     auto connection = std::make_shared<ClientConnection>(framed);
     tasks_->Spawn(strand, FramedSocket::WriteLoop(framed), "tcp client writer");

@@ -15,6 +15,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "absl/container/flat_hash_map.h"
 #include "dynrpc/status_macros.h"
+#include "net/sockets.h"
 #include "tcp/limits.h"
 #include "tcp/stream_state.h"
 
@@ -32,47 +33,13 @@ TcpServer::~TcpServer() { Shutdown(); }
 
 absl::StatusOr<std::string> TcpServer::Start(CallHandler& handler) {
   handler_ = &handler;
-  std::string host =
-      config_.host.empty() ? DetectHostAddress() : config_.host;
-  boost::system::error_code ec;
-  asio::ip::address address = asio::ip::make_address(host, ec);
-  if (ec) {
-    // A host name: take its first address.
-    tcp::resolver resolver(executor_);
-    auto results = resolver.resolve(host, "0", ec);
-    if (ec || results.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot resolve DYN_TCP_RPC_HOST=", host, ": ", ec.message()));
-    }
-    address = results.begin()->endpoint().address();
-  }
-  tcp::endpoint endpoint(address, config_.port);
-  acceptor_.emplace(asio::make_strand(executor_));
-  acceptor_->open(endpoint.protocol(), ec);
-  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(endpoint, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    std::string where = address.is_v6()
-                            ? absl::StrCat("[", host, "]:", config_.port)
-                            : absl::StrCat(host, ":", config_.port);
-    std::string hint =
-        config_.port == 0
-            ? ""
-            : absl::StrCat(" (port ", config_.port,
-                           " set by DYN_TCP_RPC_PORT; unset it or use 0 to "
-                           "let the OS pick a free port)");
-    acceptor_.reset();
-    std::string why = ec == asio::error::address_in_use
-                          ? std::string("address already in use")
-                          : ec.message();
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", where, ": ", why, hint));
-  }
-  uint16_t port = acceptor_->local_endpoint(ec).port();
+  absl::StatusOr<net::Listener> listener = net::Listen(
+      asio::make_strand(executor_),
+      {config_.host, config_.port, "DYN_TCP_RPC_HOST", "DYN_TCP_RPC_PORT"});
+  if (!listener.ok()) return listener.status();
+  acceptor_.emplace(std::move(listener->acceptor));
   tasks_.Spawn(acceptor_->get_executor(), AcceptLoop(), "tcp accept loop");
-  return address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", port)
-                         : absl::StrCat(address.to_string(), ":", port);
+  return std::move(listener->address);
 }
 
 void TcpServer::Shutdown() {

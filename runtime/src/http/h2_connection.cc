@@ -1,0 +1,764 @@
+#include "http/h2_connection.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "boost/asio/write.hpp"
+#include "dynrpc/message_buffers.h"
+
+namespace dynrpc::internal::http {
+
+namespace asio = boost::asio;
+using asio::as_tuple;
+using asio::use_awaitable;
+
+namespace {
+
+constexpr std::size_t kReadBufferSize = 64 * 1024;
+// A write gathers at most this much of what the session has to send.
+constexpr std::size_t kWriteBatch = 1 << 20;
+// Flow-control windows. Fixed (DYN_HTTP2_ADAPTIVE_WINDOW=false): hyper's
+// defaults, the library the guide's original plane used. Adaptive: from
+// HTTP/2's default, doubled toward the measured bandwidth-delay product.
+constexpr int32_t kFixedStreamWindow = 2 << 20;
+constexpr int32_t kAdaptiveInitialWindow = 65535;
+constexpr int32_t kMaxWindow = 16 << 20;
+constexpr int32_t kConnectionWindow = 32 << 20;
+// Header blocks over this are refused (the TCP plane's metadata limit).
+constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+
+std::vector<nghttp2_nv> ToNv(const Headers& headers) {
+  std::vector<nghttp2_nv> nv;
+  nv.reserve(headers.size());
+  for (const auto& [name, value] : headers) {
+    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
+                  name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  return nv;
+}
+
+std::string PeerName(const asio::ip::tcp::socket& socket) {
+  boost::system::error_code ec;
+  asio::ip::tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  return remote.address().is_v6()
+             ? absl::StrCat("[", remote.address().to_string(),
+                            "]:", remote.port())
+             : absl::StrCat(remote.address().to_string(), ":", remote.port());
+}
+
+}  // namespace
+
+std::optional<std::string_view> FindHeader(const Headers& headers,
+                                           std::string_view name) {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return std::string_view(v);
+  }
+  return std::nullopt;
+}
+
+H2Connection::H2Connection(Role role, asio::ip::tcp::socket socket,
+                           const HttpConfig& config)
+    : role_(role),
+      config_(config),
+      socket_(std::move(socket)),
+      peer_(PeerName(socket_)),
+      wake_(std::make_shared<Signal>(socket_.get_executor(), 1)) {
+  boost::system::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+H2Connection::~H2Connection() {
+  if (session_ != nullptr) nghttp2_session_del(session_);
+}
+
+absl::Status H2Connection::Start() {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks,
+                                                          &OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, &OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks,
+                                                       &OnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks,
+                                                            &OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks,
+                                                         &OnStreamClose);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks,
+                                                                 &DataLength);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks,
+                                                       &OnFrameSend);
+  nghttp2_option* option = nullptr;
+  nghttp2_option_new(&option);
+  // Windows are given back as the application reads (GiveBackLocked).
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  // Metadata values may begin or end with spaces (gRPC allows it).
+  nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(option, 1);
+  int rv = role_ == Role::kClient
+               ? nghttp2_session_client_new2(&session_, callbacks, this, option)
+               : nghttp2_session_server_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) {
+    return absl::InternalError(
+        absl::StrCat("nghttp2 session: ", nghttp2_strerror(rv)));
+  }
+  window_ = config_.adaptive_window ? kAdaptiveInitialWindow
+                                    : kFixedStreamWindow;
+  std::vector<nghttp2_settings_entry> settings = {
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE,
+       static_cast<uint32_t>(config_.max_frame_size)},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window_)},
+  };
+  if (role_ == Role::kServer) {
+    settings.push_back(
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+         static_cast<uint32_t>(std::min<std::size_t>(
+             config_.max_concurrent_streams, 0x7fffffff))});
+  } else {
+    settings.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
+  }
+  std::lock_guard lock(mu_);
+  rv = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(),
+                               settings.size());
+  if (rv == 0) {
+    rv = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                               kConnectionWindow);
+  }
+  if (rv != 0) {
+    return absl::InternalError(
+        absl::StrCat("nghttp2 settings: ", nghttp2_strerror(rv)));
+  }
+  stats_.local_window = window_;
+  Wake();
+  return absl::OkStatus();
+}
+
+void H2Connection::Wake() { wake_->try_send(boost::system::error_code{}); }
+
+asio::awaitable<void> H2Connection::ReadLoop(
+    std::shared_ptr<H2Connection> self) {
+  co_await self->Read();
+}
+
+asio::awaitable<void> H2Connection::WriteLoop(
+    std::shared_ptr<H2Connection> self) {
+  co_await self->Write();
+}
+
+asio::awaitable<void> H2Connection::Read() {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  std::vector<uint8_t> buffer(kReadBufferSize);
+  for (;;) {
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer),
+                                                    as_tuple(use_awaitable));
+    if (ec) {
+      Close(absl::UnavailableError(
+          ec == asio::error::eof
+              ? absl::StrCat("HTTP/2 connection to ", peer_,
+                             " closed by the peer")
+              : absl::StrCat("HTTP/2 connection to ", peer_,
+                             " lost: ", ec.message())));
+      break;
+    }
+    std::lock_guard lock(mu_);
+    if (closed_) break;
+    ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), n);
+    if (rv < 0) {
+      // A connection error: nghttp2 has queued a GOAWAY; the writer sends
+      // it and then closes (the session wants neither read nor write).
+      absl::Status why = absl::UnavailableError(
+          absl::StrCat("HTTP/2 protocol error on the connection to ", peer_,
+                       ": ", nghttp2_strerror(static_cast<int>(rv))));
+      for (auto& [id, stream] : streams_) FailStreamLocked(*stream, why);
+      Wake();
+      break;
+    }
+    Wake();
+  }
+}
+
+asio::awaitable<void> H2Connection::Write() {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  std::string out;
+  for (;;) {
+    out.clear();
+    bool finished = false;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) break;
+      while (out.size() < kWriteBatch) {
+        const uint8_t* data = nullptr;
+        ssize_t n = nghttp2_session_mem_send(session_, &data);
+        if (n < 0) {
+          CloseLocked(absl::InternalError(absl::StrCat(
+              "HTTP/2 session failed: ", nghttp2_strerror(static_cast<int>(n)))));
+          break;
+        }
+        if (n == 0) break;
+        out.append(reinterpret_cast<const char*>(data), n);
+      }
+      finished = closed_ || (out.empty() && !nghttp2_session_want_read(session_) &&
+                             !nghttp2_session_want_write(session_));
+    }
+    if (!out.empty()) {
+      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out),
+                                                as_tuple(use_awaitable));
+      if (ec) {
+        Close(absl::UnavailableError(absl::StrCat(
+            "HTTP/2 connection to ", peer_, " lost: ", ec.message())));
+        break;
+      }
+      continue;
+    }
+    if (finished) {
+      Close(absl::UnavailableError(
+          absl::StrCat("HTTP/2 connection to ", peer_, " ended (GOAWAY)")));
+      break;
+    }
+    auto [ec] = co_await wake_->async_receive(as_tuple(use_awaitable));
+    if (ec) break;
+  }
+}
+
+void H2Connection::Close(absl::Status why) {
+  bool first = false;
+  {
+    std::lock_guard lock(mu_);
+    first = !closed_;
+    CloseLocked(std::move(why));
+  }
+  if (!first) return;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    boost::system::error_code ec;
+    self->socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    self->socket_.close(ec);
+  });
+  OnClosed();
+}
+
+void H2Connection::CloseLocked(absl::Status why) {
+  if (closed_) return;
+  closed_ = true;
+  close_reason_ = why;
+  for (auto& [id, stream] : streams_) {
+    FailStreamLocked(*stream, why);
+    stream->closed = true;
+    OnStreamClosed(stream);
+  }
+  streams_.clear();
+  pings_.clear();
+  Wake();
+}
+
+bool H2Connection::accepting() const {
+  std::lock_guard lock(mu_);
+  return !closed_ && !goaway_;
+}
+
+std::size_t H2Connection::open_streams() const {
+  std::lock_guard lock(mu_);
+  return streams_.size();
+}
+
+std::size_t H2Connection::stream_limit() const {
+  std::lock_guard lock(mu_);
+  std::size_t limit = config_.max_concurrent_streams;
+  if (session_ != nullptr) {
+    limit = std::min<std::size_t>(
+        limit, nghttp2_session_get_remote_settings(
+                   session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
+  }
+  return std::max<std::size_t>(limit, 1);
+}
+
+H2Stats H2Connection::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+std::shared_ptr<H2Stream> H2Connection::FindLocked(int32_t id) const {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second;
+}
+
+void H2Connection::WakeStreamLocked(H2Stream& stream) {
+  for (auto& w : stream.waiters) w->try_send(boost::system::error_code{});
+  stream.waiters.clear();
+}
+
+void H2Connection::FailStreamLocked(H2Stream& stream, absl::Status why) {
+  if (stream.error.ok()) stream.error = std::move(why);
+  stream.inbound.clear();
+  WakeStreamLocked(stream);
+}
+
+void H2Connection::GiveBackLocked(H2Stream& stream, std::size_t bytes) {
+  if (bytes == 0 || closed_ || stream.closed || stream.id < 0) return;
+  nghttp2_session_consume_stream(session_, stream.id, bytes);
+  Wake();
+}
+
+// --- streams ---
+
+absl::StatusOr<int32_t> H2Connection::SubmitRequest(
+    std::shared_ptr<H2Stream> stream, const Headers& headers) {
+  std::vector<nghttp2_nv> nv = ToNv(headers);
+  std::lock_guard lock(mu_);
+  if (closed_) return close_reason_;
+  if (goaway_) {
+    return absl::UnavailableError(absl::StrCat(
+        "HTTP/2 connection to ", peer_, " is going away (GOAWAY)"));
+  }
+  nghttp2_data_provider provider;
+  provider.source.ptr = stream.get();
+  provider.read_callback = &ReadData;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(),
+                                      &provider, stream.get());
+  if (id < 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot open an HTTP/2 stream to ", peer_, ": ", nghttp2_strerror(id)));
+  }
+  stream->id = id;
+  streams_[id] = std::move(stream);
+  Wake();
+  return id;
+}
+
+absl::Status H2Connection::SubmitResponse(
+    const std::shared_ptr<H2Stream>& stream, const Headers& headers,
+    bool body) {
+  std::vector<nghttp2_nv> nv = ToNv(headers);
+  std::lock_guard lock(mu_);
+  if (closed_) return close_reason_;
+  if (stream->closed) return stream->error;
+  nghttp2_data_provider provider;
+  provider.source.ptr = stream.get();
+  provider.read_callback = &ReadData;
+  int rv = nghttp2_submit_response(session_, stream->id, nv.data(), nv.size(),
+                                   body ? &provider : nullptr);
+  if (rv != 0) {
+    return absl::InternalError(
+        absl::StrCat("HTTP/2 response: ", nghttp2_strerror(rv)));
+  }
+  Wake();
+  return absl::OkStatus();
+}
+
+void H2Connection::QueueData(const std::shared_ptr<H2Stream>& stream,
+                             std::string prefix, std::string bytes, bool end,
+                             std::optional<Headers> trailers) {
+  std::lock_guard lock(mu_);
+  if (closed_ || stream->closed) return;
+  for (std::string* piece : {&prefix, &bytes}) {
+    if (piece->empty()) continue;
+    stream->out_bytes += piece->size();
+    stream->out.push_back(std::move(*piece));
+  }
+  if (end) {
+    stream->out_end = true;
+    stream->out_trailers = std::move(trailers);
+  }
+  if (stream->data_deferred && stream->id >= 0) {
+    stream->data_deferred = false;
+    nghttp2_session_resume_data(session_, stream->id);
+  }
+  Wake();
+}
+
+void H2Connection::Reset(const std::shared_ptr<H2Stream>& stream,
+                         uint32_t error_code, absl::Status why) {
+  std::lock_guard lock(mu_);
+  FailStreamLocked(*stream, std::move(why));
+  if (closed_ || stream->closed || stream->id < 0) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id,
+                            error_code);
+  Wake();
+}
+
+asio::awaitable<bool> H2Connection::Wait(
+    const std::shared_ptr<H2Stream>& stream,
+    const std::function<bool(const H2Stream&)>& ready, bool stop_on_error) {
+  for (;;) {
+    std::shared_ptr<Signal> signal;
+    {
+      std::lock_guard lock(mu_);
+      if (ready(*stream) || (stop_on_error && !stream->error.ok()) ||
+          stream->closed || closed_) {
+        co_return true;
+      }
+      signal = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+      stream->waiters.push_back(signal);
+    }
+    auto [ec] = co_await signal->async_receive(as_tuple(use_awaitable));
+    if (ec) {
+      std::lock_guard lock(mu_);
+      std::erase(stream->waiters, signal);
+      co_return false;
+    }
+  }
+}
+
+asio::awaitable<absl::StatusOr<std::optional<std::string>>>
+H2Connection::ReadMessage(const std::shared_ptr<H2Stream>& stream) {
+  bool woke = co_await Wait(stream, [](const H2Stream& s) {
+    return !s.inbound.empty() || s.peer_ended;
+  });
+  if (!woke) co_return absl::CancelledError("the read was cancelled");
+  std::lock_guard lock(mu_);
+  if (!stream->error.ok()) co_return stream->error;
+  if (!stream->inbound.empty()) {
+    std::string message = std::move(stream->inbound.front());
+    stream->inbound.pop_front();
+    std::size_t give = std::min(stream->unconsumed,
+                                message.size() + kGrpcPrefixSize);
+    stream->unconsumed -= give;
+    // The reader will wait for the message still arriving: let it come.
+    if (stream->inbound.empty()) give += std::exchange(stream->partial_held, 0);
+    GiveBackLocked(*stream, give);
+    co_return std::optional<std::string>(std::move(message));
+  }
+  if (stream->peer_ended) {
+    if (!stream->decoder.AtBoundary()) {
+      co_return absl::InternalError(absl::StrCat(
+          "the ", stream->what, " stream ended inside a message (",
+          stream->decoder.buffered(), " bytes of it received)"));
+    }
+    co_return std::optional<std::string>();
+  }
+  co_return absl::InternalError("the HTTP/2 stream closed before it ended");
+}
+
+asio::awaitable<absl::Status> H2Connection::WaitWritable(
+    const std::shared_ptr<H2Stream>& stream, std::size_t high_water) {
+  bool woke = co_await Wait(stream, [high_water](const H2Stream& s) {
+    return s.out_bytes <= high_water;
+  });
+  if (!woke) co_return absl::CancelledError("the write was cancelled");
+  std::lock_guard lock(mu_);
+  if (!stream->error.ok()) co_return stream->error;
+  if (stream->closed && stream->out_bytes > high_water) {
+    co_return absl::FailedPreconditionError(
+        "the HTTP/2 stream closed before its messages were sent");
+  }
+  co_return absl::OkStatus();
+}
+
+void H2Connection::DropUnread(const std::shared_ptr<H2Stream>& stream) {
+  std::lock_guard lock(mu_);
+  stream->mode = BodyMode::kDrop;
+  stream->inbound.clear();
+  GiveBackLocked(*stream, std::exchange(stream->unconsumed, 0));
+}
+
+asio::awaitable<void> H2Connection::WaitSent(
+    const std::shared_ptr<H2Stream>& stream) {
+  (void)co_await Wait(
+      stream,
+      [](const H2Stream& s) { return s.end_sent; },
+      /*stop_on_error=*/false);
+}
+
+void H2Connection::SendPing(std::function<void()> on_ack) {
+  std::lock_guard lock(mu_);
+  if (closed_) return;
+  uint64_t id = next_ping_++;
+  uint8_t opaque[8];
+  std::memcpy(opaque, &id, sizeof(id));
+  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque) != 0) return;
+  pings_[id] = std::move(on_ack);
+  ++stats_.pings_sent;
+  Wake();
+}
+
+void H2Connection::OnBdpSampleLocked(std::size_t bytes) {
+  if (!config_.adaptive_window || window_ >= kMaxWindow) return;
+  bdp_bytes_ += bytes;
+  if (bdp_probe_out_ || Clock::now() < bdp_next_probe_) return;
+  // A probe: the bytes that arrive until its answer are what the path
+  // holds in one round trip.
+  bdp_probe_out_ = true;
+  bdp_bytes_ = bytes;
+  uint64_t id = next_ping_++;
+  uint8_t opaque[8];
+  std::memcpy(opaque, &id, sizeof(id));
+  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque) != 0) return;
+  ++stats_.pings_sent;
+  pings_[id] = [this] {
+    bdp_probe_out_ = false;
+    // The window limited the round trip: grow it to twice what it held.
+    // Otherwise probe less and less often (100 ms, doubling to 10 s), as
+    // gRPC's BDP estimator does, so steady traffic costs few PINGs.
+    int32_t grown = static_cast<int32_t>(std::min<std::size_t>(
+        kMaxWindow, 2 * bdp_bytes_));
+    if (bdp_bytes_ * 3 < static_cast<std::size_t>(window_) * 2 ||
+        grown <= window_) {
+      bdp_delay_ = std::clamp<Clock::duration>(2 * bdp_delay_,
+                                               std::chrono::milliseconds(100),
+                                               std::chrono::seconds(10));
+      bdp_next_probe_ = Clock::now() + bdp_delay_;
+      return;
+    }
+    bdp_delay_ = Clock::duration::zero();
+    window_ = grown;
+    stats_.local_window = window_;
+    nghttp2_settings_entry entry{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                                 static_cast<uint32_t>(window_)};
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, &entry, 1);
+  };
+}
+
+// --- nghttp2 callbacks (under mu_) ---
+
+int H2Connection::OnBeginHeaders(nghttp2_session* session,
+                                 const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (self->role_ != Role::kServer || frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;
+  }
+  auto stream = std::make_shared<H2Stream>(
+      self->config_.max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE", "request");
+  stream->id = frame->hd.stream_id;
+  nghttp2_session_set_stream_user_data(session, stream->id, stream.get());
+  self->streams_[stream->id] = std::move(stream);
+  return 0;
+}
+
+int H2Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
+                           const uint8_t* name, size_t namelen,
+                           const uint8_t* value, size_t valuelen,
+                           uint8_t flags, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id);
+  if (stream == nullptr) return 0;
+  Headers& block = stream->headers_done ? stream->trailers : stream->headers;
+  std::size_t total = namelen + valuelen;
+  for (const auto& [k, v] : block) total += k.size() + v.size();
+  if (total > kMaxHeaderBytes) {
+    self->FailStreamLocked(
+        *stream, absl::ResourceExhaustedError(absl::StrCat(
+                     "header block of more than ", kMaxHeaderBytes,
+                     " bytes (metadata limit)")));
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  block.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen),
+                     std::string(reinterpret_cast<const char*>(value), valuelen));
+  return 0;
+}
+
+int H2Connection::OnFrameRecv(nghttp2_session* session,
+                              const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  switch (frame->hd.type) {
+    case NGHTTP2_HEADERS: {
+      std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id);
+      if (stream == nullptr) return 0;
+      if (!stream->headers_done) {
+        // A 1xx informational response: not the response yet.
+        std::optional<std::string_view> status =
+            FindHeader(stream->headers, ":status");
+        if (status && status->starts_with("1")) {
+          stream->headers.clear();
+          return 0;
+        }
+        stream->headers_done = true;
+        if (self->role_ == Role::kServer) {
+          self->ChooseBodyMode(*stream);
+          if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            stream->peer_ended = true;
+          }
+          self->OnRequest(stream);
+        }
+      } else {
+        stream->trailers_done = true;
+      }
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->peer_ended = true;
+      self->WakeStreamLocked(*stream);
+      return 0;
+    }
+    case NGHTTP2_DATA: {
+      self->stats_.largest_data_frame_received = std::max<std::size_t>(
+          self->stats_.largest_data_frame_received, frame->hd.length);
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        std::shared_ptr<H2Stream> stream =
+            self->FindLocked(frame->hd.stream_id);
+        if (stream == nullptr) return 0;
+        stream->peer_ended = true;
+        if (stream->mode == BodyMode::kRaw && stream->error.ok()) {
+          stream->inbound.push_back(std::move(stream->raw_body));
+        }
+        self->WakeStreamLocked(*stream);
+      }
+      return 0;
+    }
+    case NGHTTP2_PING: {
+      if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) return 0;
+      uint64_t id;
+      std::memcpy(&id, frame->ping.opaque_data, sizeof(id));
+      auto it = self->pings_.find(id);
+      if (it == self->pings_.end()) return 0;
+      std::function<void()> on_ack = std::move(it->second);
+      self->pings_.erase(it);
+      if (on_ack) on_ack();
+      return 0;
+    }
+    case NGHTTP2_GOAWAY:
+      self->goaway_ = true;
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
+                              int32_t stream_id, const uint8_t* data,
+                              size_t len, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  // The connection's window is given back at once: each stream's own
+  // window bounds what waits unread.
+  nghttp2_session_consume_connection(session, len);
+  self->OnBdpSampleLocked(len);
+  std::shared_ptr<H2Stream> stream = self->FindLocked(stream_id);
+  if (stream == nullptr) return 0;
+  std::string_view bytes(reinterpret_cast<const char*>(data), len);
+  if (!stream->error.ok() || stream->mode == BodyMode::kDrop) {
+    nghttp2_session_consume_stream(session, stream_id, len);
+    return 0;
+  }
+  if (stream->mode == BodyMode::kRaw) {
+    nghttp2_session_consume_stream(session, stream_id, len);
+    if (stream->raw_body.size() + len > stream->max_message) {
+      self->FailStreamLocked(
+          *stream,
+          absl::ResourceExhaustedError(absl::StrCat(
+              stream->what, " body of more than ", stream->max_message,
+              " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", stream->max_message,
+              " bytes")));
+      return 0;
+    }
+    stream->raw_body.append(bytes);
+    return 0;
+  }
+  std::vector<std::string> messages;
+  absl::Status fed = stream->decoder.Feed(bytes, stream->what, messages);
+  // Window bytes of complete messages come back as they are read. Those of
+  // the message still arriving come back at once if the reader waits for
+  // it (else a message larger than the window could never arrive), or when
+  // the reader has caught up.
+  std::size_t to_partial = messages.empty()
+                               ? len
+                               : std::min(len, stream->decoder.buffered());
+  if (!messages.empty()) {
+    stream->unconsumed += std::exchange(stream->partial_held, 0);
+  }
+  stream->unconsumed += len - to_partial;
+  if (stream->inbound.empty() && messages.empty()) {
+    if (to_partial > 0) {
+      nghttp2_session_consume_stream(session, stream_id, to_partial);
+    }
+  } else {
+    stream->partial_held += to_partial;
+  }
+  for (std::string& m : messages) stream->inbound.push_back(std::move(m));
+  if (!fed.ok()) {
+    self->FailStreamLocked(*stream, std::move(fed));
+  } else if (!messages.empty()) {
+    self->WakeStreamLocked(*stream);
+  }
+  return 0;
+}
+
+int H2Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
+                                uint32_t error_code, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  std::shared_ptr<H2Stream> stream = self->FindLocked(stream_id);
+  if (stream == nullptr) return 0;
+  stream->closed = true;
+  if (error_code != NGHTTP2_NO_ERROR) {
+    stream->reset_code = error_code;
+    // A status the peer sent in full still stands.
+    if (!stream->trailers_done && !(stream->peer_ended && stream->headers_done &&
+                                    self->role_ == Role::kClient)) {
+      if (stream->error.ok()) stream->error = StatusFromResetCode(error_code);
+    }
+  }
+  self->WakeStreamLocked(*stream);
+  self->streams_.erase(stream_id);
+  self->OnStreamClosed(stream);
+  return 0;
+}
+
+int H2Connection::OnFrameSend(nghttp2_session* session,
+                              const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    if (std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id)) {
+      stream->end_sent = true;
+      self->WakeStreamLocked(*stream);
+    }
+  }
+  return 0;
+}
+
+ssize_t H2Connection::ReadData(nghttp2_session* session, int32_t stream_id,
+                               uint8_t* buf, size_t length,
+                               uint32_t* data_flags,
+                               nghttp2_data_source* source, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto* stream = static_cast<H2Stream*>(source->ptr);
+  std::size_t copied = 0;
+  while (copied < length && !stream->out.empty()) {
+    std::string& front = stream->out.front();
+    std::size_t n =
+        std::min(length - copied, front.size() - stream->out_offset);
+    std::memcpy(buf + copied, front.data() + stream->out_offset, n);
+    copied += n;
+    stream->out_offset += n;
+    if (stream->out_offset == front.size()) {
+      RecycleMessageBuffer(std::move(front));
+      stream->out.pop_front();
+      stream->out_offset = 0;
+    }
+  }
+  stream->out_bytes -= copied;
+  if (copied > 0) self->WakeStreamLocked(*stream);
+  if (stream->out.empty() && stream->out_end) {
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (stream->out_trailers) {
+      *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      std::vector<nghttp2_nv> nv = ToNv(*stream->out_trailers);
+      nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size());
+    }
+    return copied;
+  }
+  if (copied == 0) {
+    stream->data_deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return copied;
+}
+
+ssize_t H2Connection::DataLength(nghttp2_session* session, uint8_t frame_type,
+                                 int32_t stream_id,
+                                 int32_t session_remote_window_size,
+                                 int32_t stream_remote_window_size,
+                                 uint32_t remote_max_frame_size, void* user) {
+  // Frames as large as the peer allows (and the windows hold), so a large
+  // message goes out in few frames.
+  int64_t n = std::min<int64_t>(
+      {static_cast<int64_t>(remote_max_frame_size), session_remote_window_size,
+       stream_remote_window_size, 1 << 20});
+  return static_cast<ssize_t>(std::max<int64_t>(n, 1));
+}
+
+}  // namespace dynrpc::internal::http

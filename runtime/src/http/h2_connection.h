@@ -1,0 +1,259 @@
+// One HTTP/2 connection on nghttp2, shared by the HTTP plane's client and
+// server: a reader and a writer coroutine drive the session; calls use its
+// streams from their own coroutines.
+//
+// Threading: the nghttp2 session and every H2Stream's state are guarded by
+// the connection's mutex. nghttp2 callbacks run under it (inside
+// mem_recv/mem_send) and only change state and wake waiters; they never run
+// user code. Whoever changes what the session has to send calls Wake().
+#ifndef DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
+#define DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "core/deadline.h"
+#include "core/request_plane.h"
+#include "dynrpc/config.h"
+#include "http/grpc_wire.h"
+
+namespace dynrpc::internal::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The value of header `name` (lowercase), or nullopt.
+std::optional<std::string_view> FindHeader(const Headers& headers,
+                                           std::string_view name);
+
+// How a stream's DATA is read.
+enum class BodyMode {
+  kGrpc,  // length-prefixed messages (GrpcMessageDecoder)
+  kRaw,   // the whole body is one message (JSON), bounded by the limit
+  kDrop,  // ignored (a request already answered)
+};
+
+// One HTTP/2 stream: one call. Fields are guarded by the connection's mutex;
+// the call's coroutines use them through H2Connection's methods.
+struct H2Stream {
+  H2Stream(std::size_t max_message, std::string limit_name, std::string what)
+      : decoder(max_message, std::move(limit_name)),
+        max_message(max_message),
+        what(std::move(what)) {}
+
+  int32_t id = -1;
+  // The first header block (request or response headers), then trailers.
+  Headers headers;
+  bool headers_done = false;
+  Headers trailers;
+  bool trailers_done = false;
+
+  // Inbound DATA.
+  BodyMode mode = BodyMode::kGrpc;
+  GrpcMessageDecoder decoder;
+  std::size_t max_message;
+  std::string what;  // "request" or "response", for size errors
+  std::string raw_body;
+  std::deque<std::string> inbound;
+  // Stream-window bytes of complete messages not yet read: given back as
+  // they are read, so a reader that stops reading stops the peer. (Bytes of
+  // a message still arriving are given back at once: a message may be
+  // larger than the window.)
+  std::size_t unconsumed = 0;
+  // Window bytes of the message still arriving, held while complete
+  // messages wait unread (given back once the reader waits for it).
+  std::size_t partial_held = 0;
+  bool peer_ended = false;  // END_STREAM received
+  // Why the stream failed (an oversized or malformed message, a reset by
+  // the peer, the connection lost): the first error wins.
+  absl::Status error;
+  bool closed = false;  // nghttp2 closed the stream
+  uint32_t reset_code = 0;  // the peer's RST_STREAM code, once closed by one
+
+  // Outbound DATA: what the data provider hands nghttp2.
+  std::deque<std::string> out;
+  std::size_t out_offset = 0;  // into out.front()
+  std::size_t out_bytes = 0;   // queued, not yet taken by nghttp2
+  bool out_end = false;        // no more DATA after `out`
+  std::optional<Headers> out_trailers;  // sent after the last DATA
+  bool data_deferred = false;
+  bool end_sent = false;  // a frame with END_STREAM went out
+
+  std::vector<std::shared_ptr<Signal>> waiters;
+};
+
+// Observed by tests: what the connection has seen.
+struct H2Stats {
+  std::size_t largest_data_frame_received = 0;
+  int32_t local_window = 0;  // the stream window we advertise
+  int pings_sent = 0;
+};
+
+class H2Connection : public std::enable_shared_from_this<H2Connection> {
+ public:
+  enum class Role { kClient, kServer };
+
+  // The socket's executor must be a strand: the reader, writer and timers
+  // run on it. Call Start() once, then use the connection.
+  H2Connection(Role role, boost::asio::ip::tcp::socket socket,
+               const HttpConfig& config);
+  virtual ~H2Connection();
+  H2Connection(const H2Connection&) = delete;
+  H2Connection& operator=(const H2Connection&) = delete;
+
+  // Creates the session and queues our SETTINGS.
+  absl::Status Start();
+  // The reader and the writer, for the caller to spawn on the socket's
+  // strand; `self` (this connection) keeps it alive while they run.
+  static boost::asio::awaitable<void> ReadLoop(
+      std::shared_ptr<H2Connection> self);
+  static boost::asio::awaitable<void> WriteLoop(
+      std::shared_ptr<H2Connection> self);
+
+  // Ends the connection: every stream fails with `why` (UNAVAILABLE), the
+  // socket closes. Idempotent; any thread.
+  void Close(absl::Status why);
+  // After GOAWAY (either way) or Close(): no new streams.
+  bool accepting() const;
+  // Streams open now, and the most this connection may have at once (ours
+  // and the peer's SETTINGS_MAX_CONCURRENT_STREAMS).
+  std::size_t open_streams() const;
+  std::size_t stream_limit() const;
+
+  const std::string& peer() const { return peer_; }
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+  H2Stats stats() const;
+
+  // --- streams (any thread) ---
+  // Client: sends request headers, then the stream's `out` as DATA.
+  absl::StatusOr<int32_t> SubmitRequest(std::shared_ptr<H2Stream> stream,
+                                        const Headers& headers);
+  // Server: sends response headers; with `body`, DATA and trailers follow
+  // through QueueData(); without, the headers end the stream
+  // (trailers-only).
+  absl::Status SubmitResponse(const std::shared_ptr<H2Stream>& stream,
+                              const Headers& headers, bool body);
+  // Queues DATA: `prefix` then `bytes` (either may be empty); with `end`,
+  // the end of the stream, after `trailers` if given.
+  void QueueData(const std::shared_ptr<H2Stream>& stream, std::string prefix,
+                 std::string bytes, bool end,
+                 std::optional<Headers> trailers = std::nullopt);
+  // RST_STREAM with `error_code`, and fails the stream locally with `why`.
+  void Reset(const std::shared_ptr<H2Stream>& stream, uint32_t error_code,
+             absl::Status why);
+
+  // Waits until `ready` (evaluated under the mutex) holds, the stream has an
+  // error, or it is closed. Yields false when cancelled (Asio).
+  boost::asio::awaitable<bool> Wait(
+      const std::shared_ptr<H2Stream>& stream,
+      const std::function<bool(const H2Stream&)>& ready,
+      bool stop_on_error = true);
+  // The next inbound message: nullopt after a clean end of the peer's
+  // side; the stream's error otherwise.
+  boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
+  ReadMessage(const std::shared_ptr<H2Stream>& stream);
+  // Waits until at most `high_water` bytes of the stream's DATA are queued
+  // (flow control: the peer reads what we send). The stream's error if it
+  // fails first.
+  boost::asio::awaitable<absl::Status> WaitWritable(
+      const std::shared_ptr<H2Stream>& stream, std::size_t high_water);
+
+  // Drops the stream's unread messages and any that arrive later, giving
+  // their window back (the peer may finish).
+  void DropUnread(const std::shared_ptr<H2Stream>& stream);
+  // Waits until our side of the stream has ended on the wire (a frame with
+  // END_STREAM went out) or the stream closed, even if it has failed.
+  boost::asio::awaitable<void> WaitSent(const std::shared_ptr<H2Stream>& stream);
+
+  // Runs `f` under the connection's mutex.
+  template <typename F>
+  auto Locked(F&& f) const {
+    std::lock_guard lock(mu_);
+    return f();
+  }
+
+  // Sends a PING now (keepalive); `on_ack` runs (under the mutex) when
+  // answered.
+  void SendPing(std::function<void()> on_ack);
+
+ protected:
+  // Server: a new stream's request headers are complete. Under the mutex:
+  // must not block (spawn the call).
+  virtual void OnRequest(std::shared_ptr<H2Stream> stream) {}
+  // A stream went away (closed); under the mutex.
+  virtual void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) {}
+  // The connection ended; not under the mutex.
+  virtual void OnClosed() {}
+  // Server: the body mode and limits for a request, from its headers.
+  virtual void ChooseBodyMode(H2Stream& stream) {}
+
+  // Under mu_: wakes the writer.
+  void Wake();
+
+  const Role role_;
+  const HttpConfig config_;
+  mutable std::mutex mu_;
+
+ private:
+  static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);
+  static int OnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*,
+                      size_t, const uint8_t*, size_t, uint8_t, void*);
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int OnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*,
+                         size_t, void*);
+  static int OnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static int OnFrameSend(nghttp2_session*, const nghttp2_frame*, void*);
+  static ssize_t ReadData(nghttp2_session*, int32_t, uint8_t*, size_t,
+                          uint32_t*, nghttp2_data_source*, void*);
+  static ssize_t DataLength(nghttp2_session*, uint8_t, int32_t, int32_t,
+                            int32_t, uint32_t, void*);
+
+  boost::asio::awaitable<void> Read();
+  boost::asio::awaitable<void> Write();
+  std::shared_ptr<H2Stream> FindLocked(int32_t id) const;
+  void FailStreamLocked(H2Stream& stream, absl::Status why);
+  void WakeStreamLocked(H2Stream& stream);
+  void GiveBackLocked(H2Stream& stream, std::size_t bytes);
+  void OnBdpSampleLocked(std::size_t bytes);
+  void CloseLocked(absl::Status why);
+
+  boost::asio::ip::tcp::socket socket_;
+  std::string peer_;
+  nghttp2_session* session_ = nullptr;
+  std::shared_ptr<Signal> wake_;
+  bool closed_ = false;
+  bool goaway_ = false;
+  absl::Status close_reason_;
+  absl::flat_hash_map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  H2Stats stats_;
+
+  // PINGs in flight, by opaque data.
+  uint64_t next_ping_ = 1;
+  absl::flat_hash_map<uint64_t, std::function<void()>> pings_;
+
+  // Adaptive window (BDP estimation): bytes received since the probe PING
+  // went out, and the window we advertise.
+  bool bdp_probe_out_ = false;
+  Clock::time_point bdp_next_probe_;
+  Clock::duration bdp_delay_{};
+  std::size_t bdp_bytes_ = 0;
+  int32_t window_ = 0;
+};
+
+}  // namespace dynrpc::internal::http
+
+#endif  // DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_

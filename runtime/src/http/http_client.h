@@ -1,0 +1,95 @@
+// The HTTP/2 request plane's client: gRPC over HTTP/2 (h2c, prior
+// knowledge), many calls multiplexed per connection, a pool per target with
+// idle limits, PING keepalive.
+#ifndef DYNRPC_RUNTIME_SRC_HTTP_HTTP_CLIENT_H_
+#define DYNRPC_RUNTIME_SRC_HTTP_HTTP_CLIENT_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "core/request_plane.h"
+#include "core/task_group.h"
+#include "dynrpc/config.h"
+#include "http/h2_connection.h"
+
+namespace dynrpc::internal::http {
+
+class ClientConnection;
+
+// Checks a HttpConfig built in code (the environment's parser checks the
+// same ranges): the values that would hang or corrupt calls.
+absl::Status CheckConfig(const HttpConfig& config);
+
+class HttpClient final : public RequestPlaneClient,
+                         public std::enable_shared_from_this<HttpClient> {
+ public:
+  HttpClient(HttpConfig config, boost::asio::any_io_executor executor);
+  ~HttpClient() override;
+
+  boost::asio::awaitable<CallResult> Unary(
+      std::string_view target, CallRequest request,
+      std::shared_ptr<CancelHook> cancel) override;
+  std::unique_ptr<ClientStream> StartStream(
+      std::string_view target, CallRequest head,
+      std::optional<std::string> first_message) override;
+  Clock::duration default_timeout() const override {
+    return config_.request_timeout;
+  }
+  std::string_view default_timeout_variable() const override {
+    return "DYN_HTTP_REQUEST_TIMEOUT";
+  }
+
+  // For tests: the open connections to `target`, and what each has seen.
+  std::vector<H2Stats> ConnectionStats(std::string_view target) const;
+
+  // A connection with a call slot taken; gives the slot back when
+  // destroyed.
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(std::shared_ptr<HttpClient> client,
+          std::shared_ptr<ClientConnection> connection);
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&& other) noexcept;
+    ~Lease();
+    ClientConnection* operator->() const { return connection_.get(); }
+    const std::shared_ptr<ClientConnection>& get() const {
+      return connection_;
+    }
+
+   private:
+    std::shared_ptr<HttpClient> client_;
+    std::shared_ptr<ClientConnection> connection_;
+  };
+
+  // A connection to `target` with room for one more call: an open one, or
+  // a new one.
+  boost::asio::awaitable<absl::StatusOr<Lease>> Acquire(std::string target);
+  // The request headers for a call.
+  absl::StatusOr<Headers> RequestHeaders(std::string_view target,
+                                         const CallRequest& request,
+                                         bool streaming) const;
+  const HttpConfig& config() const { return config_; }
+
+ private:
+  void Release(ClientConnection& connection);
+  // The maintenance task of one connection: keepalive PINGs while calls
+  // are open, and closing it when idle too long.
+  boost::asio::awaitable<void> Maintain(
+      std::shared_ptr<ClientConnection> connection);
+
+  const HttpConfig config_;
+  const std::shared_ptr<TaskGroup> tasks_;
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string,
+                      std::vector<std::shared_ptr<ClientConnection>>>
+      pools_;
+};
+
+}  // namespace dynrpc::internal::http
+
+#endif  // DYNRPC_RUNTIME_SRC_HTTP_HTTP_CLIENT_H_

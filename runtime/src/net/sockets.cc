@@ -1,0 +1,144 @@
+#include "net/sockets.h"
+
+#include <utility>
+#include <variant>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/connect.hpp"
+#include "boost/asio/experimental/awaitable_operators.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "dynrpc/config.h"
+
+namespace dynrpc::internal::net {
+
+namespace asio = boost::asio;
+using asio::as_tuple;
+using asio::use_awaitable;
+using asio::ip::tcp;
+
+absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
+                                const ListenSpec& spec) {
+  std::string host = spec.host.empty() ? DetectHostAddress() : spec.host;
+  boost::system::error_code ec;
+  asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) {
+    // A host name: take its first address.
+    tcp::resolver resolver(executor);
+    auto results = resolver.resolve(host, "0", ec);
+    if (ec || results.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot resolve ", std::string(spec.host_variable), "=",
+                       host, ": ", ec.message()));
+    }
+    address = results.begin()->endpoint().address();
+  }
+  tcp::endpoint endpoint(address, spec.port);
+  tcp::acceptor acceptor(executor);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    std::string where = address.is_v6()
+                            ? absl::StrCat("[", host, "]:", spec.port)
+                            : absl::StrCat(host, ":", spec.port);
+    std::string hint =
+        spec.port == 0
+            ? ""
+            : absl::StrCat(" (port ", spec.port, " set by ",
+                           std::string(spec.port_variable),
+                           "; unset it or use 0 to let the OS pick a free "
+                           "port)");
+    std::string why = ec == asio::error::address_in_use
+                          ? std::string("address already in use")
+                          : ec.message();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", where, ": ", why, hint));
+  }
+  uint16_t port = acceptor.local_endpoint(ec).port();
+  std::string advertised =
+      address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", port)
+                      : absl::StrCat(address.to_string(), ":", port);
+  return Listener{std::move(acceptor), std::move(advertised)};
+}
+
+absl::Status SplitTarget(std::string_view target_view, std::string& host,
+                         std::string& port) {
+  absl::string_view target(target_view.data(), target_view.size());
+  size_t colon = target.rfind(':');
+  uint32_t n = 0;
+  if (colon == absl::string_view::npos ||
+      !absl::SimpleAtoi(target.substr(colon + 1), &n) || n == 0 ||
+      n > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid target '", target, "': expected host:port"));
+  }
+  absl::string_view h = target.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') {
+    h = h.substr(1, h.size() - 2);
+  }
+  if (h.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid target '", target, "': expected host:port"));
+  }
+  host = std::string(h);
+  port = std::string(target.substr(colon + 1));
+  return absl::OkStatus();
+}
+
+asio::awaitable<absl::StatusOr<tcp::socket>> Connect(
+    asio::any_io_executor executor, std::string_view target,
+    std::chrono::milliseconds timeout, std::string_view timeout_variable) {
+  using namespace asio::experimental::awaitable_operators;
+  std::string host, port;
+  if (absl::Status s = SplitTarget(target, host, port); !s.ok()) co_return s;
+  tcp::resolver resolver(executor);
+  tcp::socket socket(executor);
+  asio::steady_timer timer(executor, timeout);
+  bool timed_out = false;
+  auto connect = [&]() -> asio::awaitable<boost::system::error_code> {
+    boost::system::error_code ec;
+    asio::ip::address address = asio::ip::make_address(host, ec);
+    if (!ec) {  // an IP address: no lookup
+      auto [connect_ec] = co_await socket.async_connect(
+          tcp::endpoint(address, static_cast<uint16_t>(std::stoi(port))),
+          as_tuple(use_awaitable));
+      co_return connect_ec;
+    }
+    auto [resolve_ec, endpoints] =
+        co_await resolver.async_resolve(host, port, as_tuple(use_awaitable));
+    if (resolve_ec) co_return resolve_ec;
+    auto [connect_ec, endpoint] =
+        co_await asio::async_connect(socket, endpoints, as_tuple(use_awaitable));
+    co_return connect_ec;
+  };
+  // Asio 1.26 cannot cancel a lookup through a cancellation slot; the
+  // watchdog cancels the resolver itself, on timeout or cancellation.
+  auto watchdog = [&]() -> asio::awaitable<void> {
+    auto [ec] = co_await timer.async_wait(as_tuple(use_awaitable));
+    timed_out = !ec;
+    resolver.cancel();
+  };
+  std::variant<boost::system::error_code, std::monostate> outcome =
+      co_await (connect() || watchdog());
+  asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none) {
+    co_return absl::CancelledError("dial cancelled");
+  }
+  if (outcome.index() == 1 || timed_out) {
+    co_return absl::UnavailableError(absl::StrCat(
+        "connecting to ", std::string(target), " timed out after ",
+        timeout.count(), " ms (", std::string(timeout_variable), ")"));
+  }
+  if (boost::system::error_code ec = std::get<0>(outcome)) {
+    co_return absl::UnavailableError(absl::StrCat(
+        "cannot connect to ", std::string(target), ": ", ec.message()));
+  }
+  co_return std::move(socket);
+}
+
+}  // namespace dynrpc::internal::net

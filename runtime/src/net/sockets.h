@@ -1,0 +1,52 @@
+// Socket plumbing shared by the request planes that run over TCP (tcp/ and
+// http/): listening on the configured address and dialling a "host:port"
+// target with a timeout. Errors name the variables that set the values.
+#ifndef DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
+#define DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/ip/tcp.hpp"
+
+namespace dynrpc::internal::net {
+
+// Where a server listens, and the variables that chose it (for messages).
+struct ListenSpec {
+  std::string host;  // empty: DetectHostAddress()
+  uint16_t port = 0;  // 0: the OS picks
+  std::string_view host_variable;  // "DYN_TCP_RPC_HOST"
+  std::string_view port_variable;  // "DYN_TCP_RPC_PORT"
+};
+
+struct Listener {
+  boost::asio::ip::tcp::acceptor acceptor;
+  std::string address;  // "host:port" ("[v6]:port"), as clients dial it
+};
+
+// Binds and listens on `spec`, on an acceptor using `executor`.
+// INVALID_ARGUMENT for a host that does not resolve; UNAVAILABLE naming the
+// address and the port variable when it cannot bind.
+absl::StatusOr<Listener> Listen(boost::asio::any_io_executor executor,
+                                const ListenSpec& spec);
+
+// Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT otherwise.
+absl::Status SplitTarget(std::string_view target, std::string& host,
+                         std::string& port);
+
+// Connects a socket on `executor` to `target` ("host:port"), resolving a
+// host name. UNAVAILABLE when it fails or `timeout` passes (naming
+// `timeout_variable`); CANCELLED when the awaiting coroutine is cancelled.
+boost::asio::awaitable<absl::StatusOr<boost::asio::ip::tcp::socket>> Connect(
+    boost::asio::any_io_executor executor, std::string_view target,
+    std::chrono::milliseconds timeout, std::string_view timeout_variable);
+
+}  // namespace dynrpc::internal::net
+
+#endif  // DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
