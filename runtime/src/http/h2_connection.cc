@@ -255,6 +255,8 @@ void H2Connection::CloseLocked(absl::Status why) {
   }
   streams_.clear();
   pings_.clear();
+  for (auto& w : settings_waiters_) w->try_send(boost::system::error_code{});
+  settings_waiters_.clear();
   Wake();
 }
 
@@ -458,6 +460,38 @@ void H2Connection::DropUnread(const std::shared_ptr<H2Stream>& stream) {
   GiveBackLocked(*stream, std::exchange(stream->unconsumed, 0));
 }
 
+asio::awaitable<absl::Status> H2Connection::WaitForSettings(
+    std::chrono::milliseconds timeout, std::string_view timeout_variable) {
+  auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(),
+                                                    timeout);
+  std::weak_ptr<H2Connection> weak = shared_from_this();
+  timer->async_wait([weak, timer, timeout,
+                     variable = std::string(timeout_variable)](
+                        const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || self == nullptr) return;
+    if (self->Locked([&] { return self->settings_received_; })) return;
+    self->Close(absl::UnavailableError(absl::StrCat(
+        "no HTTP/2 SETTINGS from ", self->peer_, " within ", timeout.count(),
+        " ms (", variable, "): is it an HTTP/2 (h2c) server?")));
+  });
+  for (;;) {
+    std::shared_ptr<Signal> signal;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) co_return close_reason_;
+      if (settings_received_) {
+        asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+        co_return absl::OkStatus();
+      }
+      signal = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+      settings_waiters_.push_back(signal);
+    }
+    auto [ec] = co_await signal->async_receive(as_tuple(use_awaitable));
+    if (ec) co_return absl::CancelledError("cancelled while connecting");
+  }
+}
+
 asio::awaitable<void> H2Connection::WaitSent(
     const std::shared_ptr<H2Stream>& stream) {
   (void)co_await Wait(
@@ -613,6 +647,15 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
     }
     case NGHTTP2_GOAWAY:
       self->goaway_ = true;
+      return 0;
+    case NGHTTP2_SETTINGS:
+      if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !self->settings_received_) {
+        self->settings_received_ = true;
+        for (auto& w : self->settings_waiters_) {
+          w->try_send(boost::system::error_code{});
+        }
+        self->settings_waiters_.clear();
+      }
       return 0;
     default:
       return 0;

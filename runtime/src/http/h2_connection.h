@@ -186,6 +186,12 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
     return f();
   }
 
+  // Waits until the peer's first SETTINGS arrived (its limits are known),
+  // or the connection ended (its reason). After `timeout` the connection
+  // closes with UNAVAILABLE naming `timeout_variable` (not an HTTP/2 peer).
+  boost::asio::awaitable<absl::Status> WaitForSettings(
+      std::chrono::milliseconds timeout, std::string_view timeout_variable);
+
   // Sends a PING now (keepalive); `on_ack` runs (under the mutex) when
   // answered.
   void SendPing(std::function<void()> on_ack);
@@ -203,6 +209,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
 
   // Under mu_: wakes the writer.
   void Wake();
+  // Under mu_: why the connection closed (OK while open).
+  const absl::Status& close_reason() const { return close_reason_; }
 
   const Role role_;
   const HttpConfig config_;
@@ -237,6 +245,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   std::shared_ptr<Signal> wake_;
   bool closed_ = false;
   bool goaway_ = false;
+  bool settings_received_ = false;
+  std::vector<std::shared_ptr<Signal>> settings_waiters_;
   absl::Status close_reason_;
   absl::flat_hash_map<int32_t, std::shared_ptr<H2Stream>> streams_;
   H2Stats stats_;

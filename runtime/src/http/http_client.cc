@@ -142,9 +142,11 @@ absl::Status CheckConfig(const HttpConfig& config) {
 class ClientConnection final : public H2Connection {
  public:
   ClientConnection(asio::ip::tcp::socket socket, const HttpConfig& config,
-                   asio::any_io_executor strand)
+                   asio::any_io_executor strand,
+                   std::function<void(absl::Status)> on_closed)
       : H2Connection(Role::kClient, std::move(socket), config),
-        timer_(std::make_shared<asio::steady_timer>(strand)) {}
+        timer_(std::make_shared<asio::steady_timer>(strand)),
+        on_closed_(std::move(on_closed)) {}
 
   // Wakes the maintenance task to look again (a call started or the last
   // one ended, or the connection closed).
@@ -162,10 +164,14 @@ class ClientConnection final : public H2Connection {
   const std::shared_ptr<asio::steady_timer>& timer() const { return timer_; }
 
  protected:
-  void OnClosed() override { Poke(); }
+  void OnClosed() override {
+    Poke();
+    if (on_closed_) on_closed_(Locked([&] { return close_reason(); }));
+  }
 
  private:
   std::shared_ptr<asio::steady_timer> timer_;  // the maintenance task's
+  std::function<void(absl::Status)> on_closed_;
 };
 
 HttpClient::Lease::Lease(std::shared_ptr<HttpClient> client,
@@ -263,16 +269,23 @@ asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
   absl::StatusOr<asio::ip::tcp::socket> socket = co_await net::Connect(
       strand, target, config_.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT");
   if (!socket.ok()) co_return socket.status();
-  auto connection =
-      std::make_shared<ClientConnection>(std::move(*socket), config_, strand);
+  auto connection = std::make_shared<ClientConnection>(
+      std::move(*socket), config_, strand, on_connection_closed_);
   if (absl::Status s = connection->Start(); !s.ok()) co_return s;
+  tasks_->Spawn(strand, H2Connection::ReadLoop(connection), "http client reader");
+  tasks_->Spawn(strand, H2Connection::WriteLoop(connection), "http client writer");
+  // The server's SETTINGS first: its stream limit decides how many calls
+  // this connection may carry.
+  if (absl::Status s = co_await connection->WaitForSettings(
+          config_.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT"); !s.ok()) {
+    connection->Close(s);
+    co_return s;
+  }
   {
     std::lock_guard lock(mu_);
     connection->calls = 1;
     pools_[target].push_back(connection);
   }
-  tasks_->Spawn(strand, H2Connection::ReadLoop(connection), "http client reader");
-  tasks_->Spawn(strand, H2Connection::WriteLoop(connection), "http client writer");
   tasks_->Spawn(strand, Maintain(connection), "http client keepalive");
   co_return Lease(shared_from_this(), std::move(connection));
 }

@@ -45,6 +45,11 @@ class HttpClient final : public RequestPlaneClient,
 
   // For tests: the open connections to `target`, and what each has seen.
   std::vector<H2Stats> ConnectionStats(std::string_view target) const;
+  // For tests: called (on a runtime thread) with the reason whenever one of
+  // this client's connections closes. Set before the first call.
+  void set_on_connection_closed(std::function<void(absl::Status)> f) {
+    on_connection_closed_ = std::move(f);
+  }
 
   // A connection with a call slot taken; gives the slot back when
   // destroyed.
@@ -84,6 +89,7 @@ class HttpClient final : public RequestPlaneClient,
 
   const HttpConfig config_;
   const std::shared_ptr<TaskGroup> tasks_;
+  std::function<void(absl::Status)> on_connection_closed_;
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string,
                       std::vector<std::shared_ptr<ClientConnection>>>
