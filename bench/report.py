@@ -4,9 +4,11 @@
 usage: report.py RESULTS.json OUT_DIR
 
 results.md puts each dynrpc plane beside gRPC C++ and the floor, with the
-ratios dynrpc/gRPC and dynrpc/floor, and says which machine and build made
-the figures. The plots (SVG, by gnuplot) are latency against payload and
-throughput against calls in flight.
+ratios dynrpc/gRPC and dynrpc/floor (and, for the HTTP plane, dynrpc/h2
+floor), then the h2load runs against the HTTP/2 floor and dynrpc's JSON and
+gRPC endpoints, and says which machine and build made the figures. The plots
+(SVG, by gnuplot) are latency against payload and throughput against calls
+in flight.
 """
 import json
 import os
@@ -66,12 +68,18 @@ def main():
     unary = defaultdict(dict)       # payload -> system -> benchmark
     throughput = defaultdict(dict)  # (in_flight, payload) -> system -> b
     stream = defaultdict(dict)      # streams -> system -> b
+    h2load = defaultdict(dict)      # target -> in_flight -> b
     systems = []
+    failed = []                     # (name, message)
     for b in data["benchmarks"]:
         if b.get("error_occurred"):
+            failed.append((b["name"], b.get("error_message", "")))
             continue
         parts = b["name"].split("/")
         kind, system = parts[0], parts[1]
+        if kind == "H2load":
+            h2load[system][int(parts[2])] = b
+            continue
         if system not in systems:
             systems.append(system)
         if kind == "Unary":
@@ -81,10 +89,28 @@ def main():
         elif kind == "Stream":
             stream[int(parts[2])][system] = b
     planes = [s for s in systems if s.startswith("dynrpc-")]
+    http_planes = [p for p in planes if p.endswith("-http")]
 
     def get(table, key, system, field):
         b = table.get(key, {}).get(system)
         return None if b is None else b.get(field)
+
+    def h2(target, in_flight, field):
+        return get(h2load, target, in_flight, field)
+
+    # The HTTP/2 floor under h2load, for the HTTP plane's columns: its p50
+    # latency at 1 in flight and its calls/s, at h2load's payload only.
+    h2_payload = h2("h2-floor", 1, "payload_bytes")
+
+    def h2_floor_latency(payload):
+        if h2_payload is None or payload != h2_payload:
+            return None
+        return h2("h2-floor", 1, "p50_us")
+
+    def h2_floor_calls(key):
+        if h2_payload is None or key[1] != h2_payload:
+            return None
+        return h2("h2-floor", key[0], "calls_per_s")
 
     lines = ["# Benchmark results", ""]
     ctx = data["context"]
@@ -100,16 +126,25 @@ def main():
         f"{ctx.get('library_build_type', '')} library.",
         "",
         "The floor is a blocking length-prefixed echo over a raw socket: what "
-        "any TCP request plane must pay. Ratios under 1 are better for "
-        "latency and CPU, over 1 better for throughput.",
+        "any TCP request plane must pay. "
+        + ("The h2 floor is a bare nghttp2 echo (bench/h2_floor_server.cc), "
+           "what any HTTP/2 plane must pay; h2load is its client, so `/ h2 "
+           "floor` columns set dynrpc's own client and server against h2load "
+           "and that echo (p50 latency at 1 in flight, calls/s), at h2load's "
+           "payload only; the like-for-like comparison of servers under one "
+           "client is the h2load table. " if h2_payload is not None else "")
+        + "Ratios under 1 are better for latency and CPU, over 1 better for "
+        "throughput.",
         "",
         "## Unary latency (one call at a time, µs)",
         "",
     ]
     header = "| payload | " + " | ".join(
         f"{s} p50 | {s} p99" for s in systems) + " | " + " | ".join(
-        f"{p} / grpc p50 | {p} / floor p50" for p in planes) + " |"
-    lines += [header, "|" + "---|" * (1 + 2 * len(systems) + 2 * len(planes))]
+        f"{p} / grpc p50 | {p} / floor p50" for p in planes) + "".join(
+        f" | {p} p50 / h2 floor p50" for p in http_planes) + " |"
+    lines += [header, "|" + "---|" * (1 + 2 * len(systems) + 2 * len(planes)
+                                      + len(http_planes))]
     for payload in sorted(unary):
         row = [human_bytes(payload)]
         for s in systems:
@@ -120,13 +155,18 @@ def main():
                           get(unary, payload, "grpc", "p50_us")),
                     ratio(get(unary, payload, p, "p50_us"),
                           get(unary, payload, "floor", "p50_us"))]
+        for p in http_planes:
+            row.append(ratio(get(unary, payload, p, "p50_us"),
+                             h2_floor_latency(payload)))
         lines.append("| " + " | ".join(row) + " |")
 
     lines += ["", "## Unary throughput (calls/s; server CPU µs per call)", ""]
     header = "| in flight | payload | " + " | ".join(
         f"{s} calls/s | {s} CPU µs" for s in systems) + " | " + " | ".join(
-        f"{p} / grpc | {p} / floor" for p in planes) + " |"
-    lines += [header, "|" + "---|" * (2 + 2 * len(systems) + 2 * len(planes))]
+        f"{p} / grpc | {p} / floor" for p in planes) + "".join(
+        f" | {p} / h2 floor" for p in http_planes) + " |"
+    lines += [header, "|" + "---|" * (2 + 2 * len(systems) + 2 * len(planes)
+                                      + len(http_planes))]
     for key in sorted(throughput):
         row = [str(key[0]), human_bytes(key[1])]
         for s in systems:
@@ -137,6 +177,9 @@ def main():
                           get(throughput, key, "grpc", "calls_per_s")),
                     ratio(get(throughput, key, p, "calls_per_s"),
                           get(throughput, key, "floor", "calls_per_s"))]
+        for p in http_planes:
+            row.append(ratio(get(throughput, key, p, "calls_per_s"),
+                             h2_floor_calls(key)))
         lines.append("| " + " | ".join(row) + " |")
 
     lines += ["", "## Server streaming (16-byte messages/s)", ""]
@@ -151,33 +194,97 @@ def main():
                       get(stream, streams, "grpc", "msgs_per_s")) for p in planes]
         lines.append("| " + " | ".join(row) + " |")
 
+    if h2load:
+        names = {"h2-floor": "h2 floor", "dynrpc-json": "dynrpc JSON",
+                 "dynrpc-grpc": "dynrpc gRPC"}
+        targets = [t for t in ("h2-floor", "dynrpc-json", "dynrpc-grpc")
+                   if t in h2load] + sorted(
+            t for t in h2load if t not in names)
+        flights = sorted({n for t in h2load.values() for n in t})
+        requests = max(b.get("requests", 0) for t in h2load.values()
+                       for b in t.values())
+        lines += ["", "## HTTP/2 under h2load", "",
+                  f"h2load {version(['h2load', '--version']).split('/')[-1]}, "
+                  f"one connection, h2c with prior knowledge, "
+                  f"{human_bytes(h2_payload or 0)} payloads, "
+                  f"{int(requests):,} requests per run after a warm-up; "
+                  "streams in flight as given. The h2 floor echoes the gRPC "
+                  "request's bytes; dynrpc JSON posts "
+                  "`{\"data\": \"<base64>\"}` (application/json) and dynrpc "
+                  "gRPC a length-prefixed bench.Payload (application/grpc, "
+                  "te: trailers), both to `/v1/rpc/bench.Echo/Unary` of the "
+                  "dynrpc-http server. Latency at 1 in flight: p50 and p99 "
+                  "from h2load's per-request log (--log-file), and its mean. "
+                  "Issue 4's HTTP target (unary p50 within 1.5× of a bare "
+                  "nghttp2 echo) is the `p50 / h2 floor` column of dynrpc "
+                  "gRPC.", ""]
+        header = ("| target | " + " | ".join(
+            f"calls/s at {n}" for n in flights) +
+            " | p50 µs at 1 | p99 µs at 1 | mean µs at 1 "
+            "| server CPU µs per call at 1 | " + " | ".join(
+            f"calls/s at {n} / h2 floor" for n in flights) +
+            " | p50 / h2 floor | mean / h2 floor |")
+        lines += [header, "|" + "---|" * (7 + 2 * len(flights))]
+        for t in targets:
+            row = [names.get(t, t)]
+            row += [fmt(h2(t, n, "calls_per_s")) for n in flights]
+            row += [fmt(h2(t, 1, "p50_us")), fmt(h2(t, 1, "p99_us")),
+                    fmt(h2(t, 1, "mean_us")),
+                    fmt(h2(t, 1, "server_cpu_us_per_call"))]
+            row += [ratio(h2(t, n, "calls_per_s"),
+                          h2("h2-floor", n, "calls_per_s")) for n in flights]
+            row += [ratio(h2(t, 1, "p50_us"), h2("h2-floor", 1, "p50_us")),
+                    ratio(h2(t, 1, "mean_us"), h2("h2-floor", 1, "mean_us"))]
+            lines.append("| " + " | ".join(row) + " |")
+
     peak = {s: max([b.get("server_peak_rss_mib", 0) for t in (unary, throughput)
                     for row in t.values() for name, b in row.items() if name == s]
                    or [0]) for s in systems}
+    if h2load.get("h2-floor"):
+        peak["h2 floor"] = max(b.get("server_peak_rss_mib", 0)
+                               for b in h2load["h2-floor"].values())
     lines += ["", "Server peak memory (VmHWM, MiB): " + ", ".join(
-        f"{s} {fmt(peak[s])}" for s in systems) + ".", ""]
+        f"{s} {fmt(v)}" for s, v in peak.items()) + ".", ""]
+    if failed:
+        lines += ["Failed runs (not in the tables):", ""]
+        lines += [f"- `{name}`: {msg}" for name, msg in failed]
+        lines.append("")
 
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write("\n".join(lines))
 
     # Plots.
-    with open(os.path.join(out_dir, "latency.dat"), "w") as f:
-        for s in systems:
-            f.write(f'"{s}"\n')
-            for payload in sorted(unary):
-                v = get(unary, payload, s, "p50_us")
-                if v is not None:
-                    f.write(f"{payload} {v}\n")
-            f.write("\n\n")
-    with open(os.path.join(out_dir, "throughput.dat"), "w") as f:
-        for s in systems:
-            f.write(f'"{s}"\n')
-            for key in sorted(k for k in throughput if k[1] == 16):
-                v = get(throughput, key, s, "calls_per_s")
-                if v is not None:
-                    f.write(f"{key[0]} {v}\n")
-            f.write("\n\n")
-    n = len(systems)
+    # The h2 floor (h2load's mean at 1 in flight; its calls/s) is one more
+    # series where it was measured.
+    latency_series = [(s, [(payload, get(unary, payload, s, "p50_us"))
+                           for payload in sorted(unary)]) for s in systems]
+    throughput_series = [
+        (s, [(key[0], get(throughput, key, s, "calls_per_s"))
+             for key in sorted(k for k in throughput if k[1] == 16)])
+        for s in systems]
+    if h2_payload is not None:
+        latency_series.append(("h2 floor (h2load)",
+                               [(int(h2_payload), h2_floor_latency(h2_payload))]))
+    if h2_payload == 16:
+        throughput_series.append(
+            ("h2 floor (h2load)",
+             [(n, h2("h2-floor", n, "calls_per_s"))
+              for n in sorted(h2load["h2-floor"])]))
+
+    def write_series(name, series):
+        series = [(s, [(x, y) for x, y in points if y is not None])
+                  for s, points in series]
+        series = [(s, points) for s, points in series if points]
+        with open(os.path.join(out_dir, name), "w") as f:
+            for s, points in series:
+                f.write(f'"{s}"\n')
+                for x, y in points:
+                    f.write(f"{x} {y}\n")
+                f.write("\n\n")
+        return len(series)
+
+    n_latency = write_series("latency.dat", latency_series)
+    n_throughput = write_series("throughput.dat", throughput_series)
     script = f"""
 set terminal svg size 800,480 dynamic background rgb 'white'
 set key left top
@@ -187,14 +294,14 @@ set title 'Unary latency, p50 (lower is better)'
 set logscale xy
 set xlabel 'payload (bytes)'
 set ylabel 'µs'
-plot for [i=0:{n - 1}] '{out_dir}/latency.dat' index i using 1:2 with linespoints title columnheader(1)
+plot for [i=0:{n_latency - 1}] '{out_dir}/latency.dat' index i using 1:2 with linespoints title columnheader(1)
 set output '{out_dir}/throughput.svg'
 set title 'Unary throughput, 16 B payload (higher is better)'
 set logscale x 2
 unset logscale y
 set xlabel 'calls in flight'
 set ylabel 'calls/s'
-plot for [i=0:{n - 1}] '{out_dir}/throughput.dat' index i using 1:2 with linespoints title columnheader(1)
+plot for [i=0:{n_throughput - 1}] '{out_dir}/throughput.dat' index i using 1:2 with linespoints title columnheader(1)
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
 

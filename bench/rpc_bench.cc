@@ -9,6 +9,14 @@
 //
 // Systems: dynrpc on each request plane this build has (kPlanes), gRPC C++,
 // and the floor (a blocking length-prefixed echo over a raw socket).
+//
+// HTTP/2 servers are also measured with h2load (nghttp2-client), run as a
+// subprocess (pinned with us to CPU 0), one connection, 16-byte payloads:
+//   H2load/<target>/<in flight>   calls/s, latency (p50 and p99 from h2load's
+//                                 --log-file; its mean, min, max, sd), server CPU
+// Targets: h2-floor (h2_floor_server, a bare nghttp2 echo: what any HTTP/2
+// plane pays), and dynrpc's HTTP plane at its JSON endpoint (dynrpc-json) and
+// its gRPC endpoint (dynrpc-grpc), the same server as Unary/dynrpc-http/.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,12 +24,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +45,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/dynrpc.h"
+#include "google/protobuf/util/json_util.h"
 #include "system.h"
 
 namespace {
@@ -41,7 +54,8 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 // Adding a request plane to the suite is adding it here.
-const dynrpc::RequestPlaneKind kPlanes[] = {dynrpc::RequestPlaneKind::kTcp};
+const dynrpc::RequestPlaneKind kPlanes[] = {dynrpc::RequestPlaneKind::kTcp,
+                                            dynrpc::RequestPlaneKind::kHttp};
 
 bool g_quick = false;
 
@@ -224,6 +238,23 @@ bench::System& Get(const std::string& name) {
   return *s;
 }
 
+// The HTTP/2 floor's server, started on first use, stopped at exit; h2load
+// is its client.
+std::unique_ptr<bench::ServerProcess> g_h2_floor;
+
+const bench::ServerProcess& H2FloorServer() {
+  if (g_h2_floor == nullptr) {
+    g_h2_floor = std::make_unique<bench::ServerProcess>(
+        DYNRPC_BENCH_DIR "/h2_floor_server", std::vector<std::string>{});
+  }
+  return *g_h2_floor;
+}
+
+bool HasHttpPlane() {
+  return std::ranges::find(kPlanes, dynrpc::RequestPlaneKind::kHttp) !=
+         std::end(kPlanes);
+}
+
 // The server's CPU time in microseconds: the sum over its threads of the
 // nanoseconds the scheduler ran them (/proc/PID/task/*/schedstat), far finer
 // than the clock ticks of /proc/PID/stat.
@@ -310,6 +341,233 @@ void BM_Stream(benchmark::State& state, std::string system, int streams) {
       benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
 }
 
+// --- h2load ---------------------------------------------------------------
+
+constexpr int64_t kH2loadPayload = 16;
+
+// What one h2load run printed, parsed.
+struct H2loadRun {
+  double seconds = 0;       // "finished in"
+  double calls_per_s = 0;   // req/s
+  int64_t succeeded = 0, failed = 0, errored = 0, timeout = 0, ok_2xx = 0;
+  int64_t data_bytes = 0;   // response bodies, all requests
+  double min_us = 0, max_us = 0, mean_us = 0, sd_us = 0;  // time for request
+};
+
+// "123.45us", "1.2ms", "3s" -> microseconds.
+double DurationMicros(const std::string& number, const std::string& unit) {
+  double v = std::stod(number);
+  if (unit == "ms") return v * 1e3;
+  if (unit == "s") return v * 1e6;
+  return v;  // us
+}
+
+std::optional<H2loadRun> ParseH2load(const std::string& out) {
+  H2loadRun run;
+  std::smatch m;
+  if (!std::regex_search(
+          out, m,
+          std::regex(R"(finished in ([0-9.]+)(us|ms|s), ([0-9.]+) req/s)"))) {
+    return std::nullopt;
+  }
+  run.seconds = DurationMicros(m[1], m[2]) / 1e6;
+  run.calls_per_s = std::stod(m[3]);
+  if (!std::regex_search(
+          out, m,
+          std::regex(R"(requests: \d+ total, \d+ started, \d+ done, (\d+) )"
+                     R"(succeeded, (\d+) failed, (\d+) errored, (\d+) timeout)"))) {
+    return std::nullopt;
+  }
+  run.succeeded = std::stoll(m[1]);
+  run.failed = std::stoll(m[2]);
+  run.errored = std::stoll(m[3]);
+  run.timeout = std::stoll(m[4]);
+  if (std::regex_search(out, m, std::regex(R"(status codes: (\d+) 2xx)"))) {
+    run.ok_2xx = std::stoll(m[1]);
+  }
+  if (std::regex_search(out, m, std::regex(R"(\((\d+)\) data)"))) {
+    run.data_bytes = std::stoll(m[1]);
+  }
+  const std::string d = R"(\s+([0-9.]+)(us|ms|s))";
+  if (!std::regex_search(out, m,
+                         std::regex("time for request:" + d + d + d + d))) {
+    return std::nullopt;
+  }
+  run.min_us = DurationMicros(m[1], m[2]);
+  run.max_us = DurationMicros(m[3], m[4]);
+  run.mean_us = DurationMicros(m[5], m[6]);
+  run.sd_us = DurationMicros(m[7], m[8]);
+  return run;
+}
+
+// Runs `command` through the shell; its stdout and stderr.
+std::string RunCommand(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return out;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    out.append(buffer.data(), n);
+  }
+  pclose(pipe);
+  return out;
+}
+
+// A temporary folder, removed at exit.
+const std::filesystem::path& TempDir() {
+  static const std::filesystem::path* dir = [] {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "rpc_bench.XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    std::atexit([] { std::filesystem::remove_all(*dir); });
+    return new std::filesystem::path(tmpl);
+  }();
+  return *dir;
+}
+
+// A file holding `contents`, in TempDir().
+std::string TempFile(const std::string& name, const std::string& contents) {
+  std::filesystem::path path = TempDir() / name;
+  std::ofstream(path, std::ios::binary) << contents;
+  return path.string();
+}
+
+// The per-request durations (µs) of an h2load --log-file, sorted: its rows
+// are start time, HTTP status (-1: the stream failed), duration.
+std::vector<double> H2loadDurations(const std::string& log_file) {
+  std::vector<double> micros;
+  std::ifstream log(log_file);
+  int64_t start;
+  int status;
+  double duration;
+  while (log >> start >> status >> duration) micros.push_back(duration);
+  std::sort(micros.begin(), micros.end());
+  return micros;
+}
+
+// An h2load target: where to send what, and what comes back.
+struct H2loadTarget {
+  pid_t server_pid;
+  std::string url;
+  std::string body_file;
+  std::vector<std::string> headers;
+  size_t reply_bytes;  // one response body
+};
+
+H2loadTarget MakeH2loadTarget(const std::string& name) {
+  bench::Payload payload;
+  payload.set_data(std::string(kH2loadPayload, 'p'));
+  std::string message = payload.SerializeAsString();
+  std::string grpc_body(5, '\0');  // uncompressed, 4-byte big-endian length
+  for (int i = 0; i < 4; ++i) {
+    grpc_body[1 + i] = static_cast<char>((message.size() >> (8 * (3 - i))) & 0xff);
+  }
+  grpc_body += message;
+  const std::vector<std::string> grpc_headers = {"content-type: application/grpc",
+                                                 "te: trailers"};
+  const std::string method = "/v1/rpc/bench.Echo/Unary";
+  if (name == "h2-floor") {
+    // The gRPC request, echoed as it is: the same bytes on the wire.
+    const bench::ServerProcess& server = H2FloorServer();
+    return {server.pid(), "http://" + server.address() + method,
+            TempFile("grpc.bin", grpc_body), grpc_headers, grpc_body.size()};
+  }
+  bench::System& s = Get("dynrpc-http");
+  if (name == "dynrpc-grpc") {
+    return {s.server_pid(), "http://" + s.server_address() + method,
+            TempFile("grpc.bin", grpc_body), grpc_headers, grpc_body.size()};
+  }
+  // dynrpc-json: {"data":"<base64>"}, and the same JSON back.
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(payload, &json).ok()) {
+    std::abort();
+  }
+  return {s.server_pid(), "http://" + s.server_address() + method,
+          TempFile("payload.json", json), {"content-type: application/json"},
+          json.size()};
+}
+
+// h2load's command line; `log_file` (if any) gets every request's duration.
+std::string H2loadCommand(const H2loadTarget& target, int64_t requests,
+                          int in_flight, const std::string& log_file = "") {
+  std::string command = "h2load -n " + std::to_string(requests) +
+                        " -c 1 -t 1 -m " + std::to_string(in_flight) +
+                        " -d '" + target.body_file + "'";
+  if (!log_file.empty()) command += " --log-file='" + log_file + "'";
+  for (const std::string& h : target.headers) command += " -H '" + h + "'";
+  return command + " '" + target.url + "'";
+}
+
+// Fails the benchmark unless every request of `run` got its echo back.
+bool CheckH2load(benchmark::State& state, const std::optional<H2loadRun>& run,
+                 const std::string& output, int64_t requests,
+                 size_t reply_bytes) {
+  std::string why;
+  if (!run) {
+    why = "h2load failed (is nghttp2-client installed?)";
+  } else if (run->succeeded != requests || run->ok_2xx != requests) {
+    why = "h2load: " + std::to_string(run->succeeded) + " of " +
+          std::to_string(requests) + " succeeded, " +
+          std::to_string(run->ok_2xx) + " 2xx, " + std::to_string(run->failed) +
+          " failed, " + std::to_string(run->errored) + " errored, " +
+          std::to_string(run->timeout) + " timed out";
+  } else if (run->data_bytes != requests * static_cast<int64_t>(reply_bytes)) {
+    // A gRPC error answers 200 with no body (trailers only).
+    why = "h2load: " + std::to_string(run->data_bytes) +
+          " response body bytes, expected " +
+          std::to_string(requests * static_cast<int64_t>(reply_bytes));
+  }
+  if (why.empty()) return true;
+  std::fprintf(stderr, "%s\n%s\n", why.c_str(), output.c_str());
+  state.SkipWithError(why.c_str());
+  return false;
+}
+
+void BM_H2load(benchmark::State& state, std::string target_name,
+               int in_flight) {
+  H2loadTarget target = MakeH2loadTarget(target_name);
+  const int64_t requests = g_quick ? 2000 : 20000;
+  // Warm: the connection, the server's allocations, h2load's page cache.
+  std::string warm = RunCommand(H2loadCommand(target, 200, in_flight));
+  if (!CheckH2load(state, ParseH2load(warm), warm, 200, target.reply_bytes)) {
+    return;
+  }
+  std::optional<H2loadRun> run;
+  double cpu = 0;
+  const std::string log_file = (TempDir() / "h2load.log").string();
+  for (auto _ : state) {
+    std::filesystem::remove(log_file);
+    double cpu_before = ServerCpuMicros(target.server_pid);
+    std::string output =
+        RunCommand(H2loadCommand(target, requests, in_flight, log_file));
+    cpu = ServerCpuMicros(target.server_pid) - cpu_before;
+    run = ParseH2load(output);
+    if (!CheckH2load(state, run, output, requests, target.reply_bytes)) return;
+    state.SetIterationTime(run->seconds);
+  }
+  std::vector<double> micros = H2loadDurations(log_file);
+  if (static_cast<int64_t>(micros.size()) != requests) {
+    state.SkipWithError("h2load's --log-file lacks requests");
+    return;
+  }
+  auto pct = [&](double p) {
+    return micros[std::min(micros.size() - 1,
+                           static_cast<size_t>(p * micros.size()))];
+  };
+  state.counters["calls_per_s"] = run->calls_per_s;
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["mean_us"] = run->mean_us;
+  state.counters["min_us"] = run->min_us;
+  state.counters["max_us"] = run->max_us;
+  state.counters["sd_us"] = run->sd_us;
+  state.counters["server_cpu_us_per_call"] = cpu / requests;
+  state.counters["server_peak_rss_mib"] = ServerPeakRssMiB(target.server_pid);
+  state.counters["payload_bytes"] = kH2loadPayload;
+  state.counters["requests"] = static_cast<double>(requests);
+}
+
 void RegisterAll() {
   std::vector<std::string> systems;
   for (dynrpc::RequestPlaneKind plane : kPlanes) {
@@ -349,6 +607,21 @@ void RegisterAll() {
       }
     }
   }
+  std::vector<std::string> h2_targets = {"h2-floor"};
+  if (HasHttpPlane()) {
+    h2_targets.push_back("dynrpc-json");
+    h2_targets.push_back("dynrpc-grpc");
+  }
+  for (const std::string& target : h2_targets) {
+    for (int in_flight : {1, 8, 64}) {
+      benchmark::RegisterBenchmark(
+          ("H2load/" + target + "/" + std::to_string(in_flight)).c_str(),
+          BM_H2load, target, in_flight)
+          ->Iterations(1)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
 }
 
 }  // namespace
@@ -369,5 +642,6 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   Systems().clear();  // kills the servers
+  g_h2_floor.reset();
   return 0;
 }

@@ -1,5 +1,6 @@
 // A benchmarked system (dynrpc on a plane, gRPC, the floor): its server in
-// another process, and a client to it.
+// another process, and a client to it. The HTTP/2 floor is a ServerProcess
+// alone: h2load is its client.
 #ifndef DYNRPC_BENCH_SYSTEM_H_
 #define DYNRPC_BENCH_SYSTEM_H_
 
@@ -19,6 +20,33 @@ namespace bench {
 // Client and servers are pinned apart when there are two CPUs.
 inline const bool kTwoCpus = std::thread::hardware_concurrency() >= 2;
 
+// A benchmark server in its own process (pinned to CPU 1 when there are
+// two), started on a free port; killed when this is destroyed.
+class ServerProcess {
+ public:
+  // Starts `binary` and waits for the address it announces.
+  ServerProcess(const std::string& binary, std::vector<std::string> env) {
+    std::vector<std::string> args;
+    if (kTwoCpus) args.push_back("--cpu=1");
+    process_ = std::make_unique<dynrpc::testing::Subprocess>(binary, args, env);
+    std::optional<std::string> line =
+        process_->ReadLine(std::chrono::seconds(30));
+    if (!line || !line->starts_with("listening on ")) {
+      std::fprintf(stderr, "%s did not start\n", binary.c_str());
+      std::exit(1);
+    }
+    address_ = line->substr(std::string("listening on ").size());
+  }
+
+  pid_t pid() const { return process_->pid(); }
+  // "127.0.0.1:PORT"
+  const std::string& address() const { return address_; }
+
+ private:
+  std::unique_ptr<dynrpc::testing::Subprocess> process_;
+  std::string address_;
+};
+
 // A benchmarked system: its server process and a client to it.
 class System {
  public:
@@ -32,24 +60,17 @@ class System {
   virtual int64_t Stream(int streams, int64_t count) = 0;
 
   pid_t server_pid() const { return server_->pid(); }
+  const std::string& server_address() const { return server_->address(); }
 
  protected:
   // Starts `binary` and returns the address it announces.
   std::string StartServer(const std::string& binary,
                           std::vector<std::string> env) {
-    std::vector<std::string> args;
-    if (kTwoCpus) args.push_back("--cpu=1");
-    server_ = std::make_unique<dynrpc::testing::Subprocess>(binary, args, env);
-    std::optional<std::string> line =
-        server_->ReadLine(std::chrono::seconds(30));
-    if (!line || !line->starts_with("listening on ")) {
-      std::fprintf(stderr, "%s did not start\n", binary.c_str());
-      std::exit(1);
-    }
-    return line->substr(std::string("listening on ").size());
+    server_ = std::make_unique<ServerProcess>(binary, std::move(env));
+    return server_->address();
   }
 
-  std::unique_ptr<dynrpc::testing::Subprocess> server_;
+  std::unique_ptr<ServerProcess> server_;
 };
 
 // gRPC C++ with the same service (in its own file: its generated `Echo`

@@ -168,20 +168,27 @@ asio::awaitable<void> H2Connection::Read() {
                              " lost: ", ec.message())));
       break;
     }
-    std::lock_guard lock(mu_);
-    if (closed_) break;
-    ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), n);
-    if (rv < 0) {
-      // A connection error: nghttp2 has queued a GOAWAY; the writer sends
-      // it and then closes (the session wants neither read nor write).
-      absl::Status why = absl::UnavailableError(
-          absl::StrCat("HTTP/2 protocol error on the connection to ", peer_,
-                       ": ", nghttp2_strerror(static_cast<int>(rv))));
-      for (auto& [id, stream] : streams_) FailStreamLocked(*stream, why);
+    std::vector<std::shared_ptr<H2Stream>> requests;
+    bool failed = false;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) break;
+      ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), n);
+      if (rv < 0) {
+        // A connection error: nghttp2 has queued a GOAWAY; the writer sends
+        // it and then closes (the session wants neither read nor write).
+        absl::Status why = absl::UnavailableError(
+            absl::StrCat("HTTP/2 protocol error on the connection to ", peer_,
+                         ": ", nghttp2_strerror(static_cast<int>(rv))));
+        for (auto& [id, stream] : streams_) FailStreamLocked(*stream, why);
+        failed = true;
+      }
+      requests.swap(new_requests_);
       Wake();
-      break;
     }
-    Wake();
+    // Outside the mutex: starting a call may run it at once.
+    for (auto& stream : requests) OnRequest(std::move(stream));
+    if (failed) break;
   }
 }
 
@@ -373,6 +380,12 @@ void H2Connection::QueueData(const std::shared_ptr<H2Stream>& stream,
     nghttp2_session_resume_data(session_, stream->id);
   }
   Wake();
+}
+
+void H2Connection::FailStream(const std::shared_ptr<H2Stream>& stream,
+                              absl::Status why) {
+  std::lock_guard lock(mu_);
+  FailStreamLocked(*stream, std::move(why));
 }
 
 void H2Connection::Reset(const std::shared_ptr<H2Stream>& stream,
@@ -610,7 +623,7 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
           if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             stream->peer_ended = true;
           }
-          self->OnRequest(stream);
+          self->new_requests_.push_back(stream);
         }
       } else {
         stream->trailers_done = true;

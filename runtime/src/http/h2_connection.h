@@ -152,6 +152,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void QueueData(const std::shared_ptr<H2Stream>& stream, std::string prefix,
                  std::string bytes, bool end,
                  std::optional<Headers> trailers = std::nullopt);
+  // Fails the stream locally with `why` (waiters return it); the peer is
+  // told nothing.
+  void FailStream(const std::shared_ptr<H2Stream>& stream, absl::Status why);
   // RST_STREAM with `error_code`, and fails the stream locally with `why`.
   void Reset(const std::shared_ptr<H2Stream>& stream, uint32_t error_code,
              absl::Status why);
@@ -197,8 +200,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void SendPing(std::function<void()> on_ack);
 
  protected:
-  // Server: a new stream's request headers are complete. Under the mutex:
-  // must not block (spawn the call).
+  // Server: a new stream's request headers are complete. Called by the
+  // reader, not under the mutex; must not block (spawn the call).
   virtual void OnRequest(std::shared_ptr<H2Stream> stream) {}
   // A stream went away (closed); under the mutex.
   virtual void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) {}
@@ -246,6 +249,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool closed_ = false;
   bool goaway_ = false;
   bool settings_received_ = false;
+  // Requests whose headers arrived during the current mem_recv.
+  std::vector<std::shared_ptr<H2Stream>> new_requests_;
   std::vector<std::shared_ptr<Signal>> settings_waiters_;
   absl::Status close_reason_;
   absl::flat_hash_map<int32_t, std::shared_ptr<H2Stream>> streams_;

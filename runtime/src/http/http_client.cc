@@ -193,6 +193,7 @@ HttpClient::Lease::~Lease() {
 
 HttpClient::HttpClient(HttpConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
+      executor_(executor),
       tasks_(std::make_shared<TaskGroup>(std::move(executor))) {}
 
 HttpClient::~HttpClient() {
@@ -252,18 +253,34 @@ void HttpClient::Release(ClientConnection& connection) {
   connection.Poke();
 }
 
+std::optional<HttpClient::Lease> HttpClient::TryAcquire(
+    const std::string& target) {
+  std::lock_guard lock(mu_);
+  auto& pool = pools_[target];
+  std::erase_if(pool, [](const auto& c) { return !c->accepting(); });
+  for (auto& c : pool) {
+    if (c->calls < c->stream_limit()) {
+      if (++c->calls == 1) c->Poke();
+      return Lease(shared_from_this(), c);
+    }
+  }
+  return std::nullopt;
+}
+
+asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::AcquireUnless(
+    std::string target, std::shared_ptr<Signal> cancel) {
+  if (std::optional<Lease> lease = TryAcquire(target)) {
+    co_return *std::move(lease);
+  }
+  co_return co_await WithDeadline(Acquire(std::move(target)),
+                                  Clock::time_point::max(), "", nullptr,
+                                  std::move(cancel));
+}
+
 asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
     std::string target) {
-  {
-    std::lock_guard lock(mu_);
-    auto& pool = pools_[target];
-    std::erase_if(pool, [](const auto& c) { return !c->accepting(); });
-    for (auto& c : pool) {
-      if (c->calls < c->stream_limit()) {
-        if (++c->calls == 1) c->Poke();
-        co_return Lease(shared_from_this(), c);
-      }
-    }
+  if (std::optional<Lease> lease = TryAcquire(target)) {
+    co_return *std::move(lease);
   }
   asio::any_io_executor strand = tasks_->NewStrand();
   absl::StatusOr<asio::ip::tcp::socket> socket = co_await net::Connect(
@@ -345,7 +362,8 @@ asio::awaitable<void> HttpClient::Maintain(
       }
     }
     timer->expires_at(wake);
-    auto [ec] = co_await timer->async_wait(as_tuple(use_awaitable));
+    // Woken by the time, or early by Poke() (a call started or ended).
+    (void)co_await timer->async_wait(as_tuple(use_awaitable));
     asio::cancellation_state state =
         co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) break;
@@ -390,10 +408,19 @@ asio::awaitable<CallResult> HttpClient::Unary(
   }
   absl::StatusOr<Headers> headers = RequestHeaders(target, request, /*streaming=*/false);
   if (!headers.ok()) co_return CallResult(headers.status());
-  absl::StatusOr<Lease> lease = co_await Acquire(target);
-  if (!lease.ok()) co_return CallResult(lease.status());
-  if (std::optional<absl::Status> why = cancel->cancelled()) {
-    co_return CallResult(*why);
+  std::optional<Lease> lease = TryAcquire(target);
+  if (!lease) {
+    // Dialling: the deadline or TryCancel() interrupts it.
+    auto wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+    cancel->Set([wake](absl::Status) {
+      wake->try_send(boost::system::error_code{});
+    });
+    absl::StatusOr<Lease> dialled = co_await AcquireUnless(target, wake);
+    if (std::optional<absl::Status> why = cancel->cancelled()) {
+      co_return CallResult(*why);
+    }
+    if (!dialled.ok()) co_return CallResult(dialled.status());
+    lease.emplace(*std::move(dialled));
   }
   auto stream = std::make_shared<H2Stream>(
       config_.max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE", "response");
@@ -426,11 +453,13 @@ namespace {
 class HttpClientStream final : public ClientStream {
  public:
   HttpClientStream(std::shared_ptr<HttpClient> client, std::string target,
-                   CallRequest head, std::optional<std::string> first)
+                   CallRequest head, std::optional<std::string> first,
+                   asio::any_io_executor executor)
       : client_(std::move(client)),
         target_(std::move(target)),
         head_(std::move(head)),
-        first_(std::move(first)) {}
+        first_(std::move(first)),
+        cancel_open_(std::make_shared<Signal>(executor, 1)) {}
 
   ~HttpClientStream() override {
     Cancel(absl::CancelledError("stream dropped before it ended"));
@@ -501,6 +530,7 @@ class HttpClientStream final : public ClientStream {
       connection = connection_;
       stream = stream_;
     }
+    cancel_open_->try_send(boost::system::error_code{});  // if still dialling
     if (connection && stream) {
       connection->Reset(stream, NGHTTP2_CANCEL, std::move(why));
     }
@@ -556,7 +586,12 @@ class HttpClientStream final : public ClientStream {
     }
     absl::StatusOr<Headers> headers = client_->RequestHeaders(target_, head_, /*streaming=*/true);
     if (!headers.ok()) co_return headers.status();
-    absl::StatusOr<HttpClient::Lease> lease = co_await client_->Acquire(target_);
+    absl::StatusOr<HttpClient::Lease> lease =
+        co_await client_->AcquireUnless(target_, cancel_open_);
+    {
+      std::lock_guard lock(mu_);
+      if (cancelled_) co_return *cancelled_;
+    }
     if (!lease.ok()) co_return lease.status();
     auto stream = std::make_shared<H2Stream>(
         client_->config().max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE",
@@ -601,6 +636,7 @@ class HttpClientStream final : public ClientStream {
   const std::string target_;
   const CallRequest head_;
   std::optional<std::string> first_;
+  const std::shared_ptr<Signal> cancel_open_;  // interrupts the dial
 
   mutable std::mutex mu_;
   bool opening_ = false;
@@ -620,9 +656,9 @@ class HttpClientStream final : public ClientStream {
 std::unique_ptr<ClientStream> HttpClient::StartStream(
     std::string_view target, CallRequest head,
     std::optional<std::string> first_message) {
-  return std::make_unique<HttpClientStream>(shared_from_this(),
-                                            std::string(target), std::move(head),
-                                            std::move(first_message));
+  return std::make_unique<HttpClientStream>(
+      shared_from_this(), std::string(target), std::move(head),
+      std::move(first_message), executor_);
 }
 
 }  // namespace dynrpc::internal::http

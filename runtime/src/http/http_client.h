@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "core/deadline.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
@@ -71,9 +72,14 @@ class HttpClient final : public RequestPlaneClient,
     std::shared_ptr<ClientConnection> connection_;
   };
 
-  // A connection to `target` with room for one more call: an open one, or
-  // a new one.
+  // An open connection to `target` with room for one more call, if any.
+  std::optional<Lease> TryAcquire(const std::string& target);
+  // The same, or a new connection. Cancelling the awaiting coroutine
+  // abandons the dial.
   boost::asio::awaitable<absl::StatusOr<Lease>> Acquire(std::string target);
+  // Acquire() that `cancel` (any thread) interrupts: then CANCELLED.
+  boost::asio::awaitable<absl::StatusOr<Lease>> AcquireUnless(
+      std::string target, std::shared_ptr<Signal> cancel);
   // The request headers for a call.
   absl::StatusOr<Headers> RequestHeaders(std::string_view target,
                                          const CallRequest& request,
@@ -88,6 +94,7 @@ class HttpClient final : public RequestPlaneClient,
       std::shared_ptr<ClientConnection> connection);
 
   const HttpConfig config_;
+  const boost::asio::any_io_executor executor_;
   const std::shared_ptr<TaskGroup> tasks_;
   std::function<void(absl::Status)> on_connection_closed_;
   mutable std::mutex mu_;

@@ -99,17 +99,18 @@ class HttpServerConnection final : public H2Connection {
   void OnRequest(std::shared_ptr<H2Stream> stream) override {
     auto call = std::make_shared<ServerCall>();
     call->strand = server_.tasks_.NewStrand();
-    calls_[stream->id] = call;
-    auto self = std::static_pointer_cast<HttpServerConnection>(
-        shared_from_this());
-    // Posted: Spawn() may start the call at once, and it takes our mutex,
-    // held here.
-    asio::post(call->strand, [self = std::move(self), stream = std::move(stream),
-                              call] {
-      self->server_.tasks_.Spawn(
-          call->strand, self->server_.ServeStream(self, stream),
-          "http server call", call->signal);
+    bool gone = Locked([&] {
+      if (stream->closed && !stream->error.ok()) return true;
+      calls_[stream->id] = call;
+      return false;
     });
+    if (gone) return;  // reset by the caller already
+    server_.tasks_.Spawn(
+        call->strand,
+        server_.ServeStream(
+            std::static_pointer_cast<HttpServerConnection>(shared_from_this()),
+            std::move(stream)),
+        "http server call", call->signal);
   }
 
   void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) override {
@@ -291,6 +292,26 @@ class Responder {
   std::size_t max_message_;
 };
 
+// A unary request's message, unless the call's deadline passes first (a
+// caller that never finishes its request must not hold the call forever):
+// then DEADLINE_EXCEEDED.
+asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
+    H2Connection& connection, const std::shared_ptr<H2Stream>& stream,
+    std::optional<Clock::time_point> deadline) {
+  if (!deadline) co_return co_await connection.ReadMessage(stream);
+  asio::steady_timer timer(co_await asio::this_coro::executor, *deadline);
+  timer.async_wait([&connection, stream](const boost::system::error_code& ec) {
+    if (ec) return;
+    connection.FailStream(stream, absl::DeadlineExceededError(
+                                      "the call's deadline (grpc-timeout) "
+                                      "passed before its request arrived"));
+  });
+  absl::StatusOr<std::optional<std::string>> message =
+      co_await connection.ReadMessage(stream);
+  timer.cancel();
+  co_return message;
+}
+
 }  // namespace
 
 HttpServer::HttpServer(HttpConfig config, asio::any_io_executor executor)
@@ -377,6 +398,14 @@ asio::awaitable<void> HttpServer::ServeStream(
   std::optional<std::string_view> content_type =
       FindHeader(headers, "content-type");
   ContentKind kind = Classify(content_type);
+  if (FindHeader(headers, ":method") != "POST") {
+    co_await respond.JsonError(
+        absl::InvalidArgumentError(absl::StrCat(
+            "method ", std::string(FindHeader(headers, ":method").value_or("")),
+            " not allowed: calls are POST")),
+        405);
+    co_return;
+  }
   if (kind == ContentKind::kOther) {
     co_await respond.JsonError(
         absl::InvalidArgumentError(absl::StrCat(
@@ -384,14 +413,6 @@ asio::awaitable<void> HttpServer::ServeStream(
             std::string(content_type.value_or("")),
             "': use application/grpc (gRPC) or application/json")),
         415);
-    co_return;
-  }
-  if (FindHeader(headers, ":method") != "POST") {
-    co_await respond.JsonError(
-        absl::InvalidArgumentError(absl::StrCat(
-            "method ", std::string(FindHeader(headers, ":method").value_or("")),
-            " not allowed: calls are POST")),
-        405);
     co_return;
   }
   std::string path(FindHeader(headers, ":path").value_or(""));
@@ -442,7 +463,7 @@ asio::awaitable<void> HttpServer::ServeStream(
       co_return;
     }
     absl::StatusOr<std::optional<std::string>> body =
-        co_await connection->ReadMessage(stream);
+        co_await ReadBefore(*connection, stream, request.deadline);
     if (!body.ok()) {
       co_await respond.JsonError(body.status());
       co_return;
@@ -499,11 +520,11 @@ asio::awaitable<void> HttpServer::ServeStream(
                         : entry->kind == MethodKind::kUnary;
   if (unary) {
     absl::StatusOr<std::optional<std::string>> message =
-        co_await connection->ReadMessage(stream);
+        co_await ReadBefore(*connection, stream, request.deadline);
     // (Not a ?: around co_await: GCC 12 miscompiles that.)
     absl::StatusOr<std::optional<std::string>> more = std::nullopt;
     if (message.ok() && message->has_value()) {
-      more = co_await connection->ReadMessage(stream);
+      more = co_await ReadBefore(*connection, stream, request.deadline);
     }
     absl::Status bad;
     if (!message.ok()) {
