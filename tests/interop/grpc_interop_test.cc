@@ -11,6 +11,7 @@
 // names, so gRPC lives only in those two programs (grpc_echo_server.cc,
 // grpc_echo_client.cc); this test links dynrpc alone and runs them as
 // subprocesses. Every wait has a timeout, and every call a deadline.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <future>
@@ -52,13 +53,16 @@ using ::testing::Eq;
 
 // How long a server may take to print its address.
 constexpr std::chrono::seconds kStartTimeout(30);
-// How long grpc_echo_client may run one scenario (its own calls time out
-// after 20 s each).
+// How long grpc_echo_client may run one scenario (it gives up on its own
+// after 40 s).
 constexpr std::chrono::seconds kClientTimeout(60);
-// How long a server line that a call's end implies may take to appear.
-constexpr std::chrono::seconds kLineTimeout(30);
-// The deadline of every call that does not test deadlines, so none can hang.
-constexpr std::chrono::seconds kCallTimeout(20);
+// How long a server line that an event implies may take to appear.
+constexpr std::chrono::seconds kLineTimeout(10);
+// Calls that do not test deadlines get kCallTimeout, within what is left of
+// the test's kTestBudget: generous for a slow (sanitized) build, and a test
+// against a server that answers nothing still ends within ctest's 120 s.
+constexpr std::chrono::seconds kCallTimeout(10);
+constexpr std::chrono::seconds kTestBudget(50);
 
 std::string JoinLines(const std::vector<std::string>& lines) {
   std::string out;
@@ -184,6 +188,7 @@ class DynrpcClientToGrpcServer : public ::testing::Test {
         << " s without a \"listening <address>\" line; it printed:\n"
         << JoinLines(server_output_);
     address_ = *address;
+    budget_end_ = Clock::now() + kTestBudget;
 
     Config config;
     config.request_plane = RequestPlaneKind::kHttp;
@@ -193,6 +198,11 @@ class DynrpcClientToGrpcServer : public ::testing::Test {
     ASSERT_THAT(channel, IsOk());
     channel_ = *channel;
     stub_ = std::make_unique<EchoService::Stub>(channel_);
+  }
+
+  // Gives a call that does not test deadlines its deadline.
+  void SetTimeout(ClientContext& context) const {
+    context.set_deadline(std::min(Clock::now() + kCallTimeout, budget_end_));
   }
 
   // Whether the gRPC server prints `line` within kLineTimeout (lines before
@@ -235,13 +245,14 @@ class DynrpcClientToGrpcServer : public ::testing::Test {
   std::vector<std::string> server_output_;
   Runtime runtime_{2};
   std::string address_;
+  Clock::time_point budget_end_;
   std::shared_ptr<Channel> channel_;
   std::unique_ptr<EchoService::Stub> stub_;
 };
 
 TEST_F(DynrpcClientToGrpcServer, UnaryEchoCarriesPayloadAndMetadataBothWays) {
   ClientContext context;
-  context.set_timeout(kCallTimeout);
+  SetTimeout(context);
   context.AddMetadata("x-echo", "v1");
   EchoRequest request;
   request.set_text("hello");
@@ -265,7 +276,7 @@ TEST_F(DynrpcClientToGrpcServer, HandlerSeesTheCallersMetadata) {
        {Case{"hello world", "hello world"}, Case{std::nullopt, "<absent>"}}) {
     SCOPED_TRACE(c.want);
     ClientContext context;
-    context.set_timeout(kCallTimeout);
+    SetTimeout(context);
     if (c.sent) context.AddMetadata("x-plain", *c.sent);
     EchoRequest request;
     request.set_text("metadata:x-plain");
@@ -294,7 +305,7 @@ TEST_F(DynrpcClientToGrpcServer, ErrorStatusArrivesUnchanged) {
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::Status(c.code, c.message).ToString());
     ClientContext context;
-    context.set_timeout(kCallTimeout);
+    SetTimeout(context);
     FailRequest request;
     request.set_code(static_cast<int>(c.code));
     request.set_message(c.message);
@@ -336,7 +347,7 @@ TEST_F(DynrpcClientToGrpcServer, HandlerSeesTheDeadline) {
 
 TEST_F(DynrpcClientToGrpcServer, TryCancelEndsABlockedCallOnBothSides) {
   ClientContext context;
-  context.set_timeout(kCallTimeout);
+  SetTimeout(context);
   EchoRequest request;
   std::future<absl::StatusOr<EchoReply>> reply =
       Spawn(stub_->Block(context, request));
@@ -353,7 +364,7 @@ TEST_F(DynrpcClientToGrpcServer, ServerStreamDeliversEveryMessageInOrder) {
   for (int64_t count : {100, 0}) {
     SCOPED_TRACE(count);
     ClientContext context;
-    context.set_timeout(kCallTimeout);
+    SetTimeout(context);
     context.AddMetadata("x-echo", "stream");
     StreamRequest request;
     request.set_count(count);
@@ -379,7 +390,7 @@ TEST_F(DynrpcClientToGrpcServer, ServerStreamDeliversEveryMessageInOrder) {
 
 TEST_F(DynrpcClientToGrpcServer, ServerStreamErrorFollowsTheMessagesBeforeIt) {
   ClientContext context;
-  context.set_timeout(kCallTimeout);
+  SetTimeout(context);
   StreamRequest request;
   request.set_count(100);
   request.set_fail_after(3);
@@ -398,7 +409,7 @@ TEST_F(DynrpcClientToGrpcServer, ServerStreamErrorFollowsTheMessagesBeforeIt) {
 
 TEST_F(DynrpcClientToGrpcServer, TryCancelEndsAnEndlessServerStream) {
   ClientContext context;
-  context.set_timeout(kCallTimeout);
+  SetTimeout(context);
   StreamRequest request;
   request.set_forever(true);
   request.set_payload_bytes(10);
@@ -423,7 +434,7 @@ TEST_F(DynrpcClientToGrpcServer, TryCancelEndsAnEndlessServerStream) {
 
 TEST_F(DynrpcClientToGrpcServer, ClientStreamIsCountedInOrder) {
   ClientContext context;
-  context.set_timeout(kCallTimeout);
+  SetTimeout(context);
   ClientWriter<StreamMessage, StreamSummary> writer = stub_->Collect(context);
   for (int64_t i = 0; i < 50; ++i) {
     StreamMessage message;
@@ -440,7 +451,7 @@ TEST_F(DynrpcClientToGrpcServer, ClientStreamIsCountedInOrder) {
 
 TEST_F(DynrpcClientToGrpcServer, BidiChatEchoesEachMessageInTurn) {
   ClientContext context;
-  context.set_timeout(kCallTimeout);
+  SetTimeout(context);
   ClientReaderWriter<StreamMessage, StreamMessage> stream =
       stub_->Chat(context);
   for (int64_t i = 0; i < 20; ++i) {
@@ -468,7 +479,7 @@ TEST_F(DynrpcClientToGrpcServer, FourMiBMessagesRoundTrip) {
   constexpr std::size_t kBytes = 4u << 20;
   {
     ClientContext context;
-    context.set_timeout(kCallTimeout);
+    SetTimeout(context);
     EchoRequest request;
     request.set_text("large");
     request.set_payload(Pattern(kBytes));
@@ -480,7 +491,7 @@ TEST_F(DynrpcClientToGrpcServer, FourMiBMessagesRoundTrip) {
   }
   {
     ClientContext context;
-    context.set_timeout(kCallTimeout);
+    SetTimeout(context);
     SizeRequest request;
     request.set_reply_payload_bytes(kBytes);
     absl::StatusOr<EchoReply> reply = Run(stub_->Sized(context, request));
@@ -495,7 +506,7 @@ TEST_F(DynrpcClientToGrpcServer, UnknownMethodIsUnimplemented) {
                                   "/dynrpc.testing.NoSuchService/Echo"}) {
     SCOPED_TRACE(method);
     ClientContext context;
-    context.set_timeout(kCallTimeout);
+    SetTimeout(context);
     EXPECT_THAT(Run(channel_->CallUnary(context, method, "")),
                 StatusIs(absl::StatusCode::kUnimplemented));
   }

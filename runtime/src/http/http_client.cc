@@ -137,8 +137,9 @@ absl::Status CheckConfig(const HttpConfig& config) {
   return absl::OkStatus();
 }
 
-// A pooled connection. `calls`, `idle_since` are guarded by the client's
-// mutex (taken before the connection's, never after).
+// A pooled connection. `calls` and `idle_since` change under the client's
+// mutex (taken before the connection's, never after); the maintenance task
+// reads them without it.
 class ClientConnection final : public H2Connection {
  public:
   ClientConnection(asio::ip::tcp::socket socket, const HttpConfig& config,
@@ -154,8 +155,8 @@ class ClientConnection final : public H2Connection {
     asio::post(timer_->get_executor(), [timer = timer_] { timer->cancel(); });
   }
 
-  std::size_t calls = 0;
-  Clock::time_point idle_since = Clock::now();
+  std::atomic<std::size_t> calls{0};
+  std::atomic<Clock::rep> idle_since{Clock::now().time_since_epoch().count()};
   // Keepalive (any thread).
   std::atomic<bool> ping_outstanding{false};
   std::atomic<Clock::rep> last_alive{Clock::now().time_since_epoch().count()};
@@ -173,6 +174,72 @@ class ClientConnection final : public H2Connection {
   std::shared_ptr<asio::steady_timer> timer_;  // the maintenance task's
   std::function<void(absl::Status)> on_closed_;
 };
+
+// The maintenance task of one connection: keepalive PINGs while calls are
+// open, and closing it when idle too long. It may outlive the client (whose
+// destruction closes the connection, which ends the task), so it uses only
+// the connection and its own copy of the configuration.
+asio::awaitable<void> Maintain(std::shared_ptr<ClientConnection> connection,
+                               HttpConfig config) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  const std::shared_ptr<asio::steady_timer>& timer = connection->timer();
+  for (;;) {
+    if (!connection->accepting()) break;
+    Clock::time_point now = Clock::now();
+    Clock::time_point wake = Clock::time_point::max();
+    bool idle = connection->calls == 0;
+    if (idle) {
+      wake = Clock::time_point(Clock::duration(connection->idle_since)) +
+             config.pool_idle_timeout;
+    }
+    if (idle && now >= wake) {
+      connection->Close(absl::UnavailableError(absl::StrCat(
+          "idle for ", config.pool_idle_timeout.count(),
+          " s (DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS)")));
+      break;
+    }
+    if (!idle) {
+      // Keepalive while calls are open: a PING every interval; one not
+      // answered within the timeout means the peer is gone.
+      if (connection->ping_outstanding) {
+        Clock::time_point dead_at =
+            connection->ping_sent + config.keep_alive_timeout;
+        if (now >= dead_at) {
+          connection->Close(absl::UnavailableError(absl::StrCat(
+              "no answer to an HTTP/2 PING from ", connection->peer(),
+              " within ", config.keep_alive_timeout.count(),
+              " s (DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS): the connection is "
+              "presumed dead")));
+          break;
+        }
+        wake = dead_at;
+      } else {
+        Clock::time_point next =
+            Clock::time_point(Clock::duration(connection->last_alive.load())) +
+            config.keep_alive_interval;
+        if (now >= next) {
+          connection->ping_outstanding = true;
+          connection->ping_sent = now;
+          std::weak_ptr<ClientConnection> weak = connection;
+          connection->SendPing([weak] {
+            if (auto c = weak.lock()) {
+              c->last_alive = Clock::now().time_since_epoch().count();
+              c->ping_outstanding = false;
+            }
+          });
+          continue;
+        }
+        wake = next;
+      }
+    }
+    timer->expires_at(wake);
+    // Woken by the time, or early by Poke() (a call started or ended).
+    (void)co_await timer->async_wait(as_tuple(use_awaitable));
+    asio::cancellation_state state =
+        co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) break;
+  }
+}
 
 HttpClient::Lease::Lease(std::shared_ptr<HttpClient> client,
                          std::shared_ptr<ClientConnection> connection)
@@ -229,7 +296,7 @@ std::vector<H2Stats> HttpClient::ConnectionStats(
 void HttpClient::Release(ClientConnection& connection) {
   std::lock_guard lock(mu_);
   if (--connection.calls > 0) return;
-  connection.idle_since = Clock::now();
+  connection.idle_since = Clock::now().time_since_epoch().count();
   // Beyond DYN_HTTP2_POOL_MAX_IDLE_PER_HOST idle connections, this one
   // closes now.
   std::size_t idle = 0;
@@ -303,71 +370,9 @@ asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
     connection->calls = 1;
     pools_[target].push_back(connection);
   }
-  tasks_->Spawn(strand, Maintain(connection), "http client keepalive");
+  tasks_->Spawn(strand, Maintain(connection, config_),
+                "http client keepalive");
   co_return Lease(shared_from_this(), std::move(connection));
-}
-
-asio::awaitable<void> HttpClient::Maintain(
-    std::shared_ptr<ClientConnection> connection) {
-  co_await asio::this_coro::throw_if_cancelled(false);
-  const std::shared_ptr<asio::steady_timer>& timer = connection->timer();
-  for (;;) {
-    if (!connection->accepting()) break;
-    Clock::time_point now = Clock::now();
-    Clock::time_point wake = Clock::time_point::max();
-    bool idle = false;
-    {
-      std::lock_guard lock(mu_);
-      idle = connection->calls == 0;
-      if (idle) wake = connection->idle_since + config_.pool_idle_timeout;
-    }
-    if (idle && now >= wake) {
-      connection->Close(absl::UnavailableError(absl::StrCat(
-          "idle for ", config_.pool_idle_timeout.count(),
-          " s (DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS)")));
-      break;
-    }
-    if (!idle) {
-      // Keepalive while calls are open: a PING every interval; one not
-      // answered within the timeout means the peer is gone.
-      if (connection->ping_outstanding) {
-        Clock::time_point dead_at =
-            connection->ping_sent + config_.keep_alive_timeout;
-        if (now >= dead_at) {
-          connection->Close(absl::UnavailableError(absl::StrCat(
-              "no answer to an HTTP/2 PING from ", connection->peer(),
-              " within ", config_.keep_alive_timeout.count(),
-              " s (DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS): the connection is "
-              "presumed dead")));
-          break;
-        }
-        wake = dead_at;
-      } else {
-        Clock::time_point next =
-            Clock::time_point(Clock::duration(connection->last_alive.load())) +
-            config_.keep_alive_interval;
-        if (now >= next) {
-          connection->ping_outstanding = true;
-          connection->ping_sent = now;
-          std::weak_ptr<ClientConnection> weak = connection;
-          connection->SendPing([weak] {
-            if (auto c = weak.lock()) {
-              c->last_alive = Clock::now().time_since_epoch().count();
-              c->ping_outstanding = false;
-            }
-          });
-          continue;
-        }
-        wake = next;
-      }
-    }
-    timer->expires_at(wake);
-    // Woken by the time, or early by Poke() (a call started or ended).
-    (void)co_await timer->async_wait(as_tuple(use_awaitable));
-    asio::cancellation_state state =
-        co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none) break;
-  }
 }
 
 absl::StatusOr<Headers> HttpClient::RequestHeaders(

@@ -88,10 +88,6 @@ class HttpClient final : public RequestPlaneClient,
 
  private:
   void Release(ClientConnection& connection);
-  // The maintenance task of one connection: keepalive PINGs while calls
-  // are open, and closing it when idle too long.
-  boost::asio::awaitable<void> Maintain(
-      std::shared_ptr<ClientConnection> connection);
 
   const HttpConfig config_;
   const boost::asio::any_io_executor executor_;
