@@ -4,11 +4,13 @@
 usage: report.py RESULTS.json OUT_DIR
 
 results.md puts each dynrpc plane beside gRPC C++ and the floor, with the
-ratios dynrpc/gRPC and dynrpc/floor (and, for the HTTP plane, dynrpc/h2
-floor), then the h2load runs against the HTTP/2 floor and dynrpc's JSON and
-gRPC endpoints, and says which machine and build made the figures. The plots
-(SVG, by gnuplot) are latency against payload and throughput against calls
-in flight.
+ratios dynrpc/gRPC and dynrpc/floor (for the HTTP plane, dynrpc/h2 floor;
+for the NATS plane, dynrpc/nats floor: bare nats.c request/reply through the
+same nats-server), then the NATS plane against its floor, the h2load runs
+against the HTTP/2 floor and dynrpc's JSON and gRPC endpoints, and says which
+machine and build made the figures. The plots (SVG, by gnuplot) are latency
+against payload and throughput against calls in flight. Results from before
+the NATS plane (no dynrpc-nats or nats-floor runs) render as they did.
 """
 import json
 import os
@@ -33,6 +35,14 @@ def fmt(x, digits=1):
     if x >= 100:
         return f"{x:,.0f}"
     return f"{x:.{digits}f}"
+
+
+# How a system is named in tables and plots (its benchmark name otherwise).
+DISPLAY = {"nats-floor": "nats floor"}
+
+
+def display(system):
+    return DISPLAY.get(system, system)
 
 
 def ratio(a, b):
@@ -90,6 +100,9 @@ def main():
             stream[int(parts[2])][system] = b
     planes = [s for s in systems if s.startswith("dynrpc-")]
     http_planes = [p for p in planes if p.endswith("-http")]
+    # The NATS floor's ratio columns, when it was measured.
+    nats_planes = ([p for p in planes if p.endswith("-nats")]
+                   if "nats-floor" in systems else [])
 
     def get(table, key, system, field):
         b = table.get(key, {}).get(system)
@@ -124,6 +137,20 @@ def main():
         f"gRPC C++ {version(['pkg-config', '--modversion', 'grpc++'])}.",
         f"Run: {ctx.get('date')}; Google Benchmark "
         f"{ctx.get('library_build_type', '')} library.",
+    ]
+    if ctx.get("nats_server"):
+        cpu = ctx.get("nats_server_cpu", "unpinned")
+        payload_limit = ctx.get("nats_max_payload")
+        lines.append(
+            f"NATS: {version(['nats-server', '--version'])} at "
+            f"{ctx['nats_server']}, "
+            + (f"pinned to CPU {cpu} with the servers"
+               if cpu != "unpinned" else "not pinned")
+            + f", {ctx.get('nats_server_origin', '')}; "
+            + (f"max_payload {int(payload_limit):,} bytes; "
+               if payload_limit else "")
+            + f"nats.c {ctx.get('nats_c_version', '?')}.")
+    lines += [
         "",
         "The floor is a blocking length-prefixed echo over a raw socket: what "
         "any TCP request plane must pay. "
@@ -133,6 +160,17 @@ def main():
            "and that echo (p50 latency at 1 in flight, calls/s), at h2load's "
            "payload only; the like-for-like comparison of servers under one "
            "client is the h2load table. " if h2_payload is not None else "")
+        + ("The nats floor is bare nats.c request/reply through the same "
+           "nats-server as dynrpc-nats (bench/nats_floor_server.cc, a nats.c "
+           "echo; the client is natsConnection_Request one call at a time, "
+           "asynchronous publishes with a reply subject per call in flight "
+           "otherwise), both ends connected with send-asap as dynrpc's NATS "
+           "plane connects: what any NATS request plane must pay. The NATS "
+           "target (issues 4 and 6: unary p50 within 1.3× of bare nats.c "
+           "request/reply) is "
+           "the `p50 / nats floor p50` column. Server CPU is the echo "
+           "server's alone; the nats-server's is in the NATS section. "
+           if nats_planes else "")
         + "Ratios under 1 are better for latency and CPU, over 1 better for "
         "throughput.",
         "",
@@ -140,11 +178,12 @@ def main():
         "",
     ]
     header = "| payload | " + " | ".join(
-        f"{s} p50 | {s} p99" for s in systems) + " | " + " | ".join(
+        f"{display(s)} p50 | {display(s)} p99" for s in systems) + " | " + " | ".join(
         f"{p} / grpc p50 | {p} / floor p50" for p in planes) + "".join(
-        f" | {p} p50 / h2 floor p50" for p in http_planes) + " |"
+        f" | {p} p50 / h2 floor p50" for p in http_planes) + "".join(
+        f" | {p} p50 / nats floor p50" for p in nats_planes) + " |"
     lines += [header, "|" + "---|" * (1 + 2 * len(systems) + 2 * len(planes)
-                                      + len(http_planes))]
+                                      + len(http_planes) + len(nats_planes))]
     for payload in sorted(unary):
         row = [human_bytes(payload)]
         for s in systems:
@@ -158,15 +197,19 @@ def main():
         for p in http_planes:
             row.append(ratio(get(unary, payload, p, "p50_us"),
                              h2_floor_latency(payload)))
+        for p in nats_planes:
+            row.append(ratio(get(unary, payload, p, "p50_us"),
+                             get(unary, payload, "nats-floor", "p50_us")))
         lines.append("| " + " | ".join(row) + " |")
 
     lines += ["", "## Unary throughput (calls/s; server CPU µs per call)", ""]
     header = "| in flight | payload | " + " | ".join(
-        f"{s} calls/s | {s} CPU µs" for s in systems) + " | " + " | ".join(
+        f"{display(s)} calls/s | {display(s)} CPU µs" for s in systems) + " | " + " | ".join(
         f"{p} / grpc | {p} / floor" for p in planes) + "".join(
-        f" | {p} / h2 floor" for p in http_planes) + " |"
+        f" | {p} / h2 floor" for p in http_planes) + "".join(
+        f" | {p} / nats floor" for p in nats_planes) + " |"
     lines += [header, "|" + "---|" * (2 + 2 * len(systems) + 2 * len(planes)
-                                      + len(http_planes))]
+                                      + len(http_planes) + len(nats_planes))]
     for key in sorted(throughput):
         row = [str(key[0]), human_bytes(key[1])]
         for s in systems:
@@ -180,10 +223,13 @@ def main():
         for p in http_planes:
             row.append(ratio(get(throughput, key, p, "calls_per_s"),
                              h2_floor_calls(key)))
+        for p in nats_planes:
+            row.append(ratio(get(throughput, key, p, "calls_per_s"),
+                             get(throughput, key, "nats-floor", "calls_per_s")))
         lines.append("| " + " | ".join(row) + " |")
 
     lines += ["", "## Server streaming (16-byte messages/s)", ""]
-    stream_systems = [s for s in systems if s != "floor"]
+    stream_systems = [s for s in systems if not s.endswith("floor")]
     header = "| streams | " + " | ".join(stream_systems) + " | " + " | ".join(
         f"{p} / grpc" for p in planes) + " |"
     lines += [header, "|" + "---|" * (1 + len(stream_systems) + len(planes))]
@@ -193,6 +239,55 @@ def main():
         row += [ratio(get(stream, streams, p, "msgs_per_s"),
                       get(stream, streams, "grpc", "msgs_per_s")) for p in planes]
         lines.append("| " + " | ".join(row) + " |")
+
+    for p in nats_planes:
+        f = "nats-floor"
+        lines += ["", f"## NATS: {p} against the nats floor", "",
+                  "Both through the same nats-server. Unary latency one call "
+                  "at a time (µs); server CPU is the echo server's and "
+                  "nats-server CPU the broker's, both µs per call (the "
+                  "broker's only when ./scripts/bench started it). The 1.3× "
+                  "target is the p50 ratio.", ""]
+        lines += ["| payload | " + f"{p} p50 | nats floor p50 | p50 ratio | "
+                  f"{p} p99 | nats floor p99 | {p} server CPU | nats floor "
+                  f"server CPU | {p} nats-server CPU | nats floor nats-server "
+                  "CPU |", "|" + "---|" * 10]
+        for payload in sorted(unary):
+            if get(unary, payload, p, "p50_us") is None and get(
+                    unary, payload, f, "p50_us") is None:
+                continue
+            lines.append("| " + " | ".join([
+                human_bytes(payload),
+                fmt(get(unary, payload, p, "p50_us")),
+                fmt(get(unary, payload, f, "p50_us")),
+                ratio(get(unary, payload, p, "p50_us"),
+                      get(unary, payload, f, "p50_us")),
+                fmt(get(unary, payload, p, "p99_us")),
+                fmt(get(unary, payload, f, "p99_us")),
+                fmt(get(unary, payload, p, "server_cpu_us_per_call")),
+                fmt(get(unary, payload, f, "server_cpu_us_per_call")),
+                fmt(get(unary, payload, p, "nats_server_cpu_us_per_call")),
+                fmt(get(unary, payload, f, "nats_server_cpu_us_per_call")),
+            ]) + " |")
+        lines += ["", "| in flight | payload | " + f"{p} calls/s | nats floor "
+                  f"calls/s | ratio | {p} server CPU | nats floor server CPU | "
+                  f"{p} nats-server CPU | nats floor nats-server CPU |",
+                  "|" + "---|" * 9]
+        for key in sorted(throughput):
+            if get(throughput, key, p, "calls_per_s") is None and get(
+                    throughput, key, f, "calls_per_s") is None:
+                continue
+            lines.append("| " + " | ".join([
+                str(key[0]), human_bytes(key[1]),
+                fmt(get(throughput, key, p, "calls_per_s")),
+                fmt(get(throughput, key, f, "calls_per_s")),
+                ratio(get(throughput, key, p, "calls_per_s"),
+                      get(throughput, key, f, "calls_per_s")),
+                fmt(get(throughput, key, p, "server_cpu_us_per_call")),
+                fmt(get(throughput, key, f, "server_cpu_us_per_call")),
+                fmt(get(throughput, key, p, "nats_server_cpu_us_per_call")),
+                fmt(get(throughput, key, f, "nats_server_cpu_us_per_call")),
+            ]) + " |")
 
     if h2load:
         names = {"h2-floor": "h2 floor", "dynrpc-json": "dynrpc JSON",
@@ -244,7 +339,7 @@ def main():
         peak["h2 floor"] = max(b.get("server_peak_rss_mib", 0)
                                for b in h2load["h2-floor"].values())
     lines += ["", "Server peak memory (VmHWM, MiB): " + ", ".join(
-        f"{s} {fmt(v)}" for s, v in peak.items()) + ".", ""]
+        f"{display(s)} {fmt(v)}" for s, v in peak.items()) + ".", ""]
     if failed:
         lines += ["Failed runs (not in the tables):", ""]
         lines += [f"- `{name}`: {msg}" for name, msg in failed]
@@ -256,11 +351,12 @@ def main():
     # Plots.
     # The h2 floor (h2load's mean at 1 in flight; its calls/s) is one more
     # series where it was measured.
-    latency_series = [(s, [(payload, get(unary, payload, s, "p50_us"))
-                           for payload in sorted(unary)]) for s in systems]
+    latency_series = [(display(s), [(payload, get(unary, payload, s, "p50_us"))
+                                    for payload in sorted(unary)])
+                      for s in systems]
     throughput_series = [
-        (s, [(key[0], get(throughput, key, s, "calls_per_s"))
-             for key in sorted(k for k in throughput if k[1] == 16)])
+        (display(s), [(key[0], get(throughput, key, s, "calls_per_s"))
+                      for key in sorted(k for k in throughput if k[1] == 16)])
         for s in systems]
     if h2_payload is not None:
         latency_series.append(("h2 floor (h2load)",
@@ -285,25 +381,31 @@ def main():
 
     n_latency = write_series("latency.dat", latency_series)
     n_throughput = write_series("throughput.dat", throughput_series)
-    script = f"""
+    # A plot with no points (a partial run, filtered) is left out: gnuplot
+    # refuses an empty one.
+    head = """
 set terminal svg size 800,480 dynamic background rgb 'white'
 set key left top
 set grid
+"""
+    if n_latency > 0:
+        subprocess.run(["gnuplot"], text=True, check=True, input=head + f"""
 set output '{out_dir}/latency.svg'
 set title 'Unary latency, p50 (lower is better)'
 set logscale xy
 set xlabel 'payload (bytes)'
 set ylabel 'µs'
 plot for [i=0:{n_latency - 1}] '{out_dir}/latency.dat' index i using 1:2 with linespoints title columnheader(1)
+""")
+    if n_throughput > 0:
+        subprocess.run(["gnuplot"], text=True, check=True, input=head + f"""
 set output '{out_dir}/throughput.svg'
 set title 'Unary throughput, 16 B payload (higher is better)'
 set logscale x 2
-unset logscale y
 set xlabel 'calls in flight'
 set ylabel 'calls/s'
 plot for [i=0:{n_throughput - 1}] '{out_dir}/throughput.dat' index i using 1:2 with linespoints title columnheader(1)
-"""
-    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+""")
 
 
 if __name__ == "__main__":

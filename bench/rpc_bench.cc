@@ -4,11 +4,18 @@
 //   Unary/<system>/<payload bytes>            one call at a time: mean, p50, p99
 //   Throughput/<system>/<in flight>/<bytes>   calls/s and bytes/s
 //   Stream/<system>/<streams>                 16-byte messages/s, server streaming
-// plus the server's CPU time per call and its peak memory. Unary/ reuses one
+// plus the server's CPU time per call and its peak memory (over NATS, also
+// the nats-server's CPU time per call, when ./scripts/bench started it and
+// says its pid). A payload a system refuses (over the NATS server's
+// max_payload) fails that benchmark with the reason. Unary/ reuses one
 // request message per payload size; replies are parsed into fresh messages.
 //
 // Systems: dynrpc on each request plane this build has (kPlanes), gRPC C++,
-// and the floor (a blocking length-prefixed echo over a raw socket).
+// the floor (a blocking length-prefixed echo over a raw socket), and the NATS
+// floor (nats-floor: bare nats.c request/reply through the same nats-server
+// as dynrpc-nats, answered by nats_floor_server, a bare nats.c echo).
+// dynrpc-nats and nats-floor need NATS_SERVER (./scripts/bench starts a
+// nats-server when it is unset); without it they are left out.
 //
 // HTTP/2 servers are also measured with h2load (nghttp2-client), run as a
 // subprocess (pinned with us to CPU 0), one connection, 16-byte payloads:
@@ -18,6 +25,7 @@
 // plane pays), and dynrpc's HTTP plane at its JSON endpoint (dynrpc-json) and
 // its gRPC endpoint (dynrpc-grpc), the same server as Unary/dynrpc-http/.
 #include <arpa/inet.h>
+#include <nats/nats.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -26,12 +34,16 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
@@ -55,9 +67,28 @@ using Clock = std::chrono::steady_clock;
 
 // Adding a request plane to the suite is adding it here.
 const dynrpc::RequestPlaneKind kPlanes[] = {dynrpc::RequestPlaneKind::kTcp,
-                                            dynrpc::RequestPlaneKind::kHttp};
+                                            dynrpc::RequestPlaneKind::kHttp,
+                                            dynrpc::RequestPlaneKind::kNats};
 
 bool g_quick = false;
+
+// The NATS server of the NATS plane and the NATS floor (NATS_SERVER); empty:
+// they are not measured.
+std::string NatsServerUrl() {
+  const char* url = std::getenv("NATS_SERVER");
+  return url != nullptr ? url : "";
+}
+
+// The nats-server's pid when ./scripts/bench started it
+// (DYNRPC_BENCH_NATS_PID), for its CPU time per call; -1 otherwise.
+pid_t NatsServerPid() {
+  const char* pid = std::getenv("DYNRPC_BENCH_NATS_PID");
+  return pid != nullptr && *pid != '\0' ? std::atoi(pid) : -1;
+}
+
+bool OverNats(const std::string& system) {
+  return system.ends_with("-nats") || system == "nats-floor";
+}
 
 // dynrpc on one request plane; the client's io_context runs on the calling
 // thread (no thread hop on the client side).
@@ -71,17 +102,34 @@ class DynrpcSystem final : public bench::System {
          "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0"});
     dynrpc::Config config;
     config.request_plane = plane;
+    if (plane == dynrpc::RequestPlaneKind::kNats) {
+      // The server reads NATS_SERVER (and DYN_NAMESPACE, credentials) from
+      // the environment it inherits; the client takes the same. Its target
+      // is the server's address, its instance id: that one instance, as on
+      // the other planes.
+      absl::StatusOr<dynrpc::Config> env = dynrpc::Config::FromEnvironment();
+      if (!env.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(env.status().message()).c_str());
+        std::exit(1);
+      }
+      config.nats = env->nats;
+    }
     channel_ = *dynrpc::Channel::Create(io_.get_executor(), address, config);
     stub_ = std::make_unique<bench::Echo::Stub>(channel_);
   }
 
   void UnaryOnce(const std::string& payload) override {
+    if (!Probe(payload).empty()) std::abort();
+  }
+
+  std::string Probe(const std::string& payload) override {
     if (request_.data() != payload) request_.set_data(payload);
     dynrpc::ClientContext context;
     auto reply = asio::co_spawn(io_, stub_->Unary(context, request_),
                                 asio::use_future);
     RunUntil(reply);
-    if (!reply.get().ok()) std::abort();
+    absl::StatusOr<bench::Payload> result = reply.get();
+    return result.ok() ? "" : result.status().ToString();
   }
 
   void UnaryBatch(const std::string& payload, int calls,
@@ -214,6 +262,148 @@ class FloorSystem final : public bench::System {
   std::vector<int> sockets_;
 };
 
+// The NATS floor: bare nats.c request/reply through the same nats-server as
+// dynrpc-nats, answered by nats_floor_server (a bare nats.c echo). One
+// connection, connected as dynrpc's NATS plane connects (send-asap), as
+// dynrpc's client shares one connection per process. One call at a time is
+// natsConnection_Request (blocking; nats.c's shared response subscription,
+// whose delivery thread wakes the caller: the same two thread hops as
+// dynrpc's client, reader to delivery thread to caller). Calls in flight are
+// asynchronous: each slot publishes its request with a reply subject of its
+// own under one inbox subscription, and the reply's callback (on nats.c's
+// delivery thread) publishes the slot's next request, so no thread per
+// call stands between replies.
+class NatsFloorSystem final : public bench::System {
+ public:
+  NatsFloorSystem() {
+    subject_ = StartServer(DYNRPC_BENCH_DIR "/nats_floor_server", {});
+    std::string url = NatsServerUrl();
+    natsOptions* options = nullptr;
+    natsStatus s = natsOptions_Create(&options);
+    if (s == NATS_OK) s = natsOptions_SetURL(options, url.c_str());
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(options, true);
+    if (s == NATS_OK) s = natsConnection_Connect(&nc_, options);
+    natsOptions_Destroy(options);
+    natsInbox* inbox = nullptr;
+    if (s == NATS_OK) s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+      inbox_ = inbox;
+      natsInbox_Destroy(inbox);
+      s = natsConnection_Subscribe(&replies_, nc_, (inbox_ + ".*").c_str(),
+                                   &NatsFloorSystem::OnReply, this);
+    }
+    if (s == NATS_OK) {
+      s = natsSubscription_SetPendingLimits(replies_, 1 << 20, 1 << 30);
+    }
+    if (s == NATS_OK) s = natsConnection_Flush(nc_);
+    if (s != NATS_OK) {
+      std::fprintf(stderr, "NATS floor client (%s): %s\n", url.c_str(),
+                   LastError(s).c_str());
+      std::exit(1);
+    }
+  }
+
+  ~NatsFloorSystem() override {
+    if (replies_ != nullptr) {
+      natsSubscription_Unsubscribe(replies_);
+      natsSubscription_Destroy(replies_);
+    }
+    if (nc_ != nullptr) {
+      natsConnection_Close(nc_);
+      natsConnection_Destroy(nc_);
+    }
+  }
+
+  void UnaryOnce(const std::string& payload) override {
+    if (!Probe(payload).empty()) std::abort();
+  }
+
+  std::string Probe(const std::string& payload) override {
+    natsMsg* reply = nullptr;
+    natsStatus s = natsConnection_Request(&reply, nc_, subject_.c_str(),
+                                          payload.data(),
+                                          static_cast<int>(payload.size()),
+                                          kTimeoutMs);
+    if (s != NATS_OK) return LastError(s);
+    bool echoed = natsMsg_GetDataLength(reply) == static_cast<int>(payload.size());
+    natsMsg_Destroy(reply);
+    return echoed ? "" : "the NATS floor's reply is not the request's size";
+  }
+
+  void UnaryBatch(const std::string& payload, int calls,
+                  int in_flight) override {
+    std::unique_lock lock(mu_);
+    payload_ = &payload;
+    calls_ = calls;
+    issued_ = std::min(calls, in_flight);
+    done_ = 0;
+    while (static_cast<int>(slots_.size()) < in_flight) {
+      slots_.push_back(inbox_ + "." + std::to_string(slots_.size()));
+    }
+    int first = issued_;
+    lock.unlock();
+    for (int slot = 0; slot < first; ++slot) Send(slot);
+    lock.lock();
+    if (!finished_.wait_for(lock, std::chrono::seconds(kTimeoutMs / 1000 * 6),
+                            [&] { return done_ == calls_; })) {
+      std::fprintf(stderr, "NATS floor: %d of %d replies\n", done_, calls_);
+      std::abort();
+    }
+  }
+
+  int64_t Stream(int, int64_t) override { return -1; }
+
+ private:
+  static constexpr int64_t kTimeoutMs = 10'000;
+
+  static std::string LastError(natsStatus s) {
+    const char* text = nats_GetLastError(nullptr);
+    return text != nullptr && *text != '\0' ? text : natsStatus_GetText(s);
+  }
+
+  void Send(int slot) {
+    natsStatus s = natsConnection_PublishRequest(
+        nc_, subject_.c_str(), slots_[slot].c_str(), payload_->data(),
+        static_cast<int>(payload_->size()));
+    if (s != NATS_OK) {
+      std::fprintf(stderr, "NATS floor: %s\n", LastError(s).c_str());
+      std::abort();
+    }
+  }
+
+  // On nats.c's delivery thread: counts the reply and sends the slot's next
+  // request, if any is left.
+  static void OnReply(natsConnection*, natsSubscription*, natsMsg* msg,
+                      void* closure) {
+    auto* self = static_cast<NatsFloorSystem*>(closure);
+    const char* subject = natsMsg_GetSubject(msg);
+    int slot = std::atoi(std::strrchr(subject, '.') + 1);
+    bool echoed =
+        natsMsg_GetDataLength(msg) == static_cast<int>(self->payload_->size());
+    natsMsg_Destroy(msg);
+    if (!echoed) std::abort();
+    bool more = false;
+    {
+      std::lock_guard lock(self->mu_);
+      ++self->done_;
+      more = self->issued_ < self->calls_;
+      if (more) ++self->issued_;
+      if (self->done_ == self->calls_) self->finished_.notify_one();
+    }
+    if (more) self->Send(slot);
+  }
+
+  std::string subject_;  // what nats_floor_server serves
+  natsConnection* nc_ = nullptr;
+  std::string inbox_;    // replies arrive on <inbox>.<slot>
+  natsSubscription* replies_ = nullptr;
+  std::vector<std::string> slots_;  // reply subjects, one per call in flight
+  std::mutex mu_;
+  std::condition_variable finished_;
+  const std::string* payload_ = nullptr;
+  int calls_ = 0, issued_ = 0, done_ = 0;  // this batch's (under mu_)
+};
+
 // Systems by name, started on first use, stopped (killed) at exit.
 std::map<std::string, std::unique_ptr<bench::System>>& Systems() {
   static auto* systems = new std::map<std::string, std::unique_ptr<bench::System>>;
@@ -227,6 +417,8 @@ bench::System& Get(const std::string& name) {
       s = bench::MakeGrpcSystem();
     } else if (name == "floor") {
       s = std::make_unique<FloorSystem>();
+    } else if (name == "nats-floor") {
+      s = std::make_unique<NatsFloorSystem>();
     } else {
       for (dynrpc::RequestPlaneKind plane : kPlanes) {
         if (name == "dynrpc-" + std::string(dynrpc::RequestPlaneName(plane))) {
@@ -281,8 +473,15 @@ double ServerPeakRssMiB(pid_t pid) {
 void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
   bench::System& s = Get(system);
   std::string payload(bytes, 'p');
-  s.UnaryOnce(payload);  // warm: connections open
+  // Warm: connections open. A payload the system refuses (over the NATS
+  // server's max_payload) is this benchmark's error.
+  if (std::string why = s.Probe(payload); !why.empty()) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
   std::vector<double> micros;
+  const pid_t nats_pid = OverNats(system) ? NatsServerPid() : -1;
+  double nats_before = nats_pid > 0 ? ServerCpuMicros(nats_pid) : 0;
   double cpu_before = ServerCpuMicros(s.server_pid());
   for (auto _ : state) {
     Clock::time_point start = Clock::now();
@@ -291,6 +490,11 @@ void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
         std::chrono::duration<double, std::micro>(Clock::now() - start).count());
   }
   double cpu = ServerCpuMicros(s.server_pid()) - cpu_before;
+  if (nats_pid > 0) {
+    // The broker's share: every call crosses it twice.
+    state.counters["nats_server_cpu_us_per_call"] =
+        (ServerCpuMicros(nats_pid) - nats_before) / micros.size();
+  }
   std::sort(micros.begin(), micros.end());
   auto pct = [&](double p) { return micros[std::min(micros.size() - 1, static_cast<size_t>(p * micros.size()))]; };
   state.counters["p50_us"] = pct(0.50);
@@ -305,7 +509,13 @@ void BM_Throughput(benchmark::State& state, std::string system,
   bench::System& s = Get(system);
   std::string payload(bytes, 'p');
   int batch = std::max(in_flight * 4, bytes >= (1 << 20) ? 16 : 256);
+  if (std::string why = s.Probe(payload); !why.empty()) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
   s.UnaryBatch(payload, in_flight, in_flight);  // warm: connections open
+  const pid_t nats_pid = OverNats(system) ? NatsServerPid() : -1;
+  double nats_before = nats_pid > 0 ? ServerCpuMicros(nats_pid) : 0;
   double cpu_before = ServerCpuMicros(s.server_pid());
   for (auto _ : state) {
     Clock::time_point start = Clock::now();
@@ -318,6 +528,10 @@ void BM_Throughput(benchmark::State& state, std::string system,
       benchmark::Counter(calls, benchmark::Counter::kIsRate);
   state.counters["server_cpu_us_per_call"] =
       (ServerCpuMicros(s.server_pid()) - cpu_before) / calls;
+  if (nats_pid > 0) {
+    state.counters["nats_server_cpu_us_per_call"] =
+        (ServerCpuMicros(nats_pid) - nats_before) / calls;
+  }
   state.counters["server_peak_rss_mib"] = ServerPeakRssMiB(s.server_pid());
   state.SetBytesProcessed(static_cast<int64_t>(calls * bytes * 2));
 }
@@ -568,13 +782,48 @@ void BM_H2load(benchmark::State& state, std::string target_name,
   state.counters["requests"] = static_cast<double>(requests);
 }
 
+// Where the NATS server is and what it allows, for the report (the JSON's
+// context): its URL, the CPU it is pinned to and who started it (as
+// ./scripts/bench tells: DYNRPC_BENCH_NATS_CPU, DYNRPC_BENCH_NATS_ORIGIN),
+// its max_payload and nats.c's version.
+void AddNatsContext() {
+  std::string url = NatsServerUrl();
+  if (url.empty()) return;
+  auto env = [](const char* name, const char* otherwise) {
+    const char* v = std::getenv(name);
+    return std::string(v != nullptr && *v != '\0' ? v : otherwise);
+  };
+  benchmark::AddCustomContext("nats_server", url);
+  benchmark::AddCustomContext("nats_server_cpu",
+                              env("DYNRPC_BENCH_NATS_CPU", "unpinned"));
+  benchmark::AddCustomContext(
+      "nats_server_origin",
+      env("DYNRPC_BENCH_NATS_ORIGIN", "NATS_SERVER, started by the caller"));
+  benchmark::AddCustomContext("nats_c_version", nats_GetVersion());
+  natsConnection* nc = nullptr;
+  if (natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK) {
+    benchmark::AddCustomContext(
+        "nats_max_payload", std::to_string(natsConnection_GetMaxPayload(nc)));
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+  }
+}
+
 void RegisterAll() {
+  const bool nats = !NatsServerUrl().empty();
+  if (!nats) {
+    std::fprintf(stderr,
+                 "NATS_SERVER is not set: dynrpc-nats and the NATS floor are "
+                 "left out (./scripts/bench starts a nats-server)\n");
+  }
   std::vector<std::string> systems;
   for (dynrpc::RequestPlaneKind plane : kPlanes) {
+    if (plane == dynrpc::RequestPlaneKind::kNats && !nats) continue;
     systems.push_back("dynrpc-" + std::string(dynrpc::RequestPlaneName(plane)));
   }
   systems.push_back("grpc");
   systems.push_back("floor");
+  if (nats) systems.push_back("nats-floor");
   std::vector<int64_t> payloads = {16, 1024, 64 << 10, 1 << 20, 16 << 20};
   if (g_quick) payloads = {16, 64 << 10};
   for (const std::string& system : systems) {
@@ -597,7 +846,7 @@ void RegisterAll() {
             ->Unit(benchmark::kMillisecond);
       }
     }
-    if (system != "floor") {
+    if (!system.ends_with("floor")) {  // the floors do not stream
       for (int streams : {1, 8}) {
         benchmark::RegisterBenchmark(
             ("Stream/" + system + "/" + std::to_string(streams)).c_str(),
@@ -638,6 +887,7 @@ int main(int argc, char** argv) {
   int n = static_cast<int>(args.size());
   if (bench::kTwoCpus) bench::PinToCpu(0);
   benchmark::Initialize(&n, args.data());
+  AddNatsContext();
   RegisterAll();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -1,4 +1,4 @@
-// A benchmarked system (dynrpc on a plane, gRPC, the floor): its server in
+// A benchmarked system (dynrpc on a plane, gRPC, a floor): its server in
 // another process, and a client to it. The HTTP/2 floor is a ServerProcess
 // alone: h2load is its client.
 #ifndef DYNRPC_BENCH_SYSTEM_H_
@@ -39,7 +39,8 @@ class ServerProcess {
   }
 
   pid_t pid() const { return process_->pid(); }
-  // "127.0.0.1:PORT"
+  // What it announced: "127.0.0.1:PORT"; on NATS, an instance id (dynrpc)
+  // or a subject (the NATS floor).
   const std::string& address() const { return address_; }
 
  private:
@@ -52,6 +53,14 @@ class System {
  public:
   virtual ~System() = default;
   virtual void UnaryOnce(const std::string& payload) = 0;
+  // One call, as UnaryOnce, except that a call the system refuses returns
+  // why instead of aborting: a payload over a NATS server's max_payload, say.
+  // The harness probes each payload with it before measuring and reports a
+  // refusal as that benchmark's error. Empty: the call succeeded.
+  virtual std::string Probe(const std::string& payload) {
+    UnaryOnce(payload);
+    return "";
+  }
   // `calls` echoes, `in_flight` outstanding at any time.
   virtual void UnaryBatch(const std::string& payload, int calls,
                           int in_flight) = 0;

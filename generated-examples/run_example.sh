@@ -8,8 +8,23 @@ set -euo pipefail
 server="$1" client="$2"
 work="$(mktemp -d)"
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+nats_started=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+  [ -n "$nats_started" ] && stop_nats
+  rm -rf "$work"
+}
+trap cleanup EXIT
 export DYN_TCP_RPC_HOST=127.0.0.1 DYN_HTTP_RPC_HOST=127.0.0.1
+# On the NATS plane without a NATS server given (plain ctest), start one of
+# our own, as ./scripts/test does.
+plane="$(printf '%s' "${DYN_REQUEST_PLANE:-tcp}" | tr '[:upper:]' '[:lower:]')"
+if [ "$plane" = nats ] && [ -z "${NATS_SERVER:-}" ]; then
+  source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+  start_nats
+  nats_started=1
+fi
 mkfifo "$work/out"
 "$server" >"$work/out" &
 pid=$!

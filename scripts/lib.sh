@@ -15,6 +15,7 @@ PACKAGES=(
   libboost1.81-dev
   pkg-config libnghttp2-dev
   libgrpc++-dev protobuf-compiler-grpc curl
+  libnats-dev nats-server
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
@@ -73,4 +74,70 @@ EXTRA_CMAKE_ARGS=()
 use_loopback() {
   export DYN_TCP_RPC_HOST="${DYN_TCP_RPC_HOST:-127.0.0.1}"
   export DYN_HTTP_RPC_HOST="${DYN_HTTP_RPC_HOST:-127.0.0.1}"
+}
+
+# start_nats [CONFIG]: starts a nats-server of our own with CONFIG
+# (tests/nats/nats-server.conf by default: loopback, a port it picks
+# itself), waits up to 30 s until it greets a client with INFO, and exports
+# NATS_SERVER=nats://127.0.0.1:<port>. NATS_PID is its pid, for stop_nats;
+# its log is in $NATS_DIR/log. The caller arranges for stop_nats to run on
+# exit (trap).
+NATS_PID=""
+NATS_DIR=""
+# Debian installs nats-server in /usr/sbin, which a user's PATH may lack.
+NATS_SERVER_BIN="${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
+start_nats() {
+  local config="${1:-$ROOT/tests/nats/nats-server.conf}" port="" f _
+  NATS_DIR="$(mktemp -d)"
+  # --ports_file_dir: once it listens, nats-server writes the address it
+  # bound to $NATS_DIR/nats-server_<pid>.ports: {"nats":["nats://..."]}.
+  "$NATS_SERVER_BIN" -c "$config" --ports_file_dir "$NATS_DIR" \
+    >"$NATS_DIR/log" 2>&1 </dev/null &
+  NATS_PID=$!
+  for _ in $(seq 300); do
+    for f in "$NATS_DIR"/*.ports; do
+      [ -f "$f" ] && port="$(grep -o 'nats://[^"]*' "$f" | head -n1)"
+    done
+    [ -n "$port" ] && break
+    kill -0 "$NATS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  port="${port##*:}"
+  # Ready means: a client that connects is greeted with INFO.
+  if [ -z "$port" ] || ! nats_greets "$port"; then
+    echo "nats-server did not start (config $config); its log:" >&2
+    cat "$NATS_DIR/log" >&2
+    stop_nats
+    return 1
+  fi
+  export NATS_SERVER="nats://127.0.0.1:$port"
+  log "nats-server (pid $NATS_PID) at $NATS_SERVER"
+}
+
+# nats_greets PORT: true when a connection to 127.0.0.1:PORT is greeted with
+# a NATS INFO line within 5 s.
+nats_greets() {
+  local line="" fd
+  exec {fd}<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
+  IFS= read -r -t 5 line <&"$fd" || true
+  exec {fd}<&-
+  [[ "$line" == INFO* ]]
+}
+
+# stop_nats: stops the nats-server start_nats started (by its pid; none
+# other), waiting for it to exit (SIGKILL after 10 s). Idempotent.
+stop_nats() {
+  if [ -n "$NATS_PID" ] && kill -0 "$NATS_PID" 2>/dev/null; then
+    kill "$NATS_PID" 2>/dev/null || true
+    local _
+    for _ in $(seq 100); do
+      kill -0 "$NATS_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$NATS_PID" 2>/dev/null || true
+    wait "$NATS_PID" 2>/dev/null || true
+  fi
+  NATS_PID=""
+  [ -n "$NATS_DIR" ] && rm -rf "$NATS_DIR"
+  NATS_DIR=""
 }

@@ -5,20 +5,12 @@
 #include "absl/strings/str_cat.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
+#include "nats/nats_plane.h"
 #include "tcp/limits.h"
 #include "tcp/tcp_client.h"
 #include "tcp/tcp_server.h"
 
 namespace dynrpc::internal {
-namespace {
-
-absl::Status NotBuilt(RequestPlaneKind kind) {
-  return absl::UnimplementedError(absl::StrCat(
-      "DYN_REQUEST_PLANE=", std::string(RequestPlaneName(kind)),
-      ": this build of dynrpc has only the tcp and http request planes"));
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<RequestPlaneServer>> CreateRequestPlaneServer(
     const Config& config, boost::asio::any_io_executor executor) {
@@ -31,9 +23,11 @@ absl::StatusOr<std::unique_ptr<RequestPlaneServer>> CreateRequestPlaneServer(
       return std::make_unique<http::HttpServer>(config.http,
                                                 std::move(executor));
     case RequestPlaneKind::kNats:
-      break;
+      if (absl::Status s = nats::CheckConfig(config.nats); !s.ok()) return s;
+      return std::make_unique<nats::NatsServer>(config.nats,
+                                                std::move(executor));
   }
-  return NotBuilt(config.request_plane);
+  return absl::InvalidArgumentError("unknown request plane");
 }
 
 absl::StatusOr<std::shared_ptr<RequestPlaneClient>> CreateRequestPlaneClient(
@@ -47,9 +41,11 @@ absl::StatusOr<std::shared_ptr<RequestPlaneClient>> CreateRequestPlaneClient(
       return std::make_shared<http::HttpClient>(config.http,
                                                 std::move(executor));
     case RequestPlaneKind::kNats:
-      break;
+      if (absl::Status s = nats::CheckConfig(config.nats); !s.ok()) return s;
+      return std::make_shared<nats::NatsClient>(config.nats,
+                                                std::move(executor));
   }
-  return NotBuilt(config.request_plane);
+  return absl::InvalidArgumentError("unknown request plane");
 }
 
 }  // namespace dynrpc::internal

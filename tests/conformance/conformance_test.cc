@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/echo_service.h"
+#include "support/nats_server.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
 
@@ -41,9 +42,19 @@ using ::dynrpc::testing::StreamRequest;
 using ::dynrpc::testing::StreamSummary;
 using ::testing::HasSubstr;
 
-// Every request plane this build has.
+// Every request plane this build has. NATS runs through the suite's shared
+// nats-server (SharedNatsUrl(): ./scripts/test's, or one the test starts).
 const RequestPlaneKind kPlanes[] = {RequestPlaneKind::kTcp,
-                                     RequestPlaneKind::kHttp};
+                                     RequestPlaneKind::kHttp,
+                                     RequestPlaneKind::kNats};
+
+// This process's NATS namespace: test processes that share a nats-server
+// (ctest -j) must not answer each other's calls.
+const std::string& NatsNamespace() {
+  static const std::string name_space =
+      dynrpc::testing::UniqueNatsNamespace("conformance");
+  return name_space;
+}
 
 // A configuration for `plane` that serves on loopback.
 Config ConfigFor(RequestPlaneKind plane) {
@@ -55,6 +66,10 @@ Config ConfigFor(RequestPlaneKind plane) {
   // A fixed window, so SlowReaderHoldsBackTheWriter knows its bound (the
   // adaptive one is tested in tests/http).
   config.http.adaptive_window = false;
+  if (plane == RequestPlaneKind::kNats) {
+    config.nats.server = dynrpc::testing::SharedNatsUrl();
+    config.nats.name_space = NatsNamespace();
+  }
   return config;
 }
 
@@ -65,6 +80,8 @@ int64_t WindowBytes(RequestPlaneKind plane) {
     case RequestPlaneKind::kHttp:
       // The fixed stream window, plus what a writer queues before it waits.
       return (2 << 20) + (64 << 10);
+    case RequestPlaneKind::kNats:
+      // The same per-stream credit as TCP: 1 MiB.
     case RequestPlaneKind::kTcp:
     default:
       return 1 << 20;
@@ -72,18 +89,29 @@ int64_t WindowBytes(RequestPlaneKind plane) {
 }
 
 // `config` with the largest message either side accepts set to `bytes`.
+// For NATS this is the plane's own limit, below the NATS server's
+// max_payload (8 MB for the suite's shared server,
+// tests/nats/nats-server.conf), which must leave room for `bytes` and the
+// plane's headers.
 Config WithMaxMessage(Config config, std::size_t bytes) {
   config.tcp.max_message_size = bytes;
   config.http.max_message_size = bytes;
+  config.nats.max_message_size = bytes;
   return config;
 }
 
 // The environment for a server in another process on `plane`.
 std::vector<std::string> EnvironmentFor(RequestPlaneKind plane) {
-  return {"DYN_REQUEST_PLANE=" + std::string(RequestPlaneName(plane)),
-          "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_TCP_RPC_PORT=0",
-          "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0",
-          "DYN_HTTP2_ADAPTIVE_WINDOW=false"};
+  std::vector<std::string> env = {
+      "DYN_REQUEST_PLANE=" + std::string(RequestPlaneName(plane)),
+      "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_TCP_RPC_PORT=0",
+      "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0",
+      "DYN_HTTP2_ADAPTIVE_WINDOW=false"};
+  if (plane == RequestPlaneKind::kNats) {
+    env.push_back("NATS_SERVER=" + dynrpc::testing::SharedNatsUrl());
+    env.push_back("DYN_NAMESPACE=" + NatsNamespace());
+  }
+  return env;
 }
 
 class ConformanceTest : public ::testing::TestWithParam<RequestPlaneKind> {

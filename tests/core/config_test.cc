@@ -14,6 +14,7 @@ using ::dynrpc::testing::IsOk;
 using ::dynrpc::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 absl::StatusOr<Config> Parse(const std::map<std::string, std::string>& env) {
   return Config::FromLookup(
@@ -45,7 +46,13 @@ TEST(Config, DefaultsMatchTheGuide) {
   EXPECT_EQ(c->http.keep_alive_interval, std::chrono::seconds(30));
   EXPECT_EQ(c->http.keep_alive_timeout, std::chrono::seconds(10));
   EXPECT_TRUE(c->http.adaptive_window);
+  EXPECT_EQ(c->http.max_message_size, 32u << 20);
+  EXPECT_EQ(c->http.request_timeout, std::chrono::seconds(10));
   EXPECT_EQ(c->nats.server, "nats://localhost:4222");
+  EXPECT_EQ(c->nats.name_space, "dynamo");
+  EXPECT_EQ(c->nats.max_message_size, 0u);  // the server's max_payload
+  EXPECT_EQ(c->nats.request_timeout, std::chrono::seconds(10));
+  EXPECT_TRUE(c->nats.user.empty() && c->nats.token.empty());
 }
 
 TEST(Config, RequestPlaneIsCaseInsensitive) {
@@ -97,8 +104,30 @@ TEST(Config, ParsesEveryVariable) {
       {"DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS", "7"},
       {"DYN_HTTP2_ADAPTIVE_WINDOW", "FALSE"},
       {"NATS_SERVER", "nats://127.0.0.1:4333"},
+      {"DYN_HTTP_MAX_MESSAGE_SIZE", "8MiB"},
+      {"DYN_HTTP_REQUEST_TIMEOUT", "3s"},
+      {"DYN_HTTP_CONNECT_TIMEOUT", "500ms"},
+      {"NATS_AUTH_USERNAME", "ada"},
+      {"NATS_AUTH_PASSWORD", "secret"},
+      {"NATS_AUTH_TOKEN", "t0ken"},
+      {"NATS_AUTH_CREDENTIALS_FILE", "/etc/nats/user.creds"},
+      {"DYN_NAMESPACE", "prod.eu"},
+      {"DYN_NATS_MAX_MESSAGE_SIZE", "2MiB"},
+      {"DYN_NATS_REQUEST_TIMEOUT", "4s"},
+      {"DYN_NATS_CONNECT_TIMEOUT", "2s"},
   });
   ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->http.max_message_size, 8u << 20);
+  EXPECT_EQ(c->http.request_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(c->http.connect_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->nats.user, "ada");
+  EXPECT_EQ(c->nats.password, "secret");
+  EXPECT_EQ(c->nats.token, "t0ken");
+  EXPECT_EQ(c->nats.credentials_file, "/etc/nats/user.creds");
+  EXPECT_EQ(c->nats.name_space, "prod.eu");
+  EXPECT_EQ(c->nats.max_message_size, 2u << 20);
+  EXPECT_EQ(c->nats.request_timeout, std::chrono::seconds(4));
+  EXPECT_EQ(c->nats.connect_timeout, std::chrono::seconds(2));
   EXPECT_EQ(c->tcp.host, "10.1.2.3");
   EXPECT_EQ(c->tcp.port, 7000);
   EXPECT_EQ(c->tcp.max_message_size, 4u << 20);
@@ -188,6 +217,13 @@ TEST(Config, MalformedValuesNameVariableValueAndWhatIsAllowed) {
            {"NATS_SERVER", "nats://", "nats://host[:port]"},
            {"NATS_SERVER", "nats://localhost:99999", "nats://host[:port]"},
            {"NATS_SERVER", "http://localhost:4222", "nats://host[:port]"},
+           {"DYN_HTTP_MAX_MESSAGE_SIZE", "0", "a size from 1"},
+           {"DYN_HTTP_REQUEST_TIMEOUT", "soon", "a positive duration"},
+           {"DYN_NAMESPACE", "a b", "NATS subject tokens"},
+           {"DYN_NAMESPACE", "prod.*", "NATS subject tokens"},
+           {"DYN_NAMESPACE", ".prod", "NATS subject tokens"},
+           {"DYN_NATS_MAX_MESSAGE_SIZE", "1MB", "a size from 1"},
+           {"DYN_NATS_REQUEST_TIMEOUT", "0", "a positive duration"},
        }) {
     SCOPED_TRACE(c.name + "=" + c.value);
     absl::StatusOr<Config> config = Parse({{c.name, c.value}});
@@ -196,6 +232,13 @@ TEST(Config, MalformedValuesNameVariableValueAndWhatIsAllowed) {
                          AllOf(HasSubstr(c.name + "='" + c.value + "'"),
                                HasSubstr(c.allowed))));
   }
+}
+
+TEST(Config, NatsPasswordNeedsAUserAndIsNotEchoed) {
+  absl::StatusOr<Config> config = Parse({{"NATS_AUTH_PASSWORD", "hunter2"}});
+  EXPECT_THAT(config, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("NATS_AUTH_USERNAME")));
+  EXPECT_THAT(config.status().message(), Not(HasSubstr("hunter2")));
 }
 
 TEST(Config, ReportsEveryErrorAtOnce) {

@@ -1,4 +1,4 @@
-#include "tcp/stream_state.h"
+#include "core/stream_state.h"
 
 #include <future>
 #include <string>
@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 
-namespace dynrpc::internal::tcp {
+namespace dynrpc::internal {
 namespace {
 
 namespace asio = boost::asio;
@@ -149,4 +149,4 @@ TEST_F(StreamStateTest, AnOkEndDeliversWhatCameBeforeIt) {
 }
 
 }  // namespace
-}  // namespace dynrpc::internal::tcp
+}  // namespace dynrpc::internal

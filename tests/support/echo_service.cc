@@ -213,6 +213,19 @@ void EchoServiceImpl::WaitForBlocksEnded(int n) {
   changed_.wait(lock, [&] { return blocks_ended_ >= n; });
 }
 
+bool EchoServiceImpl::WaitForBlocked(int n,
+                                     std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return changed_.wait_for(
+      lock, timeout, [&] { return static_cast<int>(gates_.size()) >= n; });
+}
+
+bool EchoServiceImpl::WaitForBlocksEnded(int n,
+                                         std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return changed_.wait_for(lock, timeout, [&] { return blocks_ended_ >= n; });
+}
+
 bool EchoServiceImpl::ReleaseOne() {
   std::lock_guard lock(mu_);
   if (gates_.empty()) return false;

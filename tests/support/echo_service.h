@@ -3,6 +3,7 @@
 #ifndef DYNRPC_TESTS_SUPPORT_ECHO_SERVICE_H_
 #define DYNRPC_TESTS_SUPPORT_ECHO_SERVICE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -55,6 +56,10 @@ class EchoServiceImpl final : public EchoService::Service {
   void WaitForBlocked(int n);
   // Blocks the calling thread until `n` Block calls have ended in total.
   void WaitForBlocksEnded(int n);
+  // The two waits above, giving up after `timeout`: whether the count was
+  // reached.
+  bool WaitForBlocked(int n, std::chrono::milliseconds timeout);
+  bool WaitForBlocksEnded(int n, std::chrono::milliseconds timeout);
   // Lets one waiting Block call return (true), or none is waiting (false).
   bool ReleaseOne();
   // Lets every waiting Block call return.

@@ -75,7 +75,23 @@ struct HttpConfig {
 };
 
 struct NatsConfig {
+  // nats://host[:port] (or tls://), several separated by commas.
   std::string server = "nats://localhost:4222";
+  // Authentication, all optional: user and password, a token, or a
+  // credentials (JWT + NKey seed) file.
+  std::string user;
+  std::string password;
+  std::string token;
+  std::string credentials_file;
+  // Scopes every subject: "<namespace>.rpc.<package.Service>.<Method>".
+  std::string name_space = "dynamo";
+  // Largest serialized message either side sends, in bytes; 0: the NATS
+  // server's max_payload (less the headers) is the only limit.
+  std::size_t max_message_size = 0;
+  // Timeout of a call whose context sets no deadline.
+  std::chrono::milliseconds request_timeout{10'000};
+  // Time to connect to the NATS server before calls fail with UNAVAILABLE.
+  std::chrono::milliseconds connect_timeout{3'000};
 };
 
 struct Config {

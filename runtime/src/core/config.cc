@@ -310,6 +310,37 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
              "nats://host[:port] (or tls://), several separated by commas");
     }
   }
+  NatsConfig& nats = config.nats;
+  if (std::optional<std::string> v = p.Get("NATS_AUTH_USERNAME")) nats.user = *v;
+  if (std::optional<std::string> v = p.Get("NATS_AUTH_PASSWORD")) {
+    nats.password = *v;
+  }
+  if (std::optional<std::string> v = p.Get("NATS_AUTH_TOKEN")) nats.token = *v;
+  if (std::optional<std::string> v = p.Get("NATS_AUTH_CREDENTIALS_FILE")) {
+    nats.credentials_file = *v;
+  }
+  if (!nats.password.empty() && nats.user.empty()) {
+    p.Fail("NATS_AUTH_PASSWORD", "(set)",
+           "a password needs NATS_AUTH_USERNAME too");
+  }
+  if (std::optional<std::string> ns = p.Get("DYN_NAMESPACE")) {
+    // One or more NATS subject tokens: no spaces, '*' or '>'; no empty token.
+    std::string v = *ns;
+    bool ok = !v.empty() && v.front() != '.' && v.back() != '.' &&
+              v.find("..") == std::string::npos &&
+              v.find_first_of(" \t*>") == std::string::npos;
+    if (ok) {
+      nats.name_space = v;
+    } else {
+      p.Fail("DYN_NAMESPACE", v,
+             "NATS subject tokens separated by '.', without spaces, '*' or "
+             "'>'");
+    }
+  }
+  p.Size("DYN_NATS_MAX_MESSAGE_SIZE", 1, std::numeric_limits<int32_t>::max(),
+         nats.max_message_size);
+  p.Duration("DYN_NATS_REQUEST_TIMEOUT", nats.request_timeout);
+  p.Duration("DYN_NATS_CONNECT_TIMEOUT", nats.connect_timeout);
 
   if (absl::Status s = p.Result(); !s.ok()) return s;
   return config;

@@ -117,6 +117,12 @@ const MethodEntry* Dispatcher::FindMethod(std::string_view path) const {
   return it == methods_.end() ? nullptr : it->second;
 }
 
+std::vector<std::string> Dispatcher::MethodPaths() const {
+  std::vector<std::string> paths;
+  for (const auto& [path, entry] : methods_) paths.push_back(path);
+  return paths;
+}
+
 asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                                                     ServerCallInfo info) {
   auto it = methods_.find(request.method);

@@ -26,6 +26,7 @@ class Dispatcher final : public CallHandler {
   boost::asio::awaitable<CallResult> HandleStream(
       CallRequest request, ServerCallInfo info, ServerStream& stream) override;
   const MethodEntry* FindMethod(std::string_view path) const override;
+  std::vector<std::string> MethodPaths() const override;
 
  private:
   absl::flat_hash_map<std::string, const MethodEntry*> methods_;

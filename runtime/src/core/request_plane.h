@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -90,6 +91,9 @@ class CallHandler {
   // for planes whose wire does not say the method's kind (HTTP/2), or that
   // transcode its messages. Valid while the handler is.
   virtual const MethodEntry* FindMethod(std::string_view path) const = 0;
+  // Every registered method path, for planes that subscribe per method
+  // (NATS).
+  virtual std::vector<std::string> MethodPaths() const = 0;
 };
 
 // RequestPlaneServer: receives calls for a server.

@@ -1,4 +1,4 @@
-#include "tcp/stream_state.h"
+#include "core/stream_state.h"
 
 #include <utility>
 
@@ -6,7 +6,7 @@
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 
-namespace dynrpc::internal::tcp {
+namespace dynrpc::internal {
 
 namespace asio = boost::asio;
 
@@ -169,4 +169,4 @@ absl::Status StreamState::end_status() const {
   return end_ ? end_->status : absl::OkStatus();
 }
 
-}  // namespace dynrpc::internal::tcp
+}  // namespace dynrpc::internal

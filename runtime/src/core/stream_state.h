@@ -1,7 +1,8 @@
 // The buffered, flow-controlled state of one streaming call, on either side:
-// shared by the coroutines that use the stream and the connection's reader.
-#ifndef DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
-#define DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
+// shared by the coroutines that use the stream and the plane's reader. Used
+// by the planes whose wire has no flow control of its own (TCP, NATS).
+#ifndef DYNRPC_RUNTIME_SRC_CORE_STREAM_STATE_H_
+#define DYNRPC_RUNTIME_SRC_CORE_STREAM_STATE_H_
 
 #include <cstdint>
 #include <deque>
@@ -16,9 +17,8 @@
 #include "boost/asio/awaitable.hpp"
 #include "core/deadline.h"
 #include "core/request_plane.h"
-#include "tcp/frame.h"
 
-namespace dynrpc::internal::tcp {
+namespace dynrpc::internal {
 
 // Thread-safe. Messages the peer sent wait here until read; the peer may
 // send while its window (kInitialWindow bytes, replenished as we read; each
@@ -32,9 +32,9 @@ namespace dynrpc::internal::tcp {
 class StreamState {
  public:
   static constexpr int64_t kInitialWindow = 1 << 20;
-  // What a message costs the window beyond its bytes (its frame header), so
-  // a stream of tiny messages is bounded too.
-  static constexpr std::size_t kMessageOverhead = kFrameHeaderSize;
+  // What a message costs the window beyond its bytes (about a frame
+  // header), so a stream of tiny messages is bounded too.
+  static constexpr std::size_t kMessageOverhead = 20;
 
   // `max_message`: the largest message the peer may send (the slack above
   // the window a sender may legitimately use).
@@ -95,6 +95,6 @@ class StreamState {
   std::vector<std::shared_ptr<Signal>> waiters_;
 };
 
-}  // namespace dynrpc::internal::tcp
+}  // namespace dynrpc::internal
 
-#endif  // DYNRPC_RUNTIME_SRC_TCP_STREAM_STATE_H_
+#endif  // DYNRPC_RUNTIME_SRC_CORE_STREAM_STATE_H_

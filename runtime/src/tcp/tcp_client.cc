@@ -24,7 +24,7 @@
 #include "core/deadline.h"
 #include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
-#include "tcp/stream_state.h"
+#include "core/stream_state.h"
 
 namespace dynrpc::internal::tcp {
 

@@ -17,7 +17,7 @@
 #include "dynrpc/status_macros.h"
 #include "net/sockets.h"
 #include "tcp/limits.h"
-#include "tcp/stream_state.h"
+#include "core/stream_state.h"
 
 namespace dynrpc::internal::tcp {
 

@@ -1,0 +1,581 @@
+// The NATS plane's client side (see protocol.h).
+#include <atomic>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/strand.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "core/deadline.h"
+#include "core/stream_state.h"
+#include "core/task_group.h"
+#include "dynrpc/status_macros.h"
+#include "nats/nats_connection.h"
+#include "nats/nats_plane.h"
+#include "nats/protocol.h"
+
+namespace dynrpc::internal::nats {
+
+namespace asio = boost::asio;
+
+namespace {
+
+Clock::rep Now() { return Clock::now().time_since_epoch().count(); }
+
+// One call in progress, as the inbox sees it.
+struct ClientCall {
+  uint64_t n = 0;
+  bool streaming = false;
+  std::string reply;  // our inbox subject for it
+  std::string method_subject;
+  std::shared_ptr<StreamState> state;
+  std::atomic<Clock::rep> last_heard{Now()};
+  std::mutex mu;
+  std::string server_subject;  // from "accept" or a heartbeat (under mu)
+  std::vector<std::shared_ptr<Signal>> accept_waiters;  // under mu
+  uint64_t pending_credit = 0;  // granted before the subject was known
+};
+
+}  // namespace
+
+class ClientState : public std::enable_shared_from_this<ClientState> {
+ public:
+  ClientState(NatsConfig config, asio::any_io_executor executor)
+      : config_(std::move(config)),
+        executor_(std::move(executor)),
+        client_id_(NewId()),
+        tasks_(std::make_shared<TaskGroup>(executor_)) {}
+
+  ~ClientState() {
+    if (connection_) connection_->RemoveListener(listener_);
+    inbox_.reset();
+    tasks_->CancelAll();
+  }
+
+  const NatsConfig& config() const { return config_; }
+  const asio::any_io_executor& executor() const { return executor_; }
+
+  // The shared connection and our inbox, set up on first use. Retried on
+  // each call until it works.
+  absl::Status EnsureConnected() {
+    std::lock_guard lock(connect_mu_);
+    if (connection_) return absl::OkStatus();
+    absl::StatusOr<std::shared_ptr<NatsConnection>> connection =
+        NatsConnection::Get(config_);
+    if (!connection.ok()) return connection.status();
+    std::weak_ptr<ClientState> weak = shared_from_this();
+    absl::StatusOr<std::unique_ptr<NatsSubscription>> inbox =
+        (*connection)->Subscribe(
+            absl::StrCat(config_.name_space, ".inbox.", client_id_, ".*"), "",
+            asio::make_strand(executor_), [weak](NatsMessage m) {
+              if (auto self = weak.lock()) self->OnInbox(std::move(m));
+            });
+    if (!inbox.ok()) return inbox.status();
+    listener_ = (*connection)->AddListener([weak](bool connected) {
+      if (connected) return;
+      if (auto self = weak.lock()) {
+        asio::post(self->executor_, [weak] {
+          if (auto self = weak.lock()) {
+            self->FailAll(absl::UnavailableError(absl::StrCat(
+                "lost the connection to the NATS server at ",
+                self->connection_->url())));
+          }
+        });
+      }
+    });
+    connection_ = *std::move(connection);
+    inbox_ = *std::move(inbox);
+    tasks_->Spawn(tasks_->NewStrand(),
+                  EveryHeartbeat([weak] { return Heartbeat(weak); }),
+                  "nats client heartbeats");
+    return absl::OkStatus();
+  }
+
+  // The subject a call to `method` at `target` goes to.
+  absl::StatusOr<std::string> SubjectFor(std::string_view target,
+                                         std::string_view method) const {
+    std::optional<std::string> suffix = MethodSubjectSuffix(method);
+    if (!suffix) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("method path '", std::string(method),
+                       "' cannot be a NATS subject"));
+    }
+    if (target == "*" || target.empty()) {
+      return absl::StrCat(config_.name_space, ".rpc.", *suffix);
+    }
+    if (std::string(target).find_first_of(". *>:/") != std::string::npos) {
+      // Not an instance id (an address of another plane, say): no server
+      // on NATS answers to it.
+      return absl::UnavailableError(absl::StrCat(
+          "no NATS server instance '", std::string(target),
+          "': a NATS target is '*' (any instance of the service) or an "
+          "instance id (a server's address())"));
+    }
+    return absl::StrCat(config_.name_space, ".inst.", std::string(target), ".",
+                        *suffix);
+  }
+
+  std::shared_ptr<ClientCall> NewCall(std::string method_subject,
+                                      bool streaming) {
+    auto call = std::make_shared<ClientCall>();
+    call->streaming = streaming;
+    call->method_subject = std::move(method_subject);
+    call->state = std::make_shared<StreamState>(static_cast<std::size_t>(
+        std::max<int64_t>(connection_->max_payload(), 1)));
+    std::lock_guard lock(mu_);
+    call->n = next_call_++;
+    call->reply =
+        absl::StrCat(config_.name_space, ".inbox.", client_id_, ".", call->n);
+    calls_[call->n] = call;
+    return call;
+  }
+
+  void Forget(const ClientCall& call) {
+    std::lock_guard lock(mu_);
+    calls_.erase(call.n);
+  }
+
+  // Opens a call: its head (method, deadline, metadata, kind) and maybe a
+  // first message.
+  absl::Status Open(const ClientCall& call, const CallRequest& head,
+                    bool streaming, const std::string* message, bool done) {
+    NatsHeaders headers = {{kType, "open"},
+                           {kKind, streaming ? "stream" : "unary"},
+                           {kMethod, head.method}};
+    if (head.deadline) {
+      int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                       *head.deadline - Clock::now())
+                       .count();
+      headers.emplace_back(kTimeoutUs, std::to_string(std::max<int64_t>(us, 1)));
+    }
+    if (!head.metadata.empty()) {
+      headers.emplace_back(kMetadata, EncodeMetadata(head.metadata));
+    }
+    if (message != nullptr) {
+      DYNRPC_RETURN_IF_ERROR(
+          CheckMessageSize(config_, message->size(), "request message"));
+      headers.emplace_back(kHasMessage, "1");
+    }
+    if (done) headers.emplace_back(kDone, "1");
+    return connection_->Publish(call.method_subject, call.reply, headers,
+                                message ? *message : std::string(),
+                                "request message");
+  }
+
+  // Sends to the server's side of the call (known once it answered).
+  absl::Status SendToServer(ClientCall& call, NatsHeaders headers,
+                            const std::string& data, std::string_view what) {
+    std::string subject;
+    {
+      std::lock_guard lock(call.mu);
+      subject = call.server_subject;
+    }
+    return connection_->Publish(subject, "", headers, data, what);
+  }
+
+  // Waits until the server has accepted the call (its subject is known) or
+  // the call ended.
+  asio::awaitable<absl::Status> WaitAccepted(ClientCall& call) {
+    for (;;) {
+      std::shared_ptr<Signal> wait;
+      {
+        std::lock_guard lock(call.mu);
+        if (!call.server_subject.empty()) co_return absl::OkStatus();
+        if (call.state->ended()) co_return call.state->end_status();
+        wait = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+        call.accept_waiters.push_back(wait);
+      }
+      auto [ec] = co_await wait->async_receive(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return absl::CancelledError("cancelled while opening");
+    }
+  }
+
+  void Grant(ClientCall& call, uint32_t bytes) {
+    if (bytes == 0) return;
+    {
+      std::lock_guard lock(call.mu);
+      if (call.server_subject.empty()) {
+        call.pending_credit += bytes;
+        return;
+      }
+    }
+    (void)SendToServer(call, {{kType, "credit"}, {kCredit, std::to_string(bytes)}},
+                       "", "credit");
+  }
+
+  // Ends the call locally with `why` and tells the server.
+  void Cancel(ClientCall& call, const absl::Status& why) {
+    if (!call.state->End(CallResult(why), /*discard_unread=*/true)) return;
+    WakeAcceptWaiters(call);
+    std::string subject;
+    {
+      std::lock_guard lock(call.mu);
+      subject = call.server_subject;
+    }
+    if (!subject.empty()) {
+      (void)connection_->Publish(subject, "", {{kType, "cancel"}}, "", "cancel");
+    } else if (connection_) {
+      // Not answered yet: every server hears it; the one with the call
+      // cancels it.
+      (void)connection_->Publish(absl::StrCat(config_.name_space, ".cancel"),
+                                 "", {{kType, "cancel"}, {kReplyTo, call.reply}},
+                                 "", "cancel");
+    }
+    Forget(call);
+  }
+
+  std::shared_ptr<NatsConnection> connection() const { return connection_; }
+
+ private:
+  void WakeAcceptWaiters(ClientCall& call) {
+    std::lock_guard lock(call.mu);
+    for (auto& w : call.accept_waiters) w->try_send(boost::system::error_code{});
+    call.accept_waiters.clear();
+  }
+
+  void SetServerSubject(ClientCall& call, const std::string& subject) {
+    uint64_t credit = 0;
+    {
+      std::lock_guard lock(call.mu);
+      if (!call.server_subject.empty()) return;
+      call.server_subject = subject;
+      credit = std::exchange(call.pending_credit, 0);
+      for (auto& w : call.accept_waiters) {
+        w->try_send(boost::system::error_code{});
+      }
+      call.accept_waiters.clear();
+    }
+    if (credit > 0) Grant(call, static_cast<uint32_t>(credit));
+  }
+
+  void OnInbox(NatsMessage m) {
+    uint64_t n = 0;
+    std::size_t dot = m.subject.rfind('.');
+    if (dot == std::string::npos ||
+        !absl::SimpleAtoi(absl::string_view(m.subject).substr(dot + 1), &n)) {
+      return;
+    }
+    std::shared_ptr<ClientCall> call;
+    {
+      std::lock_guard lock(mu_);
+      auto it = calls_.find(n);
+      if (it == calls_.end()) return;
+      call = it->second;
+    }
+    call->last_heard = Now();
+    if (m.no_responders) {
+      call->state->End(CallResult(absl::UnavailableError(absl::StrCat(
+          "no server subscribes to ", call->method_subject, " on ",
+          connection_->url(),
+          ": is an instance of the service running (DYN_NAMESPACE=",
+          config_.name_space, ")?"))));
+      WakeAcceptWaiters(*call);
+      Forget(*call);
+      return;
+    }
+    const std::string* type = m.Header(kType);
+    if (type == nullptr) return;
+    if (*type == "accept" || *type == "hb") {
+      if (const std::string* subject = m.Header(kCall)) {
+        SetServerSubject(*call, *subject);
+      }
+    } else if (*type == "msg") {
+      if (const std::string* md = m.Header(kInitialMetadata)) {
+        if (std::optional<Metadata> metadata = DecodeMetadata(*md)) {
+          call->state->SetInitialMetadata(*std::move(metadata));
+        }
+      }
+      if (!call->state->Deliver(std::move(m.data))) {
+        Cancel(*call, absl::ResourceExhaustedError(
+                          "the server sent beyond the stream's credit"));
+      }
+    } else if (*type == "credit") {
+      uint32_t bytes = 0;
+      if (m.Header(kCredit) && absl::SimpleAtoi(*m.Header(kCredit), &bytes)) {
+        call->state->AddSendWindow(bytes);
+      }
+    } else if (*type == "end") {
+      CallResult result(StatusFrom(m));
+      if (const std::string* md = m.Header(kInitialMetadata)) {
+        result.initial_metadata = DecodeMetadata(*md).value_or(Metadata());
+      }
+      if (const std::string* md = m.Header(kTrailingMetadata)) {
+        result.trailing_metadata = DecodeMetadata(*md).value_or(Metadata());
+      }
+      if (result.status.ok() && m.Header(kHasMessage)) {
+        if (call->streaming) {
+          // A client-streaming call's response is read as its one message.
+          (void)call->state->Deliver(std::move(m.data));
+        } else {
+          result.has_message = true;
+          result.payload = std::move(m.data);
+        }
+      }
+      call->state->End(std::move(result));
+      WakeAcceptWaiters(*call);
+      Forget(*call);
+    }
+  }
+
+  void FailAll(const absl::Status& why) {
+    std::vector<std::shared_ptr<ClientCall>> calls;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [n, call] : calls_) calls.push_back(call);
+      calls_.clear();
+    }
+    for (auto& call : calls) {
+      call->state->End(CallResult(why), /*discard_unread=*/true);
+      WakeAcceptWaiters(*call);
+    }
+  }
+
+  // Each heartbeat: one to each call's server; a call whose server has been
+  // silent for kPeerLostAfter ends with UNAVAILABLE. False once the client
+  // is gone.
+  static bool Heartbeat(const std::weak_ptr<ClientState>& weak) {
+    auto self = weak.lock();
+    if (self == nullptr) return false;
+    std::vector<std::shared_ptr<ClientCall>> calls;
+    {
+      std::lock_guard lock(self->mu_);
+      for (auto& [n, call] : self->calls_) calls.push_back(call);
+    }
+    for (auto& call : calls) {
+      if (PeerLost(call->last_heard.load())) {
+        call->state->End(
+            CallResult(absl::UnavailableError(absl::StrCat(
+                "the server of ", call->method_subject,
+                " stopped answering (no heartbeat for ",
+                kPeerLostAfter.count(), " ms)"))),
+            /*discard_unread=*/true);
+        self->WakeAcceptWaiters(*call);
+        self->Forget(*call);
+        continue;
+      }
+      bool known = false;
+      {
+        std::lock_guard lock(call->mu);
+        known = !call->server_subject.empty();
+      }
+      if (known) (void)self->SendToServer(*call, {{kType, "hb"}}, "", "hb");
+    }
+    return true;
+  }
+
+  const NatsConfig config_;
+  const asio::any_io_executor executor_;
+  const std::string client_id_;
+  const std::shared_ptr<TaskGroup> tasks_;
+  std::mutex connect_mu_;
+  std::shared_ptr<NatsConnection> connection_;  // set once (connect_mu_)
+  std::unique_ptr<NatsSubscription> inbox_;
+  int listener_ = 0;
+  std::mutex mu_;
+  uint64_t next_call_ = 1;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<ClientCall>> calls_;
+};
+
+namespace {
+
+// The plane's side of a streaming call on the client, opened by its first
+// operation.
+class NatsClientStream final : public ClientStream {
+ public:
+  NatsClientStream(std::shared_ptr<ClientState> client, std::string target,
+                   CallRequest head, std::optional<std::string> first)
+      : client_(std::move(client)),
+        target_(std::move(target)),
+        head_(std::move(head)),
+        first_(std::move(first)),
+        early_(std::make_shared<StreamState>(1)) {}
+
+  ~NatsClientStream() override {
+    Cancel(absl::CancelledError("stream dropped before it ended"));
+  }
+
+  asio::awaitable<absl::Status> Write(std::string message) override {
+    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
+    if (writes_done_) {
+      co_return absl::FailedPreconditionError("Write() after WritesDone()");
+    }
+    DYNRPC_CO_RETURN_IF_ERROR(CheckMessageSize(
+        client_->config(), message.size(), "request message"));
+    DYNRPC_CO_RETURN_IF_ERROR(co_await client_->WaitAccepted(*call_));
+    absl::Status reserved = co_await call_->state->ReserveSend(message.size());
+    if (!reserved.ok()) {
+      if (absl::IsCancelled(reserved) && !call_->state->ended()) {
+        Cancel(reserved);
+      }
+      co_return reserved;
+    }
+    absl::Status sent = client_->SendToServer(
+        *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_++)}}, message,
+        "request message");
+    if (absl::IsResourceExhausted(sent)) co_return sent;
+    if (!sent.ok()) {
+      Cancel(sent);
+      co_return sent;
+    }
+    co_return absl::OkStatus();
+  }
+
+  asio::awaitable<absl::Status> WritesDone() override {
+    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
+    if (writes_done_) co_return absl::OkStatus();
+    writes_done_ = true;
+    DYNRPC_CO_RETURN_IF_ERROR(co_await client_->WaitAccepted(*call_));
+    (void)client_->SendToServer(*call_, {{kType, "done"}}, "", "half-close");
+    co_return absl::OkStatus();
+  }
+
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    absl::Status open = co_await EnsureOpen();
+    if (!open.ok()) co_return open;
+    uint32_t grant = 0;
+    absl::StatusOr<std::optional<std::string>> message =
+        co_await call_->state->Read(&grant);
+    client_->Grant(*call_, grant);
+    if (!message.ok() && absl::IsCancelled(message.status()) &&
+        !call_->state->ended()) {
+      Cancel(message.status());  // our wait was cancelled (Asio)
+    }
+    co_return message;
+  }
+
+  asio::awaitable<CallResult> Finish() override {
+    absl::Status open = co_await EnsureOpen();
+    if (!open.ok()) co_return CallResult(open);
+    if (!writes_done_ && !call_->state->ended()) co_await WritesDone();
+    for (;;) {
+      uint32_t grant = 0;
+      std::optional<CallResult> end = co_await call_->state->WaitEnd(&grant);
+      if (end) co_return *std::move(end);
+      client_->Grant(*call_, grant);
+    }
+  }
+
+  void Cancel(absl::Status why) override {
+    std::shared_ptr<ClientCall> call;
+    {
+      std::lock_guard lock(mu_);
+      if (call_ == nullptr) {
+        early_->End(CallResult(why));
+        return;
+      }
+      call = call_;
+    }
+    client_->Cancel(*call, why);
+  }
+
+  std::optional<CallResult> EndedResult() const override {
+    std::lock_guard lock(mu_);
+    return call_ ? call_->state->result() : early_->result();
+  }
+
+ private:
+  asio::awaitable<absl::Status> EnsureOpen() {
+    {
+      std::lock_guard lock(mu_);
+      if (call_) co_return absl::OkStatus();
+      if (early_->ended()) co_return early_->end_status();
+    }
+    if (opening_) {
+      co_return absl::FailedPreconditionError(
+          "a NATS stream's first operations must not run concurrently");
+    }
+    opening_ = true;
+    DYNRPC_CO_RETURN_IF_ERROR(client_->EnsureConnected());
+    absl::StatusOr<std::string> subject =
+        client_->SubjectFor(target_, head_.method);
+    if (!subject.ok()) {
+      early_->End(CallResult(subject.status()));
+      co_return subject.status();
+    }
+    std::shared_ptr<ClientCall> call = client_->NewCall(*std::move(subject), /*streaming=*/true);
+    bool done = first_.has_value();
+    absl::Status opened = client_->Open(*call, head_, /*streaming=*/true,
+                                        first_ ? &*first_ : nullptr, done);
+    if (!opened.ok()) {
+      client_->Forget(*call);
+      early_->End(CallResult(opened));
+      co_return opened;
+    }
+    writes_done_ = done;
+    std::optional<absl::Status> cancelled;
+    {
+      std::lock_guard lock(mu_);
+      call_ = call;
+      if (early_->ended()) cancelled = early_->end_status();
+    }
+    if (cancelled) client_->Cancel(*call, *cancelled);
+    co_return absl::OkStatus();
+  }
+
+  const std::shared_ptr<ClientState> client_;
+  const std::string target_;
+  const CallRequest head_;
+  std::optional<std::string> first_;
+  // How the call ended before it opened (a Cancel() or an open failure).
+  const std::shared_ptr<StreamState> early_;
+  mutable std::mutex mu_;
+  std::shared_ptr<ClientCall> call_;  // set once opened (under mu_)
+  bool opening_ = false;
+  bool writes_done_ = false;
+  int64_t seq_ = 0;
+};
+
+}  // namespace
+
+NatsClient::NatsClient(NatsConfig config, asio::any_io_executor executor)
+    : state_(std::make_shared<ClientState>(std::move(config),
+                                           std::move(executor))) {}
+
+NatsClient::~NatsClient() = default;
+
+Clock::duration NatsClient::default_timeout() const {
+  return state_->config().request_timeout;
+}
+
+asio::awaitable<CallResult> NatsClient::Unary(
+    std::string_view target, CallRequest request,
+    std::shared_ptr<CancelHook> cancel) {
+  std::shared_ptr<ClientState> client = state_;
+  if (absl::Status s = client->EnsureConnected(); !s.ok()) co_return CallResult(s);
+  absl::StatusOr<std::string> subject = client->SubjectFor(target, request.method);
+  if (!subject.ok()) co_return CallResult(subject.status());
+  std::shared_ptr<ClientCall> call = client->NewCall(*std::move(subject), /*streaming=*/false);
+  absl::Status opened = client->Open(*call, request, /*streaming=*/false,
+                                     &request.payload, /*done=*/true);
+  if (!opened.ok()) {
+    client->Forget(*call);
+    co_return CallResult(opened);
+  }
+  cancel->Set([client, call](absl::Status why) { client->Cancel(*call, why); });
+  for (;;) {
+    uint32_t grant = 0;
+    std::optional<CallResult> end = co_await call->state->WaitEnd(&grant);
+    if (end) {
+      if (absl::IsCancelled(end->status) && !cancel->cancelled()) {
+        // Our wait was cancelled (Asio): the call ends with it.
+        client->Cancel(*call, end->status);
+      }
+      co_return *std::move(end);
+    }
+  }
+}
+
+std::unique_ptr<ClientStream> NatsClient::StartStream(
+    std::string_view target, CallRequest head,
+    std::optional<std::string> first_message) {
+  return std::make_unique<NatsClientStream>(state_, std::string(target),
+                                            std::move(head),
+                                            std::move(first_message));
+}
+
+}  // namespace dynrpc::internal::nats

@@ -1,0 +1,430 @@
+// The NATS plane's server side (see protocol.h).
+#include <atomic>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/cancellation_signal.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/strand.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "core/stream_state.h"
+#include "core/task_group.h"
+#include "nats/nats_connection.h"
+#include "nats/nats_plane.h"
+#include "dynrpc/status_macros.h"
+#include "nats/protocol.h"
+
+namespace dynrpc::internal::nats {
+
+namespace asio = boost::asio;
+
+absl::Status CheckConfig(const NatsConfig& config) {
+  if (config.server.empty() || config.name_space.empty()) {
+    return absl::InvalidArgumentError(
+        "NatsConfig: server and name_space must be set (NATS_SERVER, "
+        "DYN_NAMESPACE)");
+  }
+  if (config.request_timeout.count() <= 0 ||
+      config.connect_timeout.count() <= 0) {
+    return absl::InvalidArgumentError(
+        "NatsConfig: request_timeout and connect_timeout must be positive "
+        "(DYN_NATS_REQUEST_TIMEOUT, DYN_NATS_CONNECT_TIMEOUT)");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+Clock::rep Now() { return Clock::now().time_since_epoch().count(); }
+
+// One call being served.
+struct ServedCall {
+  uint64_t n = 0;
+  std::string reply;    // the caller's inbox for this call
+  std::string subject;  // <ns>.call.<instance>.<n>: the caller sends here
+  asio::any_io_executor strand;
+  std::shared_ptr<asio::cancellation_signal> signal =
+      std::make_shared<asio::cancellation_signal>();
+  std::shared_ptr<std::atomic<bool>> cancelled =
+      std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<StreamState> stream;  // streaming calls
+  std::atomic<Clock::rep> last_heard{Now()};
+
+  // The caller is gone or cancelled: end the stream, cancel the handler.
+  void Cancel(const absl::Status& why) {
+    cancelled->store(true);
+    if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
+    asio::post(strand, [signal = signal] {
+      signal->emit(asio::cancellation_type::terminal);
+    });
+  }
+};
+
+}  // namespace
+
+// Everything the server's subscriptions and tasks share; they hold it
+// weakly, so a message that arrives after Shutdown() finds nothing.
+class ServerState : public std::enable_shared_from_this<ServerState> {
+ public:
+  ServerState(NatsConfig config, asio::any_io_executor executor)
+      : config_(std::move(config)),
+        executor_(std::move(executor)),
+        tasks_(executor_) {}
+
+  absl::StatusOr<std::string> Start(CallHandler& handler) {
+    handler_ = &handler;
+    absl::StatusOr<std::shared_ptr<NatsConnection>> connection =
+        NatsConnection::Get(config_);
+    if (!connection.ok()) return connection.status();
+    connection_ = *std::move(connection);
+    instance_ = NewId();
+    const std::string& ns = config_.name_space;
+    std::weak_ptr<ServerState> weak = shared_from_this();
+    auto open = [weak](NatsMessage m) {
+      if (auto self = weak.lock()) self->OnOpen(std::move(m));
+    };
+    for (const std::string& path : handler.MethodPaths()) {
+      std::optional<std::string> suffix = MethodSubjectSuffix(path);
+      if (!suffix) continue;
+      DYNRPC_RETURN_IF_ERROR(Subscribe(absl::StrCat(ns, ".rpc.", *suffix),
+                                       absl::StrCat(ns, ".rpc.", ServiceOf(path)),
+                                       open));
+    }
+    DYNRPC_RETURN_IF_ERROR(
+        Subscribe(absl::StrCat(ns, ".inst.", instance_, ".>"), "", open));
+    DYNRPC_RETURN_IF_ERROR(Subscribe(
+        absl::StrCat(ns, ".call.", instance_, ".*"), "",
+        [weak](NatsMessage m) {
+          if (auto self = weak.lock()) self->OnCallMessage(std::move(m));
+        }));
+    DYNRPC_RETURN_IF_ERROR(Subscribe(
+        absl::StrCat(ns, ".cancel"), "", [weak](NatsMessage m) {
+          if (auto self = weak.lock()) self->OnBroadcastCancel(std::move(m));
+        }));
+    listener_ = connection_->AddListener([weak](bool connected) {
+      if (connected) return;
+      if (auto self = weak.lock()) {
+        asio::post(self->executor_, [weak] {
+          if (auto self = weak.lock()) {
+            self->CancelAll(absl::UnavailableError(absl::StrCat(
+                "lost the connection to the NATS server at ",
+                self->connection_->url())));
+          }
+        });
+      }
+    });
+    tasks_.Spawn(tasks_.NewStrand(),
+                 EveryHeartbeat([weak] { return Heartbeat(weak); }),
+                 "nats server heartbeats");
+    return instance_;
+  }
+
+  void Shutdown() {
+    if (shut_down_) return;
+    shut_down_ = true;
+    if (connection_) connection_->RemoveListener(listener_);
+    subscriptions_.clear();
+    CancelAll(absl::UnavailableError("the server is shutting down"));
+    tasks_.CancelAll();
+    tasks_.Wait();
+  }
+
+ private:
+  absl::Status Subscribe(const std::string& subject, const std::string& queue,
+                         std::function<void(NatsMessage)> handler) {
+    // One strand per subscription: nats.c delivers in order, and so do we.
+    absl::StatusOr<std::unique_ptr<NatsSubscription>> sub =
+        connection_->Subscribe(subject, queue, asio::make_strand(executor_),
+                               std::move(handler));
+    if (!sub.ok()) return sub.status();
+    subscriptions_.push_back(*std::move(sub));
+    return absl::OkStatus();
+  }
+
+  void Send(const ServedCall& call, NatsHeaders headers,
+            const std::string& data = {}) {
+    (void)connection_->Publish(call.reply, "", headers, data, "message");
+  }
+
+  void OnOpen(NatsMessage m) {
+    if (m.reply.empty() || shut_down_) return;  // nowhere to answer
+    const std::string* method = m.Header(kMethod);
+    auto call = std::make_shared<ServedCall>();
+    call->reply = m.reply;
+    call->strand = tasks_.NewStrand();
+    {
+      std::lock_guard lock(mu_);
+      call->n = next_call_++;
+    }
+    call->subject =
+        absl::StrCat(config_.name_space, ".call.", instance_, ".", call->n);
+    CallRequest request;
+    request.method = method ? *method : "";
+    if (const std::string* t = m.Header(kTimeoutUs)) {
+      int64_t us = 0;
+      if (absl::SimpleAtoi(*t, &us) && us > 0) {
+        request.deadline = Clock::now() + std::chrono::microseconds(us);
+      }
+    }
+    if (const std::string* md = m.Header(kMetadata)) {
+      std::optional<Metadata> metadata = DecodeMetadata(*md);
+      if (!metadata) {
+        NatsHeaders end = {{kType, "end"}};
+        AddStatus(end, absl::InternalError("malformed metadata header"));
+        Send(*call, end);
+        return;
+      }
+      request.metadata = *std::move(metadata);
+    }
+    bool streaming = m.Header(kKind) && *m.Header(kKind) == "stream";
+    bool has_message = m.Header(kHasMessage) != nullptr;
+    bool done = m.Header(kDone) != nullptr;
+    {
+      std::lock_guard lock(mu_);
+      by_n_[call->n] = call;
+      by_reply_[call->reply] = call;
+    }
+    if (!streaming) {
+      if (!has_message) {
+        Finish(*call, CallResult(absl::InternalError(
+                          "malformed call: a unary open without its message")),
+               false);
+        return;
+      }
+      request.payload = std::move(m.data);
+      tasks_.Spawn(call->strand, ServeUnary(call, std::move(request)),
+                   "nats server call", call->signal);
+      return;
+    }
+    call->stream = std::make_shared<StreamState>(
+        static_cast<std::size_t>(std::max<int64_t>(connection_->max_payload(), 1)));
+    if (has_message) call->stream->Deliver(std::move(m.data));
+    if (done) call->stream->PeerDone();
+    Send(*call, {{kType, "accept"}, {kCall, call->subject}});
+    tasks_.Spawn(call->strand, ServeStream(call, std::move(request)),
+                 "nats server stream", call->signal);
+  }
+
+  void OnCallMessage(NatsMessage m) {
+    uint64_t n = 0;
+    std::size_t dot = m.subject.rfind('.');
+    if (dot == std::string::npos ||
+        !absl::SimpleAtoi(absl::string_view(m.subject).substr(dot + 1), &n)) {
+      return;
+    }
+    std::shared_ptr<ServedCall> call;
+    {
+      std::lock_guard lock(mu_);
+      auto it = by_n_.find(n);
+      if (it == by_n_.end()) return;  // ended meanwhile
+      call = it->second;
+    }
+    call->last_heard = Now();
+    const std::string* type = m.Header(kType);
+    if (type == nullptr) return;
+    if (*type == "cancel") {
+      call->Cancel(absl::CancelledError("the caller cancelled"));
+    } else if (call->stream == nullptr) {
+      return;  // a unary call hears only cancels and heartbeats
+    } else if (*type == "msg") {
+      if (!call->stream->Deliver(std::move(m.data))) {
+        call->Cancel(absl::ResourceExhaustedError(
+            "the caller sent beyond the stream's credit"));
+      }
+    } else if (*type == "done") {
+      call->stream->PeerDone();
+    } else if (*type == "credit") {
+      uint32_t bytes = 0;
+      if (m.Header(kCredit) && absl::SimpleAtoi(*m.Header(kCredit), &bytes)) {
+        call->stream->AddSendWindow(bytes);
+      }
+    }
+  }
+
+  void OnBroadcastCancel(NatsMessage m) {
+    const std::string* reply = m.Header(kReplyTo);
+    if (reply == nullptr) return;
+    std::shared_ptr<ServedCall> call;
+    {
+      std::lock_guard lock(mu_);
+      auto it = by_reply_.find(*reply);
+      if (it == by_reply_.end()) return;
+      call = it->second;
+    }
+    call->Cancel(absl::CancelledError("the caller cancelled"));
+  }
+
+  void Forget(const ServedCall& call) {
+    std::lock_guard lock(mu_);
+    by_n_.erase(call.n);
+    by_reply_.erase(call.reply);
+  }
+
+  void CancelAll(const absl::Status& why) {
+    std::vector<std::shared_ptr<ServedCall>> calls;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [n, call] : by_n_) calls.push_back(call);
+    }
+    for (auto& call : calls) call->Cancel(why);
+  }
+
+  // Sends the call's end: status, metadata and the response, if any.
+  void Finish(const ServedCall& call, CallResult result, bool initial_sent) {
+    Forget(call);
+    if (result.status.ok() && result.has_message) {
+      absl::Status fits = CheckMessageSize(config_, result.payload.size(),
+                                           "response message");
+      if (!fits.ok()) {
+        result.status = fits;
+        result.has_message = false;
+      }
+    }
+    NatsHeaders headers = {{kType, "end"}};
+    if (!initial_sent && !result.initial_metadata.empty()) {
+      headers.emplace_back(kInitialMetadata,
+                           EncodeMetadata(result.initial_metadata));
+    }
+    if (!result.trailing_metadata.empty()) {
+      headers.emplace_back(kTrailingMetadata,
+                           EncodeMetadata(result.trailing_metadata));
+    }
+    NatsHeaders with_status = headers;
+    AddStatus(with_status, result.status);
+    bool with_message = result.status.ok() && result.has_message;
+    if (with_message) with_status.emplace_back(kHasMessage, "1");
+    absl::Status sent = connection_->Publish(
+        call.reply, "", with_status, with_message ? result.payload : "",
+        "response message");
+    if (absl::IsResourceExhausted(sent)) {
+      // Too large for the NATS server: the caller gets why.
+      AddStatus(headers, sent);
+      (void)connection_->Publish(call.reply, "", headers, "", "status");
+    }
+  }
+
+  asio::awaitable<void> ServeUnary(std::shared_ptr<ServedCall> call,
+                                   CallRequest request) {
+    ServerCallInfo info{absl::StrCat("nats:", call->reply), call->cancelled,
+                        [call](absl::Status why) { call->Cancel(why); }};
+    CallResult result =
+        co_await handler_->HandleUnary(std::move(request), std::move(info));
+    Finish(*call, std::move(result), false);
+  }
+
+  asio::awaitable<void> ServeStream(std::shared_ptr<ServedCall> call,
+                                    CallRequest request);
+
+  // Each heartbeat: one to each caller; a caller silent for kPeerLostAfter
+  // is gone and its call is cancelled. False once the server is gone.
+  static bool Heartbeat(const std::weak_ptr<ServerState>& weak) {
+    auto self = weak.lock();
+    if (self == nullptr) return false;
+    std::vector<std::shared_ptr<ServedCall>> calls;
+    {
+      std::lock_guard lock(self->mu_);
+      for (auto& [n, call] : self->by_n_) calls.push_back(call);
+    }
+    for (auto& call : calls) {
+      if (PeerLost(call->last_heard.load())) {
+        call->Cancel(
+            absl::UnavailableError("the caller stopped answering heartbeats"));
+        continue;
+      }
+      self->Send(*call, {{kType, "hb"}, {kCall, call->subject}});
+    }
+    return true;
+  }
+
+  friend class NatsServerStream;
+
+  const NatsConfig config_;
+  asio::any_io_executor executor_;
+  TaskGroup tasks_;
+  CallHandler* handler_ = nullptr;
+  std::shared_ptr<NatsConnection> connection_;
+  std::vector<std::unique_ptr<NatsSubscription>> subscriptions_;
+  int listener_ = 0;
+  std::string instance_;
+  bool shut_down_ = false;
+  std::mutex mu_;
+  uint64_t next_call_ = 1;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<ServedCall>> by_n_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ServedCall>> by_reply_;
+};
+
+// The plane's side of a streaming call on the server.
+class NatsServerStream final : public ServerStream {
+ public:
+  NatsServerStream(ServerState& server, std::shared_ptr<ServedCall> call)
+      : server_(server), call_(std::move(call)) {}
+
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    uint32_t grant = 0;
+    absl::StatusOr<std::optional<std::string>> message =
+        co_await call_->stream->Read(&grant);
+    if (grant > 0) {
+      server_.Send(*call_, {{kType, "credit"}, {kCredit, std::to_string(grant)}});
+    }
+    co_return message;
+  }
+
+  asio::awaitable<absl::Status> Write(
+      std::string message, const Metadata& initial_metadata) override {
+    DYNRPC_CO_RETURN_IF_ERROR(CheckMessageSize(
+        server_.config_, message.size(), "response message"));
+    absl::Status reserved = co_await call_->stream->ReserveSend(message.size());
+    if (!reserved.ok()) co_return reserved;
+    NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_++)}};
+    if (!initial_sent_ && !initial_metadata.empty()) {
+      headers.emplace_back(kInitialMetadata, EncodeMetadata(initial_metadata));
+    }
+    absl::Status sent = server_.connection_->Publish(
+        call_->reply, "", headers, message, "response message");
+    if (!sent.ok()) co_return sent;
+    initial_sent_ = true;
+    co_return absl::OkStatus();
+  }
+
+  bool initial_sent() const { return initial_sent_; }
+
+ private:
+  ServerState& server_;
+  std::shared_ptr<ServedCall> call_;
+  int64_t seq_ = 0;
+  bool initial_sent_ = false;
+};
+
+asio::awaitable<void> ServerState::ServeStream(std::shared_ptr<ServedCall> call,
+                                               CallRequest request) {
+  NatsServerStream stream(*this, call);
+  ServerCallInfo info{absl::StrCat("nats:", call->reply), call->cancelled,
+                      [call](absl::Status why) { call->Cancel(why); }};
+  CallResult result = co_await handler_->HandleStream(
+      std::move(request), std::move(info), stream);
+  // The plane ended the stream first (the caller overran its credit): that
+  // is the call's status.
+  absl::Status plane_end = call->stream->end_status();
+  if (absl::IsResourceExhausted(plane_end)) result = CallResult(plane_end);
+  call->stream->End(CallResult(absl::OkStatus()));
+  Finish(*call, std::move(result), stream.initial_sent());
+}
+
+NatsServer::NatsServer(NatsConfig config, asio::any_io_executor executor)
+    : state_(std::make_shared<ServerState>(std::move(config),
+                                           std::move(executor))) {}
+
+NatsServer::~NatsServer() { Shutdown(); }
+
+absl::StatusOr<std::string> NatsServer::Start(CallHandler& handler) {
+  return state_->Start(handler);
+}
+
+void NatsServer::Shutdown() { state_->Shutdown(); }
+
+}  // namespace dynrpc::internal::nats

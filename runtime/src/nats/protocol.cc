@@ -1,0 +1,151 @@
+#include "nats/protocol.h"
+
+#include <cstdint>
+
+#include "absl/random/random.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
+
+namespace dynrpc::internal::nats {
+
+namespace {
+
+void PutLength(std::string& out, std::size_t n) {
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+}
+
+bool GetLength(std::string_view& in, std::size_t& n) {
+  if (in.size() < 4) return false;
+  n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>(in[i]);
+  in.remove_prefix(4);
+  return n <= in.size();
+}
+
+}  // namespace
+
+std::optional<std::string> MethodSubjectSuffix(std::string_view path) {
+  if (path.size() < 4 || path.front() != '/') return std::nullopt;
+  std::size_t slash = path.find('/', 1);
+  if (slash == std::string_view::npos || slash == 1 ||
+      slash + 1 >= path.size()) {
+    return std::nullopt;
+  }
+  std::string subject(path.substr(1));
+  subject[slash - 1] = '.';
+  if (subject.find_first_of(" \t*>/") != std::string::npos) return std::nullopt;
+  return subject;
+}
+
+std::string ServiceOf(std::string_view path) {
+  std::size_t slash = path.find('/', 1);
+  return std::string(path.substr(1, slash == std::string_view::npos
+                                        ? std::string_view::npos
+                                        : slash - 1));
+}
+
+std::string EncodeMetadata(const Metadata& metadata) {
+  std::string raw;
+  for (const auto& [k, v] : metadata) {
+    PutLength(raw, k.size());
+    raw += k;
+    PutLength(raw, v.size());
+    raw += v;
+  }
+  return absl::Base64Escape(raw);
+}
+
+std::optional<Metadata> DecodeMetadata(std::string_view value) {
+  std::string raw;
+  if (!absl::Base64Unescape(absl::string_view(value.data(), value.size()),
+                            &raw)) {
+    return std::nullopt;
+  }
+  Metadata metadata;
+  std::string_view in = raw;
+  while (!in.empty()) {
+    std::size_t n = 0;
+    if (!GetLength(in, n)) return std::nullopt;
+    std::string key(in.substr(0, n));
+    in.remove_prefix(n);
+    if (!GetLength(in, n)) return std::nullopt;
+    metadata.emplace_back(std::move(key), std::string(in.substr(0, n)));
+    in.remove_prefix(n);
+  }
+  return metadata;
+}
+
+std::string EncodeText(std::string_view text) {
+  return absl::Base64Escape(absl::string_view(text.data(), text.size()));
+}
+
+std::string DecodeText(std::string_view value) {
+  std::string text;
+  if (!absl::Base64Unescape(absl::string_view(value.data(), value.size()),
+                            &text)) {
+    return std::string(value);
+  }
+  return text;
+}
+
+void AddStatus(NatsHeaders& headers, const absl::Status& status) {
+  headers.emplace_back(kCode, std::to_string(static_cast<int>(status.code())));
+  if (!status.message().empty()) {
+    headers.emplace_back(
+        kMessage, EncodeText(std::string_view(status.message().data(),
+                                              status.message().size())));
+  }
+}
+
+absl::Status StatusFrom(const NatsMessage& message) {
+  const std::string* code = message.Header(kCode);
+  int n = 0;
+  if (code == nullptr || !absl::SimpleAtoi(*code, &n) || n < 0 || n > 16) {
+    return absl::InternalError("a NATS call ended without a valid status");
+  }
+  const std::string* text = message.Header(kMessage);
+  return absl::Status(static_cast<absl::StatusCode>(n),
+                      text ? DecodeText(*text) : "");
+}
+
+absl::Status CheckMessageSize(const NatsConfig& config, std::size_t size,
+                              std::string_view what) {
+  if (config.max_message_size == 0 || size <= config.max_message_size) {
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      std::string(what), " of ", size,
+      " bytes exceeds DYN_NATS_MAX_MESSAGE_SIZE=", config.max_message_size,
+      " bytes"));
+}
+
+boost::asio::awaitable<void> EveryHeartbeat(std::function<bool()> tick) {
+  namespace asio = boost::asio;
+  co_await asio::this_coro::throw_if_cancelled(false);
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(kHeartbeatInterval);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || !tick()) break;
+  }
+}
+
+bool PeerLost(Clock::rep last_heard) {
+  return Clock::now().time_since_epoch().count() - last_heard >
+         std::chrono::duration_cast<Clock::duration>(kPeerLostAfter).count();
+}
+
+std::string NewId() {
+  thread_local absl::BitGen gen;
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
+}
+
+}  // namespace dynrpc::internal::nats

@@ -1,0 +1,92 @@
+// The NATS plane's protocol: subjects and the headers that carry a call.
+//
+// Subjects (ns = DYN_NAMESPACE):
+//   <ns>.rpc.<package.Service>.<Method>       any instance: servers subscribe
+//                                             in queue group <ns>.rpc.<package.Service>
+//   <ns>.inst.<instance>.<package.Service>.<Method>   one chosen instance
+//   <ns>.call.<instance>.<n>                  a call's messages to its server
+//   <ns>.inbox.<client>.<n>                   a call's messages to its client
+//   <ns>.cancel                               cancels of calls not yet accepted
+//
+// Every message carries Dyn-Type. A call opens with an "open" message to a
+// method subject, its reply subject the client's inbox; the server answers
+// on that inbox ("accept" with its call subject for streams; "msg" with a
+// sequence number; "hb" heartbeats; "end" with the status, metadata and, for
+// unary and client-streaming calls, the response). The client sends "msg",
+// "done" (half-close), "credit", "hb" and "cancel" to the call subject.
+// Credits are bytes (each message costs its size plus 20), granted by the
+// reader as it reads, so a writer never floods a reader. Both sides send a
+// heartbeat every second while a call is open; a call whose peer is silent
+// for kPeerLostAfter ends (UNAVAILABLE at the client, cancelled at the
+// server).
+#ifndef DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
+#define DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "boost/asio/awaitable.hpp"
+#include "dynrpc/context.h"
+#include "nats/nats_connection.h"
+
+namespace dynrpc::internal::nats {
+
+inline constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
+inline constexpr std::chrono::milliseconds kPeerLostAfter{4000};
+
+// Header names.
+inline constexpr char kType[] = "Dyn-Type";
+inline constexpr char kKind[] = "Dyn-Kind";
+inline constexpr char kMethod[] = "Dyn-Method";
+inline constexpr char kTimeoutUs[] = "Dyn-Timeout-Us";
+inline constexpr char kMetadata[] = "Dyn-Md";
+inline constexpr char kInitialMetadata[] = "Dyn-Imd";
+inline constexpr char kTrailingMetadata[] = "Dyn-Tmd";
+inline constexpr char kHasMessage[] = "Dyn-Has-Msg";
+inline constexpr char kDone[] = "Dyn-Done";
+inline constexpr char kCall[] = "Dyn-Call";
+inline constexpr char kReplyTo[] = "Dyn-Reply";
+inline constexpr char kSeq[] = "Dyn-Seq";
+inline constexpr char kCredit[] = "Dyn-Credit";
+inline constexpr char kCode[] = "Dyn-Code";
+inline constexpr char kMessage[] = "Dyn-Message";
+
+// "/pkg.Service/Method" -> "pkg.Service.Method"; nullopt if malformed.
+std::optional<std::string> MethodSubjectSuffix(std::string_view method_path);
+// The service part of a method path: "/pkg.Service/Method" -> "pkg.Service".
+std::string ServiceOf(std::string_view method_path);
+
+// Metadata and free text as header values (base64 of a length-prefixed
+// encoding: binary-safe, no CR/LF).
+std::string EncodeMetadata(const Metadata& metadata);
+std::optional<Metadata> DecodeMetadata(std::string_view value);
+std::string EncodeText(std::string_view text);
+std::string DecodeText(std::string_view value);
+
+// A status as headers (code and message), and back.
+void AddStatus(NatsHeaders& headers, const absl::Status& status);
+absl::Status StatusFrom(const NatsMessage& message);
+
+// RESOURCE_EXHAUSTED when `size` exceeds the plane's own limit
+// (DYN_NATS_MAX_MESSAGE_SIZE; 0: none). The NATS server's max_payload is
+// checked at publishing.
+absl::Status CheckMessageSize(const NatsConfig& config, std::size_t size,
+                              std::string_view what);
+
+// Runs `tick` every kHeartbeatInterval until it returns false or the task is
+// cancelled: the heartbeat loop of a client or a server.
+boost::asio::awaitable<void> EveryHeartbeat(std::function<bool()> tick);
+
+// Whether a peer last heard at `last_heard` (a Clock count) is lost.
+bool PeerLost(Clock::rep last_heard);
+
+// A random id for an instance or a client: 16 hex digits.
+std::string NewId();
+
+}  // namespace dynrpc::internal::nats
+
+#endif  // DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
