@@ -39,6 +39,7 @@ struct ClientCall {
   std::string server_subject;  // from "accept" or a heartbeat (under mu)
   std::vector<std::shared_ptr<Signal>> accept_waiters;  // under mu
   uint64_t pending_credit = 0;  // granted before the subject was known
+  int64_t next_seq = 0;  // of the server's messages (the inbox's strand)
 };
 
 }  // namespace
@@ -290,7 +291,10 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
           call->state->SetInitialMetadata(*std::move(metadata));
         }
       }
-      if (!call->state->Deliver(std::move(m.data))) {
+      if (absl::Status in_order = CheckSequence(m, &call->next_seq);
+          !in_order.ok()) {
+        Cancel(*call, in_order);
+      } else if (!call->state->Deliver(std::move(m.data))) {
         Cancel(*call, absl::ResourceExhaustedError(
                           "the server sent beyond the stream's credit"));
       }

@@ -54,6 +54,7 @@ struct ServedCall {
       std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<StreamState> stream;  // streaming calls
   std::atomic<Clock::rep> last_heard{Now()};
+  int64_t next_seq = 0;  // of the caller's messages (the call subject's strand)
 
   // The caller is gone or cancelled: end the stream, cancel the handler.
   void Cancel(const absl::Status& why) {
@@ -232,7 +233,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     } else if (call->stream == nullptr) {
       return;  // a unary call hears only cancels and heartbeats
     } else if (*type == "msg") {
-      if (!call->stream->Deliver(std::move(m.data))) {
+      if (absl::Status in_order = CheckSequence(m, &call->next_seq);
+          !in_order.ok()) {
+        call->Cancel(in_order);
+      } else if (!call->stream->Deliver(std::move(m.data))) {
         call->Cancel(absl::ResourceExhaustedError(
             "the caller sent beyond the stream's credit"));
       }
@@ -407,10 +411,12 @@ asio::awaitable<void> ServerState::ServeStream(std::shared_ptr<ServedCall> call,
                       [call](absl::Status why) { call->Cancel(why); }};
   CallResult result = co_await handler_->HandleStream(
       std::move(request), std::move(info), stream);
-  // The plane ended the stream first (the caller overran its credit): that
-  // is the call's status.
+  // The plane ended the stream first (the caller overran its credit, or a
+  // message was lost): that is the call's status.
   absl::Status plane_end = call->stream->end_status();
-  if (absl::IsResourceExhausted(plane_end)) result = CallResult(plane_end);
+  if (absl::IsResourceExhausted(plane_end) || absl::IsDataLoss(plane_end)) {
+    result = CallResult(plane_end);
+  }
   call->stream->End(CallResult(absl::OkStatus()));
   Finish(*call, std::move(result), stream.initial_sent());
 }

@@ -138,6 +138,18 @@ boost::asio::awaitable<void> EveryHeartbeat(std::function<bool()> tick) {
   }
 }
 
+absl::Status CheckSequence(const NatsMessage& message, int64_t* expected) {
+  const std::string* seq = message.Header(kSeq);
+  int64_t n = -1;
+  if (seq == nullptr || !absl::SimpleAtoi(*seq, &n) || n != *expected) {
+    return absl::DataLossError(absl::StrCat(
+        "stream message ", *expected, " was lost in transit (the next one "
+        "to arrive was ", seq ? *seq : "unnumbered", ")"));
+  }
+  ++*expected;
+  return absl::OkStatus();
+}
+
 bool PeerLost(Clock::rep last_heard) {
   return Clock::now().time_since_epoch().count() - last_heard >
          std::chrono::duration_cast<Clock::duration>(kPeerLostAfter).count();

@@ -84,6 +84,11 @@ boost::asio::awaitable<void> EveryHeartbeat(std::function<bool()> tick);
 // Whether a peer last heard at `last_heard` (a Clock count) is lost.
 bool PeerLost(Clock::rep last_heard);
 
+// DATA_LOSS unless `message`'s sequence number is `*expected` (then
+// advances it): NATS core may drop a message (a slow consumer, a
+// reconnection), and a stream must not silently skip one.
+absl::Status CheckSequence(const NatsMessage& message, int64_t* expected);
+
 // A random id for an instance or a client: 16 hex digits.
 std::string NewId();
 

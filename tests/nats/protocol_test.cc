@@ -1,0 +1,77 @@
+#include "nats/protocol.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+
+namespace dynrpc::internal::nats {
+namespace {
+
+using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+NatsMessage WithSeq(std::string seq) {
+  NatsMessage m;
+  m.headers.emplace_back(kSeq, std::move(seq));
+  return m;
+}
+
+TEST(NatsProtocol, MethodPathsBecomeSubjects) {
+  EXPECT_THAT(MethodSubjectSuffix("/helloworld.Greeter/SayHello"),
+              Optional(std::string("helloworld.Greeter.SayHello")));
+  EXPECT_EQ(ServiceOf("/helloworld.Greeter/SayHello"), "helloworld.Greeter");
+  for (const char* bad : {"", "/", "//M", "/Svc/", "Svc/M", "/a b/M", "/S/*"}) {
+    EXPECT_EQ(MethodSubjectSuffix(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(NatsProtocol, MetadataAndTextSurviveAnyBytes) {
+  Metadata metadata = {{"x-a", "1"},
+                       {"x-bin", std::string("\0\r\n\xff", 4)},
+                       {"empty", ""}};
+  std::string encoded = EncodeMetadata(metadata);
+  EXPECT_EQ(encoded.find_first_of("\r\n"), std::string::npos);
+  EXPECT_THAT(DecodeMetadata(encoded), Optional(metadata));
+  EXPECT_EQ(DecodeMetadata("not base64!"), std::nullopt);
+  EXPECT_EQ(DecodeMetadata(EncodeText(std::string("\0\0\0\x09", 4))),
+            std::nullopt);  // a length past the end
+  std::string text = "line one\r\nline two: ü";
+  EXPECT_EQ(DecodeText(EncodeText(text)), text);
+}
+
+TEST(NatsProtocol, StatusRoundTripsThroughHeaders) {
+  NatsMessage m;
+  AddStatus(m.headers, absl::NotFoundError("no such\nthing"));
+  EXPECT_THAT(StatusFrom(m),
+              StatusIs(absl::StatusCode::kNotFound, "no such\nthing"));
+  EXPECT_THAT(StatusFrom(NatsMessage{}),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("status")));
+}
+
+TEST(NatsProtocol, SequenceGapsAreDataLoss) {
+  int64_t expected = 0;
+  EXPECT_THAT(CheckSequence(WithSeq("0"), &expected), IsOk());
+  EXPECT_THAT(CheckSequence(WithSeq("1"), &expected), IsOk());
+  EXPECT_EQ(expected, 2);
+  EXPECT_THAT(CheckSequence(WithSeq("3"), &expected),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("message 2 was lost")));
+  EXPECT_THAT(CheckSequence(NatsMessage{}, &expected),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("unnumbered")));
+}
+
+TEST(NatsProtocol, ThePlanesOwnLimitNamesItsVariable) {
+  NatsConfig config;
+  EXPECT_THAT(CheckMessageSize(config, 1 << 30, "request message"), IsOk());
+  config.max_message_size = 100;
+  EXPECT_THAT(CheckMessageSize(config, 100, "request message"), IsOk());
+  EXPECT_THAT(CheckMessageSize(config, 101, "request message"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "request message of 101 bytes exceeds "
+                       "DYN_NATS_MAX_MESSAGE_SIZE=100 bytes"));
+}
+
+}  // namespace
+}  // namespace dynrpc::internal::nats
