@@ -63,7 +63,8 @@ build() {
 # build_sanitized: the tests (no examples) with ASan and UBSan, in $BUILD_DIR.
 build_sanitized() {
   local flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  EXTRA_CMAKE_ARGS=(-DDYNRPC_BUILD_EXAMPLES=OFF "-DCMAKE_CXX_FLAGS=$flags"
+  EXTRA_CMAKE_ARGS=(-DDYNRPC_BUILD_EXAMPLES=OFF -DDYNRPC_BUILD_INTEROP=OFF
+                    "-DCMAKE_CXX_FLAGS=$flags"
                     "-DCMAKE_EXE_LINKER_FLAGS=$flags")
   DYNRPC_BUILD_TYPE=Debug build
 }
