@@ -307,7 +307,16 @@ TEST_F(NatsPlaneTest, StreamedMessagesUnderMaxPayloadPassOverItAreRefused) {
               StatusIs(absl::StatusCode::kResourceExhausted,
                        AllOf(HasSubstr("max_payload"),
                              HasSubstr(std::to_string(kDefaultMaxPayload)))));
-  // The stream goes on without it.
+  // The stream goes on without it: the next message, and its echo, pass
+  // (its credit came back, and no sequence number was skipped).
+  StreamMessage after;
+  after.set_sequence(2);
+  after.set_payload(std::string(kDefaultMaxPayload - 1024, 'a'));
+  ASSERT_THAT(run(stream.Write(after)), IsOk());
+  back = run(stream.Read());
+  ASSERT_THAT(back, IsOk());
+  ASSERT_TRUE(back->has_value());
+  EXPECT_EQ((*back)->sequence(), 2);
   ASSERT_THAT(run(stream.WritesDone()), IsOk());
   EXPECT_THAT(run(stream.Finish()), IsOk());
 }

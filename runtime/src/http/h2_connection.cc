@@ -198,6 +198,7 @@ asio::awaitable<void> H2Connection::Write() {
   for (;;) {
     out.clear();
     bool finished = false;
+    absl::Status failure;
     {
       std::lock_guard lock(mu_);
       if (closed_) break;
@@ -205,8 +206,8 @@ asio::awaitable<void> H2Connection::Write() {
         const uint8_t* data = nullptr;
         ssize_t n = nghttp2_session_mem_send(session_, &data);
         if (n < 0) {
-          CloseLocked(absl::InternalError(absl::StrCat(
-              "HTTP/2 session failed: ", nghttp2_strerror(static_cast<int>(n)))));
+          failure = absl::InternalError(absl::StrCat(
+              "HTTP/2 session failed: ", nghttp2_strerror(static_cast<int>(n))));
           break;
         }
         if (n == 0) break;
@@ -214,6 +215,10 @@ asio::awaitable<void> H2Connection::Write() {
       }
       finished = closed_ || (out.empty() && !nghttp2_session_want_read(session_) &&
                              !nghttp2_session_want_write(session_));
+    }
+    if (!failure.ok()) {
+      Close(std::move(failure));  // outside the mutex: it closes the socket
+      break;
     }
     if (!out.empty()) {
       auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out),
@@ -307,6 +312,15 @@ void H2Connection::FailStreamLocked(H2Stream& stream, absl::Status why) {
   if (stream.error.ok()) stream.error = std::move(why);
   stream.inbound.clear();
   WakeStreamLocked(stream);
+}
+
+void H2Connection::PeerEndedLocked(H2Stream& stream) {
+  if (stream.peer_ended) return;
+  stream.peer_ended = true;
+  // A raw (JSON) body is one message, complete at the end of the stream.
+  if (stream.mode == BodyMode::kRaw && stream.error.ok()) {
+    stream.inbound.push_back(std::move(stream.raw_body));
+  }
 }
 
 void H2Connection::GiveBackLocked(H2Stream& stream, std::size_t bytes) {
@@ -459,7 +473,7 @@ asio::awaitable<absl::Status> H2Connection::WaitWritable(
   if (!woke) co_return absl::CancelledError("the write was cancelled");
   std::lock_guard lock(mu_);
   if (!stream->error.ok()) co_return stream->error;
-  if (stream->closed && stream->out_bytes > high_water) {
+  if (stream->closed && !stream->end_sent) {
     co_return absl::FailedPreconditionError(
         "the HTTP/2 stream closed before its messages were sent");
   }
@@ -470,7 +484,8 @@ void H2Connection::DropUnread(const std::shared_ptr<H2Stream>& stream) {
   std::lock_guard lock(mu_);
   stream->mode = BodyMode::kDrop;
   stream->inbound.clear();
-  GiveBackLocked(*stream, std::exchange(stream->unconsumed, 0));
+  GiveBackLocked(*stream, std::exchange(stream->unconsumed, 0) +
+                              std::exchange(stream->partial_held, 0));
 }
 
 asio::awaitable<absl::Status> H2Connection::WaitForSettings(
@@ -531,12 +546,12 @@ void H2Connection::OnBdpSampleLocked(std::size_t bytes) {
   if (bdp_probe_out_ || Clock::now() < bdp_next_probe_) return;
   // A probe: the bytes that arrive until its answer are what the path
   // holds in one round trip.
-  bdp_probe_out_ = true;
-  bdp_bytes_ = bytes;
   uint64_t id = next_ping_++;
   uint8_t opaque[8];
   std::memcpy(opaque, &id, sizeof(id));
   if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque) != 0) return;
+  bdp_probe_out_ = true;
+  bdp_bytes_ = bytes;
   ++stats_.pings_sent;
   pings_[id] = [this] {
     bdp_probe_out_ = false;
@@ -621,14 +636,16 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
         if (self->role_ == Role::kServer) {
           self->ChooseBodyMode(*stream);
           if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-            stream->peer_ended = true;
+            self->PeerEndedLocked(*stream);
           }
           self->new_requests_.push_back(stream);
         }
       } else {
         stream->trailers_done = true;
       }
-      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->peer_ended = true;
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        self->PeerEndedLocked(*stream);
+      }
       self->WakeStreamLocked(*stream);
       return 0;
     }
@@ -639,10 +656,7 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
         std::shared_ptr<H2Stream> stream =
             self->FindLocked(frame->hd.stream_id);
         if (stream == nullptr) return 0;
-        stream->peer_ended = true;
-        if (stream->mode == BodyMode::kRaw && stream->error.ok()) {
-          stream->inbound.push_back(std::move(stream->raw_body));
-        }
+        self->PeerEndedLocked(*stream);
         self->WakeStreamLocked(*stream);
       }
       return 0;
@@ -739,6 +753,12 @@ int H2Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
   std::shared_ptr<H2Stream> stream = self->FindLocked(stream_id);
   if (stream == nullptr) return 0;
   stream->closed = true;
+  if (error_code == NGHTTP2_NO_ERROR && self->role_ == Role::kServer &&
+      !stream->end_sent && stream->error.ok()) {
+    // The caller reset the stream (with NO_ERROR) before we answered: it is
+    // gone, and the handler must stop.
+    stream->error = absl::CancelledError("the caller reset the stream");
+  }
   if (error_code != NGHTTP2_NO_ERROR) {
     stream->reset_code = error_code;
     // A status the peer sent in full still stands.

@@ -239,6 +239,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void FailStreamLocked(H2Stream& stream, absl::Status why);
   void WakeStreamLocked(H2Stream& stream);
   void GiveBackLocked(H2Stream& stream, std::size_t bytes);
+  // The peer ended its side (END_STREAM on DATA or HEADERS).
+  void PeerEndedLocked(H2Stream& stream);
   void OnBdpSampleLocked(std::size_t bytes);
   void CloseLocked(absl::Status why);
 

@@ -137,6 +137,9 @@ absl::Status CheckConfig(const HttpConfig& config) {
   return absl::OkStatus();
 }
 
+// `calls` of a connection closing for being idle: no call fits beside it.
+constexpr std::size_t kClosingCalls = std::size_t{1} << 40;
+
 // A pooled connection. `calls` and `idle_since` change under the client's
 // mutex (taken before the connection's, never after); the maintenance task
 // reads them without it.
@@ -193,6 +196,11 @@ asio::awaitable<void> Maintain(std::shared_ptr<ClientConnection> connection,
              config.pool_idle_timeout;
     }
     if (idle && now >= wake) {
+      // Claim it first, so a call cannot take it while it closes.
+      std::size_t none = 0;
+      if (!connection->calls.compare_exchange_strong(none, kClosingCalls)) {
+        continue;  // a call took it meanwhile
+      }
       connection->Close(absl::UnavailableError(absl::StrCat(
           "idle for ", config.pool_idle_timeout.count(),
           " s (DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS)")));
@@ -294,30 +302,37 @@ std::vector<H2Stats> HttpClient::ConnectionStats(
 }
 
 void HttpClient::Release(ClientConnection& connection) {
-  std::lock_guard lock(mu_);
-  if (--connection.calls > 0) return;
-  connection.idle_since = Clock::now().time_since_epoch().count();
-  // Beyond DYN_HTTP2_POOL_MAX_IDLE_PER_HOST idle connections, this one
-  // closes now.
-  std::size_t idle = 0;
-  for (auto& [target, pool] : pools_) {
-    auto it = std::find_if(pool.begin(), pool.end(),
-                           [&](const auto& c) { return c.get() == &connection; });
-    if (it == pool.end()) continue;
-    for (auto& c : pool) {
-      if (c->calls == 0 && c->accepting()) ++idle;
+  std::shared_ptr<ClientConnection> closing;
+  {
+    std::lock_guard lock(mu_);
+    if (--connection.calls > 0) return;
+    connection.idle_since = Clock::now().time_since_epoch().count();
+    // Beyond DYN_HTTP2_POOL_MAX_IDLE_PER_HOST idle connections, this one
+    // closes now.
+    for (auto& [target, pool] : pools_) {
+      auto it = std::find_if(pool.begin(), pool.end(), [&](const auto& c) {
+        return c.get() == &connection;
+      });
+      if (it == pool.end()) continue;
+      std::size_t idle = 0;
+      for (auto& c : pool) {
+        if (c->calls == 0 && c->accepting()) ++idle;
+      }
+      if (idle > config_.pool_max_idle_per_host) {
+        closing = *it;
+        pool.erase(it);
+      }
+      break;
     }
-    if (idle > config_.pool_max_idle_per_host) {
-      std::shared_ptr<ClientConnection> closing = *it;
-      pool.erase(it);
-      closing->Close(absl::UnavailableError(absl::StrCat(
-          "more than ", config_.pool_max_idle_per_host,
-          " idle connections (DYN_HTTP2_POOL_MAX_IDLE_PER_HOST)")));
-      return;
-    }
-    break;
   }
-  connection.Poke();
+  if (closing == nullptr) {
+    connection.Poke();
+    return;
+  }
+  // Outside the mutex: Close() runs the connection's close hooks.
+  closing->Close(absl::UnavailableError(absl::StrCat(
+      "more than ", config_.pool_max_idle_per_host,
+      " idle connections (DYN_HTTP2_POOL_MAX_IDLE_PER_HOST)")));
 }
 
 std::optional<HttpClient::Lease> HttpClient::TryAcquire(

@@ -300,11 +300,14 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
     std::optional<Clock::time_point> deadline) {
   if (!deadline) co_return co_await connection.ReadMessage(stream);
   asio::steady_timer timer(co_await asio::this_coro::executor, *deadline);
-  timer.async_wait([&connection, stream](const boost::system::error_code& ec) {
-    if (ec) return;
-    connection.FailStream(stream, absl::DeadlineExceededError(
-                                      "the call's deadline (grpc-timeout) "
-                                      "passed before its request arrived"));
+  // Weak: the handler may run after this coroutine and the connection end.
+  std::weak_ptr<H2Connection> weak = connection.shared_from_this();
+  timer.async_wait([weak, stream](const boost::system::error_code& ec) {
+    auto connection = weak.lock();
+    if (ec || connection == nullptr) return;
+    connection->FailStream(stream, absl::DeadlineExceededError(
+                                       "the call's deadline (grpc-timeout) "
+                                       "passed before its request arrived"));
   });
   absl::StatusOr<std::optional<std::string>> message =
       co_await connection.ReadMessage(stream);

@@ -419,13 +419,20 @@ class NatsClientStream final : public ClientStream {
       co_return reserved;
     }
     absl::Status sent = client_->SendToServer(
-        *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_++)}}, message,
+        *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_)}}, message,
         "request message");
-    if (absl::IsResourceExhausted(sent)) co_return sent;
+    if (absl::IsResourceExhausted(sent)) {
+      // Refused before sending (over max_payload): the stream goes on
+      // without it.
+      call_->state->AddSendWindow(static_cast<uint32_t>(
+          message.size() + StreamState::kMessageOverhead));
+      co_return sent;
+    }
     if (!sent.ok()) {
       Cancel(sent);
       co_return sent;
     }
+    ++seq_;
     co_return absl::OkStatus();
   }
 
@@ -494,7 +501,10 @@ class NatsClientStream final : public ClientStream {
           "a NATS stream's first operations must not run concurrently");
     }
     opening_ = true;
-    DYNRPC_CO_RETURN_IF_ERROR(client_->EnsureConnected());
+    if (absl::Status connected = client_->EnsureConnected(); !connected.ok()) {
+      early_->End(CallResult(connected));
+      co_return connected;
+    }
     absl::StatusOr<std::string> subject =
         client_->SubjectFor(target_, head_.method);
     if (!subject.ok()) {

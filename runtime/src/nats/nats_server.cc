@@ -89,15 +89,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     auto open = [weak](NatsMessage m) {
       if (auto self = weak.lock()) self->OnOpen(std::move(m));
     };
-    for (const std::string& path : handler.MethodPaths()) {
-      std::optional<std::string> suffix = MethodSubjectSuffix(path);
-      if (!suffix) continue;
-      DYNRPC_RETURN_IF_ERROR(Subscribe(absl::StrCat(ns, ".rpc.", *suffix),
-                                       absl::StrCat(ns, ".rpc.", ServiceOf(path)),
-                                       open));
-    }
-    DYNRPC_RETURN_IF_ERROR(
-        Subscribe(absl::StrCat(ns, ".inst.", instance_, ".>"), "", open));
+    // The call and cancel subjects first: once a method subject is live,
+    // a caller may send to them.
     DYNRPC_RETURN_IF_ERROR(Subscribe(
         absl::StrCat(ns, ".call.", instance_, ".*"), "",
         [weak](NatsMessage m) {
@@ -107,6 +100,15 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
         absl::StrCat(ns, ".cancel"), "", [weak](NatsMessage m) {
           if (auto self = weak.lock()) self->OnBroadcastCancel(std::move(m));
         }));
+    DYNRPC_RETURN_IF_ERROR(
+        Subscribe(absl::StrCat(ns, ".inst.", instance_, ".>"), "", open));
+    for (const std::string& path : handler.MethodPaths()) {
+      std::optional<std::string> suffix = MethodSubjectSuffix(path);
+      if (!suffix) continue;
+      DYNRPC_RETURN_IF_ERROR(Subscribe(absl::StrCat(ns, ".rpc.", *suffix),
+                                       absl::StrCat(ns, ".rpc.", ServiceOf(path)),
+                                       open));
+    }
     listener_ = connection_->AddListener([weak](bool connected) {
       if (connected) return;
       if (auto self = weak.lock()) {
@@ -187,6 +189,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     bool done = m.Header(kDone) != nullptr;
     {
       std::lock_guard lock(mu_);
+      if (cancelled_early_.erase(call->reply) > 0) return;  // cancelled first
       by_n_[call->n] = call;
       by_reply_[call->reply] = call;
     }
@@ -257,7 +260,12 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     {
       std::lock_guard lock(mu_);
       auto it = by_reply_.find(*reply);
-      if (it == by_reply_.end()) return;
+      if (it == by_reply_.end()) {
+        // Its open may still be on its way (another subscription): refuse
+        // it when it comes.
+        cancelled_early_[*reply] = Now();
+        return;
+      }
       call = it->second;
     }
     call->Cancel(absl::CancelledError("the caller cancelled"));
@@ -333,6 +341,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     {
       std::lock_guard lock(self->mu_);
       for (auto& [n, call] : self->by_n_) calls.push_back(call);
+      absl::erase_if(self->cancelled_early_,
+                     [](const auto& entry) { return PeerLost(entry.second); });
     }
     for (auto& call : calls) {
       if (PeerLost(call->last_heard.load())) {
@@ -355,11 +365,14 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::vector<std::unique_ptr<NatsSubscription>> subscriptions_;
   int listener_ = 0;
   std::string instance_;
-  bool shut_down_ = false;
+  std::atomic<bool> shut_down_{false};
   std::mutex mu_;
   uint64_t next_call_ = 1;
   absl::flat_hash_map<uint64_t, std::shared_ptr<ServedCall>> by_n_;
   absl::flat_hash_map<std::string, std::shared_ptr<ServedCall>> by_reply_;
+  // Cancels that came before their call's open, by reply subject, with when
+  // they came (dropped after kPeerLostAfter).
+  absl::flat_hash_map<std::string, Clock::rep> cancelled_early_;
 };
 
 // The plane's side of a streaming call on the server.
@@ -384,13 +397,19 @@ class NatsServerStream final : public ServerStream {
         server_.config_, message.size(), "response message"));
     absl::Status reserved = co_await call_->stream->ReserveSend(message.size());
     if (!reserved.ok()) co_return reserved;
-    NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_++)}};
+    NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_)}};
     if (!initial_sent_ && !initial_metadata.empty()) {
       headers.emplace_back(kInitialMetadata, EncodeMetadata(initial_metadata));
     }
     absl::Status sent = server_.connection_->Publish(
         call_->reply, "", headers, message, "response message");
-    if (!sent.ok()) co_return sent;
+    if (!sent.ok()) {
+      // Not sent: its credit comes back and its number is not used.
+      call_->stream->AddSendWindow(static_cast<uint32_t>(
+          message.size() + StreamState::kMessageOverhead));
+      co_return sent;
+    }
+    ++seq_;
     initial_sent_ = true;
     co_return absl::OkStatus();
   }
