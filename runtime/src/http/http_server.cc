@@ -343,33 +343,21 @@ void HttpServer::Shutdown() {
 }
 
 asio::awaitable<void> HttpServer::AcceptLoop() {
-  co_await asio::this_coro::throw_if_cancelled(false);
-  asio::steady_timer backoff(acceptor_->get_executor());
+  // The connections, to end them at shutdown (the accept loop's strand).
   std::vector<std::weak_ptr<HttpServerConnection>> connections;
-  for (;;) {
-    asio::any_io_executor strand = tasks_.NewStrand();
-    auto [ec, socket] = co_await acceptor_->async_accept(
-        strand, asio::as_tuple(asio::use_awaitable));
-    if (ec == asio::error::operation_aborted) break;
-    if (ec) {
-      // Out of file descriptors, or the peer reset before we accepted:
-      // pause briefly rather than spin on the error.
-      backoff.expires_after(std::chrono::milliseconds(10));
-      auto [wait_ec] =
-          co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
-      if (wait_ec) break;
-      continue;
-    }
-    auto connection = std::make_shared<HttpServerConnection>(
-        std::move(socket), config_, *this);
-    if (!connection->Start().ok()) continue;
-    std::erase_if(connections, [](const auto& c) { return c.expired(); });
-    connections.push_back(connection);
-    tasks_.Spawn(strand, H2Connection::WriteLoop(connection), "http server writer");
-    tasks_.Spawn(strand, H2Connection::ReadLoop(connection), "http server reader");
-  }
-  boost::system::error_code ignored;
-  acceptor_->close(ignored);
+  co_await net::AcceptLoop(
+      *acceptor_, [this] { return tasks_.NewStrand(); },
+      [&](asio::ip::tcp::socket socket, asio::any_io_executor strand) {
+        auto connection = std::make_shared<HttpServerConnection>(
+            std::move(socket), config_, *this);
+        if (!connection->Start().ok()) return;
+        std::erase_if(connections, [](const auto& c) { return c.expired(); });
+        connections.push_back(connection);
+        tasks_.Spawn(strand, H2Connection::WriteLoop(connection),
+                     "http server writer");
+        tasks_.Spawn(strand, H2Connection::ReadLoop(connection),
+                     "http server reader");
+      });
   // Shutting down: end every connection, so its reader and writer return.
   for (auto& weak : connections) {
     if (auto c = weak.lock()) {

@@ -66,6 +66,28 @@ absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
   return Listener{std::move(acceptor), std::move(advertised)};
 }
 
+asio::awaitable<void> AcceptLoop(
+    tcp::acceptor& acceptor, std::function<asio::any_io_executor()> new_strand,
+    std::function<void(tcp::socket, asio::any_io_executor)> on_accept) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  asio::steady_timer backoff(acceptor.get_executor());
+  for (;;) {
+    asio::any_io_executor strand = new_strand();
+    auto [ec, socket] =
+        co_await acceptor.async_accept(strand, as_tuple(use_awaitable));
+    if (ec == asio::error::operation_aborted) break;
+    if (ec) {
+      backoff.expires_after(std::chrono::milliseconds(10));
+      auto [wait_ec] = co_await backoff.async_wait(as_tuple(use_awaitable));
+      if (wait_ec) break;
+      continue;
+    }
+    on_accept(std::move(socket), std::move(strand));
+  }
+  boost::system::error_code ignored;
+  acceptor.close(ignored);
+}
+
 absl::Status SplitTarget(std::string_view target_view, std::string& host,
                          std::string& port) {
   absl::string_view target(target_view.data(), target_view.size());

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,18 @@ struct Listener {
 // address and the port variable when it cannot bind.
 absl::StatusOr<Listener> Listen(boost::asio::any_io_executor executor,
                                 const ListenSpec& spec);
+
+// Accepts connections until `acceptor` is closed or the task is cancelled,
+// then closes it. Each socket is accepted on a fresh strand from
+// `new_strand` and handed, with that strand, to `on_accept`. A transient
+// error (out of file descriptors, a peer that reset first) pauses 10 ms
+// rather than spinning.
+boost::asio::awaitable<void> AcceptLoop(
+    boost::asio::ip::tcp::acceptor& acceptor,
+    std::function<boost::asio::any_io_executor()> new_strand,
+    std::function<void(boost::asio::ip::tcp::socket,
+                       boost::asio::any_io_executor strand)>
+        on_accept);
 
 // Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT otherwise.
 absl::Status SplitTarget(std::string_view target, std::string& host,

@@ -50,30 +50,15 @@ void TcpServer::Shutdown() {
 }
 
 asio::awaitable<void> TcpServer::AcceptLoop() {
-  co_await asio::this_coro::throw_if_cancelled(false);
-  asio::steady_timer backoff(acceptor_->get_executor());
-  for (;;) {
-    asio::any_io_executor strand = tasks_.NewStrand();
-    auto [ec, socket] = co_await acceptor_->async_accept(
-        strand, asio::as_tuple(asio::use_awaitable));
-    if (ec == asio::error::operation_aborted) break;
-    if (ec) {
-      // Out of file descriptors, or the peer reset before we accepted:
-      // pause briefly rather than spin on the error.
-      backoff.expires_after(std::chrono::milliseconds(10));
-      auto [wait_ec] =
-          co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
-      if (wait_ec) break;
-      continue;
-    }
-    auto connection = std::make_shared<FramedSocket>(std::move(socket),
-                                                     config_.max_message_size);
-    tasks_.Spawn(strand, FramedSocket::WriteLoop(connection),
-                 "tcp server writer");
-    tasks_.Spawn(strand, ServeConnection(connection), "tcp server reader");
-  }
-  boost::system::error_code ignored;
-  acceptor_->close(ignored);
+  co_await net::AcceptLoop(
+      *acceptor_, [this] { return tasks_.NewStrand(); },
+      [this](tcp::socket socket, asio::any_io_executor strand) {
+        auto connection = std::make_shared<FramedSocket>(
+            std::move(socket), config_.max_message_size);
+        tasks_.Spawn(strand, FramedSocket::WriteLoop(connection),
+                     "tcp server writer");
+        tasks_.Spawn(strand, ServeConnection(connection), "tcp server reader");
+      });
 }
 
 // One call in progress on a connection.
