@@ -2,6 +2,8 @@
 
 #include <nats/nats.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <utility>
 
@@ -27,12 +29,22 @@ std::string LastError(natsStatus s) {
                                           : std::string(natsStatus_GetText(s));
 }
 
-// What a subscription's nats.c callback needs; freed by nats.c's
-// on-complete callback, after the last message callback.
-struct Sink {
+}  // namespace
+
+// What a subscription's nats.c callback needs. Owned by the NatsSubscription,
+// which waits, when destroyed, for nats.c's on-complete callback (after the
+// last message callback): the executor must not outlive the runtime.
+struct NatsSubscription::Sink {
   asio::any_io_executor executor;
   std::function<void(NatsMessage)> handler;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool complete = false;
 };
+
+namespace {
+
+using Sink = NatsSubscription::Sink;
 
 void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
                void* closure) {
@@ -61,7 +73,12 @@ void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
              });
 }
 
-void OnComplete(void* closure) { delete static_cast<Sink*>(closure); }
+void OnComplete(void* closure) {
+  auto* sink = static_cast<Sink*>(closure);
+  std::lock_guard lock(sink->mu);
+  sink->complete = true;
+  sink->cv.notify_all();
+}
 
 // Connections live for the process: tearing one down while another to the
 // same server is set up raced inside nats.c (a new connection's socket
@@ -176,8 +193,11 @@ absl::StatusOr<std::shared_ptr<NatsConnection>> NatsConnection::Get(
 absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
     const std::string& subject, const std::string& queue,
     asio::any_io_executor executor, std::function<void(NatsMessage)> handler) {
-  auto* sink = new Sink{std::move(executor), std::move(handler)};
   std::unique_ptr<NatsSubscription> sub(new NatsSubscription);
+  sub->sink_ = std::make_unique<Sink>();
+  Sink* sink = sub->sink_.get();
+  sink->executor = std::move(executor);
+  sink->handler = std::move(handler);
   natsStatus s =
       queue.empty()
           ? natsConnection_Subscribe(&sub->sub_, nc_, subject.c_str(),
@@ -185,7 +205,7 @@ absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
           : natsConnection_QueueSubscribe(&sub->sub_, nc_, subject.c_str(),
                                           queue.c_str(), &OnMessage, sink);
   if (s != NATS_OK) {
-    delete sink;
+    sub->sub_ = nullptr;
     return absl::UnavailableError(absl::StrCat(
         "cannot subscribe to ", subject, " on ", url_, ": ", LastError(s)));
   }
@@ -199,11 +219,21 @@ absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
   return sub;
 }
 
+NatsSubscription::NatsSubscription() = default;
+
 NatsSubscription::~NatsSubscription() {
-  if (sub_ != nullptr) {
-    natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
-  }
+  if (sub_ == nullptr) return;
+  natsSubscription_Unsubscribe(sub_);
+  // nats.c's last callback for it may still be running on its thread; it
+  // uses the sink, and posts to the runtime: wait for it (bounded, should
+  // nats.c never call back; then the sink is leaked rather than freed under
+  // it).
+  std::unique_lock lock(sink_->mu);
+  bool complete = sink_->cv.wait_for(lock, std::chrono::seconds(10),
+                                     [&] { return sink_->complete; });
+  lock.unlock();
+  natsSubscription_Destroy(sub_);
+  if (!complete) (void)sink_.release();
 }
 
 std::size_t NatsConnection::HeaderBytes(const NatsHeaders& headers) {

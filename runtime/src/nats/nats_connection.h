@@ -101,18 +101,22 @@ class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
   std::shared_ptr<Listeners> listeners_;
 };
 
-// Owns a nats.c subscription; unsubscribes when destroyed (no handler runs
-// afterwards, though one already posted may).
+// Owns a nats.c subscription; unsubscribes when destroyed and waits until
+// nats.c has made its last callback (none posts to the runtime afterwards;
+// one already posted may still run, so handlers hold their owner weakly).
 class NatsSubscription {
  public:
   ~NatsSubscription();
   NatsSubscription(const NatsSubscription&) = delete;
   NatsSubscription& operator=(const NatsSubscription&) = delete;
 
+  struct Sink;  // what nats.c's callbacks use (nats_connection.cc)
+
  private:
   friend class NatsConnection;
-  NatsSubscription() = default;
+  NatsSubscription();
   __natsSubscription* sub_ = nullptr;
+  std::unique_ptr<Sink> sink_;
 };
 
 }  // namespace dynrpc::internal::nats
