@@ -27,6 +27,13 @@ TEST(NatsProtocol, MethodPathsBecomeSubjects) {
   }
 }
 
+TEST(NatsProtocol, CallSubjectsEndWithTheCallNumber) {
+  EXPECT_THAT(CallNumber("dynamo.call.abc.42"), Optional(uint64_t{42}));
+  EXPECT_EQ(CallNumber("dynamo.call.abc."), std::nullopt);
+  EXPECT_EQ(CallNumber("dynamo.call.abc.x1"), std::nullopt);
+  EXPECT_EQ(CallNumber("nodot"), std::nullopt);
+}
+
 TEST(NatsProtocol, MetadataAndTextSurviveAnyBytes) {
   Metadata metadata = {{"x-a", "1"},
                        {"x-bin", std::string("\0\r\n\xff", 4)},

@@ -56,6 +56,21 @@ std::string PeerName(const asio::ip::tcp::socket& socket) {
 
 }  // namespace
 
+Metadata MetadataFromHeaders(const Headers& headers,
+                             std::vector<std::string>* undecodable) {
+  Metadata metadata;
+  for (const auto& [name, value] : headers) {
+    if (IsReservedHeader(name) || name == kCallKindHeader) continue;
+    std::optional<std::string> decoded = DecodeMetadataValue(name, value);
+    if (!decoded) {
+      if (undecodable != nullptr) undecodable->push_back(name);
+      continue;
+    }
+    metadata.emplace_back(name, *std::move(decoded));
+  }
+  return metadata;
+}
+
 std::optional<std::string_view> FindHeader(const Headers& headers,
                                            std::string_view name) {
   for (const auto& [k, v] : headers) {

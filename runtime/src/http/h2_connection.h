@@ -36,6 +36,13 @@ namespace dynrpc::internal::http {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// The metadata in a header block: its custom headers (not reserved, not
+// dynrpc's call-kind header), "-bin" values base64-decoded. Entries whose
+// value does not decode are left out and their keys listed in
+// `undecodable` (if given).
+Metadata MetadataFromHeaders(const Headers& headers,
+                             std::vector<std::string>* undecodable = nullptr);
+
 // The value of header `name` (lowercase), or nullopt.
 std::optional<std::string_view> FindHeader(const Headers& headers,
                                            std::string_view name);

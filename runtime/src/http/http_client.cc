@@ -26,17 +26,6 @@ namespace {
 // sent: the server's flow-control window holds the writer back.
 constexpr std::size_t kWriteHighWater = 64 * 1024;
 
-// Metadata from a header block: the custom headers, "-bin" values decoded.
-Metadata MetadataFrom(const Headers& headers) {
-  Metadata metadata;
-  for (const auto& [name, value] : headers) {
-    if (IsReservedHeader(name) || name == kCallKindHeader) continue;
-    std::optional<std::string> decoded = DecodeMetadataValue(name, value);
-    metadata.emplace_back(name, decoded ? *std::move(decoded) : value);
-  }
-  return metadata;
-}
-
 // How a call ended, from its stream (under the connection's mutex). With
 // `unary`, an OK status needs exactly one message.
 CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
@@ -87,9 +76,9 @@ CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
       PercentDecode(FindHeader(*status_block, "grpc-message").value_or(""));
   result.status = absl::Status(static_cast<absl::StatusCode>(code), message);
   if (status_block != &stream.headers) {
-    result.initial_metadata = MetadataFrom(stream.headers);
+    result.initial_metadata = MetadataFromHeaders(stream.headers);
   }
-  result.trailing_metadata = MetadataFrom(*status_block);
+  result.trailing_metadata = MetadataFromHeaders(*status_block);
   if (!result.status.ok() || !unary) return result;
   if (!stream.decoder.AtBoundary()) {
     result.status = absl::InternalError(

@@ -153,17 +153,14 @@ void AddStatus(Headers& headers, const absl::Status& status,
   }
 }
 
-// The metadata a caller sent: its custom headers, "-bin" values decoded.
+// The metadata a caller sent; INVALID_ARGUMENT naming a "-bin" value that
+// is not base64.
 absl::StatusOr<Metadata> CallerMetadata(const Headers& headers) {
-  Metadata metadata;
-  for (const auto& [name, value] : headers) {
-    if (IsReservedHeader(name) || name == kCallKindHeader) continue;
-    std::optional<std::string> decoded = DecodeMetadataValue(name, value);
-    if (!decoded) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metadata '", name, "' is not valid base64 (a -bin key)"));
-    }
-    metadata.emplace_back(name, *std::move(decoded));
+  std::vector<std::string> undecodable;
+  Metadata metadata = MetadataFromHeaders(headers, &undecodable);
+  if (!undecodable.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metadata '", undecodable.front(), "' is not valid base64 (a -bin key)"));
   }
   return metadata;
 }

@@ -25,7 +25,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-Clock::rep Now() { return Clock::now().time_since_epoch().count(); }
 
 // One call in progress, as the inbox sees it.
 struct ClientCall {
@@ -34,7 +33,7 @@ struct ClientCall {
   std::string reply;  // our inbox subject for it
   std::string method_subject;
   std::shared_ptr<StreamState> state;
-  std::atomic<Clock::rep> last_heard{Now()};
+  std::atomic<Clock::rep> last_heard{NowCount()};
   std::mutex mu;
   std::string server_subject;  // from "accept" or a heartbeat (under mu)
   std::vector<std::shared_ptr<Signal>> accept_waiters;  // under mu
@@ -255,12 +254,9 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   }
 
   void OnInbox(NatsMessage m) {
-    uint64_t n = 0;
-    std::size_t dot = m.subject.rfind('.');
-    if (dot == std::string::npos ||
-        !absl::SimpleAtoi(absl::string_view(m.subject).substr(dot + 1), &n)) {
-      return;
-    }
+    std::optional<uint64_t> number = CallNumber(m.subject);
+    if (!number) return;
+    uint64_t n = *number;
     std::shared_ptr<ClientCall> call;
     {
       std::lock_guard lock(mu_);
@@ -268,7 +264,7 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       if (it == calls_.end()) return;
       call = it->second;
     }
-    call->last_heard = Now();
+    call->last_heard = NowCount();
     if (m.no_responders) {
       call->state->End(CallResult(absl::UnavailableError(absl::StrCat(
           "no server subscribes to ", call->method_subject, " on ",

@@ -36,7 +36,8 @@ std::string LastError(natsStatus s) {
 // last message callback): the executor must not outlive the runtime.
 struct NatsSubscription::Sink {
   asio::any_io_executor executor;
-  std::function<void(NatsMessage)> handler;
+  // Shared with each posted delivery: no copy of the function per message.
+  std::shared_ptr<const std::function<void(NatsMessage)>> handler;
   std::mutex mu;
   std::condition_variable cv;
   bool complete = false;
@@ -69,7 +70,7 @@ void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
   natsMsg_Destroy(msg);
   asio::post(sink->executor,
              [handler = sink->handler, m = std::move(m)]() mutable {
-               handler(std::move(m));
+               (*handler)(std::move(m));
              });
 }
 
@@ -197,7 +198,8 @@ absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
   sub->sink_ = std::make_unique<Sink>();
   Sink* sink = sub->sink_.get();
   sink->executor = std::move(executor);
-  sink->handler = std::move(handler);
+  sink->handler = std::make_shared<const std::function<void(NatsMessage)>>(
+      std::move(handler));
   natsStatus s =
       queue.empty()
           ? natsConnection_Subscribe(&sub->sub_, nc_, subject.c_str(),

@@ -40,7 +40,6 @@ absl::Status CheckConfig(const NatsConfig& config) {
 
 namespace {
 
-Clock::rep Now() { return Clock::now().time_since_epoch().count(); }
 
 // One call being served.
 struct ServedCall {
@@ -53,7 +52,7 @@ struct ServedCall {
   std::shared_ptr<std::atomic<bool>> cancelled =
       std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<StreamState> stream;  // streaming calls
-  std::atomic<Clock::rep> last_heard{Now()};
+  std::atomic<Clock::rep> last_heard{NowCount()};
   int64_t next_seq = 0;  // of the caller's messages (the call subject's strand)
 
   // The caller is gone or cancelled: end the stream, cancel the handler.
@@ -215,12 +214,9 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   }
 
   void OnCallMessage(NatsMessage m) {
-    uint64_t n = 0;
-    std::size_t dot = m.subject.rfind('.');
-    if (dot == std::string::npos ||
-        !absl::SimpleAtoi(absl::string_view(m.subject).substr(dot + 1), &n)) {
-      return;
-    }
+    std::optional<uint64_t> number = CallNumber(m.subject);
+    if (!number) return;
+    uint64_t n = *number;
     std::shared_ptr<ServedCall> call;
     {
       std::lock_guard lock(mu_);
@@ -228,7 +224,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       if (it == by_n_.end()) return;  // ended meanwhile
       call = it->second;
     }
-    call->last_heard = Now();
+    call->last_heard = NowCount();
     const std::string* type = m.Header(kType);
     if (type == nullptr) return;
     if (*type == "cancel") {
@@ -263,7 +259,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       if (it == by_reply_.end()) {
         // Its open may still be on its way (another subscription): refuse
         // it when it comes.
-        cancelled_early_[*reply] = Now();
+        cancelled_early_[*reply] = NowCount();
         return;
       }
       call = it->second;

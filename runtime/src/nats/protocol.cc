@@ -150,6 +150,20 @@ absl::Status CheckSequence(const NatsMessage& message, int64_t* expected) {
   return absl::OkStatus();
 }
 
+Clock::rep NowCount() { return Clock::now().time_since_epoch().count(); }
+
+std::optional<uint64_t> CallNumber(std::string_view subject) {
+  std::size_t dot = subject.rfind('.');
+  uint64_t n = 0;
+  if (dot == std::string_view::npos ||
+      !absl::SimpleAtoi(absl::string_view(subject.data() + dot + 1,
+                                          subject.size() - dot - 1),
+                        &n)) {
+    return std::nullopt;
+  }
+  return n;
+}
+
 bool PeerLost(Clock::rep last_heard) {
   return Clock::now().time_since_epoch().count() - last_heard >
          std::chrono::duration_cast<Clock::duration>(kPeerLostAfter).count();

@@ -81,6 +81,11 @@ absl::Status CheckMessageSize(const NatsConfig& config, std::size_t size,
 // cancelled: the heartbeat loop of a client or a server.
 boost::asio::awaitable<void> EveryHeartbeat(std::function<bool()> tick);
 
+// Now, as a Clock count (for atomics).
+Clock::rep NowCount();
+// The call number a per-call subject ends with ("<...>.<n>"), or nullopt.
+std::optional<uint64_t> CallNumber(std::string_view subject);
+
 // Whether a peer last heard at `last_heard` (a Clock count) is lost.
 bool PeerLost(Clock::rep last_heard);
 
