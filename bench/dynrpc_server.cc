@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
   dynrpc::Runtime runtime(1);
   EchoImpl service;
   dynrpc::Server server(runtime.executor(), *config);
-  server.AddService(service);
-  if (absl::Status s = server.Start(); !s.ok()) {
+  absl::Status s = server.AddService(service);
+  if (s.ok()) s = server.Start();
+  if (!s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
     return 1;
   }

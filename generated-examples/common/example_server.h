@@ -40,8 +40,9 @@ inline int ServeUntilSignalled(std::string_view name, dynrpc::Service& service,
   }
   dynrpc::Runtime runtime;
   dynrpc::Server server(runtime.executor(), *config);
-  server.AddService(service);
-  if (absl::Status s = server.Start(); !s.ok()) {
+  absl::Status s = server.AddService(service);
+  if (s.ok()) s = server.Start();
+  if (!s.ok()) {
     std::cerr << name << ": " << s.message() << "\n";
     return 1;
   }

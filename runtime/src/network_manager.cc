@@ -17,10 +17,11 @@ absl::StatusOr<std::unique_ptr<RequestPlaneServer>> CreateRequestPlaneServer(
   switch (config.request_plane) {
     case RequestPlaneKind::kTcp:
       if (absl::Status s = tcp::CheckConfig(config.tcp); !s.ok()) return s;
-      return std::make_unique<tcp::TcpServer>(config.tcp, std::move(executor));
+      return std::make_unique<tcp::TcpServer>(config.tcp, config.limits,
+                                              std::move(executor));
     case RequestPlaneKind::kHttp:
       if (absl::Status s = http::CheckConfig(config.http); !s.ok()) return s;
-      return std::make_unique<http::HttpServer>(config.http,
+      return std::make_unique<http::HttpServer>(config.http, config.limits,
                                                 std::move(executor));
     case RequestPlaneKind::kNats:
       if (absl::Status s = nats::CheckConfig(config.nats); !s.ok()) return s;

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "core/dispatcher.h"
 #include "network_manager.h"
 
@@ -19,17 +20,23 @@ Server::Server(boost::asio::any_io_executor executor, Config config)
 
 Server::~Server() { Shutdown(); }
 
-void Server::AddService(Service& service) {
-  if (absl::Status s = dispatcher_->Register(service);
-      !s.ok() && add_error_.ok()) {
-    add_error_ = s;
+absl::Status Server::AddService(Service& service) {
+  // Runtime threads read the method table once the server has started.
+  if (started_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "AddService(", service.full_name(),
+        ") after Start(): services must be added before the server starts"));
   }
+  absl::Status s = dispatcher_->Register(service);
+  if (!s.ok() && add_error_.ok()) add_error_ = s;
+  return s;
 }
 
 absl::Status Server::Start() {
   if (started_) return absl::FailedPreconditionError("server already started");
   if (!config_.ok()) return config_.status();
   if (!add_error_.ok()) return add_error_;
+  dispatcher_->set_max_handlers(config_->limits.max_handlers);
   absl::StatusOr<std::unique_ptr<internal::RequestPlaneServer>> plane =
       internal::CreateRequestPlaneServer(*config_, executor_);
   if (!plane.ok()) return plane.status();

@@ -121,7 +121,7 @@ class ConformanceTest : public ::testing::TestWithParam<RequestPlaneKind> {
   void StartServer(Config config) {
     server_.reset();
     server_ = std::make_unique<Server>(runtime_.executor(), config);
-    server_->AddService(service_);
+    EXPECT_TRUE(server_->AddService(service_).ok());
     ASSERT_THAT(server_->Start(), IsOk());
     address_ = server_->address();
   }
@@ -236,7 +236,7 @@ TEST_P(ConformanceTest, DeadlinePropagatesDownAChain) {
   service_.set_downstream_config(ConfigFor(GetParam()));
   EchoServiceImpl downstream_service;
   Server downstream(runtime_.executor(), ConfigFor(GetParam()));
-  downstream.AddService(downstream_service);
+  EXPECT_TRUE(downstream.AddService(downstream_service).ok());
   ASSERT_THAT(downstream.Start(), IsOk());
 
   auto stub = NewStub();

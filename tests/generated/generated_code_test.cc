@@ -265,9 +265,9 @@ dynrpc::Config LoopbackConfig() {
 class GeneratedRoundTripTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_.AddService(greeter_);
-    server_.AddService(clashes_);
-    server_.AddService(pinger_);
+    EXPECT_TRUE(server_.AddService(greeter_).ok());
+    EXPECT_TRUE(server_.AddService(clashes_).ok());
+    EXPECT_TRUE(server_.AddService(pinger_).ok());
     ASSERT_THAT(server_.Start(), IsOk());
     absl::StatusOr<std::shared_ptr<dynrpc::Channel>> channel =
         dynrpc::Channel::Create(runtime_.executor(), server_.address(),

@@ -331,8 +331,8 @@ dynrpc::Config LoopbackConfig() {
 class GeneratedStreamingRoundTripTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_.AddService(transfer_);
-    server_.AddService(clashes_);
+    EXPECT_TRUE(server_.AddService(transfer_).ok());
+    EXPECT_TRUE(server_.AddService(clashes_).ok());
     ASSERT_THAT(server_.Start(), IsOk());
     absl::StatusOr<std::shared_ptr<dynrpc::Channel>> channel =
         dynrpc::Channel::Create(runtime_.executor(), server_.address(),

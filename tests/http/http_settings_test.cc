@@ -50,7 +50,7 @@ class HttpSettingsTest : public ::testing::Test {
  protected:
   void StartServer(Config config = HttpOnLoopback()) {
     server_ = std::make_unique<Server>(runtime_.executor(), config);
-    server_->AddService(service_);
+    EXPECT_TRUE(server_->AddService(service_).ok());
     ASSERT_THAT(server_->Start(), IsOk());
   }
 
@@ -97,7 +97,7 @@ TEST_F(HttpSettingsTest, PortZeroGetsAFreePortAndAPortInUseIsNamed) {
   Config taken = HttpOnLoopback();
   taken.http.port = static_cast<uint16_t>(port);
   Server second(runtime_.executor(), taken);
-  second.AddService(service_);
+  EXPECT_TRUE(second.AddService(service_).ok());
   EXPECT_THAT(second.Start(),
               StatusIs(absl::StatusCode::kUnavailable,
                        AllOf(HasSubstr("address already in use"),

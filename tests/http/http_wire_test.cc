@@ -219,7 +219,7 @@ class HttpWireTest : public ::testing::Test {
     config.http.host = "127.0.0.1";
     config.http.port = 0;
     server_ = std::make_unique<Server>(runtime_.executor(), config);
-    server_->AddService(service_);
+    EXPECT_TRUE(server_->AddService(service_).ok());
     ASSERT_THAT(server_->Start(), IsOk());
     const std::string& address = server_->address();
     port_ = static_cast<uint16_t>(

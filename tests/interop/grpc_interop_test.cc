@@ -526,7 +526,7 @@ TEST_F(DynrpcClientToGrpcServer, DeadlinePropagatesThroughAGrpcHop) {
   config.http.host = "127.0.0.1";
   config.http.port = 0;
   Server downstream(runtime_.executor(), config);
-  downstream.AddService(downstream_service);
+  EXPECT_TRUE(downstream.AddService(downstream_service).ok());
   ASSERT_THAT(downstream.Start(), IsOk());
 
   ClientContext context;

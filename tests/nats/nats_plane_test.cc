@@ -78,7 +78,7 @@ class NatsPlaneTest : public ::testing::Test {
   std::unique_ptr<Server> StartServer(EchoServiceImpl& service,
                                       const Config& config) {
     auto server = std::make_unique<Server>(runtime_.executor(), config);
-    server->AddService(service);
+    EXPECT_TRUE(server->AddService(service).ok());
     absl::Status started = server->Start();
     EXPECT_THAT(started, IsOk());
     return started.ok() ? std::move(server) : nullptr;
@@ -399,7 +399,7 @@ TEST_F(NatsPlaneTest, AMissingOrWrongTokenIsUnauthenticated) {
     Config config = NatsConfig(nats->url());
     config.nats.token = token;
     Server server(runtime_.executor(), config);
-    server.AddService(service);
+    EXPECT_TRUE(server.AddService(service).ok());
     EXPECT_THAT(server.Start(), StatusIs(absl::StatusCode::kUnauthenticated,
                                          AllOf(HasSubstr(nats->url()),
                                                HasSubstr("NATS_AUTH_TOKEN"))));
@@ -424,7 +424,7 @@ TEST_F(NatsPlaneTest, AUserAndPasswordTheServerRequiresAuthenticate) {
   Config wrong = config;
   wrong.nats.password = "not-b";
   Server refused(runtime_.executor(), wrong);
-  refused.AddService(refused_service);
+  EXPECT_TRUE(refused.AddService(refused_service).ok());
   EXPECT_THAT(refused.Start(), StatusIs(absl::StatusCode::kUnauthenticated,
                                         HasSubstr("NATS_AUTH_PASSWORD")));
 }
@@ -436,7 +436,7 @@ TEST_F(NatsPlaneTest, AnUnreachableNatsServerIsUnavailableNamingIt) {
   EchoServiceImpl service;
   Config config = NatsConfig(nats->url());
   Server server(runtime_.executor(), config);
-  server.AddService(service);
+  EXPECT_TRUE(server.AddService(service).ok());
   EXPECT_THAT(server.Start(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr(nats->url())));
 }

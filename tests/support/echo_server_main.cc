@@ -21,8 +21,9 @@ int main() {
     std::fflush(stdout);
   });
   dynrpc::Server server(runtime.executor(), *config);
-  server.AddService(service);
-  if (absl::Status s = server.Start(); !s.ok()) {
+  absl::Status s = server.AddService(service);
+  if (s.ok()) s = server.Start();
+  if (!s.ok()) {
     std::cerr << s.message() << "\n";
     return 1;
   }

@@ -83,7 +83,7 @@ TEST(Frame, MalformedHeadersAreInternalErrors) {
   std::string bad_magic = good;
   bad_magic[0] = 'G';  // e.g. an HTTP request line
   std::string bad_type = good;
-  bad_type[1] = 9;
+  bad_type[1] = 10;
   std::string zero_type = good;
   zero_type[1] = 0;
   std::string bad_flags = good;
@@ -91,7 +91,7 @@ TEST(Frame, MalformedHeadersAreInternalErrors) {
   for (const Case& c : std::vector<Case>{
            {"short", good.substr(0, 19), "header of 19 bytes"},
            {"bad magic", bad_magic, "bad magic byte"},
-           {"unknown type", bad_type, "unknown frame type 9"},
+           {"unknown type", bad_type, "unknown frame type 10"},
            {"type zero", zero_type, "unknown frame type 0"},
            {"flags", bad_flags, "unknown flags"},
        }) {

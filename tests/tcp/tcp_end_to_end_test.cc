@@ -106,7 +106,7 @@ class TcpEndToEndTest : public ::testing::Test {
  protected:
   void StartServer(Config config = LoopbackConfig()) {
     server_ = std::make_unique<Server>(runtime_.executor(), config);
-    server_->AddService(service_);
+    EXPECT_TRUE(server_->AddService(service_).ok());
     ASSERT_THAT(server_->Start(), IsOk());
   }
 

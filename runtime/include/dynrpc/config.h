@@ -52,6 +52,36 @@ struct TcpConfig {
   std::chrono::milliseconds connect_timeout{3'000};
   // Calls in flight per connection; further calls wait for a slot.
   std::size_t channel_buffer = 100;
+
+  // What a server lets one connection hold (a hostile or slow peer cannot
+  // make it hold more):
+  // Calls running at once; a call past it ends at once with
+  // RESOURCE_EXHAUSTED. Keep it at or above the clients' channel_buffer.
+  std::size_t max_calls_per_connection = 1000;
+  // Bytes queued for the peer; past it the server stops reading the
+  // connection's requests until the peer has read enough of its responses.
+  std::size_t max_queued_bytes = 8u << 20;
+  // A frame that has begun to arrive must arrive whole within this, or the
+  // connection is closed (both sides).
+  std::chrono::milliseconds read_timeout{30'000};
+
+  // Liveness (both sides). A client whose connection has calls in flight and
+  // has received nothing for keepalive_interval sends a PING; no reply within
+  // keepalive_timeout closes the connection and its calls end UNAVAILABLE.
+  // Both also set the kernel's TCP keepalive and TCP_USER_TIMEOUT from them,
+  // so a dead peer of an idle connection is found too.
+  std::chrono::milliseconds keepalive_interval{30'000};
+  std::chrono::milliseconds keepalive_timeout{10'000};
+};
+
+// What one server admits, whatever its plane and however its peers behave.
+struct ServerLimits {
+  // Connections open at once (TCP and HTTP planes); one past it is closed as
+  // soon as it is accepted.
+  std::size_t max_connections = 10'000;
+  // Handlers running at once; a call past it ends at once with
+  // RESOURCE_EXHAUSTED, without running.
+  std::size_t max_handlers = 10'000;
 };
 
 struct HttpConfig {
@@ -99,6 +129,7 @@ struct Config {
   TcpConfig tcp;
   HttpConfig http;
   NatsConfig nats;
+  ServerLimits limits;
 
   // Looks a variable up by name; nullopt when it is not set.
   using Lookup = std::function<std::optional<std::string>(std::string_view)>;

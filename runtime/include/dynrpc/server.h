@@ -38,10 +38,11 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Registers every method of `service`. Call before Start(). `service` is
-  // borrowed: it must outlive this server. Two services with the same full
-  // name make Start() fail.
-  void AddService(Service& service);
+  // Registers every method of `service`. `service` is borrowed: it must
+  // outlive this server. Two services with the same full name fail here
+  // (ALREADY_EXISTS) and make Start() fail. After Start() the method table
+  // is fixed: FAILED_PRECONDITION, and the service is not added.
+  absl::Status AddService(Service& service);
 
   // Binds and starts accepting calls. On success address() is the address a
   // Channel reaches this server at (for TCP "host:port", with the port the OS

@@ -270,6 +270,18 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
   p.Integer("DYN_TCP_POOL_SIZE", 1, 10'000, tcp.pool_size);
   p.Duration("DYN_TCP_CONNECT_TIMEOUT", tcp.connect_timeout);
   p.Integer("DYN_TCP_CHANNEL_BUFFER", 1, 1'000'000, tcp.channel_buffer);
+  p.Integer("DYN_TCP_MAX_CALLS_PER_CONNECTION", 1, 1'000'000,
+            tcp.max_calls_per_connection);
+  p.Size("DYN_TCP_MAX_QUEUED_BYTES", 64 * 1024,
+         std::numeric_limits<int32_t>::max(), tcp.max_queued_bytes);
+  p.Duration("DYN_TCP_READ_TIMEOUT", tcp.read_timeout);
+  p.Duration("DYN_TCP_KEEPALIVE_INTERVAL", tcp.keepalive_interval);
+  p.Duration("DYN_TCP_KEEPALIVE_TIMEOUT", tcp.keepalive_timeout);
+
+  p.Integer("DYN_SERVER_MAX_CONNECTIONS", 1, 1'000'000,
+            config.limits.max_connections);
+  p.Integer("DYN_SERVER_MAX_HANDLERS", 1, 1'000'000,
+            config.limits.max_handlers);
 
   HttpConfig& http = config.http;
   p.Host("DYN_HTTP_RPC_HOST", http.host);

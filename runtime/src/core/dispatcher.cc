@@ -123,6 +123,12 @@ std::vector<std::string> Dispatcher::MethodPaths() const {
   return paths;
 }
 
+absl::Status Dispatcher::TooManyHandlers(const std::string& method) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the server is running DYN_SERVER_MAX_HANDLERS=", handlers_->limit(),
+      " handlers already; ", method, " was not run"));
+}
+
 asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                                                     ServerCallInfo info) {
   auto it = methods_.find(request.method);
@@ -133,6 +139,10 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
   const MethodEntry& method = *it->second;
   if (method.kind != MethodKind::kUnary) {
     co_return CallResult(WrongKind(method.path, true));
+  }
+  std::optional<Admission::Token> slot;
+  if (handlers_ && !(slot = handlers_->TryAcquire())) {
+    co_return CallResult(TooManyHandlers(method.path));
   }
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
@@ -158,6 +168,10 @@ asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
   const MethodEntry& method = *it->second;
   if (method.kind == MethodKind::kUnary) {
     co_return CallResult(WrongKind(method.path, false));
+  }
+  std::optional<Admission::Token> slot;
+  if (handlers_ && !(slot = handlers_->TryAcquire())) {
+    co_return CallResult(TooManyHandlers(method.path));
   }
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));

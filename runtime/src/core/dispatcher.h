@@ -3,10 +3,12 @@
 #ifndef DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_
 #define DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "core/admission.h"
 #include "core/request_plane.h"
 #include "dynrpc/service.h"
 
@@ -17,6 +19,11 @@ class Dispatcher final : public CallHandler {
   // `service` is borrowed; it must outlive the dispatcher. Fails with
   // ALREADY_EXISTS when a method path is registered twice.
   absl::Status Register(Service& service);
+  // At most `max_handlers` handlers run at once; a call past it ends with
+  // RESOURCE_EXHAUSTED without running. Set before the first call.
+  void set_max_handlers(std::size_t max_handlers) {
+    handlers_.emplace(max_handlers);
+  }
 
   // UNIMPLEMENTED for an unknown method (or one of the other kind);
   // DEADLINE_EXCEEDED (and the handler cancelled) when the request's
@@ -29,7 +36,11 @@ class Dispatcher final : public CallHandler {
   std::vector<std::string> MethodPaths() const override;
 
  private:
+  // The RESOURCE_EXHAUSTED status of a call refused for the handler limit.
+  absl::Status TooManyHandlers(const std::string& method) const;
+
   absl::flat_hash_map<std::string, const MethodEntry*> methods_;
+  std::optional<Admission> handlers_;  // unset: no limit
 };
 
 }  // namespace dynrpc::internal

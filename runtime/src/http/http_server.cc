@@ -314,9 +314,11 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
 
 }  // namespace
 
-HttpServer::HttpServer(HttpConfig config, asio::any_io_executor executor)
+HttpServer::HttpServer(HttpConfig config, const ServerLimits& limits,
+                       asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(std::move(executor)),
+      connections_(limits.max_connections),
       tasks_(executor_) {}
 
 HttpServer::~HttpServer() { Shutdown(); }
@@ -343,8 +345,9 @@ asio::awaitable<void> HttpServer::AcceptLoop() {
   // The connections, to end them at shutdown (the accept loop's strand).
   std::vector<std::weak_ptr<HttpServerConnection>> connections;
   co_await net::AcceptLoop(
-      *acceptor_, [this] { return tasks_.NewStrand(); },
-      [&](asio::ip::tcp::socket socket, asio::any_io_executor strand) {
+      *acceptor_, connections_, [this] { return tasks_.NewStrand(); },
+      [&](asio::ip::tcp::socket socket, asio::any_io_executor strand,
+          Admission::Token token) {
         auto connection = std::make_shared<HttpServerConnection>(
             std::move(socket), config_, *this);
         if (!connection->Start().ok()) return;
@@ -352,7 +355,9 @@ asio::awaitable<void> HttpServer::AcceptLoop() {
         connections.push_back(connection);
         tasks_.Spawn(strand, H2Connection::WriteLoop(connection),
                      "http server writer");
-        tasks_.Spawn(strand, H2Connection::ReadLoop(connection),
+        tasks_.Spawn(strand,
+                     net::Holding(std::move(token),
+                                  H2Connection::ReadLoop(connection)),
                      "http server reader");
       });
   // Shutting down: end every connection, so its reader and writer return.

@@ -10,6 +10,7 @@
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "core/admission.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
@@ -21,7 +22,8 @@ class HttpServerConnection;
 
 class HttpServer final : public RequestPlaneServer {
  public:
-  HttpServer(HttpConfig config, boost::asio::any_io_executor executor);
+  HttpServer(HttpConfig config, const ServerLimits& limits,
+             boost::asio::any_io_executor executor);
   ~HttpServer() override;
 
   // Binds config.host (detected when empty) and config.port (0: the OS
@@ -44,6 +46,7 @@ class HttpServer final : public RequestPlaneServer {
 
   HttpConfig config_;
   boost::asio::any_io_executor executor_;
+  Admission connections_;  // DYN_SERVER_MAX_CONNECTIONS
   TaskGroup tasks_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   CallHandler* handler_ = nullptr;  // borrowed, set by Start()

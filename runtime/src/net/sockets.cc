@@ -1,5 +1,11 @@
 #include "net/sockets.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <optional>
 #include <utility>
 #include <variant>
 
@@ -67,8 +73,10 @@ absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
 }
 
 asio::awaitable<void> AcceptLoop(
-    tcp::acceptor& acceptor, std::function<asio::any_io_executor()> new_strand,
-    std::function<void(tcp::socket, asio::any_io_executor)> on_accept) {
+    tcp::acceptor& acceptor, Admission& connections,
+    std::function<asio::any_io_executor()> new_strand,
+    std::function<void(tcp::socket, asio::any_io_executor, Admission::Token)>
+        on_accept) {
   co_await asio::this_coro::throw_if_cancelled(false);
   asio::steady_timer backoff(acceptor.get_executor());
   for (;;) {
@@ -82,10 +90,43 @@ asio::awaitable<void> AcceptLoop(
       if (wait_ec) break;
       continue;
     }
-    on_accept(std::move(socket), std::move(strand));
+    std::optional<Admission::Token> token = connections.TryAcquire();
+    if (!token) {
+      // Over DYN_SERVER_MAX_CONNECTIONS: the peer sees the connection
+      // closed before anything was read from it.
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    on_accept(std::move(socket), std::move(strand), *std::move(token));
   }
   boost::system::error_code ignored;
   acceptor.close(ignored);
+}
+
+asio::awaitable<void> Holding(Admission::Token token,
+                              asio::awaitable<void> task) {
+  co_await std::move(task);
+}
+
+void SetKeepalive(tcp::socket& socket, std::chrono::milliseconds idle,
+                  std::chrono::milliseconds timeout) {
+  int fd = socket.native_handle();
+  int on = 1;
+  int idle_s = static_cast<int>(
+      std::max<int64_t>(1, std::chrono::ceil<std::chrono::seconds>(idle).count()));
+  int interval_s = static_cast<int>(std::max<int64_t>(
+      1, std::chrono::ceil<std::chrono::seconds>(timeout).count()));
+  int count = 1;
+  unsigned int user_timeout =
+      static_cast<unsigned int>((idle + timeout).count());
+  // Best effort: a socket that refuses an option keeps the kernel default.
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+             sizeof user_timeout);
 }
 
 absl::Status SplitTarget(std::string_view target_view, std::string& host,

@@ -15,6 +15,7 @@
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "core/admission.h"
 
 namespace dynrpc::internal::net {
 
@@ -39,15 +40,30 @@ absl::StatusOr<Listener> Listen(boost::asio::any_io_executor executor,
 
 // Accepts connections until `acceptor` is closed or the task is cancelled,
 // then closes it. Each socket is accepted on a fresh strand from
-// `new_strand` and handed, with that strand, to `on_accept`. A transient
-// error (out of file descriptors, a peer that reset first) pauses 10 ms
-// rather than spinning.
+// `new_strand` and handed, with that strand and a unit of `connections`, to
+// `on_accept`, which keeps the unit for the connection's life. With
+// `connections` used up (DYN_SERVER_MAX_CONNECTIONS) a new connection is
+// closed at once. A transient error (out of file descriptors, a peer that
+// reset first) pauses 10 ms rather than spinning.
 boost::asio::awaitable<void> AcceptLoop(
-    boost::asio::ip::tcp::acceptor& acceptor,
+    boost::asio::ip::tcp::acceptor& acceptor, Admission& connections,
     std::function<boost::asio::any_io_executor()> new_strand,
     std::function<void(boost::asio::ip::tcp::socket,
-                       boost::asio::any_io_executor strand)>
+                       boost::asio::any_io_executor strand,
+                       Admission::Token connection)>
         on_accept);
+
+// Runs `task` and holds `token` until it ends (a connection's reader holds
+// its connection's unit).
+boost::asio::awaitable<void> Holding(Admission::Token token,
+                                     boost::asio::awaitable<void> task);
+
+// Sets the kernel's liveness checks on a connected socket: TCP keepalive
+// probes after `idle` without traffic, and TCP_USER_TIMEOUT so that data
+// unacknowledged for `idle + timeout` fails the connection.
+void SetKeepalive(boost::asio::ip::tcp::socket& socket,
+                  std::chrono::milliseconds idle,
+                  std::chrono::milliseconds timeout);
 
 // Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT otherwise.
 absl::Status SplitTarget(std::string_view target, std::string& host,

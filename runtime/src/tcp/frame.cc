@@ -142,7 +142,7 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(std::string_view bytes) {
                                   " (is the peer a dynrpc TCP endpoint?)"));
   }
   if (type < static_cast<uint8_t>(FrameType::kRequest) ||
-      type > static_cast<uint8_t>(FrameType::kWindow)) {
+      type > static_cast<uint8_t>(FrameType::kPong)) {
     return Malformed(absl::StrCat("unknown frame type ", type));
   }
   if ((flags & ~kKnownFlags) != 0) {
@@ -238,6 +238,10 @@ std::string EncodeWindow(uint64_t call_id, uint32_t bytes) {
   w.U32(bytes);
   return out;
 }
+
+std::string EncodePing() { return BareFrame(FrameType::kPing, 0); }
+
+std::string EncodePong() { return BareFrame(FrameType::kPong, 0); }
 
 namespace {
 void PutU64(std::string& out, std::size_t at, uint64_t v) {

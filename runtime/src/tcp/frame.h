@@ -27,6 +27,8 @@ enum class FrameType : uint8_t {
   kHalfClose = 5,  // client -> server: no more messages from the client
   kHeaders = 6,    // server -> client: initial metadata of a stream
   kWindow = 7,     // either way: the receiver read this many more bytes
+  kPing = 8,       // client -> server: liveness check (call id 0)
+  kPong = 9,       // server -> client: the answer to a PING
 };
 
 // Frame flags.
@@ -80,6 +82,8 @@ std::string EncodeCancel(uint64_t call_id);
 std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len);
 std::string EncodeHalfClose(uint64_t call_id);
 std::string EncodeWindow(uint64_t call_id, uint32_t bytes);
+std::string EncodePing();
+std::string EncodePong();
 // Rewrites the call id of an encoded prefix, so a request can be encoded (and
 // its limits checked) before a connection assigns its id.
 void SetCallId(std::string& prefix, uint64_t call_id);

@@ -12,6 +12,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
 #include "dynrpc/message_buffers.h"
+#include "net/sockets.h"
 
 namespace dynrpc::internal::tcp {
 
@@ -21,6 +22,13 @@ using asio::use_awaitable;
 
 namespace {
 constexpr std::size_t kReadBufferSize = 64 * 1024;
+// A frame's payload buffer reserves at most this much at first and grows as
+// its bytes arrive, so a header claiming a large payload costs nothing until
+// the payload comes.
+constexpr std::size_t kFirstPayloadChunk = 256 * 1024;
+// The payload is read in steps of at least this much (and at most what has
+// arrived so far).
+constexpr std::size_t kPayloadStep = 16 * 1024;
 }  // namespace
 
 absl::Status SocketError(const boost::system::error_code& ec,
@@ -33,14 +41,22 @@ absl::Status SocketError(const boost::system::error_code& ec,
 }
 
 FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
-                           std::size_t max_message_size)
+                           const TcpConfig& config)
     : strand_(socket.get_executor()),
       socket_(std::move(socket)),
-      max_message_size_(max_message_size),
-      read_buffer_(kReadBufferSize),
+      max_message_size_(config.max_message_size),
+      read_timeout_(config.read_timeout),
+      max_queued_bytes_(config.max_queued_bytes),
+      // Not zeroed: its pages are touched only as bytes arrive.
+      read_buffer_(std::make_unique_for_overwrite<char[]>(kReadBufferSize)),
+      last_read_(std::chrono::steady_clock::now()),
+      watchdog_(strand_),
+      room_(strand_, asio::steady_timer::time_point::max()),
       wake_(strand_, asio::steady_timer::time_point::max()) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  net::SetKeepalive(socket_, config.keepalive_interval,
+                    config.keepalive_timeout);
   asio::ip::tcp::endpoint remote = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown peer"
              : (remote.address().is_v6()
@@ -51,6 +67,8 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
 }
 
 void FramedSocket::Send(std::string prefix, std::string payload) {
+  queued_bytes_.fetch_add(prefix.size() + payload.size(),
+                          std::memory_order_relaxed);
   asio::post(strand_, [self = shared_from_this(), prefix = std::move(prefix),
                        payload = std::move(payload)]() mutable {
     if (self->closed_) return;
@@ -90,26 +108,71 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
     }
     auto [ec, n] =
         co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
+    std::size_t written = 0;
     for (auto& [prefix, payload] : batch) {
+      written += prefix.size() + payload.size();
       RecycleMessageBuffer(std::move(payload));
     }
     batch.clear();
+    if (queued_bytes_.fetch_sub(written, std::memory_order_relaxed) - written <=
+        max_queued_bytes_) {
+      room_.cancel();  // a reader waiting in WaitForRoom() goes on
+    }
     if (ec) break;
   }
 }
 
+void FramedSocket::StartFrameClock() {
+  if (in_frame_) return;
+  in_frame_ = true;
+  stall_deadline_ = std::chrono::steady_clock::now() + read_timeout_;
+  ArmWatchdog();
+}
+
+void FramedSocket::ArmWatchdog() {
+  if (watchdog_armed_) return;
+  watchdog_armed_ = true;
+  watchdog_.expires_at(stall_deadline_);
+  watchdog_.async_wait([weak = weak_from_this()](
+                           const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || self == nullptr) return;
+    self->watchdog_armed_ = false;
+    if (!self->in_frame_ || self->closed_) return;
+    if (std::chrono::steady_clock::now() < self->stall_deadline_) {
+      self->ArmWatchdog();  // bytes came meanwhile: wait for the new limit
+      return;
+    }
+    self->stalled_ = true;
+    self->Close();
+  });
+}
+
+asio::awaitable<boost::system::error_code> FramedSocket::ReadSome(
+    char* out, std::size_t n, std::size_t& got) {
+  auto [ec, k] = co_await socket_.async_read_some(asio::buffer(out, n),
+                                                  as_tuple(use_awaitable));
+  got = k;
+  if (k > 0) {
+    last_read_ = std::chrono::steady_clock::now();
+    if (in_frame_) stall_deadline_ = last_read_ + read_timeout_;
+  }
+  co_return ec;
+}
+
 asio::awaitable<boost::system::error_code> FramedSocket::Fill(std::size_t n) {
-  if (read_buffer_.size() - read_begin_ < n) {
-    std::memmove(read_buffer_.data(), read_buffer_.data() + read_begin_,
+  if (kReadBufferSize - read_begin_ < n) {
+    std::memmove(read_buffer_.get(), read_buffer_.get() + read_begin_,
                  buffered());
     read_end_ -= read_begin_;
     read_begin_ = 0;
   }
   while (buffered() < n) {
-    auto [ec, got] = co_await socket_.async_read_some(
-        asio::buffer(read_buffer_.data() + read_end_,
-                     read_buffer_.size() - read_end_),
-        as_tuple(use_awaitable));
+    // Part of a frame is here: the rest must not stall.
+    if (buffered() > 0) StartFrameClock();
+    std::size_t got = 0;
+    boost::system::error_code ec = co_await ReadSome(
+        read_buffer_.get() + read_end_, kReadBufferSize - read_end_, got);
     if (ec) co_return ec;
     read_end_ += got;
   }
@@ -119,21 +182,48 @@ asio::awaitable<boost::system::error_code> FramedSocket::Fill(std::size_t n) {
 asio::awaitable<boost::system::error_code> FramedSocket::ReadExact(
     char* out, std::size_t n) {
   std::size_t from_buffer = std::min(n, buffered());
-  std::memcpy(out, read_buffer_.data() + read_begin_, from_buffer);
+  std::memcpy(out, read_buffer_.get() + read_begin_, from_buffer);
   read_begin_ += from_buffer;
   if (from_buffer == n) co_return boost::system::error_code{};
   std::size_t rest = n - from_buffer;
-  if (rest < read_buffer_.size() / 2) {
+  if (rest < kReadBufferSize / 2) {
     // Small remainder: go through the buffer so the next frame's header
     // arrives with it.
     if (auto ec = co_await Fill(rest)) co_return ec;
-    std::memcpy(out + from_buffer, read_buffer_.data() + read_begin_, rest);
+    std::memcpy(out + from_buffer, read_buffer_.get() + read_begin_, rest);
     read_begin_ += rest;
     co_return boost::system::error_code{};
   }
-  auto [ec, got] = co_await asio::async_read(
-      socket_, asio::buffer(out + from_buffer, rest), as_tuple(use_awaitable));
-  co_return ec;
+  std::size_t done = from_buffer;
+  while (done < n) {
+    std::size_t got = 0;
+    if (auto ec = co_await ReadSome(out + done, n - done, got)) co_return ec;
+    done += got;
+  }
+  co_return boost::system::error_code{};
+}
+
+asio::awaitable<boost::system::error_code> FramedSocket::ReadPayload(
+    std::string& payload, std::size_t n) {
+  // A recycled buffer may already be large enough; else reserve a little.
+  // Reserved pages cost nothing until written: the buffer is written (and
+  // zeroed first) only a step ahead of the bytes that have arrived, at most
+  // as many again or 16 KiB.
+  std::size_t first = std::min(n, kFirstPayloadChunk);
+  payload = TakeMessageBuffer(first);
+  if (payload.capacity() < first) payload.reserve(first);
+  while (payload.size() < n) {
+    std::size_t have = payload.size();
+    std::size_t step = std::min(n - have, std::max(kPayloadStep, have));
+    if (payload.capacity() < have + step) {
+      payload.reserve(std::min(n, std::max(have + step, have * 4)));
+    }
+    payload.resize(have + step);
+    if (auto ec = co_await ReadExact(payload.data() + have, step)) {
+      co_return ec;
+    }
+  }
+  co_return boost::system::error_code{};
 }
 
 asio::awaitable<boost::system::error_code> FramedSocket::Discard(
@@ -149,18 +239,25 @@ asio::awaitable<boost::system::error_code> FramedSocket::Discard(
   co_return boost::system::error_code{};
 }
 
+absl::Status FramedSocket::ReadError(const boost::system::error_code& ec) const {
+  if (stalled_) {
+    return absl::UnavailableError(absl::StrCat(
+        "connection to ", peer_, " closed: a frame stalled for longer than "
+        "DYN_TCP_READ_TIMEOUT=", read_timeout_.count(), " ms"));
+  }
+  return SocketError(ec, absl::StrCat("connection to ", peer_));
+}
+
 asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
   if (discard_ > 0) {
     std::size_t n = std::exchange(discard_, 0);
-    if (auto ec = co_await Discard(n)) {
-      co_return SocketError(ec, absl::StrCat("connection to ", peer_));
-    }
+    if (n > buffered()) StartFrameClock();
+    if (auto ec = co_await Discard(n)) co_return ReadError(ec);
+    in_frame_ = false;
   }
-  if (auto ec = co_await Fill(kFrameHeaderSize)) {
-    co_return SocketError(ec, absl::StrCat("connection to ", peer_));
-  }
+  if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
   absl::StatusOr<FrameHeader> header = DecodeFrameHeader(
-      std::string_view(read_buffer_.data() + read_begin_, kFrameHeaderSize));
+      std::string_view(read_buffer_.get() + read_begin_, kFrameHeaderSize));
   if (!header.ok()) co_return header.status();
   read_begin_ += kFrameHeaderSize;
 
@@ -172,18 +269,31 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
     // finished sending it; the next ReadFrame() drops its bytes.
     frame.oversized = true;
     discard_ = std::size_t{header->head_len} + header->payload_len;
+    in_frame_ = false;
     co_return frame;
+  }
+  if (buffered() < std::size_t{header->head_len} + header->payload_len) {
+    StartFrameClock();
   }
   frame.head.resize(header->head_len);
   boost::system::error_code ec =
       co_await ReadExact(frame.head.data(), frame.head.size());
-  if (!ec) {
-    frame.payload = TakeMessageBuffer(header->payload_len);
-    frame.payload.resize(header->payload_len);
-    ec = co_await ReadExact(frame.payload.data(), frame.payload.size());
-  }
-  if (ec) co_return SocketError(ec, absl::StrCat("connection to ", peer_));
+  if (!ec) ec = co_await ReadPayload(frame.payload, header->payload_len);
+  if (ec) co_return ReadError(ec);
+  in_frame_ = false;
   co_return frame;
+}
+
+asio::awaitable<void> FramedSocket::WaitForRoom() {
+  while (!closed_ &&
+         queued_bytes_.load(std::memory_order_relaxed) > max_queued_bytes_) {
+    room_.expires_at(asio::steady_timer::time_point::max());
+    // Woken by the writer (room made) or Close(); the re-check decides.
+    auto [ec] = co_await room_.async_wait(as_tuple(use_awaitable));
+    asio::cancellation_state state =
+        co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) co_return;
+  }
 }
 
 void FramedSocket::Close() {
@@ -195,6 +305,8 @@ void FramedSocket::Close() {
     self->socket_.close(ec);
     self->outbox_.clear();
     self->wake_.cancel();
+    self->room_.cancel();
+    self->watchdog_.cancel();
   });
 }
 

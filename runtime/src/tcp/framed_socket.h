@@ -3,6 +3,8 @@
 #ifndef DYNRPC_RUNTIME_SRC_TCP_FRAMED_SOCKET_H_
 #define DYNRPC_RUNTIME_SRC_TCP_FRAMED_SOCKET_H_
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -14,6 +16,7 @@
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "dynrpc/config.h"
 #include "tcp/frame.h"
 
 namespace dynrpc::internal::tcp {
@@ -28,14 +31,20 @@ struct InFrame {
   bool oversized = false;
 };
 
-// The socket's executor must be a strand; ReadFrame() and WriteLoop() run on
-// it, and every other member is safe from any thread. Shared by the reader
-// and writer coroutines (and the calls that send on it); the socket closes
-// when the last owner lets go or Close() is called.
+// The socket's executor must be a strand; ReadFrame(), WaitForRoom() and
+// WriteLoop() run on it, and every other member is safe from any thread.
+// Shared by the reader and writer coroutines (and the calls that send on
+// it); the socket closes when the last owner lets go or Close() is called.
+//
+// Memory a peer can make it hold: the 64 KiB read buffer (its pages touched
+// only as bytes arrive), the frame being read (written only as its bytes
+// arrive: at most twice what has arrived, or 16 KiB), and what the owner
+// queues with Send(): a server bounds that with WaitForRoom().
 class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
  public:
-  FramedSocket(boost::asio::ip::tcp::socket socket,
-               std::size_t max_message_size);
+  // Uses config.max_message_size, read_timeout, max_queued_bytes and the
+  // keepalive settings (for the kernel's TCP keepalive).
+  FramedSocket(boost::asio::ip::tcp::socket socket, const TcpConfig& config);
 
   // Queues a frame (its header and head, then its payload) for the writer.
   // Frames go out in the order Send() is called from one thread; the writer
@@ -48,9 +57,23 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
       std::shared_ptr<FramedSocket> self);
 
   // Reads the next frame. UNAVAILABLE when the peer closed the connection or
-  // the socket failed; INTERNAL for a malformed header. A frame over the
-  // limits comes back with `oversized` set. Only one reader at a time.
+  // the socket failed, or when a frame that had begun to arrive stalled (no
+  // byte for read_timeout: the connection is closed); INTERNAL for a
+  // malformed header. A frame over the limits comes back with `oversized`
+  // set. Only one reader at a time.
   boost::asio::awaitable<absl::StatusOr<InFrame>> ReadFrame();
+
+  // Returns once the bytes queued for the peer are at most
+  // max_queued_bytes, or the socket is closed. A server calls it before
+  // reading the next request, so a peer that does not read its responses
+  // stops being read (and TCP's own flow control holds it back).
+  boost::asio::awaitable<void> WaitForRoom();
+
+  // When the reader last received bytes (strand only).
+  std::chrono::steady_clock::time_point last_read() const {
+    return last_read_;
+  }
+  const boost::asio::any_io_executor& executor() const { return strand_; }
 
   // Closes the socket; pending reads and writes end. Idempotent.
   void Close();
@@ -64,19 +87,40 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   boost::asio::awaitable<boost::system::error_code> Fill(std::size_t n);
   boost::asio::awaitable<boost::system::error_code> ReadExact(char* out,
                                                               std::size_t n);
+  boost::asio::awaitable<boost::system::error_code> ReadPayload(
+      std::string& payload, std::size_t n);
   boost::asio::awaitable<boost::system::error_code> Discard(std::size_t n);
+  // One read into `out` (mid-frame reads move the stall deadline on).
+  boost::asio::awaitable<boost::system::error_code> ReadSome(
+      char* out, std::size_t n, std::size_t& got);
   std::size_t buffered() const { return read_end_ - read_begin_; }
+  // A frame has begun to arrive: from now on a stall closes the connection.
+  void StartFrameClock();
+  void ArmWatchdog();
+  absl::Status ReadError(const boost::system::error_code& ec) const;
 
   boost::asio::any_io_executor strand_;
   boost::asio::ip::tcp::socket socket_;
   std::size_t max_message_size_;
+  std::chrono::milliseconds read_timeout_;
+  std::size_t max_queued_bytes_;
   std::string peer_;
 
   // Reader state (strand).
-  std::vector<char> read_buffer_;
+  std::unique_ptr<char[]> read_buffer_;
   std::size_t read_begin_ = 0;
   std::size_t read_end_ = 0;
   std::size_t discard_ = 0;  // bytes of an oversized frame still to drop
+  std::chrono::steady_clock::time_point last_read_;
+  bool in_frame_ = false;  // a frame has begun and not yet fully arrived
+  std::chrono::steady_clock::time_point stall_deadline_;
+  boost::asio::steady_timer watchdog_;
+  bool watchdog_armed_ = false;
+  bool stalled_ = false;  // the watchdog closed the connection
+  boost::asio::steady_timer room_;  // wakes WaitForRoom()
+
+  // Bytes passed to Send() and not yet written (any thread).
+  std::atomic<std::size_t> queued_bytes_{0};
 
   // Writer state (strand).
   std::deque<std::pair<std::string, std::string>> outbox_;

@@ -50,7 +50,7 @@ using WakeChannel = asio::experimental::concurrent_channel<void(
 class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
   explicit ClientConnection(std::shared_ptr<FramedSocket> socket)
-      : socket_(std::move(socket)) {}
+      : socket_(std::move(socket)), keepalive_(socket_->executor()) {}
 
   // Sends a request frame (`prefix` from EncodeRequestPrefix, any call id)
   // and waits for its response. If the awaiting coroutine is cancelled the
@@ -59,12 +59,20 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
                               CancelHook& cancel) {
     auto reply =
         std::make_shared<ReplyChannel>(co_await asio::this_coro::executor, 1);
+    // Cancelled before it was sent: the server never hears of it.
+    if (std::optional<absl::Status> why = cancel.cancelled()) {
+      co_return CallResult(*why);
+    }
     uint64_t id;
     {
       std::lock_guard lock(mu_);
       if (closed_) co_return CallResult(close_status_);
       id = next_id_++;
       pending_.emplace(id, reply);
+      // Queued under the lock that the canceller below takes first, so a
+      // CANCEL for this id is always queued after its REQUEST.
+      SetCallId(prefix, id);
+      socket_->Send(std::move(prefix), std::move(payload));
     }
     // The core's deadline or TryCancel(): complete the wait below with its
     // status and tell the server. Owns what it touches: it may run late.
@@ -87,8 +95,6 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       }
       if (was_pending) socket_->Send(EncodeCancel(id));
     };
-    SetCallId(prefix, id);
-    socket_->Send(std::move(prefix), std::move(payload));
     auto [ec, result] = co_await reply->async_receive(as_tuple(use_awaitable));
     if (ec) co_return CallResult(absl::CancelledError("call cancelled"));
     co_return std::move(result);
@@ -126,6 +132,42 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     co_await self->ReadResponses();
   }
 
+  // Liveness: while calls are in flight and nothing has arrived for
+  // `interval`, sends a PING; when nothing (a PONG or anything else) arrives
+  // within `timeout` after it, the connection is lost: its calls end
+  // UNAVAILABLE. Runs on the socket's strand until the connection closes.
+  static asio::awaitable<void> KeepaliveLoop(
+      std::shared_ptr<ClientConnection> self,
+      std::chrono::milliseconds interval, std::chrono::milliseconds timeout) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    FramedSocket& socket = *self->socket_;
+    for (;;) {
+      auto quiet_until = socket.last_read() + interval;
+      self->keepalive_.expires_at(std::max(quiet_until, Clock::now()));
+      if (quiet_until > Clock::now() || !self->busy()) {
+        if (!self->busy()) self->keepalive_.expires_after(interval);
+        auto [ec] =
+            co_await self->keepalive_.async_wait(as_tuple(use_awaitable));
+        if (ec || self->closed()) co_return;
+        continue;
+      }
+      Clock::time_point sent = Clock::now();
+      socket.Send(EncodePing());
+      self->keepalive_.expires_after(timeout);
+      auto [ec] = co_await self->keepalive_.async_wait(as_tuple(use_awaitable));
+      if (ec || self->closed()) co_return;
+      if (socket.last_read() < sent) {
+        self->FailAll(absl::UnavailableError(absl::StrCat(
+            "connection to ", socket.peer(),
+            " lost: no answer to a keepalive PING within "
+            "DYN_TCP_KEEPALIVE_TIMEOUT=",
+            timeout.count(), " ms")));
+        socket.Close();
+        co_return;
+      }
+    }
+  }
+
  private:
   asio::awaitable<void> ReadResponses() {
     absl::Status why;
@@ -142,9 +184,11 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
         break;
       }
       const FrameHeader& header = frame->header;
+      if (header.type == FrameType::kPong) continue;  // liveness only
       if (header.type == FrameType::kRequest ||
           header.type == FrameType::kCancel ||
-          header.type == FrameType::kHalfClose) {  // only clients send these
+          header.type == FrameType::kHalfClose ||
+          header.type == FrameType::kPing) {  // only clients send these
         why = absl::UnavailableError(absl::StrCat(
             "connection to ", socket_->peer(),
             " closed: malformed frame: unexpected frame type ",
@@ -266,6 +310,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     return result;
   }
 
+  // Calls or streams are in flight.
+  bool busy() {
+    std::lock_guard lock(mu_);
+    return !pending_.empty() || !streams_.empty();
+  }
+
   void FailAll(const absl::Status& why) {
     absl::flat_hash_map<uint64_t, std::shared_ptr<ReplyChannel>> pending;
     absl::flat_hash_map<uint64_t, std::shared_ptr<StreamState>> streams;
@@ -277,6 +327,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       pending.swap(pending_);
       streams.swap(streams_);
     }
+    // The keepalive task ends now rather than at its next tick.
+    asio::post(socket_->executor(),
+               [self = shared_from_this()] { self->keepalive_.cancel(); });
     for (auto& [id, reply] : pending) {
       reply->try_send(boost::system::error_code{}, CallResult(why));
     }
@@ -284,6 +337,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   }
 
   std::shared_ptr<FramedSocket> socket_;
+  asio::steady_timer keepalive_;  // KeepaliveLoop's (strand)
   std::mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<ReplyChannel>> pending_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<StreamState>> streams_;
@@ -420,12 +474,16 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     absl::StatusOr<tcp::socket> socket = co_await net::Connect(
         strand, target_, config_.connect_timeout, "DYN_TCP_CONNECT_TIMEOUT");
     if (!socket.ok()) co_return socket.status();
-    auto framed = std::make_shared<FramedSocket>(std::move(*socket),
-                                                 config_.max_message_size);
+    auto framed = std::make_shared<FramedSocket>(std::move(*socket), config_);
     auto connection = std::make_shared<ClientConnection>(framed);
     tasks_->Spawn(strand, FramedSocket::WriteLoop(framed), "tcp client writer");
     tasks_->Spawn(strand, ClientConnection::ReadLoop(connection),
                   "tcp client reader");
+    tasks_->Spawn(strand,
+                  ClientConnection::KeepaliveLoop(
+                      connection, config_.keepalive_interval,
+                      config_.keepalive_timeout),
+                  "tcp client keepalive");
     co_return connection;
   }
 

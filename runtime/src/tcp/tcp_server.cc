@@ -24,9 +24,11 @@ namespace dynrpc::internal::tcp {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-TcpServer::TcpServer(TcpConfig config, asio::any_io_executor executor)
+TcpServer::TcpServer(TcpConfig config, const ServerLimits& limits,
+                     asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(std::move(executor)),
+      connections_(limits.max_connections),
       tasks_(executor_) {}
 
 TcpServer::~TcpServer() { Shutdown(); }
@@ -51,13 +53,16 @@ void TcpServer::Shutdown() {
 
 asio::awaitable<void> TcpServer::AcceptLoop() {
   co_await net::AcceptLoop(
-      *acceptor_, [this] { return tasks_.NewStrand(); },
-      [this](tcp::socket socket, asio::any_io_executor strand) {
-        auto connection = std::make_shared<FramedSocket>(
-            std::move(socket), config_.max_message_size);
+      *acceptor_, connections_, [this] { return tasks_.NewStrand(); },
+      [this](tcp::socket socket, asio::any_io_executor strand,
+             Admission::Token token) {
+        auto connection =
+            std::make_shared<FramedSocket>(std::move(socket), config_);
         tasks_.Spawn(strand, FramedSocket::WriteLoop(connection),
                      "tcp server writer");
-        tasks_.Spawn(strand, ServeConnection(connection), "tcp server reader");
+        tasks_.Spawn(strand,
+                     net::Holding(std::move(token), ServeConnection(connection)),
+                     "tcp server reader");
       });
 }
 
@@ -179,6 +184,8 @@ asio::awaitable<void> TcpServer::ServeConnection(
   auto connection = std::make_shared<ServerConnection>(socket);
   bool protocol_error = false;
   for (;;) {
+    // A peer that does not read its responses is not read either.
+    co_await socket->WaitForRoom();
     absl::StatusOr<InFrame> frame = co_await socket->ReadFrame();
     if (!frame.ok()) break;  // peer gone, or a header we cannot trust
     const FrameHeader& header = frame->header;
@@ -188,6 +195,9 @@ asio::awaitable<void> TcpServer::ServeConnection(
     }
     std::shared_ptr<ServerCall> call = connection->Find(header.call_id);
     switch (header.type) {
+      case FrameType::kPing:
+        socket->Send(EncodePong());
+        break;
       case FrameType::kCancel:
         if (call) call->Cancel(absl::CancelledError("the caller cancelled"));
         break;
@@ -256,6 +266,18 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
     return error(absl::InternalError(
         "malformed frame: a unary REQUEST must carry its message and end the "
         "stream"));
+  }
+
+  {
+    std::lock_guard lock(connection->mu);
+    if (connection->calls.size() >= config_.max_calls_per_connection &&
+        !connection->calls.contains(header.call_id)) {
+      return error(absl::ResourceExhaustedError(absl::StrCat(
+          "the server runs at most DYN_TCP_MAX_CALLS_PER_CONNECTION=",
+          config_.max_calls_per_connection,
+          " calls at once per connection; ", request.method,
+          " was not run")));
+    }
   }
 
   auto call = std::make_shared<ServerCall>();

@@ -9,6 +9,7 @@
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "core/admission.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
@@ -21,7 +22,8 @@ struct ServerCall;
 
 class TcpServer final : public RequestPlaneServer {
  public:
-  TcpServer(TcpConfig config, boost::asio::any_io_executor executor);
+  TcpServer(TcpConfig config, const ServerLimits& limits,
+            boost::asio::any_io_executor executor);
   ~TcpServer() override;
 
   // Binds config.host (detected when empty) and config.port (0: the OS
@@ -46,6 +48,7 @@ class TcpServer final : public RequestPlaneServer {
 
   TcpConfig config_;
   boost::asio::any_io_executor executor_;
+  Admission connections_;  // DYN_SERVER_MAX_CONNECTIONS
   TaskGroup tasks_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   CallHandler* handler_ = nullptr;  // borrowed, set by Start()

@@ -1,0 +1,64 @@
+// Admission limits the core applies once for every plane: a counter of what
+// is in use (connections, running handlers) against a configured limit.
+#ifndef DYNRPC_RUNTIME_SRC_CORE_ADMISSION_H_
+#define DYNRPC_RUNTIME_SRC_CORE_ADMISSION_H_
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <utility>
+
+namespace dynrpc::internal {
+
+// Thread-safe. Tokens share the counter, so a token may outlive the
+// Admission that issued it (a connection that closes after its server).
+class Admission {
+ public:
+  // Holds one unit until destroyed (or moved from).
+  class Token {
+   public:
+    Token(Token&&) = default;
+    Token& operator=(Token&& other) noexcept {
+      Release();
+      state_ = std::move(other.state_);
+      return *this;
+    }
+    ~Token() { Release(); }
+
+   private:
+    friend class Admission;
+    explicit Token(std::shared_ptr<std::atomic<std::size_t>> state)
+        : state_(std::move(state)) {}
+    void Release() {
+      if (state_) state_->fetch_sub(1, std::memory_order_acq_rel);
+      state_.reset();
+    }
+    std::shared_ptr<std::atomic<std::size_t>> state_;
+  };
+
+  explicit Admission(std::size_t limit)
+      : limit_(limit),
+        in_use_(std::make_shared<std::atomic<std::size_t>>(0)) {}
+
+  // A unit, or nullopt when `limit` are in use.
+  std::optional<Token> TryAcquire() {
+    std::size_t n = in_use_->load(std::memory_order_relaxed);
+    do {
+      if (n >= limit_) return std::nullopt;
+    } while (!in_use_->compare_exchange_weak(n, n + 1,
+                                             std::memory_order_acq_rel));
+    return Token(in_use_);
+  }
+
+  std::size_t in_use() const { return in_use_->load(); }
+  std::size_t limit() const { return limit_; }
+
+ private:
+  const std::size_t limit_;
+  std::shared_ptr<std::atomic<std::size_t>> in_use_;
+};
+
+}  // namespace dynrpc::internal
+
+#endif  // DYNRPC_RUNTIME_SRC_CORE_ADMISSION_H_

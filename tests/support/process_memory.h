@@ -1,0 +1,33 @@
+// A process's memory as the kernel reports it, for tests that bound a
+// server's memory while peers attack it.
+#ifndef DYNRPC_TESTS_SUPPORT_PROCESS_MEMORY_H_
+#define DYNRPC_TESTS_SUPPORT_PROCESS_MEMORY_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+namespace dynrpc::testing {
+
+// A field of /proc/<pid>/status in KiB ("VmRSS": resident now; "VmHWM": the
+// most ever resident), or nullopt when the process or field is gone.
+inline std::optional<int64_t> ProcessMemoryKiB(pid_t pid,
+                                               const std::string& field) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) != 0) continue;
+    std::istringstream in(line.substr(field.size() + 1));
+    int64_t kib = 0;
+    if (in >> kib) return kib;
+  }
+  return std::nullopt;
+}
+
+}  // namespace dynrpc::testing
+
+#endif  // DYNRPC_TESTS_SUPPORT_PROCESS_MEMORY_H_
