@@ -642,6 +642,101 @@ TEST_P(ConformanceTest, UnreachableServerFailsTheStreamsFirstOperation) {
   EXPECT_THAT(Run(reader.Read()), StatusIs(absl::StatusCode::kUnavailable));
 }
 
+// ---- Parity: promises whose copies once drifted between planes -------------
+
+// One message, then a wait the call's end must cut short: Generate with
+// then_wait_ms (its second wait is a "later co_await").
+StreamRequest OneThenWait() {
+  StreamRequest request;
+  request.set_count(1);
+  request.set_then_wait_ms(60'000);
+  return request;
+}
+
+std::string InitialMetadata(const ClientContext& context,
+                            std::string_view key) {
+  return std::string(
+      FindMetadata(context.server_initial_metadata(), key).value_or(""));
+}
+
+TEST_P(ConformanceTest, TryCancelKeepsInitialMetadataAndEndsTheHandlersWaits) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.AddMetadata("x-echo", "kept");
+  ClientReader<StreamMessage> reader = stub->Generate(context, OneThenWait());
+  ASSERT_THAT(Run(reader.Read()), IsOk());  // the headers came before it
+  context.TryCancel();
+  EXPECT_THAT(Run(reader.Finish()), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(InitialMetadata(context, "x-echo-initial"), "kept");
+  // The handler's co_await after the one the cancel cut short ends too (a
+  // 60 s timer: 30 s is long enough to tell).
+  EXPECT_TRUE(service_.WaitForLaterWaitsEnded(1, std::chrono::seconds(30)))
+      << "the handler's later co_await ran on after the call was cancelled";
+}
+
+TEST_P(ConformanceTest, DeadlineKeepsInitialMetadataAndEndsTheHandlersWaits) {
+  auto stub = NewStub();
+  ClientContext context;
+  context.AddMetadata("x-echo", "kept");
+  context.set_timeout(std::chrono::milliseconds(500));
+  ClientReader<StreamMessage> reader = stub->Generate(context, OneThenWait());
+  ASSERT_THAT(Run(reader.Read()), IsOk());
+  EXPECT_THAT(Run(reader.Read()),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(InitialMetadata(context, "x-echo-initial"), "kept");
+  EXPECT_TRUE(service_.WaitForLaterWaitsEnded(1, std::chrono::seconds(30)))
+      << "the handler's later co_await ran on after the deadline";
+}
+
+// A reader and a writer coroutine start a stream at the same time: both
+// wait for the one open, and both succeed.
+TEST_P(ConformanceTest, ReaderAndWriterCanOpenAStreamAtOnce) {
+  auto stub = NewStub();
+  for (int round = 0; round < 20; ++round) {
+    SCOPED_TRACE(round);
+    ClientContext context;
+    ClientReaderWriter<StreamMessage, StreamMessage> stream =
+        stub->Chat(context);
+    const StreamMessage message = Numbered(round);
+    std::future<absl::StatusOr<std::optional<StreamMessage>>> read =
+        Spawn(stream.Read());
+    std::future<absl::Status> written = Spawn(stream.Write(message));
+    ASSERT_THAT(written.get(), IsOk());
+    absl::StatusOr<std::optional<StreamMessage>> echoed = read.get();
+    ASSERT_THAT(echoed, IsOk());
+    ASSERT_TRUE(echoed->has_value());
+    EXPECT_EQ((*echoed)->sequence(), round);
+    ASSERT_THAT(Run(stream.WritesDone()), IsOk());
+    EXPECT_THAT(Run(stream.Finish()), IsOk());
+  }
+}
+
+// DYN_SERVER_MAX_HANDLERS (the core's admission limit): a call past it ends
+// at once with RESOURCE_EXHAUSTED naming the limit, without running; the
+// handlers within it go on.
+TEST_P(ConformanceTest, CallsPastTheHandlerLimitAreRefusedWithoutRunning) {
+  Config config = ConfigFor(GetParam());
+  config.limits.max_handlers = 2;
+  StartServer(config);
+  auto stub = NewStub();
+  ClientContext first, second;
+  EchoRequest request;
+  std::future<absl::StatusOr<EchoReply>> a = Spawn(stub->Block(first, request));
+  std::future<absl::StatusOr<EchoReply>> b =
+      Spawn(stub->Block(second, request));
+  service_.WaitForBlocked(2);
+  ClientContext third;
+  EXPECT_THAT(Run(stub->Echo(third, request)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("DYN_SERVER_MAX_HANDLERS=2")));
+  EXPECT_EQ(service_.calls(), 2);  // the refused call never ran
+  service_.ReleaseAll();
+  EXPECT_THAT(a.get(), IsOk());
+  EXPECT_THAT(b.get(), IsOk());
+  ClientContext after;
+  EXPECT_THAT(Run(stub->Echo(after, request)), IsOk());
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Planes, ConformanceTest, ::testing::ValuesIn(kPlanes),
     [](const ::testing::TestParamInfo<RequestPlaneKind>& info) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "boost/asio/co_spawn.hpp"
+#include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/dynrpc.h"
 #include "dynrpc/testing/echo.dynrpc.pb.h"
@@ -439,6 +440,119 @@ TEST_F(NatsPlaneTest, AnUnreachableNatsServerIsUnavailableNamingIt) {
   EXPECT_TRUE(server.AddService(service).ok());
   EXPECT_THAT(server.Start(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr(nats->url())));
+}
+
+// ---- NATS down: calls fail fast, nothing blocks, and it comes back ----------
+
+// A loopback listener that never accepts: a NATS server that takes the TCP
+// connection (the kernel's backlog does) and never says a word.
+class SilentListener {
+ public:
+  SilentListener() : acceptor_(io_) {
+    asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(endpoint.protocol());
+    acceptor_.bind(endpoint);
+    acceptor_.listen(4096);
+  }
+  std::string url() const {
+    return "nats://127.0.0.1:" +
+           std::to_string(acceptor_.local_endpoint().port());
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+};
+
+class NatsDownTest : public NatsPlaneTest {
+ protected:
+  static constexpr milliseconds kConnectTimeout{1500};
+
+  // With the NATS server at `url` down: a call whose deadline passes while
+  // the client connects gets DEADLINE_EXCEEDED (one 1 ns away, at once);
+  // 1,000 concurrent calls all end UNAVAILABLE naming NATS_SERVER within
+  // 2 x DYN_NATS_CONNECT_TIMEOUT in all; and a TCP server in the same
+  // process (the same runtime threads) answers meanwhile.
+  void CallsFailFastAndNothingBlocks(const std::string& url) {
+    EchoServiceImpl tcp_service;
+    Config tcp_config;
+    tcp_config.tcp.host = "127.0.0.1";
+    std::unique_ptr<Server> tcp_server = StartServer(tcp_service, tcp_config);
+    ASSERT_NE(tcp_server, nullptr);
+    auto tcp_stub = NewStub(tcp_server->address(), tcp_config);
+
+    Config config = NatsConfig(url);
+    config.nats.connect_timeout = kConnectTimeout;
+    const Clock::time_point start = Clock::now();
+    auto stub = NewStub("*", config);
+    ASSERT_NE(stub, nullptr);
+    EXPECT_THAT(Echo(*stub, EchoRequest(), std::chrono::nanoseconds(1)),
+                StatusIs(absl::StatusCode::kDeadlineExceeded));
+
+    constexpr int kCalls = 1000;
+    const EchoRequest request;
+    std::vector<std::unique_ptr<ClientContext>> contexts;
+    std::vector<std::future<absl::StatusOr<EchoReply>>> calls;
+    for (int i = 0; i < kCalls; ++i) {
+      contexts.push_back(std::make_unique<ClientContext>());
+      contexts.back()->set_timeout(seconds(30));
+      calls.push_back(Spawn(stub->Echo(*contexts.back(), request)));
+    }
+    // The runtime's threads are free: the TCP plane answers meanwhile.
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_THAT(Echo(*tcp_stub, EchoRequest(), seconds(10)), IsOk());
+    }
+    const Clock::time_point bound = start + 2 * kConnectTimeout;
+    for (int i = 0; i < kCalls; ++i) {
+      SCOPED_TRACE(i);
+      ASSERT_EQ(calls[i].wait_until(bound), std::future_status::ready)
+          << "a call was still waiting at 2 x DYN_NATS_CONNECT_TIMEOUT";
+      EXPECT_THAT(calls[i].get(),
+                  StatusIs(absl::StatusCode::kUnavailable,
+                           AllOf(HasSubstr("NATS_SERVER"), HasSubstr(url))));
+    }
+  }
+};
+
+TEST_F(NatsDownTest, RefusingServerFailsCallsFastAndCallsSucceedOnceItIsBack) {
+  std::unique_ptr<NatsServerProcess> nats = StartNats();
+  ASSERT_NE(nats, nullptr);
+  nats->Stop();  // its port refuses connections now
+  CallsFailFastAndNothingBlocks(nats->url());
+  if (HasFatalFailure()) return;
+
+  // NATS comes back on the same port: the client, still retrying in the
+  // background, connects; a server starts and calls succeed, with no new
+  // channel. Each attempt is a real call with its own deadline.
+  ASSERT_THAT(nats->Restart(), IsOk());
+  EchoServiceImpl service;
+  Config config = NatsConfig(nats->url());
+  config.nats.connect_timeout = kConnectTimeout;
+  std::unique_ptr<Server> server = StartServer(service, config);
+  ASSERT_NE(server, nullptr);
+  auto stub = NewStub("*", config);
+  const Clock::time_point deadline = Clock::now() + seconds(20);
+  absl::Status last = absl::UnknownError("no attempt");
+  while (Clock::now() < deadline && !last.ok()) {
+    last = Echo(*stub, EchoRequest(), seconds(2)).status();
+  }
+  EXPECT_THAT(last, IsOk()) << "no call succeeded within 20 s of NATS's return";
+}
+
+TEST_F(NatsDownTest, SilentServerFailsCallsWithinTheConnectTimeout) {
+  SilentListener silent;
+  // A deadline shorter than the connect timeout is honoured while the
+  // client still waits for the server.
+  {
+    Config config = NatsConfig(silent.url());
+    config.nats.connect_timeout = kConnectTimeout;
+    auto stub = NewStub("*", config);
+    ASSERT_NE(stub, nullptr);
+    EXPECT_THAT(Echo(*stub, EchoRequest(), milliseconds(200)),
+                StatusIs(absl::StatusCode::kDeadlineExceeded));
+  }
+  SilentListener other;  // a connection attempt of its own
+  CallsFailFastAndNothingBlocks(other.url());
 }
 
 // ---- A dynrpc server that dies ----------------------------------------------

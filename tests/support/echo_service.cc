@@ -6,6 +6,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 
@@ -124,6 +125,22 @@ asio::awaitable<absl::Status> EchoServiceImpl::Generate(
     }
     changed_.notify_all();
   }
+  if (request.then_wait_ms() > 0) {
+    // The first wait ends early if the call is cancelled meanwhile (without
+    // an exception); the second, a later co_await, must then not run on.
+    asio::steady_timer timer(co_await asio::this_coro::executor,
+                             std::chrono::milliseconds(request.then_wait_ms()));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    absl::Cleanup note = [this] {
+      {
+        std::lock_guard lock(mu_);
+        ++later_waits_ended_;
+      }
+      changed_.notify_all();
+    };
+    timer.expires_after(std::chrono::milliseconds(request.then_wait_ms()));
+    co_await timer.async_wait(asio::use_awaitable);  // throws once cancelled
+  }
   co_return absl::OkStatus();
 }
 
@@ -196,6 +213,13 @@ void EchoServiceImpl::WaitForGenerated(int64_t n) {
 void EchoServiceImpl::WaitForCancelledStreams(int n) {
   std::unique_lock lock(mu_);
   changed_.wait(lock, [&] { return cancelled_streams_ >= n; });
+}
+
+bool EchoServiceImpl::WaitForLaterWaitsEnded(int n,
+                                             std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return changed_.wait_for(lock, timeout,
+                           [&] { return later_waits_ended_ >= n; });
 }
 
 int EchoServiceImpl::cancelled_streams() const {

@@ -47,6 +47,10 @@ class EchoServiceImpl final : public EchoService::Service {
   // Write failed, or the context said cancelled); blocks until there are n.
   void WaitForCancelledStreams(int n);
   int cancelled_streams() const;
+  // Generate handlers with then_wait_ms whose second (later) wait has ended,
+  // by its timer or by cancellation; waits until there are n, giving up
+  // after `timeout`: whether the count was reached.
+  bool WaitForLaterWaitsEnded(int n, std::chrono::milliseconds timeout);
 
   // Called (on a runtime thread) when a Block call starts waiting.
   void set_on_block(std::function<void()> f) { on_block_ = std::move(f); }
@@ -88,6 +92,7 @@ class EchoServiceImpl final : public EchoService::Service {
   int calls_ = 0;
   int64_t generated_ = 0;
   int cancelled_streams_ = 0;
+  int later_waits_ended_ = 0;
   int blocks_ended_ = 0;
   int max_blocked_ = 0;
   std::optional<Clock::duration> last_block_time_left_;

@@ -48,6 +48,28 @@ struct CallResult {
   Metadata trailing_metadata;
 };
 
+// The one rule, for every plane, for which status ends a server stream when
+// the plane ended it (`plane_end`) and the handler returned `from_handler`:
+// a fault in what the caller sent (a message over the limit or beyond its
+// window: RESOURCE_EXHAUSTED; malformed: INTERNAL; messages lost:
+// DATA_LOSS; a method the wire cannot carry: UNIMPLEMENTED) is the call's
+// status, whatever the handler made of it. Otherwise (the stream ended OK,
+// the caller cancelled or went away, the deadline passed) the handler's
+// result stands: the dispatcher has already made it DEADLINE_EXCEEDED when
+// the deadline passed.
+inline CallResult SettleServerCall(CallResult from_handler,
+                                   const absl::Status& plane_end) {
+  switch (plane_end.code()) {
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnimplemented:
+      return CallResult(plane_end);
+    default:
+      return from_handler;
+  }
+}
+
 // The server side of one call, as the core sees it.
 struct ServerCallInfo {
   std::string peer;  // the caller, for logs

@@ -30,8 +30,12 @@ constexpr int32_t kFixedStreamWindow = 2 << 20;
 constexpr int32_t kAdaptiveInitialWindow = 65535;
 constexpr int32_t kMaxWindow = 16 << 20;
 constexpr int32_t kConnectionWindow = 32 << 20;
-// Header blocks over this are refused (the TCP plane's metadata limit).
+// Header blocks over this are refused (the TCP plane's metadata limit),
+// measured as RFC 9113 section 6.5.2's header-list size (each field: its
+// name, its value and 32 bytes) and announced in
+// SETTINGS_MAX_HEADER_LIST_SIZE.
 constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+constexpr std::size_t kHeaderFieldOverhead = 32;
 
 std::vector<nghttp2_nv> ToNv(const Headers& headers) {
   std::vector<nghttp2_nv> nv;
@@ -131,6 +135,10 @@ absl::Status H2Connection::Start() {
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE,
        static_cast<uint32_t>(config_.max_frame_size)},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window_)},
+      // Advisory (nghttp2 does not enforce it; OnHeader does): a peer that
+      // honours it fails an oversized block itself.
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+       static_cast<uint32_t>(kMaxHeaderBytes)},
   };
   if (role_ == Role::kServer) {
     settings.push_back(
@@ -618,9 +626,10 @@ int H2Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
   std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id);
   if (stream == nullptr) return 0;
   Headers& block = stream->headers_done ? stream->trailers : stream->headers;
-  std::size_t total = namelen + valuelen;
-  for (const auto& [k, v] : block) total += k.size() + v.size();
-  if (total > kMaxHeaderBytes) {
+  // A running sum (constant time per field), with the per-field overhead, so
+  // a block of many tiny fields (one-byte indexed ones) is bounded too.
+  stream->header_list_size += namelen + valuelen + kHeaderFieldOverhead;
+  if (stream->header_list_size > kMaxHeaderBytes) {
     self->FailStreamLocked(
         *stream, absl::ResourceExhaustedError(absl::StrCat(
                      "header block of more than ", kMaxHeaderBytes,
@@ -645,9 +654,11 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
             FindHeader(stream->headers, ":status");
         if (status && status->starts_with("1")) {
           stream->headers.clear();
+          stream->header_list_size = 0;
           return 0;
         }
         stream->headers_done = true;
+        stream->header_list_size = 0;  // the trailers count afresh
         if (self->role_ == Role::kServer) {
           self->ChooseBodyMode(*stream);
           if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {

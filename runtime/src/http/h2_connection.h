@@ -68,6 +68,8 @@ struct H2Stream {
   bool headers_done = false;
   Headers trailers;
   bool trailers_done = false;
+  // The header-list size (RFC 9113 section 6.5.2) of the block arriving.
+  std::size_t header_list_size = 0;
 
   // Inbound DATA.
   BodyMode mode = BodyMode::kGrpc;

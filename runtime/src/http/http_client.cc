@@ -38,6 +38,13 @@ CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
     status_block = &stream.headers;  // trailers-only
   }
   if (status_block == nullptr) {
+    // No status: the call ended by Cancel() (TryCancel, the deadline), a
+    // reset or a lost connection. The response headers, if they came, still
+    // carry the server's initial metadata (the TCP and NATS planes keep it
+    // too).
+    if (stream.headers_done) {
+      result.initial_metadata = MetadataFromHeaders(stream.headers);
+    }
     if (!stream.error.ok()) {
       result.status = stream.error;
       return result;

@@ -1,6 +1,7 @@
 #include "http/http_server.h"
 
 #include <atomic>
+#include <exception>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -51,14 +52,32 @@ struct ServerCall {
       std::make_shared<asio::cancellation_signal>();
   std::shared_ptr<std::atomic<bool>> cancelled =
       std::make_shared<std::atomic<bool>>(false);
+  // The call's stream, and its connection (weak: the core may hold the
+  // call's `cancel` after the connection has gone).
+  std::shared_ptr<H2Stream> stream;
+  std::weak_ptr<H2Connection> connection;
 
   // The caller is gone: flag it and cancel the handler's coroutine. Any
-  // thread.
+  // thread (also under the connection's mutex).
   void Cancel() {
     cancelled->store(true);
     asio::post(strand, [signal = signal] {
       signal->emit(asio::cancellation_type::terminal);
     });
+  }
+
+  // The core ends the call with `why` (its deadline passed), as the TCP
+  // plane's ServerCall::Cancel(why) does: the stream fails with `why`, so
+  // the handler's pending and later Read()/Write() return it and none of
+  // its messages goes out any more; its coroutine is cancelled; once it has
+  // returned, ServeStream sends the call's status in the trailers (and
+  // resets the stream if the caller is still sending). Any thread, not
+  // under the connection's mutex.
+  void End(absl::Status why) {
+    if (std::shared_ptr<H2Connection> c = connection.lock()) {
+      c->FailStream(stream, std::move(why));
+    }
+    Cancel();
   }
 };
 
@@ -99,12 +118,31 @@ class HttpServerConnection final : public H2Connection {
   void OnRequest(std::shared_ptr<H2Stream> stream) override {
     auto call = std::make_shared<ServerCall>();
     call->strand = server_.tasks_.NewStrand();
-    bool gone = Locked([&] {
-      if (stream->closed && !stream->error.ok()) return true;
+    call->stream = stream;
+    call->connection = weak_from_this();
+    enum class Admit { kGone, kRefused, kServe };
+    Admit admit = Locked([&] {
+      if (stream->closed && !stream->error.ok()) return Admit::kGone;
+      // A call counts against the stream limit until its handler has
+      // ended, not until its stream closes: a caller that resets its
+      // streams at once ("rapid reset") cannot run more handlers than
+      // SETTINGS_MAX_CONCURRENT_STREAMS.
+      if (calls_.size() >= config_.max_concurrent_streams) {
+        return Admit::kRefused;
+      }
       calls_[stream->id] = call;
-      return false;
+      return Admit::kServe;
     });
-    if (gone) return;  // reset by the caller already
+    if (admit == Admit::kGone) return;  // reset by the caller already
+    if (admit == Admit::kRefused) {
+      // Not processed: the caller may retry (RFC 9113 section 8.7).
+      Reset(stream, NGHTTP2_REFUSED_STREAM,
+            absl::ResourceExhaustedError(absl::StrCat(
+                "more than ", config_.max_concurrent_streams,
+                " calls running on the connection "
+                "(DYN_HTTP2_MAX_CONCURRENT_STREAMS)")));
+      return;
+    }
     server_.tasks_.Spawn(
         call->strand,
         server_.ServeStream(
@@ -185,6 +223,10 @@ class HttpServerStream final : public ServerStream {
           "response message of ", message.size(),
           " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max_message_, " bytes"));
     }
+    // The call has ended (its deadline passed, the caller reset it, the
+    // connection was lost): nothing more goes out, and Write() says why.
+    absl::Status failed = connection_->Locked([&] { return stream_->error; });
+    if (!failed.ok()) co_return failed;
     if (!headers_sent_) {
       absl::Status sent = connection_->SubmitResponse(
           stream_, GrpcResponseHeaders(initial_metadata), /*body=*/true);
@@ -217,6 +259,9 @@ class Responder {
 
   // The gRPC end of a call: its message (if any), status and metadata.
   asio::awaitable<void> Grpc(CallResult result, bool headers_sent) {
+    // The handler has ended: its call stops counting against the stream
+    // limit before its end can reach the caller (who may then open another).
+    connection_->Forget(stream_->id);
     if (result.has_message && result.status.ok() &&
         result.payload.size() > max_message_) {
       result = CallResult(absl::ResourceExhaustedError(absl::StrCat(
@@ -255,6 +300,7 @@ class Responder {
   // `http_status` with `body`.
   asio::awaitable<void> Http(int http_status, std::string body,
                              std::string content_type = "application/json") {
+    connection_->Forget(stream_->id);  // as in Grpc()
     Headers headers = {{":status", std::to_string(http_status)},
                        {"content-type", std::move(content_type)},
                        {"content-length", std::to_string(body.size())}};
@@ -310,6 +356,43 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
       co_await connection.ReadMessage(stream);
   timer.cancel();
   co_return message;
+}
+
+// Runs the core's handler of one call. ServeStream runs with
+// throw_if_cancelled(false), to answer even once the call is cancelled; but
+// Asio keeps that flag per coroutine thread (in the spawned coroutine's
+// entry frame), and the handler runs in ServeStream's thread: with it, a
+// cancellation would end only the wait in progress, and the handler's later
+// co_awaits (a timer, a downstream call) would run on. The handler runs with
+// Asio's default instead, as on the TCP plane: once the call is cancelled
+// (the caller reset it, the connection was lost, its deadline passed), every
+// co_await it makes throws. `stream` is null for a unary call.
+asio::awaitable<CallResult> RunHandler(CallHandler& handler,
+                                       CallRequest request,
+                                       ServerCallInfo info,
+                                       ServerStream* stream) {
+  co_await asio::this_coro::throw_if_cancelled(true);
+  CallResult result;
+  std::exception_ptr thrown;
+  try {
+    if (stream == nullptr) {
+      result = co_await handler.HandleUnary(std::move(request),
+                                            std::move(info));
+    } else {
+      result = co_await handler.HandleStream(std::move(request),
+                                             std::move(info), *stream);
+    }
+  } catch (...) {
+    // Cancelled before the handler began (the co_await threw at once); the
+    // dispatcher turns the handler's own exceptions into its status.
+    thrown = std::current_exception();
+  }
+  co_await asio::this_coro::throw_if_cancelled(false);
+  if (thrown) {
+    result = CallResult(StatusFromException(thrown, "the call",
+                                            absl::StatusCode::kUnknown));
+  }
+  co_return result;
 }
 
 }  // namespace
@@ -440,7 +523,7 @@ asio::awaitable<void> HttpServer::ServeStream(
   }
   request.metadata = *std::move(metadata);
   ServerCallInfo info{connection->peer(), call->cancelled,
-                      [call](absl::Status why) { call->Cancel(); }};
+                      [call](absl::Status why) { call->End(std::move(why)); }};
 
   if (kind == ContentKind::kJson) {
     if (entry == nullptr) {
@@ -476,8 +559,8 @@ asio::awaitable<void> HttpServer::ServeStream(
       co_return;
     }
     in->SerializeToString(&request.payload);
-    CallResult result =
-        co_await handler_->HandleUnary(std::move(request), std::move(info));
+    CallResult result = co_await RunHandler(*handler_, std::move(request),
+                                            std::move(info), nullptr);
     if (!result.status.ok()) {
       co_await respond.JsonError(result.status);
       co_return;
@@ -535,21 +618,16 @@ asio::awaitable<void> HttpServer::ServeStream(
       co_return;
     }
     request.payload = **std::move(message);
-    CallResult result =
-        co_await handler_->HandleUnary(std::move(request), std::move(info));
+    CallResult result = co_await RunHandler(*handler_, std::move(request),
+                                            std::move(info), nullptr);
     co_await respond.Grpc(std::move(result), false);
     co_return;
   }
   HttpServerStream server_stream(connection, stream, config_.max_message_size);
-  CallResult result = co_await handler_->HandleStream(
-      std::move(request), std::move(info), server_stream);
-  // The plane failed the stream first (an oversized or malformed request
-  // message): that is the call's status, whatever the handler made of it.
-  absl::Status plane_error = connection->Locked([&] { return stream->error; });
-  if (absl::IsResourceExhausted(plane_error) ||
-      absl::IsInternal(plane_error) || absl::IsUnimplemented(plane_error)) {
-    result = CallResult(plane_error);
-  }
+  CallResult result = co_await RunHandler(*handler_, std::move(request),
+                                          std::move(info), &server_stream);
+  absl::Status plane_end = connection->Locked([&] { return stream->error; });
+  result = SettleServerCall(std::move(result), plane_end);
   co_await respond.Grpc(std::move(result), server_stream.headers_sent());
 }
 

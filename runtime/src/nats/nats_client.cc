@@ -2,10 +2,13 @@
 #include <atomic>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/deferred.hpp"
+#include "boost/asio/experimental/parallel_group.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
@@ -25,6 +28,33 @@ namespace asio = boost::asio;
 
 namespace {
 
+enum class Woken { kSignalled, kTimedOut, kCancelled };
+
+// Waits for `wake`, `cancel` or `until`, whichever comes first, without
+// blocking a thread. An Asio cancellation of the awaiting coroutine counts
+// as `cancel`.
+asio::awaitable<Woken> WaitFor(Signal& wake, Signal& cancel,
+                               Clock::time_point until) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, until);
+  auto [order, wake_ec, timer_ec, cancel_ec] =
+      co_await asio::experimental::make_parallel_group(
+          wake.async_receive(asio::deferred),
+          timer.async_wait(asio::deferred),
+          cancel.async_receive(asio::deferred))
+          .async_wait(asio::experimental::wait_for_one(),
+                      asio::use_awaitable);
+  switch (order[0]) {
+    case 0:
+      if (!wake_ec) co_return Woken::kSignalled;
+      break;
+    case 1:
+      if (!timer_ec) co_return Woken::kTimedOut;
+      break;
+    default:
+      break;
+  }
+  co_return Woken::kCancelled;
+}
 
 // One call in progress, as the inbox sees it.
 struct ClientCall {
@@ -49,7 +79,16 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       : config_(std::move(config)),
         executor_(std::move(executor)),
         client_id_(NewId()),
-        tasks_(std::make_shared<TaskGroup>(executor_)) {}
+        tasks_(std::make_shared<TaskGroup>(executor_)) {
+    // Starts connecting now, on the connection's own thread (never blocks).
+    absl::StatusOr<std::shared_ptr<NatsConnection>> connection =
+        NatsConnection::Get(config_);
+    if (connection.ok()) {
+      connection_ = *std::move(connection);
+    } else {
+      setup_error_ = connection.status();
+    }
+  }
 
   ~ClientState() {
     if (connection_) connection_->RemoveListener(listener_);
@@ -60,40 +99,44 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   const NatsConfig& config() const { return config_; }
   const asio::any_io_executor& executor() const { return executor_; }
 
-  // The shared connection and our inbox, set up on first use. Retried on
-  // each call until it works.
-  absl::Status EnsureConnected() {
-    std::lock_guard lock(connect_mu_);
-    if (connection_) return absl::OkStatus();
-    absl::StatusOr<std::shared_ptr<NatsConnection>> connection =
-        NatsConnection::Get(config_);
-    if (!connection.ok()) return connection.status();
-    std::weak_ptr<ClientState> weak = shared_from_this();
-    absl::StatusOr<std::unique_ptr<NatsSubscription>> inbox =
-        (*connection)->Subscribe(
-            absl::StrCat(config_.name_space, ".inbox.", client_id_, ".*"), "",
-            asio::make_strand(executor_), [weak](NatsMessage m) {
-              if (auto self = weak.lock()) self->OnInbox(std::move(m));
-            });
-    if (!inbox.ok()) return inbox.status();
-    listener_ = (*connection)->AddListener([weak](bool connected) {
-      if (connected) return;
-      if (auto self = weak.lock()) {
-        asio::post(self->executor_, [weak] {
-          if (auto self = weak.lock()) {
-            self->FailAll(absl::UnavailableError(absl::StrCat(
-                "lost the connection to the NATS server at ",
-                self->connection_->url())));
-          }
-        });
+  // Whether the connection is up and our inbox subscribed (then for good:
+  // nats.c reconnects, and Publish() fails fast meanwhile).
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
+
+  // Waits, without blocking a thread, until ready(). While the first attempt
+  // to connect is under way it waits for it, up to DYN_NATS_CONNECT_TIMEOUT
+  // after it began (UNAVAILABLE), `deadline` (DEADLINE_EXCEEDED) or `cancel`
+  // (CANCELLED: the caller says why). Once an attempt has failed it fails at
+  // once with that attempt's error (UNAVAILABLE naming NATS_SERVER, or
+  // UNAUTHENTICATED) while the connection is retried in the background, so
+  // that calls succeed again once the NATS server is back.
+  asio::awaitable<absl::Status> WaitReady(
+      std::optional<Clock::time_point> deadline, Signal& cancel) {
+    if (!setup_error_.ok()) co_return setup_error_;
+    if (ready()) co_return absl::OkStatus();
+    auto wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+    std::optional<absl::Status> outcome = connection_->Established(wake);
+    if (!outcome) {
+      Clock::time_point until = connection_->first_attempt_deadline();
+      if (deadline && *deadline < until) until = *deadline;
+      Woken woken = co_await WaitFor(*wake, cancel, until);
+      if (woken == Woken::kCancelled) {
+        co_return absl::CancelledError(
+            "cancelled while waiting for the connection to the NATS server");
       }
-    });
-    connection_ = *std::move(connection);
-    inbox_ = *std::move(inbox);
-    tasks_->Spawn(tasks_->NewStrand(),
-                  EveryHeartbeat([weak] { return Heartbeat(weak); }),
-                  "nats client heartbeats");
-    return absl::OkStatus();
+      outcome = connection_->Established();
+    }
+    if (!outcome) {
+      if (deadline && Clock::now() >= *deadline) {
+        co_return absl::DeadlineExceededError(absl::StrCat(
+            "the call's deadline passed while it waited for the connection "
+            "to the NATS server at ",
+            connection_->url()));
+      }
+      co_return connection_->NotYetConnectedError();
+    }
+    if (!outcome->ok()) co_return *outcome;
+    co_return SetUp();
   }
 
   // The subject a call to `method` at `target` goes to.
@@ -232,6 +275,41 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   std::shared_ptr<NatsConnection> connection() const { return connection_; }
 
  private:
+  // Once connected: our inbox, the listener for lost connections and the
+  // heartbeats. Never blocks (the inbox's subscription is not flushed: the
+  // NATS server handles a connection's messages in order, so it knows the
+  // inbox before any call we publish afterwards is answered).
+  absl::Status SetUp() {
+    std::lock_guard lock(connect_mu_);
+    if (ready()) return absl::OkStatus();
+    std::weak_ptr<ClientState> weak = shared_from_this();
+    absl::StatusOr<std::unique_ptr<NatsSubscription>> inbox =
+        connection_->Subscribe(
+            absl::StrCat(config_.name_space, ".inbox.", client_id_, ".*"), "",
+            asio::make_strand(executor_), [weak](NatsMessage m) {
+              if (auto self = weak.lock()) self->OnInbox(std::move(m));
+            });
+    if (!inbox.ok()) return inbox.status();
+    listener_ = connection_->AddListener([weak](bool connected) {
+      if (connected) return;
+      if (auto self = weak.lock()) {
+        asio::post(self->executor_, [weak] {
+          if (auto self = weak.lock()) {
+            self->FailAll(absl::UnavailableError(absl::StrCat(
+                "lost the connection to the NATS server at ",
+                self->connection_->url(), " (NATS_SERVER)")));
+          }
+        });
+      }
+    });
+    inbox_ = *std::move(inbox);
+    tasks_->Spawn(tasks_->NewStrand(),
+                  EveryHeartbeat([weak] { return Heartbeat(weak); }),
+                  "nats client heartbeats");
+    ready_.store(true, std::memory_order_release);
+    return absl::OkStatus();
+  }
+
   void WakeAcceptWaiters(ClientCall& call) {
     std::lock_guard lock(call.mu);
     for (auto& w : call.accept_waiters) w->try_send(boost::system::error_code{});
@@ -372,10 +450,13 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   const asio::any_io_executor executor_;
   const std::string client_id_;
   const std::shared_ptr<TaskGroup> tasks_;
-  std::mutex connect_mu_;
-  std::shared_ptr<NatsConnection> connection_;  // set once (connect_mu_)
-  std::unique_ptr<NatsSubscription> inbox_;
-  int listener_ = 0;
+  // Set by the constructor: the connection, or why there is none.
+  std::shared_ptr<NatsConnection> connection_;
+  absl::Status setup_error_;
+  std::mutex connect_mu_;  // SetUp()
+  std::atomic<bool> ready_{false};  // set by SetUp(), once
+  std::unique_ptr<NatsSubscription> inbox_;  // set by SetUp()
+  int listener_ = 0;                         // set by SetUp()
   std::mutex mu_;
   uint64_t next_call_ = 1;
   absl::flat_hash_map<uint64_t, std::shared_ptr<ClientCall>> calls_;
@@ -393,7 +474,9 @@ class NatsClientStream final : public ClientStream {
         target_(std::move(target)),
         head_(std::move(head)),
         first_(std::move(first)),
-        early_(std::make_shared<StreamState>(1)) {}
+        early_(std::make_shared<StreamState>(1)),
+        cancel_open_(std::make_shared<Signal>(client_->executor(), 1)),
+        opened_(client_->executor(), 1) {}
 
   ~NatsClientStream() override {
     Cancel(absl::CancelledError("stream dropped before it ended"));
@@ -401,7 +484,7 @@ class NatsClientStream final : public ClientStream {
 
   asio::awaitable<absl::Status> Write(std::string message) override {
     DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
-    if (writes_done_) {
+    if (writes_done()) {
       co_return absl::FailedPreconditionError("Write() after WritesDone()");
     }
     DYNRPC_CO_RETURN_IF_ERROR(CheckMessageSize(
@@ -414,30 +497,51 @@ class NatsClientStream final : public ClientStream {
       }
       co_return reserved;
     }
-    absl::Status sent = client_->SendToServer(
-        *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_)}}, message,
-        "request message");
-    if (absl::IsResourceExhausted(sent)) {
-      // Refused before sending (over max_payload): the stream goes on
-      // without it.
+    absl::Status sent;
+    bool after_done = false;
+    {
+      // Numbered and published in one step: concurrent writers' messages
+      // leave in their numbers' order, and none after the half-close.
+      std::lock_guard lock(send_mu_);
+      if (writes_done_) {
+        after_done = true;
+      } else {
+        sent = client_->SendToServer(
+            *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_)}}, message,
+            "request message");
+        if (sent.ok()) ++seq_;
+      }
+    }
+    if (after_done || absl::IsResourceExhausted(sent)) {
+      // Not sent (a WritesDone() raced past us, or over max_payload): its
+      // credit comes back and the stream goes on without it.
       call_->state->AddSendWindow(static_cast<uint32_t>(
           message.size() + StreamState::kMessageOverhead));
+      if (after_done) {
+        co_return absl::FailedPreconditionError("Write() after WritesDone()");
+      }
       co_return sent;
     }
     if (!sent.ok()) {
       Cancel(sent);
       co_return sent;
     }
-    ++seq_;
     co_return absl::OkStatus();
   }
 
   asio::awaitable<absl::Status> WritesDone() override {
     DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
-    if (writes_done_) co_return absl::OkStatus();
-    writes_done_ = true;
+    if (writes_done()) co_return absl::OkStatus();
     DYNRPC_CO_RETURN_IF_ERROR(co_await client_->WaitAccepted(*call_));
-    (void)client_->SendToServer(*call_, {{kType, "done"}}, "", "half-close");
+    {
+      // After every message a Write() numbered (same lock), before none.
+      std::lock_guard lock(send_mu_);
+      if (!writes_done_) {
+        writes_done_ = true;
+        (void)client_->SendToServer(*call_, {{kType, "done"}}, "",
+                                    "half-close");
+      }
+    }
     co_return absl::OkStatus();
   }
 
@@ -458,7 +562,7 @@ class NatsClientStream final : public ClientStream {
   asio::awaitable<CallResult> Finish() override {
     absl::Status open = co_await EnsureOpen();
     if (!open.ok()) co_return CallResult(open);
-    if (!writes_done_ && !call_->state->ended()) co_await WritesDone();
+    if (!writes_done() && !call_->state->ended()) co_await WritesDone();
     for (;;) {
       uint32_t grant = 0;
       std::optional<CallResult> end = co_await call_->state->WaitEnd(&grant);
@@ -471,11 +575,13 @@ class NatsClientStream final : public ClientStream {
     std::shared_ptr<ClientCall> call;
     {
       std::lock_guard lock(mu_);
-      if (call_ == nullptr) {
-        early_->End(CallResult(why));
-        return;
-      }
+      if (call_ == nullptr) early_->End(CallResult(why));
       call = call_;
+    }
+    if (call == nullptr) {
+      // Not open yet: an open waiting for the connection stops waiting.
+      cancel_open_->try_send(boost::system::error_code{});
+      return;
     }
     client_->Cancel(*call, why);
   }
@@ -486,26 +592,68 @@ class NatsClientStream final : public ClientStream {
   }
 
  private:
+  bool writes_done() {
+    std::lock_guard lock(send_mu_);
+    return writes_done_;
+  }
+
+  // Opens the call once; concurrent first operations wait for that one.
   asio::awaitable<absl::Status> EnsureOpen() {
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        if (open_done_) co_return open_status_;
+        if (!opening_) {
+          opening_ = true;
+          break;
+        }
+      }
+      auto [ec] =
+          co_await opened_.async_receive(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return absl::CancelledError("cancelled while the call opened");
+      opened_.try_send(boost::system::error_code{});  // wakes the next waiter
+    }
+    absl::Status status = absl::CancelledError("opening the call was cancelled");
     {
-      std::lock_guard lock(mu_);
-      if (call_) co_return absl::OkStatus();
-      if (early_->ended()) co_return early_->end_status();
+      // Runs also if Open() throws or its frame is destroyed: the waiters
+      // must not wait forever.
+      absl::Cleanup done = [this, &status] {
+        {
+          std::lock_guard lock(mu_);
+          open_done_ = true;
+          open_status_ = status;
+        }
+        opened_.try_send(boost::system::error_code{});
+      };
+      status = co_await Open();
     }
-    if (opening_) {
-      co_return absl::FailedPreconditionError(
-          "a NATS stream's first operations must not run concurrently");
-    }
-    opening_ = true;
-    if (absl::Status connected = client_->EnsureConnected(); !connected.ok()) {
-      early_->End(CallResult(connected));
-      co_return connected;
+    co_return status;
+  }
+
+  // The one opening: waits for the connection (the deadline and Cancel()
+  // end that wait), then sends the call's head.
+  asio::awaitable<absl::Status> Open() {
+    if (early_->ended()) co_return early_->end_status();
+    if (head_.deadline && Clock::now() >= *head_.deadline) {
+      absl::Status late =
+          absl::DeadlineExceededError("the call's deadline passed before it was sent");
+      early_->End(CallResult(late));
+      co_return late;
     }
     absl::StatusOr<std::string> subject =
         client_->SubjectFor(target_, head_.method);
     if (!subject.ok()) {
       early_->End(CallResult(subject.status()));
       co_return subject.status();
+    }
+    if (!client_->ready()) {
+      absl::Status ready =
+          co_await client_->WaitReady(head_.deadline, *cancel_open_);
+      if (early_->ended()) co_return early_->end_status();  // Cancel()ed
+      if (!ready.ok()) {
+        early_->End(CallResult(ready));
+        co_return ready;
+      }
     }
     std::shared_ptr<ClientCall> call = client_->NewCall(*std::move(subject), /*streaming=*/true);
     bool done = first_.has_value();
@@ -516,7 +664,10 @@ class NatsClientStream final : public ClientStream {
       early_->End(CallResult(opened));
       co_return opened;
     }
-    writes_done_ = done;
+    {
+      std::lock_guard lock(send_mu_);
+      writes_done_ = done;
+    }
     std::optional<absl::Status> cancelled;
     {
       std::lock_guard lock(mu_);
@@ -533,11 +684,22 @@ class NatsClientStream final : public ClientStream {
   std::optional<std::string> first_;
   // How the call ended before it opened (a Cancel() or an open failure).
   const std::shared_ptr<StreamState> early_;
+  // Cancel() before the call is open ends Open()'s wait for the connection.
+  const std::shared_ptr<Signal> cancel_open_;
   mutable std::mutex mu_;
-  std::shared_ptr<ClientCall> call_;  // set once opened (under mu_)
-  bool opening_ = false;
-  bool writes_done_ = false;
-  int64_t seq_ = 0;
+  // Wakes the first operations waiting for the one that opens the call.
+  Signal opened_;
+  bool opening_ = false;      // under mu_
+  bool open_done_ = false;    // under mu_
+  absl::Status open_status_;  // under mu_
+  // Set once opened (under mu_; read without it by the operations, after
+  // EnsureOpen() saw open_done_ under it).
+  std::shared_ptr<ClientCall> call_;
+  // Orders what the writers send: numbering and publishing a message, and
+  // the half-close.
+  std::mutex send_mu_;
+  bool writes_done_ = false;  // under send_mu_
+  int64_t seq_ = 0;           // under send_mu_
 };
 
 }  // namespace
@@ -556,9 +718,26 @@ asio::awaitable<CallResult> NatsClient::Unary(
     std::string_view target, CallRequest request,
     std::shared_ptr<CancelHook> cancel) {
   std::shared_ptr<ClientState> client = state_;
-  if (absl::Status s = client->EnsureConnected(); !s.ok()) co_return CallResult(s);
+  if (request.deadline && Clock::now() >= *request.deadline) {
+    co_return CallResult(absl::DeadlineExceededError(
+        "the call's deadline passed before it was sent"));
+  }
+  // Before any suspension: `target` is borrowed.
   absl::StatusOr<std::string> subject = client->SubjectFor(target, request.method);
   if (!subject.ok()) co_return CallResult(subject.status());
+  if (!client->ready()) {
+    // The deadline and TryCancel() end the wait for the connection through
+    // the hook.
+    auto stop = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+    cancel->Set([stop](absl::Status) {
+      stop->try_send(boost::system::error_code{});
+    });
+    absl::Status ready = co_await client->WaitReady(request.deadline, *stop);
+    if (std::optional<absl::Status> why = cancel->cancelled()) {
+      co_return CallResult(*why);
+    }
+    if (!ready.ok()) co_return CallResult(ready);
+  }
   std::shared_ptr<ClientCall> call = client->NewCall(*std::move(subject), /*streaming=*/false);
   absl::Status opened = client->Open(*call, request, /*streaming=*/false,
                                      &request.payload, /*done=*/true);

@@ -2,9 +2,14 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <iostream>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +27,26 @@ namespace {
 constexpr int64_t kReconnectWaitMs = 250;
 constexpr int64_t kPingIntervalMs = 2000;
 constexpr int kMaxPingsOut = 2;
+// Between attempts to connect the first time (the connecting thread's
+// retries, before nats.c's reconnection takes over): an unreachable server
+// as often as nats.c retries a lost one; refused credentials less often
+// (they change by hand).
+constexpr std::chrono::milliseconds kConnectRetry{kReconnectWaitMs};
+constexpr std::chrono::milliseconds kAuthRetry{2000};
+
+// Deliveries. nats.c queues a subscription's messages until its delivery
+// thread hands them to OnMessage(); past these limits it drops them and
+// reports a slow consumer (OnAsyncError). Bytes: at least 64 MiB (nats.c's
+// default) and four of the server's largest messages.
+constexpr int kPendingMessages = 65536;
+constexpr int64_t kMinPendingBytes = int64_t{64} << 20;
+// Between OnMessage() and the executor: this many messages (bytes; a larger
+// message alone) wait in a subscription's hand-off, drained by one posted
+// task at a time, kDrainBatch messages per turn. When it is full nats.c's
+// delivery thread waits, so the backlog stays in nats.c, under its limits.
+constexpr std::size_t kHandoffMessages = 256;
+constexpr std::size_t kHandoffBytes = std::size_t{16} << 20;
+constexpr int kDrainBatch = 64;
 
 std::string LastError(natsStatus s) {
   const char* text = nats_GetLastError(nullptr);
@@ -31,13 +56,25 @@ std::string LastError(natsStatus s) {
 
 }  // namespace
 
+// A subscription's messages between nats.c's delivery thread and the
+// subscriber's executor (see kHandoffMessages). Shared by the Sink and the
+// posted drain, which may run after the subscription is gone.
+struct SubscriptionHandoff {
+  asio::any_io_executor executor;
+  std::function<void(NatsMessage)> handler;
+  std::mutex mu;
+  std::condition_variable space;  // a message left `queue`, or `closed`
+  std::deque<NatsMessage> queue;  // under mu
+  std::size_t bytes = 0;          // under mu
+  bool draining = false;          // a Drain() is posted or running (under mu)
+  bool closed = false;            // the subscription is going (under mu)
+};
+
 // What a subscription's nats.c callback needs. Owned by the NatsSubscription,
 // which waits, when destroyed, for nats.c's on-complete callback (after the
-// last message callback): the executor must not outlive the runtime.
+// last message callback).
 struct NatsSubscription::Sink {
-  asio::any_io_executor executor;
-  // Shared with each posted delivery: no copy of the function per message.
-  std::shared_ptr<const std::function<void(NatsMessage)>> handler;
+  std::shared_ptr<SubscriptionHandoff> handoff;
   std::mutex mu;
   std::condition_variable cv;
   bool complete = false;
@@ -47,9 +84,40 @@ namespace {
 
 using Sink = NatsSubscription::Sink;
 
+// What a message takes in a hand-off.
+std::size_t Footprint(const NatsMessage& m) {
+  return m.data.size() + NatsConnection::HeaderBytes(m.headers);
+}
+
+// Runs on the subscriber's executor (a strand): hands queued messages to the
+// handler, kDrainBatch at a time, then posts itself again while any are left.
+void Drain(const std::shared_ptr<SubscriptionHandoff>& handoff) {
+  for (int i = 0; i < kDrainBatch; ++i) {
+    NatsMessage m;
+    {
+      std::lock_guard lock(handoff->mu);
+      if (handoff->closed) {
+        handoff->queue.clear();
+        handoff->bytes = 0;
+      }
+      if (handoff->queue.empty()) {
+        handoff->draining = false;
+        return;
+      }
+      m = std::move(handoff->queue.front());
+      handoff->queue.pop_front();
+      handoff->bytes -= Footprint(m);
+    }
+    handoff->space.notify_all();
+    handoff->handler(std::move(m));
+  }
+  asio::post(handoff->executor, [handoff] { Drain(handoff); });
+}
+
 void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
                void* closure) {
-  auto* sink = static_cast<Sink*>(closure);
+  std::shared_ptr<SubscriptionHandoff> handoff =
+      static_cast<Sink*>(closure)->handoff;
   NatsMessage m;
   m.subject = natsMsg_GetSubject(msg);
   if (const char* reply = natsMsg_GetReply(msg)) m.reply = reply;
@@ -68,10 +136,24 @@ void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
     free(keys);
   }
   natsMsg_Destroy(msg);
-  asio::post(sink->executor,
-             [handler = sink->handler, m = std::move(m)]() mutable {
-               (*handler)(std::move(m));
-             });
+  const std::size_t size = Footprint(m);
+  bool post = false;
+  {
+    // Full: this nats.c thread waits (the backlog then builds in nats.c,
+    // up to the pending limits). A message larger than the hand-off goes
+    // alone.
+    std::unique_lock lock(handoff->mu);
+    handoff->space.wait(lock, [&] {
+      return handoff->closed || handoff->queue.empty() ||
+             (handoff->queue.size() < kHandoffMessages &&
+              handoff->bytes + size <= kHandoffBytes);
+    });
+    if (handoff->closed) return;
+    handoff->queue.push_back(std::move(m));
+    handoff->bytes += size;
+    post = !std::exchange(handoff->draining, true);
+  }
+  if (post) asio::post(handoff->executor, [handoff] { Drain(handoff); });
 }
 
 void OnComplete(void* closure) {
@@ -103,18 +185,30 @@ const std::string* NatsMessage::Header(std::string_view key) const {
   return nullptr;
 }
 
-NatsConnection::NatsConnection(std::string url)
-    : url_(std::move(url)), listeners_(std::make_shared<Listeners>()) {}
+NatsConnection::NatsConnection(std::string url,
+                               std::chrono::milliseconds connect_timeout)
+    : url_(std::move(url)),
+      connect_timeout_(connect_timeout),
+      first_attempt_deadline_(Clock::now() + connect_timeout),
+      listeners_(std::make_shared<Listeners>()) {}
 
 NatsConnection::~NatsConnection() {
+  {
+    std::lock_guard lock(state_mu_);
+    stopping_ = true;
+  }
+  state_cv_.notify_all();
+  // An attempt under way ends within its timeout.
+  if (connector_.joinable()) connector_.join();
   {
     std::lock_guard lock(listeners_->mu);
     listeners_->by_id.clear();
   }
-  if (nc_ != nullptr) {
-    natsConnection_Close(nc_);
-    natsConnection_Destroy(nc_);
+  if (natsConnection* nc = nc_.load()) {
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
   }
+  if (options_ != nullptr) natsOptions_Destroy(options_);
 }
 
 absl::StatusOr<std::shared_ptr<NatsConnection>> NatsConnection::Get(
@@ -129,7 +223,7 @@ absl::StatusOr<std::shared_ptr<NatsConnection>> NatsConnection::Get(
   }
 
   std::shared_ptr<NatsConnection> connection(
-      new NatsConnection(config.server));
+      new NatsConnection(config.server, config.connect_timeout));
   natsOptions* options = nullptr;
   natsStatus s = natsOptions_Create(&options);
   std::vector<std::string> urls = absl::StrSplit(config.server, ',');
@@ -160,6 +254,10 @@ absl::StatusOr<std::shared_ptr<NatsConnection>> NatsConnection::Get(
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(options, kReconnectWaitMs);
   if (s == NATS_OK) s = natsOptions_SetPingInterval(options, kPingIntervalMs);
   if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(options, kMaxPingsOut);
+  // A delivery thread per subscription (whatever
+  // NATS_DEFAULT_TO_LIB_MSG_DELIVERY says): one waiting for room in its
+  // hand-off holds back no other subscription.
+  if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(options, false);
   if (s == NATS_OK) {
     s = natsOptions_SetDisconnectedCB(options, &OnDisconnected,
                                       connection->listeners_.get());
@@ -168,43 +266,140 @@ absl::StatusOr<std::shared_ptr<NatsConnection>> NatsConnection::Get(
     s = natsOptions_SetReconnectedCB(options, &OnReconnected,
                                      connection->listeners_.get());
   }
+  if (s == NATS_OK) {
+    // natsStatus is an unnamed enum the header cannot declare: a trampoline.
+    s = natsOptions_SetErrorHandler(
+        options,
+        [](natsConnection* nc, natsSubscription* sub, natsStatus err,
+           void* closure) {
+          OnAsyncError(nc, sub, static_cast<int>(err), closure);
+        },
+        connection->listeners_.get());
+  }
   if (s != NATS_OK) {
     natsOptions_Destroy(options);
     return absl::InvalidArgumentError(
         absl::StrCat("NATS options for ", config.server, ": ", LastError(s)));
   }
-  s = natsConnection_Connect(&connection->nc_, options);
-  natsOptions_Destroy(options);
-  if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "the NATS server at ", config.server,
-        " refused the credentials (NATS_AUTH_USERNAME/NATS_AUTH_PASSWORD, "
-        "NATS_AUTH_TOKEN or NATS_AUTH_CREDENTIALS_FILE): ",
-        LastError(s)));
-  }
-  if (s != NATS_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot connect to the NATS server at ", config.server,
-        " (NATS_SERVER): ", LastError(s)));
+  connection->options_ = options;  // the destructor frees it
+  try {
+    NatsConnection* raw = connection.get();  // joined by the destructor
+    connection->connector_ = std::thread([raw] { raw->ConnectLoop(); });
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot start a thread to connect to the NATS server at ",
+        config.server, ": ", e.what()));
   }
   registry.by_key[key] = connection;
   return connection;
 }
 
+void NatsConnection::ConnectLoop() {
+  for (;;) {
+    natsConnection* nc = nullptr;
+    // Blocks up to connect_timeout per server URL.
+    natsStatus s = natsConnection_Connect(&nc, options_);
+    absl::Status outcome = absl::OkStatus();
+    std::chrono::milliseconds retry = kConnectRetry;
+    if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED) {
+      outcome = absl::UnauthenticatedError(absl::StrCat(
+          "the NATS server at ", url_,
+          " refused the credentials (NATS_AUTH_USERNAME/NATS_AUTH_PASSWORD, "
+          "NATS_AUTH_TOKEN or NATS_AUTH_CREDENTIALS_FILE): ",
+          LastError(s)));
+      retry = kAuthRetry;
+    } else if (s != NATS_OK) {
+      outcome = absl::UnavailableError(absl::StrCat(
+          "cannot connect to the NATS server at ", url_,
+          " (NATS_SERVER): ", LastError(s), "; retrying in the background"));
+    }
+    std::vector<std::weak_ptr<Signal>> waiters;
+    bool stop = false;
+    {
+      std::lock_guard lock(state_mu_);
+      if (s == NATS_OK) nc_.store(nc, std::memory_order_release);
+      outcome_ = outcome;
+      waiters.swap(waiters_);
+      stop = stopping_;
+    }
+    state_cv_.notify_all();
+    for (const std::weak_ptr<Signal>& w : waiters) {
+      if (std::shared_ptr<Signal> signal = w.lock()) {
+        signal->try_send(boost::system::error_code{});
+      }
+    }
+    if (s == NATS_OK || stop) return;  // nats.c reconnects from now on
+    std::unique_lock lock(state_mu_);
+    if (state_cv_.wait_for(lock, retry, [this] { return stopping_; })) return;
+  }
+}
+
+std::optional<absl::Status> NatsConnection::Established(
+    const std::shared_ptr<Signal>& waiter) {
+  std::lock_guard lock(state_mu_);
+  if (!outcome_ && waiter != nullptr) {
+    if (waiters_.size() >= prune_waiters_at_) {
+      // Drop those who gave up; amortized over the additions.
+      std::erase_if(waiters_, [](const std::weak_ptr<Signal>& w) {
+        return w.expired();
+      });
+      prune_waiters_at_ = std::max<std::size_t>(64, 2 * waiters_.size());
+    }
+    waiters_.push_back(waiter);
+  }
+  return outcome_;
+}
+
+absl::Status NatsConnection::WaitEstablished() {
+  // Up to DYN_NATS_CONNECT_TIMEOUT from now, or from the first attempt if
+  // that is later: the background retries may connect meanwhile (a NATS
+  // server that has just come back).
+  Clock::time_point until =
+      std::max(first_attempt_deadline_, Clock::now() + connect_timeout_);
+  std::unique_lock lock(state_mu_);
+  state_cv_.wait_until(lock, until, [this] {
+    return nc_.load(std::memory_order_acquire) != nullptr || stopping_;
+  });
+  if (nc_.load(std::memory_order_acquire) != nullptr) return absl::OkStatus();
+  if (outcome_) return *outcome_;
+  return NotYetConnectedError();
+}
+
+absl::Status NatsConnection::NotYetConnectedError() const {
+  return absl::UnavailableError(absl::StrCat(
+      "no connection to the NATS server at ", url_,
+      " (NATS_SERVER) within DYN_NATS_CONNECT_TIMEOUT=",
+      connect_timeout_.count(), " ms; still trying in the background"));
+}
+
+absl::Status NatsConnection::Flush(std::chrono::milliseconds timeout) {
+  natsConnection* nc = nc_.load(std::memory_order_acquire);
+  if (nc == nullptr) return NotYetConnectedError();
+  natsStatus s = natsConnection_FlushTimeout(nc, timeout.count());
+  if (s != NATS_OK) {
+    return absl::UnavailableError(absl::StrCat(
+        "no answer from the NATS server at ", url_, " (NATS_SERVER): ",
+        LastError(s)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
     const std::string& subject, const std::string& queue,
     asio::any_io_executor executor, std::function<void(NatsMessage)> handler) {
+  natsConnection* nc = nc_.load(std::memory_order_acquire);
+  if (nc == nullptr) return NotYetConnectedError();
   std::unique_ptr<NatsSubscription> sub(new NatsSubscription);
   sub->sink_ = std::make_unique<Sink>();
   Sink* sink = sub->sink_.get();
-  sink->executor = std::move(executor);
-  sink->handler = std::make_shared<const std::function<void(NatsMessage)>>(
-      std::move(handler));
+  sink->handoff = std::make_shared<SubscriptionHandoff>();
+  sink->handoff->executor = std::move(executor);
+  sink->handoff->handler = std::move(handler);
   natsStatus s =
       queue.empty()
-          ? natsConnection_Subscribe(&sub->sub_, nc_, subject.c_str(),
+          ? natsConnection_Subscribe(&sub->sub_, nc, subject.c_str(),
                                      &OnMessage, sink)
-          : natsConnection_QueueSubscribe(&sub->sub_, nc_, subject.c_str(),
+          : natsConnection_QueueSubscribe(&sub->sub_, nc, subject.c_str(),
                                           queue.c_str(), &OnMessage, sink);
   if (s != NATS_OK) {
     sub->sub_ = nullptr;
@@ -212,12 +407,18 @@ absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
         "cannot subscribe to ", subject, " on ", url_, ": ", LastError(s)));
   }
   natsSubscription_SetOnCompleteCB(sub->sub_, &OnComplete, sink);
-  // Credits keep each call's messages bounded; these limits only guard
-  // against a misbehaving peer (nats.c drops beyond them: slow consumer).
-  natsSubscription_SetPendingLimits(sub->sub_, 1 << 20, 1 << 30);
-  // The subscription is registered with the server before any call can
-  // be made to it.
-  natsConnection_Flush(nc_);
+  // Credits keep each stream's messages bounded, but not opens, ends and
+  // cancels: past these limits nats.c drops (a slow consumer, reported by
+  // OnAsyncError; a stream that lost a message ends with DATA_LOSS).
+  const int64_t pending_bytes = std::clamp<int64_t>(
+      4 * max_payload(), kMinPendingBytes, int64_t{INT_MAX});
+  natsSubscription_SetPendingLimits(sub->sub_, kPendingMessages,
+                                    static_cast<int>(pending_bytes));
+  sub->listeners_ = listeners_;
+  {
+    std::lock_guard lock(listeners_->mu);
+    listeners_->subjects[sub->sub_] = subject;
+  }
   return sub;
 }
 
@@ -225,6 +426,17 @@ NatsSubscription::NatsSubscription() = default;
 
 NatsSubscription::~NatsSubscription() {
   if (sub_ == nullptr) return;
+  {
+    // A nats.c thread waiting for room in the hand-off returns (dropping
+    // its message), and nothing handed off runs any more.
+    std::lock_guard lock(sink_->handoff->mu);
+    sink_->handoff->closed = true;
+  }
+  sink_->handoff->space.notify_all();
+  {
+    std::lock_guard lock(listeners_->mu);
+    listeners_->subjects.erase(sub_);
+  }
   natsSubscription_Unsubscribe(sub_);
   // nats.c's last callback for it may still be running on its thread; it
   // uses the sink, and posts to the runtime: wait for it (bounded, should
@@ -250,6 +462,8 @@ absl::Status NatsConnection::Publish(const std::string& subject,
                                      const NatsHeaders& headers,
                                      const std::string& data,
                                      std::string_view what) {
+  natsConnection* nc = nc_.load(std::memory_order_acquire);
+  if (nc == nullptr) return NotYetConnectedError();
   int64_t limit = max_payload();
   std::size_t size = data.size() + HeaderBytes(headers);
   if (limit > 0 && size > static_cast<std::size_t>(limit)) {
@@ -273,9 +487,9 @@ absl::Status NatsConnection::Publish(const std::string& subject,
       natsMsg_Destroy(msg);
       return absl::UnavailableError(
           absl::StrCat("not connected to the NATS server at ", url_,
-                       " (reconnecting)"));
+                       " (NATS_SERVER; reconnecting)"));
     }
-    s = natsConnection_PublishMsg(nc_, msg);
+    s = natsConnection_PublishMsg(nc, msg);
   }
   natsMsg_Destroy(msg);
   if (s != NATS_OK) {
@@ -286,11 +500,13 @@ absl::Status NatsConnection::Publish(const std::string& subject,
 }
 
 int64_t NatsConnection::max_payload() const {
-  return natsConnection_GetMaxPayload(nc_);
+  return natsConnection_GetMaxPayload(nc_.load(std::memory_order_acquire));
 }
 
 bool NatsConnection::connected() const {
-  return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  natsConnection* nc = nc_.load(std::memory_order_acquire);
+  return nc != nullptr &&
+         natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
 int NatsConnection::AddListener(std::function<void(bool)> listener) {
@@ -316,6 +532,31 @@ void NatsConnection::OnDisconnected(natsConnection*, void* closure) {
 
 void NatsConnection::OnReconnected(natsConnection*, void* closure) {
   static_cast<Listeners*>(closure)->Notify(true);
+}
+
+void NatsConnection::OnAsyncError(natsConnection*, natsSubscription* sub,
+                                  int status, void* closure) {
+  auto* listeners = static_cast<Listeners*>(closure);
+  if (status != NATS_SLOW_CONSUMER || sub == nullptr) {
+    std::cerr << "dynrpc: NATS: "
+              << natsStatus_GetText(static_cast<natsStatus>(status)) << "\n";
+    return;
+  }
+  // nats.c reports once per episode (until the subscription keeps up).
+  std::string subject = "a subscription already closed";
+  int64_t dropped = 0;
+  {
+    std::lock_guard lock(listeners->mu);
+    if (auto it = listeners->subjects.find(sub);
+        it != listeners->subjects.end()) {
+      subject = it->second;
+      natsSubscription_GetDropped(sub, &dropped);
+    }
+  }
+  std::cerr << "dynrpc: NATS slow consumer on " << subject
+            << ": the runtime fell behind and nats.c dropped messages past "
+               "the subscription's pending limits ("
+            << dropped << " so far)\n";
 }
 
 }  // namespace dynrpc::internal::nats

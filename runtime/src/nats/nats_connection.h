@@ -2,18 +2,29 @@
 // server of the process that uses the same server and credentials, and kept
 // for the life of the process.
 //
+// Connecting never blocks the caller: a thread of the connection's own runs
+// nats.c's blocking connect and retries it until it succeeds (from then on
+// nats.c reconnects by itself); callers ask how it stands (Established())
+// and wait for it without blocking a thread.
+//
 // nats.c delivers messages and connection events on its own threads: this
-// class copies each message and posts it to the subscriber's executor, so no
-// runtime state is touched on a nats.c thread.
+// class copies each message into a bounded hand-off per subscription, drained
+// on the subscriber's executor, so no runtime state is touched on a nats.c
+// thread and a slow executor makes nats.c's own pending limits apply.
 #ifndef DYNRPC_RUNTIME_SRC_NATS_NATS_CONNECTION_H_
 #define DYNRPC_RUNTIME_SRC_NATS_NATS_CONNECTION_H_
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,9 +32,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "core/deadline.h"
 #include "dynrpc/config.h"
 
 struct __natsConnection;
+struct __natsOptions;
 struct __natsSubscription;
 
 namespace dynrpc::internal::nats {
@@ -47,16 +60,46 @@ class NatsSubscription;
 
 class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
  public:
-  // The process's connection for `config` (server and credentials),
-  // connecting (blocking, up to config.connect_timeout) if there is none.
-  // UNAVAILABLE naming the URL when the server cannot be reached;
-  // UNAUTHENTICATED when it refuses the credentials.
+  // The process's connection for `config` (server and credentials). Never
+  // blocks: the first Get() for a config starts connecting on the
+  // connection's own thread. INVALID_ARGUMENT when nats.c refuses the
+  // options.
   static absl::StatusOr<std::shared_ptr<NatsConnection>> Get(
       const NatsConfig& config);
   ~NatsConnection();
 
+  // How connecting stands, without blocking: OK once connected (for good:
+  // later losses are nats.c's to repair, see connected()); while no attempt
+  // has succeeded, the last one's error (UNAVAILABLE naming the URL and
+  // NATS_SERVER; UNAUTHENTICATED naming the credentials' variables), the
+  // attempts going on in the background; nullopt while the first attempt is
+  // under way, and then `waiter`, when given, is signalled (from the
+  // connecting thread) once it ends.
+  std::optional<absl::Status> Established(
+      const std::shared_ptr<Signal>& waiter = nullptr);
+  // When callers stop waiting for the first attempt: DYN_NATS_CONNECT_TIMEOUT
+  // after it began (nats.c's own attempt may take longer: several URLs, or a
+  // server that accepts and never answers).
+  Clock::time_point first_attempt_deadline() const {
+    return first_attempt_deadline_;
+  }
+  // Blocks until connected, up to DYN_NATS_CONNECT_TIMEOUT from now (or
+  // first_attempt_deadline(), if later); then OK, the latest attempt's error,
+  // or NotYetConnectedError(). Only for Server::Start(), never on an
+  // executor thread.
+  absl::Status WaitEstablished();
+  // UNAVAILABLE: no answer from the server within DYN_NATS_CONNECT_TIMEOUT.
+  absl::Status NotYetConnectedError() const;
+  // A round trip to the server (blocking, up to `timeout`): the
+  // subscriptions made before are registered there once it returns OK. Not
+  // on an executor thread.
+  absl::Status Flush(std::chrono::milliseconds timeout);
+
   // Subscribes `subject` (in `queue` group, unless empty); `handler` runs
   // on `executor` for each message, until the subscription is destroyed.
+  // Does not wait for the server (see Flush()): a message this connection
+  // publishes afterwards is matched against it all the same. UNAVAILABLE
+  // until Established() is OK.
   absl::StatusOr<std::unique_ptr<NatsSubscription>> Subscribe(
       const std::string& subject, const std::string& queue,
       boost::asio::any_io_executor executor,
@@ -84,26 +127,52 @@ class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
   void RemoveListener(int id);
 
  private:
-  // The listeners nats.c's callbacks reach.
+  friend class NatsSubscription;  // forgets its subject in listeners_
+
+  // What nats.c's callbacks reach.
   struct Listeners {
     std::mutex mu;
     absl::flat_hash_map<int, std::function<void(bool)>> by_id;
     int next = 1;
+    // The subject of each live subscription by nats.c handle, for the
+    // slow-consumer report; erased before the handle is destroyed, so a
+    // handle found here may be used under `mu`.
+    absl::flat_hash_map<const __natsSubscription*, std::string> subjects;
     void Notify(bool connected);
   };
 
-  explicit NatsConnection(std::string url);
+  NatsConnection(std::string url, std::chrono::milliseconds connect_timeout);
+  // The connecting thread: connects, retrying until it succeeds or the
+  // connection is destroyed.
+  void ConnectLoop();
   static void OnDisconnected(__natsConnection* nc, void* closure);
   static void OnReconnected(__natsConnection* nc, void* closure);
+  static void OnAsyncError(__natsConnection* nc, __natsSubscription* sub,
+                           int status, void* closure);
 
   const std::string url_;
-  __natsConnection* nc_ = nullptr;
+  const std::chrono::milliseconds connect_timeout_;
+  const Clock::time_point first_attempt_deadline_;
+  // Set once, by the connecting thread, when connected.
+  std::atomic<__natsConnection*> nc_{nullptr};
   std::shared_ptr<Listeners> listeners_;
+  // Used by the connecting thread only (and freed once it has ended).
+  __natsOptions* options_ = nullptr;
+  std::thread connector_;
+
+  std::mutex state_mu_;
+  std::condition_variable state_cv_;  // outcome_ or stopping_ changed
+  std::optional<absl::Status> outcome_;  // under state_mu_
+  bool stopping_ = false;                // under state_mu_
+  // Waiting for the first attempt (a waiter that gave up has expired).
+  std::vector<std::weak_ptr<Signal>> waiters_;  // under state_mu_
+  std::size_t prune_waiters_at_ = 64;            // under state_mu_
 };
 
 // Owns a nats.c subscription; unsubscribes when destroyed and waits until
-// nats.c has made its last callback (none posts to the runtime afterwards;
-// one already posted may still run, so handlers hold their owner weakly).
+// nats.c has made its last callback (none posts to the runtime afterwards,
+// and what was handed off but not yet run is dropped; a drain already
+// running may finish its message, so handlers hold their owner weakly).
 class NatsSubscription {
  public:
   ~NatsSubscription();
@@ -117,6 +186,7 @@ class NatsSubscription {
   NatsSubscription();
   __natsSubscription* sub_ = nullptr;
   std::unique_ptr<Sink> sink_;
+  std::shared_ptr<NatsConnection::Listeners> listeners_;
 };
 
 }  // namespace dynrpc::internal::nats

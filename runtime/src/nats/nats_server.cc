@@ -81,6 +81,9 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     absl::StatusOr<std::shared_ptr<NatsConnection>> connection =
         NatsConnection::Get(config_);
     if (!connection.ok()) return connection.status();
+    // Start() runs on the caller's thread, never an executor's: it may wait
+    // for the first attempt to connect (up to DYN_NATS_CONNECT_TIMEOUT).
+    DYNRPC_RETURN_IF_ERROR((*connection)->WaitEstablished());
     connection_ = *std::move(connection);
     instance_ = NewId();
     const std::string& ns = config_.name_space;
@@ -108,6 +111,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
                                        absl::StrCat(ns, ".rpc.", ServiceOf(path)),
                                        open));
     }
+    // One round trip for them all: a call made once Start() has returned
+    // finds every subscription registered (a failure here is repaired by
+    // nats.c's reconnection, which subscribes them again).
+    (void)connection_->Flush(config_.connect_timeout);
     listener_ = connection_->AddListener([weak](bool connected) {
       if (connected) return;
       if (auto self = weak.lock()) {
@@ -426,12 +433,7 @@ asio::awaitable<void> ServerState::ServeStream(std::shared_ptr<ServedCall> call,
                       [call](absl::Status why) { call->Cancel(why); }};
   CallResult result = co_await handler_->HandleStream(
       std::move(request), std::move(info), stream);
-  // The plane ended the stream first (the caller overran its credit, or a
-  // message was lost): that is the call's status.
-  absl::Status plane_end = call->stream->end_status();
-  if (absl::IsResourceExhausted(plane_end) || absl::IsDataLoss(plane_end)) {
-    result = CallResult(plane_end);
-  }
+  result = SettleServerCall(std::move(result), call->stream->end_status());
   call->stream->End(CallResult(absl::OkStatus()));
   Finish(*call, std::move(result), stream.initial_sent());
 }

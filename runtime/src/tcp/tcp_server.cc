@@ -331,10 +331,7 @@ asio::awaitable<void> TcpServer::ServeStream(
   CallResult result = co_await handler_->HandleStream(
       std::move(request), std::move(info), stream);
   connection->Forget(call->id);
-  // The plane ended the stream first (an oversized message): that is the
-  // call's status, whatever the handler made of it.
-  absl::Status plane_end = call->stream->end_status();
-  if (absl::IsResourceExhausted(plane_end)) result = CallResult(plane_end);
+  result = SettleServerCall(std::move(result), call->stream->end_status());
   if (result.has_message && result.payload.size() > config_.max_message_size) {
     result = CallResult(OversizedError("response", result.payload.size(),
                                        config_.max_message_size));
