@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <tuple>
 
 #include "absl/cleanup/cleanup.h"
 #include "boost/asio/as_tuple.hpp"
@@ -81,6 +82,13 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Block(
   };
   if (on_block_) on_block_();
   auto [ec] = co_await gate->async_receive(asio::as_tuple(asio::use_awaitable));
+  // "ignore-cancel": a handler that does not honour cancellation (blocking
+  // work, say) and ends only when released.
+  while (ec && request.text() == "ignore-cancel") {
+    co_await asio::this_coro::reset_cancellation_state();
+    std::tie(ec) =
+        co_await gate->async_receive(asio::as_tuple(asio::use_awaitable));
+  }
   if (ec) co_return absl::CancelledError("Block was cancelled");
   EchoReply reply;
   reply.set_text(request.text());

@@ -52,6 +52,8 @@ class EchoServiceImpl final : public EchoService::Service {
   // after `timeout`: whether the count was reached.
   bool WaitForLaterWaitsEnded(int n, std::chrono::milliseconds timeout);
 
+  // A Block call whose text is "ignore-cancel" ignores cancellation: it
+  // ends only when released.
   // Called (on a runtime thread) when a Block call starts waiting.
   void set_on_block(std::function<void()> f) { on_block_ = std::move(f); }
 
