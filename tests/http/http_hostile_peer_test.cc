@@ -33,22 +33,13 @@
 namespace dynrpc {
 namespace {
 
-// The bound on a server's peak memory growth under attack. AddressSanitizer
-// keeps freed memory in quarantine (up to 256 MiB) and pads every block, so
-// its builds get four times the room: still far below what an unbounded
-// server takes (gigabytes).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr int64_t kMemoryBoundKiB = 4 * 64 * 1024;
-#else
-constexpr int64_t kMemoryBoundKiB = 64 * 1024;
-#endif
-
 namespace asio = boost::asio;
 using ::dynrpc::testing::EchoReply;
 using ::dynrpc::testing::EchoRequest;
 using ::dynrpc::testing::EchoService;
 using ::dynrpc::testing::EchoServiceImpl;
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::kMemoryBoundKiB;
 using ::dynrpc::testing::ProcessMemoryKiB;
 using ::testing::Le;
 using ::testing::Lt;

@@ -12,6 +12,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/open_once.h"
 #include "net/sockets.h"
 
 namespace dynrpc::internal::http {
@@ -571,27 +572,15 @@ class HttpClientStream final : public ClientStream {
  private:
   // Opens the call on the first operation; later ones wait for it.
   asio::awaitable<absl::Status> Open() {
-    for (;;) {
-      std::shared_ptr<Signal> wait;
-      {
-        std::lock_guard lock(mu_);
-        if (open_status_) co_return *open_status_;
-        if (!opening_) {
-          opening_ = true;
-          break;
-        }
-        wait = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
-        open_waiters_.push_back(wait);
-      }
-      auto [ec] = co_await wait->async_receive(as_tuple(use_awaitable));
-      if (ec) co_return absl::CancelledError("cancelled while opening");
-    }
+    return open_.Run(this, &HttpClientStream::OpenAndRecord);
+  }
+
+  asio::awaitable<absl::Status> OpenAndRecord() {
     absl::Status status = co_await DoOpen();
-    std::lock_guard lock(mu_);
-    open_status_ = status;
-    if (!status.ok() && !result_) result_ = CallResult(status);
-    for (auto& w : open_waiters_) w->try_send(boost::system::error_code{});
-    open_waiters_.clear();
+    if (!status.ok()) {
+      std::lock_guard lock(mu_);
+      if (!result_) result_ = CallResult(status);
+    }
     co_return status;
   }
 
@@ -655,9 +644,7 @@ class HttpClientStream final : public ClientStream {
   const std::shared_ptr<Signal> cancel_open_;  // interrupts the dial
 
   mutable std::mutex mu_;
-  bool opening_ = false;
-  std::optional<absl::Status> open_status_;
-  std::vector<std::shared_ptr<Signal>> open_waiters_;
+  OpenOnce open_;
   std::optional<absl::Status> cancelled_;
   mutable std::optional<CallResult> result_;
   // Set once opened (under mu_), then read freely by the stream's users.

@@ -15,6 +15,7 @@
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "core/deadline.h"
+#include "core/open_once.h"
 #include "core/stream_state.h"
 #include "core/task_group.h"
 #include "dynrpc/status_macros.h"
@@ -475,8 +476,7 @@ class NatsClientStream final : public ClientStream {
         head_(std::move(head)),
         first_(std::move(first)),
         early_(std::make_shared<StreamState>(1)),
-        cancel_open_(std::make_shared<Signal>(client_->executor(), 1)),
-        opened_(client_->executor(), 1) {}
+        cancel_open_(std::make_shared<Signal>(client_->executor(), 1)) {}
 
   ~NatsClientStream() override {
     Cancel(absl::CancelledError("stream dropped before it ended"));
@@ -599,35 +599,7 @@ class NatsClientStream final : public ClientStream {
 
   // Opens the call once; concurrent first operations wait for that one.
   asio::awaitable<absl::Status> EnsureOpen() {
-    for (;;) {
-      {
-        std::lock_guard lock(mu_);
-        if (open_done_) co_return open_status_;
-        if (!opening_) {
-          opening_ = true;
-          break;
-        }
-      }
-      auto [ec] =
-          co_await opened_.async_receive(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return absl::CancelledError("cancelled while the call opened");
-      opened_.try_send(boost::system::error_code{});  // wakes the next waiter
-    }
-    absl::Status status = absl::CancelledError("opening the call was cancelled");
-    {
-      // Runs also if Open() throws or its frame is destroyed: the waiters
-      // must not wait forever.
-      absl::Cleanup done = [this, &status] {
-        {
-          std::lock_guard lock(mu_);
-          open_done_ = true;
-          open_status_ = status;
-        }
-        opened_.try_send(boost::system::error_code{});
-      };
-      status = co_await Open();
-    }
-    co_return status;
+    return open_.Run(this, &NatsClientStream::Open);
   }
 
   // The one opening: waits for the connection (the deadline and Cancel()
@@ -687,13 +659,9 @@ class NatsClientStream final : public ClientStream {
   // Cancel() before the call is open ends Open()'s wait for the connection.
   const std::shared_ptr<Signal> cancel_open_;
   mutable std::mutex mu_;
-  // Wakes the first operations waiting for the one that opens the call.
-  Signal opened_;
-  bool opening_ = false;      // under mu_
-  bool open_done_ = false;    // under mu_
-  absl::Status open_status_;  // under mu_
+  OpenOnce open_;
   // Set once opened (under mu_; read without it by the operations, after
-  // EnsureOpen() saw open_done_ under it).
+  // EnsureOpen() returned).
   std::shared_ptr<ClientCall> call_;
   // Orders what the writers send: numbering and publishing a message, and
   // the half-close.

@@ -24,6 +24,7 @@
 #include "core/deadline.h"
 #include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
+#include "core/open_once.h"
 #include "core/stream_state.h"
 
 namespace dynrpc::internal::tcp {
@@ -598,8 +599,7 @@ class TcpClientStream final : public ClientStream {
         first_message_(std::move(first_message)),
         max_message_(max_message),
         state_(std::make_shared<StreamState>(max_message)),
-        cancel_open_(std::make_shared<Signal>(executor, 1)),
-        opened_(executor, 1) {}
+        cancel_open_(std::make_shared<Signal>(executor, 1)) {}
 
   ~TcpClientStream() override {
     Cancel(absl::CancelledError("stream dropped before it ended"));
@@ -696,33 +696,7 @@ class TcpClientStream final : public ClientStream {
 
   // Opens the call once; concurrent first operations wait for that.
   asio::awaitable<absl::Status> EnsureOpen() {
-    for (;;) {
-      {
-        std::lock_guard lock(mu_);
-        if (open_done_) co_return open_status_;
-        if (!opening_) {
-          opening_ = true;
-          break;
-        }
-      }
-      auto [ec] = co_await opened_.async_receive(as_tuple(use_awaitable));
-      if (ec) co_return absl::CancelledError("cancelled while the call opened");
-      opened_.try_send(boost::system::error_code{});  // wake the next waiter
-    }
-    absl::Status status = absl::CancelledError("opening the call was cancelled");
-    {
-      // Runs also if Open() throws: waiters must not wait forever.
-      absl::Cleanup done = [this, &status] {
-        {
-          std::lock_guard lock(mu_);
-          open_done_ = true;
-          open_status_ = status;
-        }
-        opened_.try_send(boost::system::error_code{});
-      };
-      status = co_await Open();
-    }
-    co_return status;
+    return open_.Run(this, &TcpClientStream::Open);
   }
 
   asio::awaitable<absl::Status> Open() {
@@ -795,10 +769,7 @@ class TcpClientStream final : public ClientStream {
   std::atomic<bool> writes_done_{false};
 
   std::mutex mu_;
-  Signal opened_;
-  bool opening_ = false;
-  bool open_done_ = false;
-  absl::Status open_status_;
+  OpenOnce open_;
   bool opened_ok_ = false;                  // guarded by mu_
   // Set once opened (under mu_); outlives the lease, which ReleaseSlot()
   // gives back when the call ends.
