@@ -68,6 +68,22 @@ TEST_F(StreamStateTest, WriterWaitsForWindowAndResumesOnGrant) {
   }
 }
 
+// A peer that grants more than it could have read (4 GiB at a time) does not
+// let the writer send more than a window ahead of it.
+TEST_F(StreamStateTest, GrantsBeyondTheWindowAreCappedAtTheWindow) {
+  for (int i = 0; i < 3; ++i) state_.AddSendWindow(0xffffffffu);
+  const std::size_t message = 60 * 1024;
+  int sent = 0;
+  for (; sent < 1000; ++sent) {
+    auto f = Start(state_.ReserveSend(message));
+    if (!Ready(f)) break;
+    ASSERT_THAT(f.get(), IsOk());
+  }
+  EXPECT_EQ(sent, (kWindow + message + kOverhead - 1) / (message + kOverhead));
+  state_.End(CallResult(absl::CancelledError("done")));
+  Poll();
+}
+
 TEST_F(StreamStateTest, ReadingGrantsWindowBackInHalves) {
   const std::string message(16 * 1024, 'm');
   int delivered = 0;

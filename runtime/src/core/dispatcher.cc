@@ -123,6 +123,20 @@ std::vector<std::string> Dispatcher::MethodPaths() const {
   return paths;
 }
 
+namespace {
+
+// A call whose deadline passed before it arrived is not run.
+std::optional<absl::Status> Expired(const CallRequest& request) {
+  if (request.deadline && Clock::now() >= *request.deadline) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the caller's deadline for ", request.method,
+        " passed before its handler started"));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 absl::Status Dispatcher::TooManyHandlers(const std::string& method) const {
   return absl::ResourceExhaustedError(absl::StrCat(
       "the server is running DYN_SERVER_MAX_HANDLERS=", handlers_->limit(),
@@ -139,6 +153,9 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
   const MethodEntry& method = *it->second;
   if (method.kind != MethodKind::kUnary) {
     co_return CallResult(WrongKind(method.path, true));
+  }
+  if (std::optional<absl::Status> late = Expired(request)) {
+    co_return CallResult(*late);
   }
   std::optional<Admission::Token> slot;
   if (handlers_ && !(slot = handlers_->TryAcquire())) {
@@ -168,6 +185,9 @@ asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
   const MethodEntry& method = *it->second;
   if (method.kind == MethodKind::kUnary) {
     co_return CallResult(WrongKind(method.path, false));
+  }
+  if (std::optional<absl::Status> late = Expired(request)) {
+    co_return CallResult(*late);
   }
   std::optional<Admission::Token> slot;
   if (handlers_ && !(slot = handlers_->TryAcquire())) {

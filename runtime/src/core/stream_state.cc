@@ -1,5 +1,7 @@
 #include "core/stream_state.h"
 
+#include <algorithm>
+
 #include <utility>
 
 #include "boost/asio/as_tuple.hpp"
@@ -45,7 +47,9 @@ void StreamState::PeerDone() {
 
 void StreamState::AddSendWindow(uint32_t bytes) {
   std::lock_guard lock(mu_);
-  send_window_ += bytes;
+  // A peer never owes us more than a window: a larger grant (a hostile or
+  // broken peer) would let our writer queue without bound.
+  send_window_ = std::min<int64_t>(send_window_ + bytes, kInitialWindow);
   WakeAllLocked();
 }
 

@@ -45,6 +45,8 @@ class StreamState {
   bool Deliver(std::string message);
   // The peer sends no more messages (client half-close, seen by the server).
   void PeerDone();
+  // The peer read `bytes` more: the send window grows, never beyond
+  // kInitialWindow whatever the peer claims.
   void AddSendWindow(uint32_t bytes);
   // The server's initial metadata (a HEADERS frame); the end carries it
   // unless the end brings its own.

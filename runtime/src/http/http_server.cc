@@ -16,6 +16,8 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
+#include "core/deadline.h"
+#include "core/server_call.h"
 #include "dynrpc/message_buffers.h"
 #include "net/sockets.h"
 
@@ -46,25 +48,16 @@ ContentKind Classify(std::optional<std::string_view> content_type) {
 }
 
 // One call in progress: how to cancel its coroutine.
-struct ServerCall {
-  asio::any_io_executor strand;
-  std::shared_ptr<asio::cancellation_signal> signal =
-      std::make_shared<asio::cancellation_signal>();
-  std::shared_ptr<std::atomic<bool>> cancelled =
-      std::make_shared<std::atomic<bool>>(false);
+struct ServerCall : ServerCallBase {
+  using ServerCallBase::ServerCallBase;
   // The call's stream, and its connection (weak: the core may hold the
   // call's `cancel` after the connection has gone).
   std::shared_ptr<H2Stream> stream;
   std::weak_ptr<H2Connection> connection;
 
-  // The caller is gone: flag it and cancel the handler's coroutine. Any
-  // thread (also under the connection's mutex).
-  void Cancel() {
-    cancelled->store(true);
-    asio::post(strand, [signal = signal] {
-      signal->emit(asio::cancellation_type::terminal);
-    });
-  }
+  // The caller is gone (its stream is already failed): cancel the handler.
+  // Any thread (also under the connection's mutex).
+  void Cancel() { CancelHandler(); }
 
   // The core ends the call with `why` (its deadline passed), as the TCP
   // plane's ServerCall::Cancel(why) does: the stream fails with `why`, so
@@ -116,8 +109,7 @@ class HttpServerConnection final : public H2Connection {
   }
 
   void OnRequest(std::shared_ptr<H2Stream> stream) override {
-    auto call = std::make_shared<ServerCall>();
-    call->strand = server_.tasks_.NewStrand();
+    auto call = std::make_shared<ServerCall>(server_.tasks_.NewStrand());
     call->stream = stream;
     call->connection = weak_from_this();
     enum class Admit { kGone, kRefused, kServe };
@@ -143,12 +135,12 @@ class HttpServerConnection final : public H2Connection {
                 "(DYN_HTTP2_MAX_CONCURRENT_STREAMS)")));
       return;
     }
-    server_.tasks_.Spawn(
-        call->strand,
+    call->Spawn(
+        server_.tasks_,
         server_.ServeStream(
             std::static_pointer_cast<HttpServerConnection>(shared_from_this()),
             std::move(stream)),
-        "http server call", call->signal);
+        "http server call");
   }
 
   void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) override {

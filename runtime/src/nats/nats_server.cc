@@ -12,6 +12,7 @@
 #include "boost/asio/strand.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/server_call.h"
 #include "core/stream_state.h"
 #include "core/task_group.h"
 #include "nats/nats_connection.h"
@@ -42,26 +43,20 @@ namespace {
 
 
 // One call being served.
-struct ServedCall {
+struct ServedCall : ServerCallBase {
+  using ServerCallBase::ServerCallBase;
   uint64_t n = 0;
   std::string reply;    // the caller's inbox for this call
   std::string subject;  // <ns>.call.<instance>.<n>: the caller sends here
-  asio::any_io_executor strand;
-  std::shared_ptr<asio::cancellation_signal> signal =
-      std::make_shared<asio::cancellation_signal>();
-  std::shared_ptr<std::atomic<bool>> cancelled =
-      std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<StreamState> stream;  // streaming calls
   std::atomic<Clock::rep> last_heard{NowCount()};
   int64_t next_seq = 0;  // of the caller's messages (the call subject's strand)
 
-  // The caller is gone or cancelled: end the stream, cancel the handler.
+  // The call ends (the caller cancelled or went silent, the deadline): end
+  // the stream, then cancel the handler.
   void Cancel(const absl::Status& why) {
-    cancelled->store(true);
     if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
-    asio::post(strand, [signal = signal] {
-      signal->emit(asio::cancellation_type::terminal);
-    });
+    CancelHandler();
   }
 };
 
@@ -163,9 +158,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   void OnOpen(NatsMessage m) {
     if (m.reply.empty() || shut_down_) return;  // nowhere to answer
     const std::string* method = m.Header(kMethod);
-    auto call = std::make_shared<ServedCall>();
+    auto call = std::make_shared<ServedCall>(tasks_.NewStrand());
     call->reply = m.reply;
-    call->strand = tasks_.NewStrand();
     {
       std::lock_guard lock(mu_);
       call->n = next_call_++;
@@ -207,8 +201,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
         return;
       }
       request.payload = std::move(m.data);
-      tasks_.Spawn(call->strand, ServeUnary(call, std::move(request)),
-                   "nats server call", call->signal);
+      call->Spawn(tasks_, ServeUnary(call, std::move(request)),
+                  "nats server call");
       return;
     }
     call->stream = std::make_shared<StreamState>(
@@ -216,8 +210,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     if (has_message) call->stream->Deliver(std::move(m.data));
     if (done) call->stream->PeerDone();
     Send(*call, {{kType, "accept"}, {kCall, call->subject}});
-    tasks_.Spawn(call->strand, ServeStream(call, std::move(request)),
-                 "nats server stream", call->signal);
+    call->Spawn(tasks_, ServeStream(call, std::move(request)),
+                "nats server stream");
   }
 
   void OnCallMessage(NatsMessage m) {

@@ -17,6 +17,7 @@
 #include "dynrpc/status_macros.h"
 #include "net/sockets.h"
 #include "tcp/limits.h"
+#include "core/server_call.h"
 #include "core/stream_state.h"
 
 namespace dynrpc::internal::tcp {
@@ -67,23 +68,16 @@ asio::awaitable<void> TcpServer::AcceptLoop() {
 }
 
 // One call in progress on a connection.
-struct ServerCall {
+struct ServerCall : ServerCallBase {
+  using ServerCallBase::ServerCallBase;
   uint64_t id = 0;
-  asio::any_io_executor strand;  // the call's task runs here
-  std::shared_ptr<asio::cancellation_signal> signal =
-      std::make_shared<asio::cancellation_signal>();
-  std::shared_ptr<std::atomic<bool>> cancelled =
-      std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<StreamState> stream;  // streaming calls only
 
-  // The caller is gone (CANCEL, connection lost): flag it, end the stream
-  // and cancel the handler's coroutine. Any thread.
+  // The call ends (CANCEL, connection lost, the deadline): end the stream,
+  // then cancel the handler. Any thread.
   void Cancel(const absl::Status& why) {
-    cancelled->store(true);
     if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
-    asio::post(strand, [signal = signal] {
-      signal->emit(asio::cancellation_type::terminal);
-    });
+    CancelHandler();
   }
 };
 
@@ -280,9 +274,8 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
     }
   }
 
-  auto call = std::make_shared<ServerCall>();
+  auto call = std::make_shared<ServerCall>(tasks_.NewStrand());
   call->id = header.call_id;
-  call->strand = tasks_.NewStrand();
   if (!unary) {
     call->stream = std::make_shared<StreamState>(config_.max_message_size);
     if (has_message) call->stream->Deliver(std::move(frame.payload));
@@ -297,11 +290,11 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
     if (!connection->calls.emplace(call->id, call).second) return false;
   }
   if (unary) {
-    tasks_.Spawn(call->strand, ServeUnary(connection, call, std::move(request)),
-                 "tcp server call", call->signal);
+    call->Spawn(tasks_, ServeUnary(connection, call, std::move(request)),
+                "tcp server call");
   } else {
-    tasks_.Spawn(call->strand, ServeStream(connection, call, std::move(request)),
-                 "tcp server stream", call->signal);
+    call->Spawn(tasks_, ServeStream(connection, call, std::move(request)),
+                "tcp server stream");
   }
   return true;
 }

@@ -1,0 +1,53 @@
+// How a server call's handler is cancelled: one mechanism for every plane.
+#ifndef DYNRPC_RUNTIME_SRC_CORE_SERVER_CALL_H_
+#define DYNRPC_RUNTIME_SRC_CORE_SERVER_CALL_H_
+
+#include <atomic>
+#include <memory>
+#include <utility>
+
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/cancellation_signal.hpp"
+#include "boost/asio/post.hpp"
+#include "core/task_group.h"
+
+namespace dynrpc::internal {
+
+// A server call's own strand, its cancellation signal and the flag
+// ServerContext::IsCancelled() reads. Whatever ends a call (the caller's
+// cancel, a lost connection, the deadline, the server's shutdown) takes the
+// same path: the plane ends the call's stream so that pending and later
+// reads and writes return why, then CancelHandler() delivers Asio's
+// terminal cancellation to the handler's coroutine, whose pending and later
+// co_awaits then end. A plane's call record derives from this.
+struct ServerCallBase {
+  explicit ServerCallBase(boost::asio::any_io_executor call_strand)
+      : strand(std::move(call_strand)) {}
+
+  // Flags the call cancelled and cancels its coroutine (on its strand). Any
+  // thread; harmless once the coroutine has ended.
+  void CancelHandler() const {
+    cancelled->store(true);
+    boost::asio::post(strand, [signal = signal] {
+      signal->emit(boost::asio::cancellation_type::terminal);
+    });
+  }
+
+  // Runs `task`, the call's coroutine, in `tasks` on the call's strand,
+  // where CancelHandler() (and the group's CancelAll()) reach it.
+  void Spawn(TaskGroup& tasks, boost::asio::awaitable<void> task,
+             const char* name) const {
+    tasks.Spawn(strand, std::move(task), name, signal);
+  }
+
+  const boost::asio::any_io_executor strand;
+  const std::shared_ptr<boost::asio::cancellation_signal> signal =
+      std::make_shared<boost::asio::cancellation_signal>();
+  const std::shared_ptr<std::atomic<bool>> cancelled =
+      std::make_shared<std::atomic<bool>>(false);
+};
+
+}  // namespace dynrpc::internal
+
+#endif  // DYNRPC_RUNTIME_SRC_CORE_SERVER_CALL_H_
