@@ -137,30 +137,34 @@ std::optional<absl::Status> Expired(const CallRequest& request) {
 
 }  // namespace
 
-absl::Status Dispatcher::TooManyHandlers(const std::string& method) const {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "the server is running DYN_SERVER_MAX_HANDLERS=", handlers_->limit(),
-      " handlers already; ", method, " was not run"));
+absl::StatusOr<const MethodEntry*> Dispatcher::Admit(
+    const CallRequest& request, bool streaming,
+    std::optional<Admission::Token>& slot) {
+  auto it = methods_.find(request.method);
+  if (it == methods_.end()) {
+    return absl::UnimplementedError(
+        absl::StrCat("unknown method ", request.method));
+  }
+  const MethodEntry& method = *it->second;
+  if ((method.kind != MethodKind::kUnary) != streaming) {
+    return WrongKind(method.path, !streaming);
+  }
+  if (std::optional<absl::Status> late = Expired(request)) return *late;
+  if (handlers_ && !(slot = handlers_->TryAcquire())) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server is running DYN_SERVER_MAX_HANDLERS=", handlers_->limit(),
+        " handlers already; ", method.path, " was not run"));
+  }
+  return &method;
 }
 
 asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                                                     ServerCallInfo info) {
-  auto it = methods_.find(request.method);
-  if (it == methods_.end()) {
-    co_return CallResult(absl::UnimplementedError(
-        absl::StrCat("unknown method ", request.method)));
-  }
-  const MethodEntry& method = *it->second;
-  if (method.kind != MethodKind::kUnary) {
-    co_return CallResult(WrongKind(method.path, true));
-  }
-  if (std::optional<absl::Status> late = Expired(request)) {
-    co_return CallResult(*late);
-  }
   std::optional<Admission::Token> slot;
-  if (handlers_ && !(slot = handlers_->TryAcquire())) {
-    co_return CallResult(TooManyHandlers(method.path));
-  }
+  absl::StatusOr<const MethodEntry*> admitted =
+      Admit(request, /*streaming=*/false, slot);
+  if (!admitted.ok()) co_return CallResult(admitted.status());
+  const MethodEntry& method = **admitted;
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);
@@ -177,22 +181,11 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
 asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
                                                      ServerCallInfo info,
                                                      ServerStream& stream) {
-  auto it = methods_.find(request.method);
-  if (it == methods_.end()) {
-    co_return CallResult(absl::UnimplementedError(
-        absl::StrCat("unknown method ", request.method)));
-  }
-  const MethodEntry& method = *it->second;
-  if (method.kind == MethodKind::kUnary) {
-    co_return CallResult(WrongKind(method.path, false));
-  }
-  if (std::optional<absl::Status> late = Expired(request)) {
-    co_return CallResult(*late);
-  }
   std::optional<Admission::Token> slot;
-  if (handlers_ && !(slot = handlers_->TryAcquire())) {
-    co_return CallResult(TooManyHandlers(method.path));
-  }
+  absl::StatusOr<const MethodEntry*> admitted =
+      Admit(request, /*streaming=*/true, slot);
+  if (!admitted.ok()) co_return CallResult(admitted.status());
+  const MethodEntry& method = **admitted;
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);

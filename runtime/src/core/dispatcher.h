@@ -36,8 +36,13 @@ class Dispatcher final : public CallHandler {
   std::vector<std::string> MethodPaths() const override;
 
  private:
-  // The RESOURCE_EXHAUSTED status of a call refused for the handler limit.
-  absl::Status TooManyHandlers(const std::string& method) const;
+  // The method a call names, if it may run now: UNIMPLEMENTED for an
+  // unknown method or one of the other kind, DEADLINE_EXCEEDED when its
+  // deadline passed before it arrived, RESOURCE_EXHAUSTED past the handler
+  // limit. `slot` then holds its place under the limit.
+  absl::StatusOr<const MethodEntry*> Admit(const CallRequest& request,
+                                           bool streaming,
+                                           std::optional<Admission::Token>& slot);
 
   absl::flat_hash_map<std::string, const MethodEntry*> methods_;
   std::optional<Admission> handlers_;  // unset: no limit
