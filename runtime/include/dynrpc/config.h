@@ -61,8 +61,9 @@ struct TcpConfig {
   // Bytes queued for the peer; past it the server stops reading the
   // connection's requests until the peer has read enough of its responses.
   std::size_t max_queued_bytes = 8u << 20;
-  // A frame that has begun to arrive must arrive whole within this, or the
-  // connection is closed (both sides).
+  // A frame that has begun to arrive and then receives no byte for this
+  // long closes the connection (both sides). Memory stays bounded however
+  // slowly a frame arrives: it is allocated as its bytes come.
   std::chrono::milliseconds read_timeout{30'000};
 
   // Liveness (both sides). A client whose connection has calls in flight and

@@ -19,6 +19,10 @@ namespace dynrpc::internal {
 // when this thread has one, else a new one.
 std::string TakeMessageBuffer(std::size_t capacity);
 
+// A recycled buffer whose capacity is at least `capacity` if this thread has
+// one, else an empty string with nothing reserved.
+std::string TakeRecycledBuffer(std::size_t capacity);
+
 // Gives `buffer`'s memory back for reuse on this thread (or frees it).
 void RecycleMessageBuffer(std::string&& buffer);
 

@@ -24,6 +24,15 @@ Cache& ThreadCache() {
 }  // namespace
 
 std::string TakeMessageBuffer(std::size_t capacity) {
+  std::string out = TakeRecycledBuffer(capacity);
+  // Small ones are left to the caller's first append (as they are not kept).
+  if (capacity >= kMinRecycled && out.capacity() < capacity) {
+    out.reserve(capacity);
+  }
+  return out;
+}
+
+std::string TakeRecycledBuffer(std::size_t capacity) {
   std::string out;
   if (capacity < kMinRecycled) return out;
   Cache& cache = ThreadCache();
@@ -35,10 +44,7 @@ std::string TakeMessageBuffer(std::size_t capacity) {
       best = it;
     }
   }
-  if (best == cache.buffers.end()) {
-    out.reserve(capacity);
-    return out;
-  }
+  if (best == cache.buffers.end()) return out;
   out = std::move(*best);
   cache.buffers.erase(best);
   cache.bytes -= out.capacity();

@@ -25,7 +25,9 @@ namespace dynrpc::internal {
 class OpenOnce {
  public:
   // Runs `(self->*open)()` once. A waiter whose own coroutine is cancelled
-  // gets CANCELLED (the opening goes on). If the opening coroutine is
+  // gets CANCELLED (the opening goes on). The opener's coroutine cancelled
+  // (Asio) cancels the call, as cancelling any operation of a client stream
+  // does: every waiter then gets that status. If the opening coroutine is
   // destroyed before it ends, the status is CANCELLED: nobody waits forever.
   template <typename T>
   boost::asio::awaitable<absl::Status> Run(

@@ -26,12 +26,12 @@ struct ServerCallBase {
       : strand(std::move(call_strand)) {}
 
   // Flags the call cancelled and cancels its coroutine (on its strand). Any
-  // thread; harmless once the coroutine has ended.
+  // thread, before or after Spawn() (a cancel that comes first is delivered
+  // once the coroutine is connected to the signal); harmless once the
+  // coroutine has ended.
   void CancelHandler() const {
     cancelled->store(true);
-    boost::asio::post(strand, [signal = signal] {
-      signal->emit(boost::asio::cancellation_type::terminal);
-    });
+    if (spawned->load()) Emit();
   }
 
   // Runs `task`, the call's coroutine, in `tasks` on the call's strand,
@@ -39,12 +39,27 @@ struct ServerCallBase {
   void Spawn(TaskGroup& tasks, boost::asio::awaitable<void> task,
              const char* name) const {
     tasks.Spawn(strand, std::move(task), name, signal);
+    // Either this sees the flag or CancelHandler() sees `spawned` (both
+    // sequentially consistent): a cancel is never lost; twice is harmless.
+    spawned->store(true);
+    if (cancelled->load()) Emit();
   }
 
   const boost::asio::any_io_executor strand;
   const std::shared_ptr<boost::asio::cancellation_signal> signal =
       std::make_shared<boost::asio::cancellation_signal>();
   const std::shared_ptr<std::atomic<bool>> cancelled =
+      std::make_shared<std::atomic<bool>>(false);
+
+ private:
+  // Delivers terminal cancellation on the strand, where the signal is used.
+  void Emit() const {
+    boost::asio::post(strand, [signal = signal] {
+      signal->emit(boost::asio::cancellation_type::terminal);
+    });
+  }
+
+  const std::shared_ptr<std::atomic<bool>> spawned =
       std::make_shared<std::atomic<bool>>(false);
 };
 

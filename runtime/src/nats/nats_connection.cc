@@ -415,6 +415,7 @@ absl::StatusOr<std::unique_ptr<NatsSubscription>> NatsConnection::Subscribe(
   natsSubscription_SetPendingLimits(sub->sub_, kPendingMessages,
                                     static_cast<int>(pending_bytes));
   sub->listeners_ = listeners_;
+  sub->nc_ = nc;
   {
     std::lock_guard lock(listeners_->mu);
     listeners_->subjects[sub->sub_] = subject;
@@ -438,6 +439,14 @@ NatsSubscription::~NatsSubscription() {
     listeners_->subjects.erase(sub_);
   }
   natsSubscription_Unsubscribe(sub_);
+  // nats.c 3.4's reader thread finds a message's subscription under its
+  // table lock, lets go of the lock, and only then locks the subscription,
+  // holding no reference (nats.c issue 637, fixed in 3.6.1; Debian 12 has
+  // 3.4.1): freeing the subscription meanwhile crashes that thread. The
+  // PONG of a PING sent now is read after any message the reader was
+  // handling when Unsubscribe() took the subscription out of the table.
+  const bool quiesced =
+      nc_ != nullptr && natsConnection_FlushTimeout(nc_, 5000) == NATS_OK;
   // nats.c's last callback for it may still be running on its thread; it
   // uses the sink, and posts to the runtime: wait for it (bounded, should
   // nats.c never call back; then the sink is leaked rather than freed under
@@ -446,7 +455,9 @@ NatsSubscription::~NatsSubscription() {
   bool complete = sink_->cv.wait_for(lock, std::chrono::seconds(10),
                                      [&] { return sink_->complete; });
   lock.unlock();
-  natsSubscription_Destroy(sub_);
+  // Not known to be quiet (no PONG: disconnected or slow): the handle, a
+  // few hundred bytes, is leaked rather than freed under the reader.
+  if (quiesced) natsSubscription_Destroy(sub_);
   if (!complete) (void)sink_.release();
 }
 

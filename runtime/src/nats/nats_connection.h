@@ -185,6 +185,7 @@ class NatsSubscription {
   friend class NatsConnection;
   NatsSubscription();
   __natsSubscription* sub_ = nullptr;
+  __natsConnection* nc_ = nullptr;  // its connection (lives for the process)
   std::unique_ptr<Sink> sink_;
   std::shared_ptr<NatsConnection::Listeners> listeners_;
 };

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,8 @@
 #include "core/task_group.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_plane.h"
+
+#include <condition_variable>
 #include "dynrpc/status_macros.h"
 #include "nats/protocol.h"
 
@@ -110,18 +113,18 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     // finds every subscription registered (a failure here is repaired by
     // nats.c's reconnection, which subscribes them again).
     (void)connection_->Flush(config_.connect_timeout);
-    listener_ = connection_->AddListener([weak](bool connected) {
-      if (connected) return;
-      if (auto self = weak.lock()) {
-        asio::post(self->executor_, [weak] {
-          if (auto self = weak.lock()) {
-            self->CancelAll(absl::UnavailableError(absl::StrCat(
-                "lost the connection to the NATS server at ",
-                self->connection_->url())));
-          }
+    // On nats.c's thread, under the listeners' lock: it only posts.
+    listener_ = connection_->AddListener(
+        [weak, executor = executor_](bool connected) {
+          if (connected) return;
+          asio::post(executor, [weak] {
+            if (auto self = weak.lock()) {
+              self->CancelAll(absl::UnavailableError(absl::StrCat(
+                  "lost the connection to the NATS server at ",
+                  self->connection_->url())));
+            }
+          });
         });
-      }
-    });
     tasks_.Spawn(tasks_.NewStrand(),
                  EveryHeartbeat([weak] { return Heartbeat(weak); }),
                  "nats server heartbeats");
@@ -129,8 +132,14 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   }
 
   void Shutdown() {
-    if (shut_down_) return;
-    shut_down_ = true;
+    {
+      std::unique_lock lock(mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+      // An OnOpen() past its check registers and spawns its call first, so
+      // that CancelAll() and tasks_.Wait() below see it.
+      opens_done_.wait(lock, [&] { return opens_in_flight_ == 0; });
+    }
     if (connection_) connection_->RemoveListener(listener_);
     subscriptions_.clear();
     CancelAll(absl::UnavailableError("the server is shutting down"));
@@ -156,7 +165,16 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   }
 
   void OnOpen(NatsMessage m) {
-    if (m.reply.empty() || shut_down_) return;  // nowhere to answer
+    if (m.reply.empty()) return;  // nowhere to answer
+    {
+      std::lock_guard lock(mu_);
+      if (shut_down_) return;
+      ++opens_in_flight_;
+    }
+    absl::Cleanup opened = [this] {
+      std::lock_guard lock(mu_);
+      if (--opens_in_flight_ == 0) opens_done_.notify_all();
+    };
     const std::string* method = m.Header(kMethod);
     auto call = std::make_shared<ServedCall>(tasks_.NewStrand());
     call->reply = m.reply;
@@ -187,6 +205,13 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     bool streaming = m.Header(kKind) && *m.Header(kKind) == "stream";
     bool has_message = m.Header(kHasMessage) != nullptr;
     bool done = m.Header(kDone) != nullptr;
+    if (streaming) {
+      // Before the call is published: a cancel may end it at once.
+      call->stream = std::make_shared<StreamState>(static_cast<std::size_t>(
+          std::max<int64_t>(connection_->max_payload(), 1)));
+      if (has_message) call->stream->Deliver(std::move(m.data));
+      if (done) call->stream->PeerDone();
+    }
     {
       std::lock_guard lock(mu_);
       if (cancelled_early_.erase(call->reply) > 0) return;  // cancelled first
@@ -205,10 +230,6 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
                   "nats server call");
       return;
     }
-    call->stream = std::make_shared<StreamState>(
-        static_cast<std::size_t>(std::max<int64_t>(connection_->max_payload(), 1)));
-    if (has_message) call->stream->Deliver(std::move(m.data));
-    if (done) call->stream->PeerDone();
     Send(*call, {{kType, "accept"}, {kCall, call->subject}});
     call->Spawn(tasks_, ServeStream(call, std::move(request)),
                 "nats server stream");
@@ -362,8 +383,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::vector<std::unique_ptr<NatsSubscription>> subscriptions_;
   int listener_ = 0;
   std::string instance_;
-  std::atomic<bool> shut_down_{false};
+  std::atomic<bool> shut_down_{false};  // set under mu_
   std::mutex mu_;
+  int opens_in_flight_ = 0;             // OnOpen()s past their check; mu_
+  std::condition_variable opens_done_;  // opens_in_flight_ reached 0
   uint64_t next_call_ = 1;
   absl::flat_hash_map<uint64_t, std::shared_ptr<ServedCall>> by_n_;
   absl::flat_hash_map<std::string, std::shared_ptr<ServedCall>> by_reply_;

@@ -205,12 +205,12 @@ asio::awaitable<boost::system::error_code> FramedSocket::ReadExact(
 
 asio::awaitable<boost::system::error_code> FramedSocket::ReadPayload(
     std::string& payload, std::size_t n) {
-  // A recycled buffer may already be large enough; else reserve a little.
-  // Reserved pages cost nothing until written: the buffer is written (and
-  // zeroed first) only a step ahead of the bytes that have arrived, at most
-  // as many again or 16 KiB.
+  // The buffer is written (and zeroed first) only a step ahead of the bytes
+  // that have arrived: at most as many again, or 16 KiB.
+  // A recycled buffer large enough for the whole message is already
+  // resident: take it (no growth, no copies); else start small and grow.
   std::size_t first = std::min(n, kFirstPayloadChunk);
-  payload = TakeMessageBuffer(first);
+  payload = TakeRecycledBuffer(n);
   if (payload.capacity() < first) payload.reserve(first);
   while (payload.size() < n) {
     std::size_t have = payload.size();

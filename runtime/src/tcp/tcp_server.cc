@@ -180,6 +180,11 @@ asio::awaitable<void> TcpServer::ServeConnection(
   for (;;) {
     // A peer that does not read its responses is not read either.
     co_await socket->WaitForRoom();
+    asio::cancellation_state state =
+        co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      break;  // the server is shutting down
+    }
     absl::StatusOr<InFrame> frame = co_await socket->ReadFrame();
     if (!frame.ok()) break;  // peer gone, or a header we cannot trust
     const FrameHeader& header = frame->header;
