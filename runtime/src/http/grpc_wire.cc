@@ -15,6 +15,11 @@
 #include "dynrpc/message_buffers.h"
 
 namespace dynrpc::internal::http {
+
+namespace {
+// A message's buffer reserves at most this much before its bytes arrive.
+constexpr std::size_t kFirstChunk = 256 * 1024;
+}  // namespace
 namespace {
 
 // Debian's Abseil has its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW
@@ -201,10 +206,20 @@ absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
             limit_name_, "=", max_message_size_, " bytes"));
         return error_;
       }
-      message_ = TakeMessageBuffer(length);
+      // Memory for the message as its bytes arrive, not as announced: a
+      // recycled buffer that fits it whole (already resident), else a
+      // small one that grows (x4) with the data.
+      message_ = TakeRecycledBuffer(length);
+      if (message_->capacity() < std::min<std::size_t>(length, kFirstChunk)) {
+        message_->reserve(std::min<std::size_t>(length, kFirstChunk));
+      }
       expected_ = length;
     } else {
       std::size_t n = std::min(expected_ - message_->size(), bytes.size());
+      if (message_->capacity() < message_->size() + n) {
+        message_->reserve(std::min(
+            expected_, std::max(message_->size() + n, message_->capacity() * 4)));
+      }
       message_->append(bytes.data(), n);
       bytes.remove_prefix(n);
     }
