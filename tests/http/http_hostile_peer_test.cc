@@ -25,9 +25,9 @@
 #include "dynrpc/testing/echo.dynrpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "net/sockets.h"
 #include "support/echo_service.h"
 #include "support/process_memory.h"
+#include "support/raw_socket.h"
 #include "support/status_matchers.h"
 
 namespace dynrpc {
@@ -40,7 +40,9 @@ using ::dynrpc::testing::EchoService;
 using ::dynrpc::testing::EchoServiceImpl;
 using ::dynrpc::testing::IsOk;
 using ::dynrpc::testing::kMemoryBoundKiB;
+using ::dynrpc::testing::ConnectRaw;
 using ::dynrpc::testing::ProcessMemoryKiB;
+using ::dynrpc::testing::SendAll;
 using ::testing::Le;
 using ::testing::Lt;
 
@@ -117,21 +119,9 @@ std::string HeaderFrames(uint32_t stream, const std::string& block,
 // ACK of the server's, then whatever the test writes.
 class RawH2Connection {
  public:
-  explicit RawH2Connection(const std::string& address) {
-    std::string host, port;
-    if (!internal::net::SplitTarget(address, host, port).ok()) return;
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<uint16_t>(std::stoi(port)));
-    inet_pton(AF_INET, host.c_str(), &to.sin_addr);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-      return;
-    }
-    int on = 1;  // each small write goes out at once (no Nagle delay)
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  explicit RawH2Connection(const std::string& address)
+      : fd_(ConnectRaw(address)) {
+    if (fd_ < 0) return;
     Write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + Frame(kSettings, 0, 0, "") +
           Frame(kSettings, kAck, 0, ""));
   }
@@ -141,16 +131,7 @@ class RawH2Connection {
   bool ok() const { return fd_ >= 0; }
 
   // False once the server has closed the connection.
-  bool Write(const std::string& bytes) {
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done,
-                         MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      done += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
+  bool Write(const std::string& bytes) { return SendAll(fd_, bytes); }
 
   // Sends a PING and reads frames until its ACK: the server has read
   // everything sent before it (frames it queued meanwhile may still follow

@@ -22,9 +22,9 @@
 #include "dynrpc/testing/echo.dynrpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "net/sockets.h"
 #include "support/echo_service.h"
 #include "support/process_memory.h"
+#include "support/raw_socket.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
 #include "tcp/frame.h"
@@ -40,39 +40,14 @@ using ::dynrpc::testing::EchoService;
 using ::dynrpc::testing::EchoServiceImpl;
 using ::dynrpc::testing::IsOk;
 using ::dynrpc::testing::kMemoryBoundKiB;
+using ::dynrpc::testing::ConnectRaw;
 using ::dynrpc::testing::ProcessMemoryKiB;
+using ::dynrpc::testing::SendAll;
 using ::dynrpc::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Lt;
 
 constexpr char kEchoMethod[] = "/dynrpc.testing.EchoService/Echo";
-
-// A raw socket to `address` ("ip:port"), blocking; -1 on failure.
-int RawConnect(const std::string& address) {
-  std::string host, port;
-  if (!internal::net::SplitTarget(address, host, port).ok()) return -1;
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(std::stoi(port)));
-  inet_pton(AF_INET, host.c_str(), &to.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool WriteAll(int fd, const std::string& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done,
-                       MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 // Blocks until the peer closes `fd` (true) or `timeout` passes or bytes
 // arrive (false).
@@ -187,9 +162,9 @@ TEST_F(TcpHostilePeerTest, StalledHeadersClaimingTheMaximumPayloadCostLittle) {
       *tcp::EncodeRequestPrefix(1, head, 32u << 20) + std::string(4096, 'x');
   std::vector<int> attackers;
   for (int i = 0; i < kAttackers; ++i) {
-    int fd = RawConnect(server.address());
+    int fd = ConnectRaw(server.address());
     ASSERT_GE(fd, 0) << "connection " << i;
-    ASSERT_TRUE(WriteAll(fd, claim));
+    ASSERT_TRUE(SendAll(fd, claim));
     attackers.push_back(fd);
   }
   WellBehavedCallsSucceed(*stub, 50);
@@ -222,7 +197,7 @@ TEST_F(TcpHostilePeerTest, PipeliningClientThatNeverReadsIsHeldBack) {
   EchoRequest request;
   request.set_payload(std::string(1024, 'p'));
   std::string payload = request.SerializeAsString();
-  int fd = RawConnect(server.address());
+  int fd = ConnectRaw(server.address());
   ASSERT_GE(fd, 0);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   int sent = 0;
@@ -269,16 +244,16 @@ TEST_F(TcpHostilePeerTest, ConnectionsPastTheLimitAreClosed) {
   ASSERT_THAT(server.Start(), IsOk());
   std::vector<int> held;
   for (int i = 0; i < 3; ++i) {
-    held.push_back(RawConnect(server.address()));
+    held.push_back(ConnectRaw(server.address()));
     ASSERT_GE(held.back(), 0);
     // Served: a PING is answered with a PONG.
-    ASSERT_TRUE(WriteAll(held.back(), tcp::EncodePing()));
+    ASSERT_TRUE(SendAll(held.back(), tcp::EncodePing()));
     std::string pong(tcp::kFrameHeaderSize, '\0');
     ASSERT_EQ(::recv(held.back(), pong.data(), pong.size(), MSG_WAITALL),
               static_cast<ssize_t>(pong.size()));
     EXPECT_EQ(pong, tcp::EncodePong());
   }
-  int extra = RawConnect(server.address());
+  int extra = ConnectRaw(server.address());
   ASSERT_GE(extra, 0);  // the kernel accepts; the server then closes it
   EXPECT_TRUE(ClosedByPeer(extra, std::chrono::seconds(30)));
   ::close(extra);
