@@ -5,6 +5,8 @@
 //
 // Tests that need no nats-server of their own share SharedNatsUrl()'s, each
 // in a namespace of its own (other test processes use it at the same time).
+#include <signal.h>
+
 #include <chrono>
 #include <future>
 #include <memory>
@@ -553,6 +555,69 @@ TEST_F(NatsDownTest, SilentServerFailsCallsWithinTheConnectTimeout) {
   }
   SilentListener other;  // a connection attempt of its own
   CallsFailFastAndNothingBlocks(other.url());
+}
+
+// A NATS server that stops reading (SIGSTOP: its socket buffers fill) must
+// not block the runtime's threads for ever: a publish that cannot be written
+// within DYN_NATS_CONNECT_TIMEOUT fails, its call with it, and a TCP server in
+// the same process answers again. Its calls all end well before their
+// deadlines would matter (60 s).
+TEST_F(NatsDownTest, StoppedServerDoesNotBlockPublishersForEver) {
+  std::unique_ptr<NatsServerProcess> nats = StartNats("max_payload: 8MB");
+  ASSERT_NE(nats, nullptr);
+  EchoServiceImpl service;
+  Config config = NatsConfig(nats->url());
+  config.nats.connect_timeout = kConnectTimeout;
+  std::unique_ptr<Server> server = StartServer(service, config);
+  ASSERT_NE(server, nullptr);
+  auto stub = NewStub("*", config);
+  ASSERT_THAT(Echo(*stub, EchoRequest()), IsOk());
+
+  EchoServiceImpl tcp_service;
+  Config tcp_config;
+  tcp_config.tcp.host = "127.0.0.1";
+  std::unique_ptr<Server> tcp_server = StartServer(tcp_service, tcp_config);
+  ASSERT_NE(tcp_server, nullptr);
+  auto tcp_stub = NewStub(tcp_server->address(), tcp_config);
+
+  ASSERT_EQ(::kill(nats->pid(), SIGSTOP), 0);
+  // 64 MiB of requests: far more than the socket buffers between us hold.
+  const EchoRequest big = Payload(4 * kMiB);
+  constexpr int kCalls = 16;
+  std::vector<std::unique_ptr<ClientContext>> contexts;
+  std::vector<std::future<absl::StatusOr<EchoReply>>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(std::make_unique<ClientContext>());
+    contexts.back()->set_timeout(seconds(60));
+    calls.push_back(Spawn(stub->Echo(*contexts.back(), big)));
+  }
+  const Clock::time_point bound = Clock::now() + seconds(45);
+  bool all_ended = true;
+  for (int i = 0; i < kCalls && all_ended; ++i) {
+    all_ended = calls[i].wait_until(bound) == std::future_status::ready;
+  }
+  // The runtime is free again: the TCP plane answers.
+  ClientContext tcp_context;
+  tcp_context.set_timeout(seconds(20));
+  const EchoRequest ping;
+  std::future<absl::StatusOr<EchoReply>> tcp =
+      Spawn(tcp_stub->Echo(tcp_context, ping));
+  bool tcp_answered = tcp.wait_for(seconds(30)) == std::future_status::ready;
+  // Whatever happened, NATS runs again, so that nothing stays blocked.
+  ::kill(nats->pid(), SIGCONT);
+  EXPECT_TRUE(all_ended) << "a call was still blocked 45 s after NATS stopped";
+  EXPECT_TRUE(tcp_answered) << "the runtime's threads stayed blocked";
+  EXPECT_THAT(tcp.get(), IsOk());
+  for (auto& call : calls) {
+    absl::StatusOr<EchoReply> reply = call.get();
+    // Those published before the buffers filled may even be answered once
+    // NATS runs again; the rest fail as unavailable.
+    if (!reply.ok()) {
+      EXPECT_THAT(reply, ::testing::AnyOf(
+                             StatusIs(absl::StatusCode::kUnavailable),
+                             StatusIs(absl::StatusCode::kDeadlineExceeded)));
+    }
+  }
 }
 
 // ---- A dynrpc server that dies ----------------------------------------------

@@ -250,6 +250,12 @@ absl::StatusOr<std::shared_ptr<NatsConnection>> NatsConnection::Get(
   // Each publish goes out at once (no batching delay): calls are latency
   // bound.
   if (s == NATS_OK) s = natsOptions_SetSendAsap(options, true);
+  // Publishes write on the caller's (a runtime) thread: a NATS server that
+  // stops reading must not block it for ever. Past the deadline the write
+  // fails, the publish with it, and nats.c treats the connection as lost.
+  if (s == NATS_OK) {
+    s = natsOptions_SetWriteDeadline(options, config.connect_timeout.count());
+  }
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(options, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(options, kReconnectWaitMs);
   if (s == NATS_OK) s = natsOptions_SetPingInterval(options, kPingIntervalMs);
