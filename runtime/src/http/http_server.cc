@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <exception>
+#include <map>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -89,8 +90,21 @@ class HttpServerConnection final : public H2Connection {
       return it == calls_.end() ? nullptr : it->second;
     });
   }
+  // The call's handler has ended: it no longer counts toward the stream
+  // limit, and the oldest stream parked at the limit starts. Idempotent.
   void Forget(int32_t id) {
-    Locked([&] { calls_.erase(id); });
+    std::shared_ptr<ServerCall> next;
+    Locked([&] {
+      if (calls_.erase(id) == 0) return;
+      if (parked_.empty() || calls_.size() >= config_.max_concurrent_streams) {
+        return;
+      }
+      auto oldest = parked_.begin();
+      next = NewCall(oldest->second);
+      calls_[oldest->first] = next;
+      parked_.erase(oldest);
+    });
+    if (next) StartCall(std::move(next));  // outside the mutex: may run now
   }
 
  protected:
@@ -109,32 +123,44 @@ class HttpServerConnection final : public H2Connection {
   }
 
   void OnRequest(std::shared_ptr<H2Stream> stream) override {
-    auto call = std::make_shared<ServerCall>(server_.tasks_.NewStrand());
-    call->stream = stream;
-    call->connection = weak_from_this();
-    enum class Admit { kGone, kRefused, kServe };
-    Admit admit = Locked([&] {
-      if (stream->closed && !stream->error.ok()) return Admit::kGone;
-      // A call counts against the stream limit until its handler has
-      // ended, not until its stream closes: a caller that resets its
-      // streams at once ("rapid reset") cannot run more handlers than
-      // SETTINGS_MAX_CONCURRENT_STREAMS.
+    std::shared_ptr<ServerCall> call = NewCall(stream);
+    bool serve = Locked([&] {
+      if (stream->closed && !stream->error.ok()) return false;  // reset
+      // A call counts toward the stream limit until its handler has ended,
+      // not until its stream closes: a caller that resets its streams at
+      // once ("rapid reset") cannot run more handlers than
+      // SETTINGS_MAX_CONCURRENT_STREAMS. A stream that comes while handlers
+      // of reset streams still wind down waits, parked, for one to end (no
+      // more than the limit of open streams can wait; a reset one leaves).
       if (calls_.size() >= config_.max_concurrent_streams) {
-        return Admit::kRefused;
+        parked_[stream->id] = stream;
+        return false;
       }
       calls_[stream->id] = call;
-      return Admit::kServe;
+      return true;
     });
-    if (admit == Admit::kGone) return;  // reset by the caller already
-    if (admit == Admit::kRefused) {
-      // Not processed: the caller may retry (RFC 9113 section 8.7).
-      Reset(stream, NGHTTP2_REFUSED_STREAM,
-            absl::ResourceExhaustedError(absl::StrCat(
-                "more than ", config_.max_concurrent_streams,
-                " calls running on the connection "
-                "(DYN_HTTP2_MAX_CONCURRENT_STREAMS)")));
-      return;
-    }
+    if (serve) StartCall(std::move(call));
+  }
+
+  void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) override {
+    parked_.erase(stream->id);  // reset while it waited: it never starts
+    auto it = calls_.find(stream->id);
+    if (it == calls_.end()) return;
+    // Reset by the caller, or the connection was lost: the handler stops.
+    if (!stream->error.ok()) it->second->Cancel();
+  }
+
+ private:
+  std::shared_ptr<ServerCall> NewCall(std::shared_ptr<H2Stream> stream) {
+    auto call = std::make_shared<ServerCall>(server_.tasks_.NewStrand());
+    call->stream = std::move(stream);
+    call->connection = weak_from_this();
+    return call;
+  }
+
+  // Runs the call's coroutine (admitted into calls_ already).
+  void StartCall(std::shared_ptr<ServerCall> call) {
+    std::shared_ptr<H2Stream> stream = call->stream;
     call->Spawn(
         server_.tasks_,
         server_.ServeStream(
@@ -143,17 +169,11 @@ class HttpServerConnection final : public H2Connection {
         "http server call");
   }
 
-  void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) override {
-    auto it = calls_.find(stream->id);
-    if (it == calls_.end()) return;
-    // Reset by the caller, or the connection was lost: the handler stops.
-    if (!stream->error.ok()) it->second->Cancel();
-  }
-
- private:
   HttpServer& server_;
   // Calls whose coroutine runs, by stream id (under the mutex).
   absl::flat_hash_map<int32_t, std::shared_ptr<ServerCall>> calls_;
+  // Streams waiting for a handler to end, oldest first (under the mutex).
+  std::map<int32_t, std::shared_ptr<H2Stream>> parked_;
 };
 
 namespace {
