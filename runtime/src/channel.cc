@@ -191,12 +191,12 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   Clock::time_point deadline = *call.deadline;
   std::string expired =
       ExpiredMessage(context, method_path, *client_);
-  // The deadline and TryCancel() end the call through the plane's hook: one
-  // timer, no extra coroutine.
   // Already too late: the call is never sent (as gRPC does).
   if (Clock::now() >= deadline) {
     co_return absl::DeadlineExceededError(std::move(expired));
   }
+  // The deadline and TryCancel() end the call through the plane's hook: one
+  // timer, no extra coroutine.
   auto cancel = std::make_shared<internal::CancelHook>();
   if (!ContextAccess::SetCanceller(context, [cancel] {
         cancel->Cancel(absl::CancelledError("call cancelled by the caller"));
@@ -230,14 +230,13 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
   Clock::time_point deadline = *head.deadline;
   std::shared_ptr<internal::ClientStream> plane =
       client_->StartStream(target_, std::move(head), std::move(request));
+  std::string expired = ExpiredMessage(context, method_path, *client_);
   if (Clock::now() >= deadline) {
     // Already too late: ended before its first operation, so never sent.
-    plane->Cancel(absl::DeadlineExceededError(
-        ExpiredMessage(context, method_path, *client_)));
+    plane->Cancel(absl::DeadlineExceededError(expired));
   }
   return std::make_unique<CoreClientStream>(
-      std::move(plane), context, executor_, deadline,
-      ExpiredMessage(context, method_path, *client_));
+      std::move(plane), context, executor_, deadline, std::move(expired));
 }
 
 std::unique_ptr<RawClientStream> Channel::FailedStream(absl::Status status) {

@@ -470,18 +470,28 @@ class NatsDownTest : public NatsPlaneTest {
  protected:
   static constexpr milliseconds kConnectTimeout{1500};
 
+  // A TCP server in this process, on the same runtime threads, and a stub
+  // for it: whether it answers shows the runtime is not blocked.
+  std::unique_ptr<EchoService::Stub> StartTcpNeighbour() {
+    Config config;
+    config.tcp.host = "127.0.0.1";
+    tcp_server_ = StartServer(tcp_service_, config);
+    if (tcp_server_ == nullptr) return nullptr;
+    return NewStub(tcp_server_->address(), config);
+  }
+
+  // Destroyed before the runtime (a member of the base class).
+  EchoServiceImpl tcp_service_;
+  std::unique_ptr<Server> tcp_server_;
+
   // With the NATS server at `url` down: a call whose deadline passes while
   // the client connects gets DEADLINE_EXCEEDED (one 1 ns away, at once);
   // 1,000 concurrent calls all end UNAVAILABLE naming NATS_SERVER within
   // 2 x DYN_NATS_CONNECT_TIMEOUT in all; and a TCP server in the same
   // process (the same runtime threads) answers meanwhile.
   void CallsFailFastAndNothingBlocks(const std::string& url) {
-    EchoServiceImpl tcp_service;
-    Config tcp_config;
-    tcp_config.tcp.host = "127.0.0.1";
-    std::unique_ptr<Server> tcp_server = StartServer(tcp_service, tcp_config);
-    ASSERT_NE(tcp_server, nullptr);
-    auto tcp_stub = NewStub(tcp_server->address(), tcp_config);
+    auto tcp_stub = StartTcpNeighbour();
+    ASSERT_NE(tcp_stub, nullptr);
 
     Config config = NatsConfig(url);
     config.nats.connect_timeout = kConnectTimeout;
@@ -573,12 +583,8 @@ TEST_F(NatsDownTest, StoppedServerDoesNotBlockPublishersForEver) {
   auto stub = NewStub("*", config);
   ASSERT_THAT(Echo(*stub, EchoRequest()), IsOk());
 
-  EchoServiceImpl tcp_service;
-  Config tcp_config;
-  tcp_config.tcp.host = "127.0.0.1";
-  std::unique_ptr<Server> tcp_server = StartServer(tcp_service, tcp_config);
-  ASSERT_NE(tcp_server, nullptr);
-  auto tcp_stub = NewStub(tcp_server->address(), tcp_config);
+  auto tcp_stub = StartTcpNeighbour();
+  ASSERT_NE(tcp_stub, nullptr);
 
   ASSERT_EQ(::kill(nats->pid(), SIGSTOP), 0);
   // 64 MiB of requests: far more than the socket buffers between us hold.

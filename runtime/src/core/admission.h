@@ -51,7 +51,6 @@ class Admission {
     return Token(in_use_);
   }
 
-  std::size_t in_use() const { return in_use_->load(); }
   std::size_t limit() const { return limit_; }
 
  private:

@@ -61,12 +61,6 @@ class OpenOnce {
     co_return status;
   }
 
-  // The opening's status once it has ended.
-  std::optional<absl::Status> status() const {
-    std::lock_guard lock(mu_);
-    return status_;
-  }
-
  private:
   void Done(const absl::Status& status) {
     std::vector<std::shared_ptr<Signal>> waiters;
@@ -78,7 +72,7 @@ class OpenOnce {
     for (auto& w : waiters) w->try_send(boost::system::error_code{});
   }
 
-  mutable std::mutex mu_;
+  std::mutex mu_;
   bool opening_ = false;
   std::optional<absl::Status> status_;
   std::vector<std::shared_ptr<Signal>> waiters_;

@@ -1,7 +1,6 @@
 #include "core/stream_state.h"
 
 #include <algorithm>
-
 #include <utility>
 
 #include "boost/asio/as_tuple.hpp"

@@ -17,10 +17,9 @@
 namespace dynrpc::internal::http {
 
 namespace {
+
 // A message's buffer reserves at most this much before its bytes arrive.
 constexpr std::size_t kFirstChunk = 256 * 1024;
-}  // namespace
-namespace {
 
 // Debian's Abseil has its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW
 // is 0): every std::string_view going into an absl function passes here.

@@ -56,10 +56,6 @@ struct ServerCall : ServerCallBase {
   std::shared_ptr<H2Stream> stream;
   std::weak_ptr<H2Connection> connection;
 
-  // The caller is gone (its stream is already failed): cancel the handler.
-  // Any thread (also under the connection's mutex).
-  void Cancel() { CancelHandler(); }
-
   // The core ends the call with `why` (its deadline passed), as the TCP
   // plane's ServerCall::Cancel(why) does: the stream fails with `why`, so
   // the handler's pending and later Read()/Write() return it and none of
@@ -71,7 +67,7 @@ struct ServerCall : ServerCallBase {
     if (std::shared_ptr<H2Connection> c = connection.lock()) {
       c->FailStream(stream, std::move(why));
     }
-    Cancel();
+    CancelHandler();
   }
 };
 
@@ -147,7 +143,7 @@ class HttpServerConnection final : public H2Connection {
     auto it = calls_.find(stream->id);
     if (it == calls_.end()) return;
     // Reset by the caller, or the connection was lost: the handler stops.
-    if (!stream->error.ok()) it->second->Cancel();
+    if (!stream->error.ok()) it->second->CancelHandler();
   }
 
  private:

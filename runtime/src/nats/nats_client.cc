@@ -7,8 +7,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
-#include "boost/asio/deferred.hpp"
-#include "boost/asio/experimental/parallel_group.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
@@ -29,32 +27,11 @@ namespace asio = boost::asio;
 
 namespace {
 
-enum class Woken { kSignalled, kTimedOut, kCancelled };
-
-// Waits for `wake`, `cancel` or `until`, whichever comes first, without
-// blocking a thread. An Asio cancellation of the awaiting coroutine counts
-// as `cancel`.
-asio::awaitable<Woken> WaitFor(Signal& wake, Signal& cancel,
-                               Clock::time_point until) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, until);
-  auto [order, wake_ec, timer_ec, cancel_ec] =
-      co_await asio::experimental::make_parallel_group(
-          wake.async_receive(asio::deferred),
-          timer.async_wait(asio::deferred),
-          cancel.async_receive(asio::deferred))
-          .async_wait(asio::experimental::wait_for_one(),
-                      asio::use_awaitable);
-  switch (order[0]) {
-    case 0:
-      if (!wake_ec) co_return Woken::kSignalled;
-      break;
-    case 1:
-      if (!timer_ec) co_return Woken::kTimedOut;
-      break;
-    default:
-      break;
-  }
-  co_return Woken::kCancelled;
+// Returns once `wake` is signalled (for WithDeadline, which bounds it).
+asio::awaitable<absl::Status> Signalled(std::shared_ptr<Signal> wake) {
+  auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
+  if (ec) co_return absl::CancelledError("wait cancelled");
+  co_return absl::OkStatus();
 }
 
 // One call in progress, as the inbox sees it.
@@ -112,7 +89,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   // UNAUTHENTICATED) while the connection is retried in the background, so
   // that calls succeed again once the NATS server is back.
   asio::awaitable<absl::Status> WaitReady(
-      std::optional<Clock::time_point> deadline, Signal& cancel) {
+      std::optional<Clock::time_point> deadline,
+      std::shared_ptr<Signal> cancel) {
     if (!setup_error_.ok()) co_return setup_error_;
     if (ready()) co_return absl::OkStatus();
     auto wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
@@ -120,8 +98,11 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
     if (!outcome) {
       Clock::time_point until = connection_->first_attempt_deadline();
       if (deadline && *deadline < until) until = *deadline;
-      Woken woken = co_await WaitFor(*wake, cancel, until);
-      if (woken == Woken::kCancelled) {
+      // Signalled, or `until` passed (then Established() below says which).
+      absl::Status waited = co_await WithDeadline(
+          Signalled(wake), until, "no connection yet", nullptr,
+          std::move(cancel));
+      if (absl::IsCancelled(waited)) {
         co_return absl::CancelledError(
             "cancelled while waiting for the connection to the NATS server");
       }
@@ -622,7 +603,7 @@ class NatsClientStream final : public ClientStream {
     }
     if (!client_->ready()) {
       absl::Status ready =
-          co_await client_->WaitReady(head_.deadline, *cancel_open_);
+          co_await client_->WaitReady(head_.deadline, cancel_open_);
       if (early_->ended()) co_return early_->end_status();  // Cancel()ed
       if (!ready.ok()) {
         early_->End(CallResult(ready));
@@ -702,7 +683,7 @@ asio::awaitable<CallResult> NatsClient::Unary(
     cancel->Set([stop](absl::Status) {
       stop->try_send(boost::system::error_code{});
     });
-    absl::Status ready = co_await client->WaitReady(request.deadline, *stop);
+    absl::Status ready = co_await client->WaitReady(request.deadline, stop);
     if (std::optional<absl::Status> why = cancel->cancelled()) {
       co_return CallResult(*why);
     }

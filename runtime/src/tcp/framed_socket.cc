@@ -205,10 +205,10 @@ asio::awaitable<boost::system::error_code> FramedSocket::ReadExact(
 
 asio::awaitable<boost::system::error_code> FramedSocket::ReadPayload(
     std::string& payload, std::size_t n) {
-  // The buffer is written (and zeroed first) only a step ahead of the bytes
-  // that have arrived: at most as many again, or 16 KiB.
   // A recycled buffer large enough for the whole message is already
-  // resident: take it (no growth, no copies); else start small and grow.
+  // resident: take it (no growth, no copies); else start small and grow. The
+  // buffer is written (and zeroed first) only a step ahead of the bytes that
+  // have arrived: at most as many again, or kPayloadStep.
   std::size_t first = std::min(n, kFirstPayloadChunk);
   payload = TakeRecycledBuffer(n);
   if (payload.capacity() < first) payload.reserve(first);
@@ -285,8 +285,7 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
 }
 
 asio::awaitable<void> FramedSocket::WaitForRoom() {
-  while (!closed_ &&
-         queued_bytes_.load(std::memory_order_relaxed) > max_queued_bytes_) {
+  while (!closed_ && over_queued()) {
     room_.expires_at(asio::steady_timer::time_point::max());
     // Woken by the writer (room made) or Close(); the re-check decides.
     auto [ec] = co_await room_.async_wait(as_tuple(use_awaitable));

@@ -68,6 +68,10 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   // reading the next request, so a peer that does not read its responses
   // stops being read (and TCP's own flow control holds it back).
   boost::asio::awaitable<void> WaitForRoom();
+  // More than max_queued_bytes are queued: WaitForRoom() would wait.
+  bool over_queued() const {
+    return queued_bytes_.load(std::memory_order_relaxed) > max_queued_bytes_;
+  }
 
   // When the reader last received bytes (strand only).
   std::chrono::steady_clock::time_point last_read() const {

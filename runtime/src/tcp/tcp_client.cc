@@ -143,10 +143,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     co_await asio::this_coro::throw_if_cancelled(false);
     FramedSocket& socket = *self->socket_;
     for (;;) {
-      auto quiet_until = socket.last_read() + interval;
-      self->keepalive_.expires_at(std::max(quiet_until, Clock::now()));
-      if (quiet_until > Clock::now() || !self->busy()) {
-        if (!self->busy()) self->keepalive_.expires_after(interval);
+      const bool busy = self->busy();
+      const Clock::time_point quiet_until = socket.last_read() + interval;
+      if (!busy || quiet_until > Clock::now()) {
+        // Idle (the kernel's keepalive watches it), or heard from lately.
+        self->keepalive_.expires_at(busy ? quiet_until
+                                         : Clock::now() + interval);
         auto [ec] =
             co_await self->keepalive_.async_wait(as_tuple(use_awaitable));
         if (ec || self->closed()) co_return;

@@ -179,11 +179,13 @@ asio::awaitable<void> TcpServer::ServeConnection(
   bool protocol_error = false;
   for (;;) {
     // A peer that does not read its responses is not read either.
-    co_await socket->WaitForRoom();
-    asio::cancellation_state state =
-        co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none) {
-      break;  // the server is shutting down
+    if (socket->over_queued()) {
+      co_await socket->WaitForRoom();
+      asio::cancellation_state state =
+          co_await asio::this_coro::cancellation_state;
+      if (state.cancelled() != asio::cancellation_type::none) {
+        break;  // the server is shutting down
+      }
     }
     absl::StatusOr<InFrame> frame = co_await socket->ReadFrame();
     if (!frame.ok()) break;  // peer gone, or a header we cannot trust
@@ -267,18 +269,6 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
         "stream"));
   }
 
-  {
-    std::lock_guard lock(connection->mu);
-    if (connection->calls.size() >= config_.max_calls_per_connection &&
-        !connection->calls.contains(header.call_id)) {
-      return error(absl::ResourceExhaustedError(absl::StrCat(
-          "the server runs at most DYN_TCP_MAX_CALLS_PER_CONNECTION=",
-          config_.max_calls_per_connection,
-          " calls at once per connection; ", request.method,
-          " was not run")));
-    }
-  }
-
   auto call = std::make_shared<ServerCall>(tasks_.NewStrand());
   call->id = header.call_id;
   if (!unary) {
@@ -288,11 +278,21 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
   } else {
     request.payload = std::move(frame.payload);
   }
+  bool over_limit = false;
   {
     std::lock_guard lock(connection->mu);
     // A call id still in use: the peer does not follow the protocol, and
     // answering would end the live call. Close the connection.
-    if (!connection->calls.emplace(call->id, call).second) return false;
+    if (connection->calls.contains(call->id)) return false;
+    over_limit =
+        connection->calls.size() >= config_.max_calls_per_connection;
+    if (!over_limit) connection->calls.emplace(call->id, call);
+  }
+  if (over_limit) {
+    return error(absl::ResourceExhaustedError(absl::StrCat(
+        "the server runs at most DYN_TCP_MAX_CALLS_PER_CONNECTION=",
+        config_.max_calls_per_connection, " calls at once per connection; ",
+        request.method, " was not run")));
   }
   if (unary) {
     call->Spawn(tasks_, ServeUnary(connection, call, std::move(request)),
