@@ -480,6 +480,23 @@ class NatsDownTest : public NatsPlaneTest {
     return NewStub(tcp_server_->address(), config);
   }
 
+  // `n` concurrent Echo calls of `request` (which must outlive them), each
+  // with `timeout`.
+  struct ManyCalls {
+    std::vector<std::unique_ptr<ClientContext>> contexts;
+    std::vector<std::future<absl::StatusOr<EchoReply>>> calls;
+  };
+  ManyCalls SpawnEchoes(EchoService::Stub& stub, const EchoRequest& request,
+                        int n, Clock::duration timeout) {
+    ManyCalls many;
+    for (int i = 0; i < n; ++i) {
+      many.contexts.push_back(std::make_unique<ClientContext>());
+      many.contexts.back()->set_timeout(timeout);
+      many.calls.push_back(Spawn(stub.Echo(*many.contexts.back(), request)));
+    }
+    return many;
+  }
+
   // Destroyed before the runtime (a member of the base class).
   EchoServiceImpl tcp_service_;
   std::unique_ptr<Server> tcp_server_;
@@ -503,13 +520,8 @@ class NatsDownTest : public NatsPlaneTest {
 
     constexpr int kCalls = 1000;
     const EchoRequest request;
-    std::vector<std::unique_ptr<ClientContext>> contexts;
-    std::vector<std::future<absl::StatusOr<EchoReply>>> calls;
-    for (int i = 0; i < kCalls; ++i) {
-      contexts.push_back(std::make_unique<ClientContext>());
-      contexts.back()->set_timeout(seconds(30));
-      calls.push_back(Spawn(stub->Echo(*contexts.back(), request)));
-    }
+    ManyCalls many = SpawnEchoes(*stub, request, kCalls, seconds(30));
+    auto& calls = many.calls;
     // The runtime's threads are free: the TCP plane answers meanwhile.
     for (int i = 0; i < 20; ++i) {
       ASSERT_THAT(Echo(*tcp_stub, EchoRequest(), seconds(10)), IsOk());
@@ -590,13 +602,8 @@ TEST_F(NatsDownTest, StoppedServerDoesNotBlockPublishersForEver) {
   // 64 MiB of requests: far more than the socket buffers between us hold.
   const EchoRequest big = Payload(4 * kMiB);
   constexpr int kCalls = 16;
-  std::vector<std::unique_ptr<ClientContext>> contexts;
-  std::vector<std::future<absl::StatusOr<EchoReply>>> calls;
-  for (int i = 0; i < kCalls; ++i) {
-    contexts.push_back(std::make_unique<ClientContext>());
-    contexts.back()->set_timeout(seconds(60));
-    calls.push_back(Spawn(stub->Echo(*contexts.back(), big)));
-  }
+  ManyCalls many = SpawnEchoes(*stub, big, kCalls, seconds(60));
+  auto& calls = many.calls;
   const Clock::time_point bound = Clock::now() + seconds(45);
   bool all_ended = true;
   for (int i = 0; i < kCalls && all_ended; ++i) {
