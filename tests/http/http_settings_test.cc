@@ -1,7 +1,6 @@
 // Every DYN_HTTP_* / DYN_HTTP2_* setting, tested for its effect (not just
 // parsed): the HTTP plane's client is driven directly (it reports what its
 // connections saw), against a dynrpc server on the HTTP plane.
-#include <signal.h>
 
 #include <chrono>
 #include <future>
@@ -278,11 +277,11 @@ TEST_F(HttpSettingsTest, KeepAliveDetectsAPeerThatStoppedAnswering) {
   line = server.ReadLine(kWait);
   ASSERT_EQ(line.value_or(""), "blocked");
 
-  ASSERT_EQ(kill(server.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(dynrpc::testing::StopChild(server.pid()));
   Clock::time_point stopped = Clock::now();
   ASSERT_EQ(call.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   Clock::duration detected_after = Clock::now() - stopped;
-  kill(server.pid(), SIGCONT);
+  dynrpc::testing::ContinueChild(server.pid());
   EXPECT_THAT(call.get(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS")));

@@ -5,7 +5,6 @@
 //
 // Tests that need no nats-server of their own share SharedNatsUrl()'s, each
 // in a namespace of its own (other test processes use it at the same time).
-#include <signal.h>
 
 #include <chrono>
 #include <future>
@@ -598,7 +597,7 @@ TEST_F(NatsDownTest, StoppedServerDoesNotBlockPublishersForEver) {
   auto tcp_stub = StartTcpNeighbour();
   ASSERT_NE(tcp_stub, nullptr);
 
-  ASSERT_EQ(::kill(nats->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(dynrpc::testing::StopChild(nats->pid()));
   // 64 MiB of requests: far more than the socket buffers between us hold.
   const EchoRequest big = Payload(4 * kMiB);
   constexpr int kCalls = 16;
@@ -617,7 +616,7 @@ TEST_F(NatsDownTest, StoppedServerDoesNotBlockPublishersForEver) {
       Spawn(tcp_stub->Echo(tcp_context, ping));
   bool tcp_answered = tcp.wait_for(seconds(30)) == std::future_status::ready;
   // Whatever happened, NATS runs again, so that nothing stays blocked.
-  ::kill(nats->pid(), SIGCONT);
+  dynrpc::testing::ContinueChild(nats->pid());
   EXPECT_TRUE(all_ended) << "a call was still blocked 45 s after NATS stopped";
   EXPECT_TRUE(tcp_answered) << "the runtime's threads stayed blocked";
   EXPECT_THAT(tcp.get(), IsOk());

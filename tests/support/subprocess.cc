@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -72,6 +73,18 @@ std::optional<std::string> Subprocess::ReadLine(
     buffered_.append(buf, n);
   }
 }
+
+bool StopChild(pid_t pid) {
+  if (::kill(pid, SIGSTOP) != 0) return false;
+  int status = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WUNTRACED);
+    if (r < 0 && errno == EINTR) continue;
+    return r == pid && WIFSTOPPED(status);
+  }
+}
+
+void ContinueChild(pid_t pid) { ::kill(pid, SIGCONT); }
 
 void Subprocess::Kill() {
   if (pid_ <= 0) return;

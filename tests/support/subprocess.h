@@ -12,6 +12,13 @@
 
 namespace dynrpc::testing {
 
+// Stops the child process `pid` (SIGSTOP) and returns once it is stopped:
+// kill() only queues the signal, and a child still running on another core
+// could answer one more request. False if `pid` is not a live child.
+bool StopChild(pid_t pid);
+// Lets a child stopped by StopChild run again (SIGCONT).
+void ContinueChild(pid_t pid);
+
 class Subprocess {
  public:
   // Starts `path` with `args` and the environment plus `env` ("K=V").

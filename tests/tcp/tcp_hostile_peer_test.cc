@@ -5,7 +5,6 @@
 // process: echo_server).
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -302,10 +301,10 @@ TEST_F(TcpHostilePeerTest, UnresponsiveServerIsFoundByKeepalive) {
   config.tcp.keepalive_timeout = std::chrono::milliseconds(300);
   auto stub = NewStub(server.address(), config);
   ASSERT_THAT(Echo(*stub), IsOk());  // the connection is up
-  ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(dynrpc::testing::StopChild(server.pid()));
   absl::StatusOr<EchoReply> reply =
       Echo(*stub, "", std::chrono::seconds(20));
-  ::kill(server.pid(), SIGCONT);
+  dynrpc::testing::ContinueChild(server.pid());
   EXPECT_THAT(reply, StatusIs(absl::StatusCode::kUnavailable,
                               HasSubstr("DYN_TCP_KEEPALIVE_TIMEOUT=300 ms")));
 }
