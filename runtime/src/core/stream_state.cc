@@ -157,6 +157,25 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
   }
 }
 
+asio::awaitable<CallResult> StreamState::TakeEnd() {
+  asio::any_io_executor executor = co_await asio::this_coro::executor;
+  for (;;) {
+    std::shared_ptr<Signal> wake;
+    {
+      std::lock_guard lock(mu_);
+      if (end_) co_return std::move(*end_);  // stays ended
+      wake = WaitLocked(executor);
+    }
+    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return CallResult(absl::CancelledError("wait cancelled"));
+  }
+}
+
+void StreamState::set_max_message(std::size_t max_message) {
+  std::lock_guard lock(mu_);
+  max_message_ = max_message;
+}
+
 std::optional<CallResult> StreamState::result() const {
   std::lock_guard lock(mu_);
   return end_;

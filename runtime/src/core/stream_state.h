@@ -71,6 +71,13 @@ class StreamState {
   // announce (so the peer can finish) before waiting again.
   boost::asio::awaitable<std::optional<CallResult>> WaitEnd(uint32_t* grant);
 
+  // Waits for the end and moves it out: for a unary call, whose one waiter
+  // this is. A cancelled wait yields CANCELLED (the stream goes on).
+  boost::asio::awaitable<CallResult> TakeEnd();
+  // The peer's largest message, once the plane knows it (NATS: the server's
+  // max_payload, learnt when connected).
+  void set_max_message(std::size_t max_message);
+
   // The result, once ended.
   std::optional<CallResult> result() const;
   bool ended() const;
@@ -83,8 +90,8 @@ class StreamState {
   void WakeAllLocked();
   uint32_t TakeGrantLocked(std::size_t consumed);
 
-  const std::size_t max_message_;
   mutable std::mutex mu_;
+  std::size_t max_message_;  // under mu_
   std::deque<std::string> inbound_;
   bool peer_done_ = false;
   std::optional<CallResult> end_;

@@ -13,7 +13,7 @@
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "core/deadline.h"
-#include "core/open_once.h"
+#include "core/client_call.h"
 #include "core/stream_state.h"
 #include "core/task_group.h"
 #include "dynrpc/status_macros.h"
@@ -145,13 +145,16 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
                         *suffix);
   }
 
+  // Registers a call whose frames go to `state`.
   std::shared_ptr<ClientCall> NewCall(std::string method_subject,
-                                      bool streaming) {
+                                      bool streaming,
+                                      std::shared_ptr<StreamState> state) {
     auto call = std::make_shared<ClientCall>();
     call->streaming = streaming;
     call->method_subject = std::move(method_subject);
-    call->state = std::make_shared<StreamState>(static_cast<std::size_t>(
+    state->set_max_message(static_cast<std::size_t>(
         std::max<int64_t>(connection_->max_payload(), 1)));
+    call->state = std::move(state);
     std::lock_guard lock(mu_);
     call->n = next_call_++;
     call->reply =
@@ -236,6 +239,12 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   // Ends the call locally with `why` and tells the server.
   void Cancel(ClientCall& call, const absl::Status& why) {
     if (!call.state->End(CallResult(why), /*discard_unread=*/true)) return;
+    TellCancel(call);
+  }
+
+  // The call ended on our side: tells its server (or, not answered yet,
+  // every server) and forgets it.
+  void TellCancel(ClientCall& call) {
     WakeAcceptWaiters(call);
     std::string subject;
     {
@@ -448,209 +457,37 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
 
 namespace {
 
-// The plane's side of a streaming call on the client, opened by its first
-// operation.
-class NatsClientStream final : public ClientStream {
+// The frames of one call: messages numbered in order (the core sends them
+// one at a time), to the server's subject once it accepted the call.
+class NatsLink final : public ClientLink {
  public:
-  NatsClientStream(std::shared_ptr<ClientState> client, std::string target,
-                   CallRequest head, std::optional<std::string> first)
-      : client_(std::move(client)),
-        target_(std::move(target)),
-        head_(std::move(head)),
-        first_(std::move(first)),
-        early_(std::make_shared<StreamState>(1)),
-        cancel_open_(std::make_shared<Signal>(client_->executor(), 1)) {}
+  NatsLink(std::shared_ptr<ClientState> client,
+           std::shared_ptr<ClientCall> call)
+      : client_(std::move(client)), call_(std::move(call)) {}
 
-  ~NatsClientStream() override {
-    Cancel(absl::CancelledError("stream dropped before it ended"));
+  asio::awaitable<absl::Status> Ready() override {
+    return client_->WaitAccepted(*call_);
   }
-
-  asio::awaitable<absl::Status> Write(std::string message) override {
-    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
-    if (writes_done()) {
-      co_return absl::FailedPreconditionError("Write() after WritesDone()");
-    }
-    DYNRPC_CO_RETURN_IF_ERROR(CheckMessageSize(
-        client_->config(), message.size(), "request message"));
-    DYNRPC_CO_RETURN_IF_ERROR(co_await client_->WaitAccepted(*call_));
-    absl::Status reserved = co_await call_->state->ReserveSend(message.size());
-    if (!reserved.ok()) {
-      if (absl::IsCancelled(reserved) && !call_->state->ended()) {
-        Cancel(reserved);
-      }
-      co_return reserved;
-    }
-    absl::Status sent;
-    bool after_done = false;
-    {
-      // Numbered and published in one step: concurrent writers' messages
-      // leave in their numbers' order, and none after the half-close.
-      std::lock_guard lock(send_mu_);
-      if (writes_done_) {
-        after_done = true;
-      } else {
-        sent = client_->SendToServer(
-            *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_)}}, message,
-            "request message");
-        if (sent.ok()) ++seq_;
-      }
-    }
-    if (after_done || absl::IsResourceExhausted(sent)) {
-      // Not sent (a WritesDone() raced past us, or over max_payload): its
-      // credit comes back and the stream goes on without it.
-      call_->state->AddSendWindow(static_cast<uint32_t>(
-          message.size() + StreamState::kMessageOverhead));
-      if (after_done) {
-        co_return absl::FailedPreconditionError("Write() after WritesDone()");
-      }
-      co_return sent;
-    }
-    if (!sent.ok()) {
-      Cancel(sent);
-      co_return sent;
-    }
-    co_return absl::OkStatus();
+  absl::Status CheckMessage(std::size_t bytes) const override {
+    return CheckMessageSize(client_->config(), bytes, "request message");
   }
-
-  asio::awaitable<absl::Status> WritesDone() override {
-    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
-    if (writes_done()) co_return absl::OkStatus();
-    DYNRPC_CO_RETURN_IF_ERROR(co_await client_->WaitAccepted(*call_));
-    {
-      // After every message a Write() numbered (same lock), before none.
-      std::lock_guard lock(send_mu_);
-      if (!writes_done_) {
-        writes_done_ = true;
-        (void)client_->SendToServer(*call_, {{kType, "done"}}, "",
-                                    "half-close");
-      }
-    }
-    co_return absl::OkStatus();
+  absl::Status SendMessage(std::string message) override {
+    absl::Status sent = client_->SendToServer(
+        *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_)}}, message,
+        "request message");
+    if (sent.ok()) ++seq_;
+    return sent;
   }
-
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    absl::Status open = co_await EnsureOpen();
-    if (!open.ok()) co_return open;
-    uint32_t grant = 0;
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await call_->state->Read(&grant);
-    client_->Grant(*call_, grant);
-    if (!message.ok() && absl::IsCancelled(message.status()) &&
-        !call_->state->ended()) {
-      Cancel(message.status());  // our wait was cancelled (Asio)
-    }
-    co_return message;
+  void SendHalfClose() override {
+    (void)client_->SendToServer(*call_, {{kType, "done"}}, "", "half-close");
   }
-
-  asio::awaitable<CallResult> Finish() override {
-    absl::Status open = co_await EnsureOpen();
-    if (!open.ok()) co_return CallResult(open);
-    if (!writes_done() && !call_->state->ended()) co_await WritesDone();
-    for (;;) {
-      uint32_t grant = 0;
-      std::optional<CallResult> end = co_await call_->state->WaitEnd(&grant);
-      if (end) co_return *std::move(end);
-      client_->Grant(*call_, grant);
-    }
-  }
-
-  void Cancel(absl::Status why) override {
-    std::shared_ptr<ClientCall> call;
-    {
-      std::lock_guard lock(mu_);
-      if (call_ == nullptr) early_->End(CallResult(why));
-      call = call_;
-    }
-    if (call == nullptr) {
-      // Not open yet: an open waiting for the connection stops waiting.
-      cancel_open_->try_send(boost::system::error_code{});
-      return;
-    }
-    client_->Cancel(*call, why);
-  }
-
-  std::optional<CallResult> EndedResult() const override {
-    std::lock_guard lock(mu_);
-    return call_ ? call_->state->result() : early_->result();
-  }
+  void SendWindow(uint32_t bytes) override { client_->Grant(*call_, bytes); }
+  void SendCancel() override { client_->TellCancel(*call_); }
 
  private:
-  bool writes_done() {
-    std::lock_guard lock(send_mu_);
-    return writes_done_;
-  }
-
-  // Opens the call once; concurrent first operations wait for that one.
-  asio::awaitable<absl::Status> EnsureOpen() {
-    return open_.Run(this, &NatsClientStream::Open);
-  }
-
-  // The one opening: waits for the connection (the deadline and Cancel()
-  // end that wait), then sends the call's head.
-  asio::awaitable<absl::Status> Open() {
-    if (early_->ended()) co_return early_->end_status();
-    if (head_.deadline && Clock::now() >= *head_.deadline) {
-      absl::Status late =
-          absl::DeadlineExceededError("the call's deadline passed before it was sent");
-      early_->End(CallResult(late));
-      co_return late;
-    }
-    absl::StatusOr<std::string> subject =
-        client_->SubjectFor(target_, head_.method);
-    if (!subject.ok()) {
-      early_->End(CallResult(subject.status()));
-      co_return subject.status();
-    }
-    if (!client_->ready()) {
-      absl::Status ready =
-          co_await client_->WaitReady(head_.deadline, cancel_open_);
-      if (early_->ended()) co_return early_->end_status();  // Cancel()ed
-      if (!ready.ok()) {
-        early_->End(CallResult(ready));
-        co_return ready;
-      }
-    }
-    std::shared_ptr<ClientCall> call = client_->NewCall(*std::move(subject), /*streaming=*/true);
-    bool done = first_.has_value();
-    absl::Status opened = client_->Open(*call, head_, /*streaming=*/true,
-                                        first_ ? &*first_ : nullptr, done);
-    if (!opened.ok()) {
-      client_->Forget(*call);
-      early_->End(CallResult(opened));
-      co_return opened;
-    }
-    {
-      std::lock_guard lock(send_mu_);
-      writes_done_ = done;
-    }
-    std::optional<absl::Status> cancelled;
-    {
-      std::lock_guard lock(mu_);
-      call_ = call;
-      if (early_->ended()) cancelled = early_->end_status();
-    }
-    if (cancelled) client_->Cancel(*call, *cancelled);
-    co_return absl::OkStatus();
-  }
-
   const std::shared_ptr<ClientState> client_;
-  const std::string target_;
-  const CallRequest head_;
-  std::optional<std::string> first_;
-  // How the call ended before it opened (a Cancel() or an open failure).
-  const std::shared_ptr<StreamState> early_;
-  // Cancel() before the call is open ends Open()'s wait for the connection.
-  const std::shared_ptr<Signal> cancel_open_;
-  mutable std::mutex mu_;
-  OpenOnce open_;
-  // Set once opened (under mu_; read without it by the operations, after
-  // EnsureOpen() returned).
-  std::shared_ptr<ClientCall> call_;
-  // Orders what the writers send: numbering and publishing a message, and
-  // the half-close.
-  std::mutex send_mu_;
-  bool writes_done_ = false;  // under send_mu_
-  int64_t seq_ = 0;           // under send_mu_
+  const std::shared_ptr<ClientCall> call_;
+  int64_t seq_ = 0;  // the next message's number
 };
 
 }  // namespace
@@ -665,57 +502,37 @@ Clock::duration NatsClient::default_timeout() const {
   return state_->config().request_timeout;
 }
 
-asio::awaitable<CallResult> NatsClient::Unary(
-    std::string_view target, CallRequest request,
-    std::shared_ptr<CancelHook> cancel) {
-  std::shared_ptr<ClientState> client = state_;
-  if (request.deadline && Clock::now() >= *request.deadline) {
-    co_return CallResult(absl::DeadlineExceededError(
-        "the call's deadline passed before it was sent"));
-  }
-  // Before any suspension: `target` is borrowed.
-  absl::StatusOr<std::string> subject = client->SubjectFor(target, request.method);
-  if (!subject.ok()) co_return CallResult(subject.status());
-  if (!client->ready()) {
-    // The deadline and TryCancel() end the wait for the connection through
-    // the hook.
-    auto stop = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
-    cancel->Set([stop](absl::Status) {
-      stop->try_send(boost::system::error_code{});
-    });
-    absl::Status ready = co_await client->WaitReady(request.deadline, stop);
-    if (std::optional<absl::Status> why = cancel->cancelled()) {
-      co_return CallResult(*why);
-    }
-    if (!ready.ok()) co_return CallResult(ready);
-  }
-  std::shared_ptr<ClientCall> call = client->NewCall(*std::move(subject), /*streaming=*/false);
-  absl::Status opened = client->Open(*call, request, /*streaming=*/false,
-                                     &request.payload, /*done=*/true);
-  if (!opened.ok()) {
-    client->Forget(*call);
-    co_return CallResult(opened);
-  }
-  cancel->Set([client, call](absl::Status why) { client->Cancel(*call, why); });
-  for (;;) {
-    uint32_t grant = 0;
-    std::optional<CallResult> end = co_await call->state->WaitEnd(&grant);
-    if (end) {
-      if (absl::IsCancelled(end->status) && !cancel->cancelled()) {
-        // Our wait was cancelled (Asio): the call ends with it.
-        client->Cancel(*call, end->status);
-      }
-      co_return *std::move(end);
-    }
-  }
+std::size_t NatsClient::max_message_size() const {
+  // Refined per call once connected (the NATS server's max_payload).
+  return state_->config().max_message_size;
 }
 
-std::unique_ptr<ClientStream> NatsClient::StartStream(
-    std::string_view target, CallRequest head,
-    std::optional<std::string> first_message) {
-  return std::make_unique<NatsClientStream>(state_, std::string(target),
-                                            std::move(head),
-                                            std::move(first_message));
+const asio::any_io_executor& NatsClient::executor() const {
+  return state_->executor();
+}
+
+asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> NatsClient::Open(
+    std::string_view target, CallRequest& head, std::string* first_message,
+    bool streaming, std::shared_ptr<StreamState> state,
+    std::shared_ptr<Signal> cancel) {
+  std::shared_ptr<ClientState> client = state_;
+  // Before any suspension: `target` is borrowed.
+  absl::StatusOr<std::string> subject = client->SubjectFor(target, head.method);
+  if (!subject.ok()) co_return subject.status();
+  if (!client->ready()) {
+    absl::Status ready =
+        co_await client->WaitReady(head.deadline, std::move(cancel));
+    if (!ready.ok()) co_return ready;
+  }
+  std::shared_ptr<ClientCall> call =
+      client->NewCall(*std::move(subject), streaming, std::move(state));
+  absl::Status opened = client->Open(*call, head, streaming, first_message,
+                                     /*done=*/first_message != nullptr);
+  if (!opened.ok()) {
+    client->Forget(*call);
+    co_return opened;
+  }
+  co_return std::make_shared<NatsLink>(std::move(client), std::move(call));
 }
 
 }  // namespace dynrpc::internal::nats

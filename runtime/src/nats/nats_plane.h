@@ -7,6 +7,7 @@
 #include <string>
 
 #include "boost/asio/any_io_executor.hpp"
+#include "core/client_call.h"
 #include "core/request_plane.h"
 #include "dynrpc/config.h"
 
@@ -35,17 +36,19 @@ class NatsServer final : public RequestPlaneServer {
 
 // Calls services through NATS. A target is "*" (any instance of the
 // method's service, load-shared by the NATS server) or an instance id.
-class NatsClient final : public RequestPlaneClient {
+// The NATS plane's client: the core runs its calls (FramedPlaneClient); it
+// maps their frames to subjects.
+class NatsClient final : public FramedPlaneClient {
  public:
   NatsClient(NatsConfig config, boost::asio::any_io_executor executor);
   ~NatsClient() override;
 
-  boost::asio::awaitable<CallResult> Unary(
-      std::string_view target, CallRequest request,
-      std::shared_ptr<CancelHook> cancel) override;
-  std::unique_ptr<ClientStream> StartStream(
-      std::string_view target, CallRequest head,
-      std::optional<std::string> first_message) override;
+  boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> Open(
+      std::string_view target, CallRequest& head, std::string* first_message,
+      bool streaming, std::shared_ptr<StreamState> state,
+      std::shared_ptr<Signal> cancel) override;
+  std::size_t max_message_size() const override;
+  const boost::asio::any_io_executor& executor() const override;
   Clock::duration default_timeout() const override;
   std::string_view default_timeout_variable() const override {
     return "DYN_NATS_REQUEST_TIMEOUT";

@@ -24,7 +24,7 @@
 #include "core/deadline.h"
 #include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
-#include "core/open_once.h"
+#include "core/client_call.h"
 #include "core/stream_state.h"
 
 namespace dynrpc::internal::tcp {
@@ -36,91 +36,48 @@ using asio::ip::tcp;
 
 namespace {
 
-using Reply = CallResult;
-using ReplyChannel = asio::experimental::concurrent_channel<void(
-    boost::system::error_code, Reply)>;
-// Wakes a caller waiting for a connection; carries the failure of the dial it
-// waited for, if that failed.
 using WakeChannel = asio::experimental::concurrent_channel<void(
     boost::system::error_code, absl::Status)>;
 
-// Splits "host:port" or "[v6]:port".
 }  // namespace
 
 // One multiplexed connection: calls are matched to responses by call id.
 class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
+  // A call in flight: where its frames go.
+  struct Call {
+    std::shared_ptr<StreamState> state;
+    bool streaming = false;  // else unary: the RESPONSE carries the message
+  };
+
   explicit ClientConnection(std::shared_ptr<FramedSocket> socket)
       : socket_(std::move(socket)), keepalive_(socket_->executor()) {}
 
-  // Sends a request frame (`prefix` from EncodeRequestPrefix, any call id)
-  // and waits for its response. If the awaiting coroutine is cancelled the
-  // server is told (a CANCEL frame) and the call yields CANCELLED.
-  asio::awaitable<Reply> Call(std::string prefix, std::string payload,
-                              CancelHook& cancel) {
-    auto reply =
-        std::make_shared<ReplyChannel>(co_await asio::this_coro::executor, 1);
-    // Cancelled before it was sent: the server never hears of it.
-    if (std::optional<absl::Status> why = cancel.cancelled()) {
-      co_return CallResult(*why);
-    }
-    uint64_t id;
-    {
-      std::lock_guard lock(mu_);
-      if (closed_) co_return CallResult(close_status_);
-      id = next_id_++;
-      pending_.emplace(id, reply);
-      // Queued under the lock that the canceller below takes first, so a
-      // CANCEL for this id is always queued after its REQUEST.
-      SetCallId(prefix, id);
-      socket_->Send(std::move(prefix), std::move(payload));
-    }
-    // The core's deadline or TryCancel(): complete the wait below with its
-    // status and tell the server. Owns what it touches: it may run late.
-    cancel.Set([self = shared_from_this(), id, reply](absl::Status why) {
-      bool was_pending;
-      {
-        std::lock_guard lock(self->mu_);
-        was_pending = self->pending_.erase(id) > 0;
-      }
-      if (!was_pending) return;
-      reply->try_send(boost::system::error_code{}, CallResult(std::move(why)));
-      self->socket_->Send(EncodeCancel(id));
-    });
-    // Runs also when the wait below throws because the call was cancelled.
-    absl::Cleanup forget = [this, id] {
-      bool was_pending;
-      {
-        std::lock_guard lock(mu_);
-        was_pending = pending_.erase(id) > 0;
-      }
-      if (was_pending) socket_->Send(EncodeCancel(id));
-    };
-    auto [ec, result] = co_await reply->async_receive(as_tuple(use_awaitable));
-    if (ec) co_return CallResult(absl::CancelledError("call cancelled"));
-    co_return std::move(result);
-  }
-
-  // Registers a streaming call and sends its REQUEST frame (`prefix`, any
-  // call id, then `first_message` if any). Returns the call id.
-  absl::StatusOr<uint64_t> OpenStream(std::shared_ptr<StreamState> state,
-                                      std::string prefix,
-                                      std::string first_message) {
-    uint64_t id;
-    {
-      std::lock_guard lock(mu_);
-      if (closed_) return close_status_;
-      id = next_id_++;
-      streams_.emplace(id, std::move(state));
-    }
+  // Registers a call whose frames go to `state` and sends its REQUEST
+  // frame (`prefix` from EncodeRequestPrefix, any call id, then `payload`).
+  // Returns the call id.
+  absl::StatusOr<uint64_t> Register(std::shared_ptr<StreamState> state,
+                                    bool streaming, std::string prefix,
+                                    std::string payload) {
+    std::lock_guard lock(mu_);
+    if (closed_) return close_status_;
+    uint64_t id = next_id_++;
+    calls_.emplace(id, Call{std::move(state), streaming});
+    // Queued under the lock that CancelCall() takes, so a CANCEL for this
+    // id is always queued after its REQUEST.
     SetCallId(prefix, id);
-    socket_->Send(std::move(prefix), std::move(first_message));
+    socket_->Send(std::move(prefix), std::move(payload));
     return id;
   }
 
-  void ForgetStream(uint64_t id) {
-    std::lock_guard lock(mu_);
-    streams_.erase(id);
+  // The call ended on our side: tell the server, if it has not ended there.
+  void CancelCall(uint64_t id) {
+    bool was_live;
+    {
+      std::lock_guard lock(mu_);
+      was_live = calls_.erase(id) > 0;
+    }
+    if (was_live) socket_->Send(EncodeCancel(id));
   }
 
   // Delivers responses until the connection fails, then fails every call
@@ -198,41 +155,23 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
             static_cast<int>(header.type)));
         break;
       }
-      if (header.type == FrameType::kResponse) {
-        std::shared_ptr<ReplyChannel> reply;
-        {
-          std::lock_guard lock(mu_);
-          auto it = pending_.find(header.call_id);
-          if (it != pending_.end()) {
-            reply = std::move(it->second);
-            pending_.erase(it);
-          }
-        }
-        if (reply) {
-          reply->try_send(boost::system::error_code{},
-                          ToReply(*std::move(frame)));
-          continue;
-        }
-      }
-      std::shared_ptr<StreamState> stream;
+      Call call;
       {
         std::lock_guard lock(mu_);
-        auto it = streams_.find(header.call_id);
-        if (it == streams_.end()) continue;  // ended meanwhile
-        stream = it->second;
-        if (header.type == FrameType::kResponse) streams_.erase(it);
+        auto it = calls_.find(header.call_id);
+        if (it == calls_.end()) continue;  // ended meanwhile
+        call = it->second;
+        if (header.type == FrameType::kResponse) calls_.erase(it);
       }
-      if (!DeliverToStream(*stream, *std::move(frame))) {
-        socket_->Send(EncodeCancel(header.call_id));
-        ForgetStream(header.call_id);
-      }
+      if (!Deliver(call, *std::move(frame))) CancelCall(header.call_id);
     }
     FailAll(why);
     socket_->Close();
   }
 
-  // False when the stream had to be ended here (an oversized message).
-  bool DeliverToStream(StreamState& stream, InFrame frame) {
+  // False when the call had to be ended here (an oversized message).
+  bool Deliver(const Call& call, InFrame frame) {
+    StreamState& stream = *call.state;
     switch (frame.header.type) {
       case FrameType::kHeaders: {
         absl::StatusOr<Metadata> metadata = DecodeHeaders(frame.head);
@@ -260,6 +199,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
         return true;
       }
       case FrameType::kResponse: {
+        if (!call.streaming) {
+          stream.End(ToReply(std::move(frame)));
+          return true;
+        }
         bool has_message = (frame.header.flags & kFlagHasMessage) != 0;
         std::string payload = std::move(frame.payload);
         CallResult result = ToReply(std::move(frame));
@@ -313,37 +256,33 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     return result;
   }
 
-  // Calls or streams are in flight.
+  // Calls are in flight.
   bool busy() {
     std::lock_guard lock(mu_);
-    return !pending_.empty() || !streams_.empty();
+    return !calls_.empty();
   }
 
   void FailAll(const absl::Status& why) {
-    absl::flat_hash_map<uint64_t, std::shared_ptr<ReplyChannel>> pending;
-    absl::flat_hash_map<uint64_t, std::shared_ptr<StreamState>> streams;
+    absl::flat_hash_map<uint64_t, Call> calls;
     {
       std::lock_guard lock(mu_);
       if (closed_) return;
       closed_ = true;
       close_status_ = why;
-      pending.swap(pending_);
-      streams.swap(streams_);
+      calls.swap(calls_);
     }
     // The keepalive task ends now rather than at its next tick.
     asio::post(socket_->executor(),
                [self = shared_from_this()] { self->keepalive_.cancel(); });
-    for (auto& [id, reply] : pending) {
-      reply->try_send(boost::system::error_code{}, CallResult(why));
+    for (auto& [id, call] : calls) {
+      call.state->End(CallResult(why), /*discard_unread=*/true);
     }
-    for (auto& [id, stream] : streams) stream->End(CallResult(why));
   }
 
   std::shared_ptr<FramedSocket> socket_;
   asio::steady_timer keepalive_;  // KeepaliveLoop's (strand)
   std::mutex mu_;
-  absl::flat_hash_map<uint64_t, std::shared_ptr<ReplyChannel>> pending_;
-  absl::flat_hash_map<uint64_t, std::shared_ptr<StreamState>> streams_;
+  absl::flat_hash_map<uint64_t, Call> calls_;
   uint64_t next_id_ = 1;
   bool closed_ = false;
   absl::Status close_status_;
@@ -552,239 +491,83 @@ uint64_t TimeLeftUs(const std::optional<Clock::time_point>& deadline) {
 
 }  // namespace
 
-asio::awaitable<CallResult> TcpClient::Unary(
-    std::string_view target, CallRequest request,
-    std::shared_ptr<CancelHook> cancel) {
-  // Refuse what the server would refuse, before anything is written.
-  if (request.payload.size() > config_.max_message_size) {
-    co_return CallResult(OversizedError("request", request.payload.size(),
-                                        config_.max_message_size));
+// The frames of one call on a pooled connection, whose slot it holds until
+// the core releases it.
+class TcpLink final : public ClientLink {
+ public:
+  TcpLink(ConnectionPool::Lease lease, uint64_t id, std::size_t max_message)
+      : connection_(lease.shared_connection()),
+        lease_(std::move(lease)),
+        id_(id),
+        max_message_(max_message) {}
+
+  absl::Status CheckMessage(std::size_t bytes) const override {
+    if (bytes <= max_message_) return absl::OkStatus();
+    return OversizedError("request", bytes, max_message_);
   }
-  RequestHead head;
-  head.method = std::move(request.method);
-  head.metadata = std::move(request.metadata);
+  absl::Status SendMessage(std::string message) override {
+    // Its own statement: arguments are evaluated in no set order.
+    std::string prefix = EncodeMessagePrefix(id_, message.size());
+    socket().Send(std::move(prefix), std::move(message));
+    return absl::OkStatus();
+  }
+  void SendHalfClose() override { socket().Send(EncodeHalfClose(id_)); }
+  void SendWindow(uint32_t bytes) override {
+    socket().Send(EncodeWindow(id_, bytes));
+  }
+  void SendCancel() override { connection_->CancelCall(id_); }
+  void Release() override { lease_.reset(); }
+
+ private:
+  FramedSocket& socket() { return *connection_->socket(); }
+
+  const std::shared_ptr<ClientConnection> connection_;
+  std::optional<ConnectionPool::Lease> lease_;
+  const uint64_t id_;
+  const std::size_t max_message_;
+};
+
+asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
+    std::string_view target, CallRequest& head, std::string* first_message,
+    bool streaming, std::shared_ptr<StreamState> state,
+    std::shared_ptr<Signal> cancel) {
+  // Refuse what the server would refuse, before anything is written.
+  std::string payload;
+  if (first_message != nullptr) {
+    if (first_message->size() > config_.max_message_size) {
+      co_return OversizedError("request", first_message->size(),
+                               config_.max_message_size);
+    }
+    payload = std::move(*first_message);
+  }
+  RequestHead wire;
+  wire.method = std::move(head.method);
+  wire.metadata = std::move(head.metadata);
+  uint16_t flags = streaming ? kFlagStreaming : 0;
+  if (first_message != nullptr) flags |= kFlagHasMessage | kFlagEndStream;
   absl::StatusOr<std::string> prefix =
-      EncodeRequestPrefix(0, head, request.payload.size());
-  if (!prefix.ok()) co_return CallResult(prefix.status());
+      EncodeRequestPrefix(0, wire, payload.size(), flags);
+  if (!prefix.ok()) co_return prefix.status();
 
   std::shared_ptr<ConnectionPool> pool = PoolFor(target);
   std::optional<ConnectionPool::Lease> lease = pool->TryAcquire();
   if (!lease) {
-    // Slow path: dial, or wait for a slot, until done or cancelled.
-    auto wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
-    cancel->Set([wake](absl::Status) {
-      wake->try_send(boost::system::error_code{});
-    });
+    // Slow path: dial, or wait for a slot. (Not a ?: around co_await: GCC
+    // 12 miscompiles that.)
     absl::StatusOr<ConnectionPool::Lease> waited = co_await WithDeadline(
-        pool->Acquire(), Clock::time_point::max(), "", nullptr, wake);
-    if (std::optional<absl::Status> why = cancel->cancelled()) {
-      co_return CallResult(*why);
-    }
-    if (!waited.ok()) co_return CallResult(waited.status());
+        pool->Acquire(), head.deadline.value_or(Clock::time_point::max()),
+        "the call's deadline passed while it waited for a connection",
+        /*context=*/nullptr, std::move(cancel));
+    if (!waited.ok()) co_return waited.status();
     lease.emplace(*std::move(waited));
   }
   // The time left when the request is written, not when it was made.
-  SetTimeout(*prefix, TimeLeftUs(request.deadline));
-  co_return co_await lease->connection().Call(
-      std::move(*prefix), std::move(request.payload), *cancel);
-}
-
-// A streaming call: opened by its first operation on a pooled connection,
-// whose slot it holds until it ends.
-class TcpClientStream final : public ClientStream {
- public:
-  TcpClientStream(std::shared_ptr<ConnectionPool> pool, CallRequest head,
-                  std::optional<std::string> first_message,
-                  std::size_t max_message, asio::any_io_executor executor)
-      : pool_(std::move(pool)),
-        head_(std::move(head)),
-        first_message_(std::move(first_message)),
-        max_message_(max_message),
-        state_(std::make_shared<StreamState>(max_message)),
-        cancel_open_(std::make_shared<Signal>(executor, 1)) {}
-
-  ~TcpClientStream() override {
-    Cancel(absl::CancelledError("stream dropped before it ended"));
-  }
-
-  asio::awaitable<absl::Status> Write(std::string message) override {
-    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
-    if (writes_done_) {
-      co_return absl::FailedPreconditionError("Write() after WritesDone()");
-    }
-    if (message.size() > max_message_) {
-      co_return OversizedError("request", message.size(), max_message_);
-    }
-    absl::Status reserved = co_await state_->ReserveSend(message.size());
-    if (!reserved.ok()) {
-      // Our wait was cancelled (the caller's coroutine): end the call.
-      if (absl::IsCancelled(reserved) && !state_->ended()) Cancel(reserved);
-      co_return reserved;
-    }
-    if (writes_done_) {  // a WritesDone() raced past us: never after it
-      co_return absl::FailedPreconditionError("Write() after WritesDone()");
-    }
-    std::string prefix = EncodeMessagePrefix(id_, message.size());
-    connection_->socket()->Send(std::move(prefix), std::move(message));
-    co_return absl::OkStatus();
-  }
-
-  asio::awaitable<absl::Status> WritesDone() override {
-    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
-    if (!writes_done_) {
-      writes_done_ = true;
-      connection_->socket()->Send(EncodeHalfClose(id_));
-    }
-    co_return absl::OkStatus();
-  }
-
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    absl::Status open = co_await EnsureOpen();
-    if (!open.ok()) co_return open;
-    uint32_t grant = 0;
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await state_->Read(&grant);
-    if (grant > 0) connection_->socket()->Send(EncodeWindow(id_, grant));
-    if (absl::IsCancelled(message.status()) && !state_->ended()) {
-      // Our wait was cancelled (the caller's coroutine): end the call.
-      Cancel(message.status());
-    }
-    if (state_->ended()) ReleaseSlot();
-    co_return message;
-  }
-
-  asio::awaitable<CallResult> Finish() override {
-    absl::Status open = co_await EnsureOpen();
-    if (!open.ok()) co_return CallResult(open);
-    if (!writes_done_ && !state_->ended()) co_await WritesDone();
-    for (;;) {
-      uint32_t grant = 0;
-      std::optional<CallResult> end = co_await state_->WaitEnd(&grant);
-      if (end) {
-        ReleaseSlot();
-        co_return *std::move(end);
-      }
-      connection_->socket()->Send(EncodeWindow(id_, grant));
-    }
-  }
-
-  std::optional<CallResult> EndedResult() const override {
-    return state_->result();
-  }
-
-  void Cancel(absl::Status why) override {
-    if (!state_->End(CallResult(why), /*discard_unread=*/true)) return;
-    cancel_open_->try_send(boost::system::error_code{});  // if still opening
-    {
-      std::lock_guard lock(mu_);
-      if (connection_ != nullptr && opened_ok_) {
-        connection_->socket()->Send(EncodeCancel(id_));
-        connection_->ForgetStream(id_);
-      }
-    }
-    ReleaseSlot();
-  }
-
- private:
-  // Gives the connection slot back once the call has ended, so a finished
-  // stream kept around does not hold one of DYN_TCP_CHANNEL_BUFFER's slots.
-  void ReleaseSlot() {
-    std::optional<ConnectionPool::Lease> lease;
-    {
-      std::lock_guard lock(mu_);
-      lease.swap(lease_);
-    }
-  }
-
-  // Opens the call once; concurrent first operations wait for that.
-  asio::awaitable<absl::Status> EnsureOpen() {
-    return open_.Run(this, &TcpClientStream::Open);
-  }
-
-  asio::awaitable<absl::Status> Open() {
-    if (state_->ended()) co_return state_->end_status();
-    if (first_message_ && first_message_->size() > max_message_) {
-      absl::Status error =
-          OversizedError("request", first_message_->size(), max_message_);
-      state_->End(CallResult(error));
-      co_return error;
-    }
-    RequestHead head;
-    head.method = std::move(head_.method);
-    head.metadata = std::move(head_.metadata);
-    uint16_t flags = kFlagStreaming;
-    if (first_message_) flags |= kFlagHasMessage | kFlagEndStream;
-    std::string first = first_message_ ? std::move(*first_message_) : "";
-    absl::StatusOr<std::string> prefix =
-        EncodeRequestPrefix(0, head, first.size(), flags);
-    if (!prefix.ok()) {
-      state_->End(CallResult(prefix.status()));
-      co_return prefix.status();
-    }
-    // The core always sets a deadline. (Not a ?: around co_await: GCC 12
-    // miscompiles that.)
-    absl::StatusOr<ConnectionPool::Lease> lease = co_await WithDeadline(
-        pool_->Acquire(), head_.deadline.value_or(Clock::time_point::max()),
-        "the call's deadline passed while it waited for a connection",
-        /*context=*/nullptr, cancel_open_);
-    if (!lease.ok() && state_->ended()) {
-      co_return state_->end_status();  // cancelled (or timed out) meanwhile
-    }
-    if (!lease.ok()) {
-      state_->End(CallResult(lease.status()));
-      co_return lease.status();
-    }
-    std::shared_ptr<ClientConnection> connection = lease->shared_connection();
-    {
-      std::lock_guard lock(mu_);
-      lease_.emplace(*std::move(lease));
-    }
-    SetTimeout(*prefix, TimeLeftUs(head_.deadline));
-    absl::StatusOr<uint64_t> id =
-        connection->OpenStream(state_, *std::move(prefix), std::move(first));
-    if (!id.ok()) {
-      state_->End(CallResult(id.status()));
-      co_return id.status();
-    }
-    if (first_message_) writes_done_ = true;
-    {
-      std::lock_guard lock(mu_);
-      id_ = *id;
-      connection_ = connection;
-      opened_ok_ = true;
-    }
-    if (state_->ended()) {  // cancelled while opening
-      connection_->socket()->Send(EncodeCancel(id_));
-      connection_->ForgetStream(id_);
-      ReleaseSlot();
-    }
-    co_return absl::OkStatus();
-  }
-
-  std::shared_ptr<ConnectionPool> pool_;
-  CallRequest head_;
-  std::optional<std::string> first_message_;
-  std::size_t max_message_;
-  std::shared_ptr<StreamState> state_;
-  std::shared_ptr<Signal> cancel_open_;  // Cancel() ends Open()'s wait
-  std::optional<ConnectionPool::Lease> lease_;  // guarded by mu_
-  std::atomic<bool> writes_done_{false};
-
-  std::mutex mu_;
-  OpenOnce open_;
-  bool opened_ok_ = false;                  // guarded by mu_
-  // Set once opened (under mu_); outlives the lease, which ReleaseSlot()
-  // gives back when the call ends.
-  std::shared_ptr<ClientConnection> connection_;
-  uint64_t id_ = 0;
-};
-
-std::unique_ptr<ClientStream> TcpClient::StartStream(
-    std::string_view target, CallRequest head,
-    std::optional<std::string> first_message) {
-  return std::make_unique<TcpClientStream>(PoolFor(target), std::move(head),
-                                           std::move(first_message),
-                                           config_.max_message_size, executor_);
+  SetTimeout(*prefix, TimeLeftUs(head.deadline));
+  absl::StatusOr<uint64_t> id = lease->connection().Register(
+      std::move(state), streaming, *std::move(prefix), std::move(payload));
+  if (!id.ok()) co_return id.status();
+  co_return std::make_shared<TcpLink>(*std::move(lease), *id,
+                                      config_.max_message_size);
 }
 
 }  // namespace dynrpc::internal::tcp

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "core/client_call.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
@@ -21,18 +22,25 @@ class ConnectionPool;
 // target that has fewer than `channel_buffer` calls in flight; when all are
 // full a new one is dialled, up to `pool_size`; past that the call waits for
 // a slot (it is never dropped; its deadline still runs).
-class TcpClient final : public RequestPlaneClient {
+// The TCP plane's client: the core runs its calls (FramedPlaneClient); it
+// keeps a pool of multiplexed connections per target and carries the calls'
+// frames over them.
+class TcpClient final : public FramedPlaneClient {
  public:
   TcpClient(TcpConfig config, boost::asio::any_io_executor executor);
   // Closes every connection; calls still in flight fail with UNAVAILABLE.
   ~TcpClient() override;
 
-  boost::asio::awaitable<CallResult> Unary(
-      std::string_view target, CallRequest request,
-      std::shared_ptr<CancelHook> cancel) override;
-  std::unique_ptr<ClientStream> StartStream(
-      std::string_view target, CallRequest head,
-      std::optional<std::string> first_message) override;
+  boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> Open(
+      std::string_view target, CallRequest& head, std::string* first_message,
+      bool streaming, std::shared_ptr<StreamState> state,
+      std::shared_ptr<Signal> cancel) override;
+  std::size_t max_message_size() const override {
+    return config_.max_message_size;
+  }
+  const boost::asio::any_io_executor& executor() const override {
+    return executor_;
+  }
   Clock::duration default_timeout() const override {
     return config_.request_timeout;
   }

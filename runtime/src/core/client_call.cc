@@ -1,0 +1,271 @@
+#include "core/client_call.h"
+
+#include <mutex>
+#include <utility>
+
+#include "boost/asio/this_coro.hpp"
+#include "core/open_once.h"
+#include "dynrpc/status_macros.h"
+
+namespace dynrpc::internal {
+
+namespace asio = boost::asio;
+
+asio::awaitable<absl::Status> ClientLink::Ready() { co_return absl::OkStatus(); }
+
+namespace {
+
+absl::Status TooLate() {
+  return absl::DeadlineExceededError(
+      "the call's deadline passed before it was sent");
+}
+
+// A streaming call, opened by its first operation. Ends exactly once (its
+// StreamState's end): with the server's status, a lost connection, or
+// Cancel().
+class FramedClientStream final : public ClientStream {
+ public:
+  FramedClientStream(std::shared_ptr<FramedPlaneClient> plane,
+                     std::string target, CallRequest head,
+                     std::optional<std::string> first_message)
+      : plane_(std::move(plane)),
+        target_(std::move(target)),
+        head_(std::move(head)),
+        first_message_(std::move(first_message)),
+        state_(std::make_shared<StreamState>(plane_->max_message_size())),
+        cancel_open_(std::make_shared<Signal>(plane_->executor(), 1)) {}
+
+  ~FramedClientStream() override {
+    Cancel(absl::CancelledError("stream dropped before it ended"));
+  }
+
+  asio::awaitable<absl::Status> Write(std::string message) override {
+    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
+    if (writes_done()) {
+      co_return absl::FailedPreconditionError("Write() after WritesDone()");
+    }
+    DYNRPC_CO_RETURN_IF_ERROR(link_->CheckMessage(message.size()));
+    const std::size_t size = message.size();
+    absl::Status ready = co_await link_->Ready();
+    if (ready.ok()) ready = co_await state_->ReserveSend(size);
+    if (!ready.ok()) {
+      // Our wait was cancelled (the caller's coroutine): end the call.
+      if (absl::IsCancelled(ready) && !state_->ended()) Cancel(ready);
+      co_return ready;
+    }
+    absl::Status sent;
+    bool after_done = false;
+    {
+      // One writer at a time, in order, and never after the half-close.
+      std::lock_guard lock(send_mu_);
+      if (writes_done_) {
+        after_done = true;
+      } else {
+        sent = link_->SendMessage(std::move(message));
+      }
+    }
+    if (after_done || absl::IsResourceExhausted(sent)) {
+      // Not sent: its window comes back and the stream goes on without it.
+      state_->AddSendWindow(
+          static_cast<uint32_t>(size + StreamState::kMessageOverhead));
+      if (after_done) {
+        co_return absl::FailedPreconditionError("Write() after WritesDone()");
+      }
+      co_return sent;
+    }
+    if (!sent.ok()) Cancel(sent);
+    co_return sent;
+  }
+
+  asio::awaitable<absl::Status> WritesDone() override {
+    DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
+    if (writes_done()) co_return absl::OkStatus();
+    DYNRPC_CO_RETURN_IF_ERROR(co_await link_->Ready());
+    std::lock_guard lock(send_mu_);  // after every message a Write() sent
+    if (!writes_done_) {
+      writes_done_ = true;
+      link_->SendHalfClose();
+    }
+    co_return absl::OkStatus();
+  }
+
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    absl::Status open = co_await EnsureOpen();
+    if (!open.ok()) co_return open;
+    uint32_t grant = 0;
+    absl::StatusOr<std::optional<std::string>> message =
+        co_await state_->Read(&grant);
+    if (grant > 0) link_->SendWindow(grant);
+    if (absl::IsCancelled(message.status()) && !state_->ended()) {
+      Cancel(message.status());  // our wait was cancelled (Asio)
+    }
+    if (state_->ended()) ReleaseLink();
+    co_return message;
+  }
+
+  asio::awaitable<CallResult> Finish() override {
+    absl::Status open = co_await EnsureOpen();
+    if (!open.ok()) co_return CallResult(open);
+    if (!writes_done() && !state_->ended()) co_await WritesDone();
+    for (;;) {
+      uint32_t grant = 0;
+      std::optional<CallResult> end = co_await state_->WaitEnd(&grant);
+      if (end) {
+        if (absl::IsCancelled(end->status) && !state_->ended()) {
+          Cancel(end->status);  // our wait was cancelled (Asio)
+        }
+        ReleaseLink();
+        co_return *std::move(end);
+      }
+      link_->SendWindow(grant);
+    }
+  }
+
+  void Cancel(absl::Status why) override {
+    if (!state_->End(CallResult(why), /*discard_unread=*/true)) return;
+    cancel_open_->try_send(boost::system::error_code{});  // if still opening
+    std::shared_ptr<ClientLink> link;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      link = link_;
+    }
+    // Not open yet: Open() tells the server once it is.
+    if (link == nullptr) return;
+    link->SendCancel();
+    ReleaseLink();
+  }
+
+  std::optional<CallResult> EndedResult() const override {
+    return state_->result();
+  }
+
+ private:
+  bool writes_done() {
+    std::lock_guard lock(send_mu_);
+    return writes_done_;
+  }
+
+  // Once the call has ended: gives back what holds it, so that a finished
+  // stream kept around holds no connection slot.
+  void ReleaseLink() {
+    std::shared_ptr<ClientLink> link;
+    {
+      std::lock_guard lock(mu_);
+      if (released_ || link_ == nullptr) return;
+      released_ = true;
+      link = link_;
+    }
+    link->Release();
+  }
+
+  asio::awaitable<absl::Status> EnsureOpen() {
+    return open_.Run(this, &FramedClientStream::Open);
+  }
+
+  // The one opening (OpenOnce): a Cancel() or the deadline ends its wait for
+  // a connection; a Cancel() that came while it opened is sent after it.
+  asio::awaitable<absl::Status> Open() {
+    if (state_->ended()) co_return state_->end_status();
+    if (head_.deadline && Clock::now() >= *head_.deadline) {
+      state_->End(CallResult(TooLate()));
+      co_return TooLate();
+    }
+    std::string* first = first_message_ ? &*first_message_ : nullptr;
+    absl::StatusOr<std::shared_ptr<ClientLink>> link = co_await plane_->Open(
+        target_, head_, first, /*streaming=*/true, state_, cancel_open_);
+    if (!link.ok()) {
+      // Cancelled (or timed out) meanwhile: that is how the call ended.
+      if (!state_->End(CallResult(link.status()))) {
+        co_return state_->end_status();
+      }
+      co_return link.status();
+    }
+    if (first != nullptr) {
+      std::lock_guard lock(send_mu_);
+      writes_done_ = true;
+    }
+    bool cancelled;
+    {
+      std::lock_guard lock(mu_);
+      link_ = *std::move(link);
+      cancelled = cancelled_;
+    }
+    if (cancelled) {
+      link_->SendCancel();
+      ReleaseLink();
+    }
+    co_return absl::OkStatus();
+  }
+
+  const std::shared_ptr<FramedPlaneClient> plane_;
+  const std::string target_;
+  CallRequest head_;  // the plane may take its method and metadata
+  std::optional<std::string> first_message_;
+  const std::shared_ptr<StreamState> state_;
+  const std::shared_ptr<Signal> cancel_open_;  // Cancel() ends Open()'s wait
+  OpenOnce open_;
+  std::mutex mu_;
+  // Set once by Open() (under mu_); read without it by the operations after
+  // EnsureOpen() returned.
+  std::shared_ptr<ClientLink> link_;
+  bool cancelled_ = false;  // under mu_
+  bool released_ = false;   // under mu_
+  // Orders what the writers send: the messages, then the half-close.
+  std::mutex send_mu_;
+  bool writes_done_ = false;  // under send_mu_
+};
+
+}  // namespace
+
+asio::awaitable<CallResult> FramedPlaneClient::Unary(
+    std::string_view target, CallRequest request,
+    std::shared_ptr<CancelHook> cancel) {
+  // Cancelled or expired before it was sent: the server never hears of it.
+  if (std::optional<absl::Status> why = cancel->cancelled()) {
+    co_return CallResult(*why);
+  }
+  if (request.deadline && Clock::now() >= *request.deadline) {
+    co_return CallResult(TooLate());
+  }
+  auto state = std::make_shared<StreamState>(max_message_size());
+  // While it opens, the deadline and TryCancel() end its wait for a
+  // connection.
+  auto stop = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+  cancel->Set([stop](absl::Status) {
+    stop->try_send(boost::system::error_code{});
+  });
+  absl::StatusOr<std::shared_ptr<ClientLink>> opened =
+      co_await Open(target, request, &request.payload, /*streaming=*/false,
+                    state, stop);
+  if (!opened.ok()) {
+    if (std::optional<absl::Status> why = cancel->cancelled()) {
+      co_return CallResult(*why);
+    }
+    co_return CallResult(opened.status());
+  }
+  std::shared_ptr<ClientLink> link = *std::move(opened);
+  // Once open, they end the call and tell the server (at once if they came
+  // while it opened: after its head, then).
+  cancel->Set([state, link](absl::Status why) {
+    if (state->End(CallResult(std::move(why)), /*discard_unread=*/true)) {
+      link->SendCancel();
+    }
+  });
+  CallResult end = co_await state->TakeEnd();
+  if (state->End(end, /*discard_unread=*/true)) {
+    link->SendCancel();  // our wait was cancelled (Asio): so is the call
+  }
+  link->Release();
+  co_return end;
+}
+
+std::unique_ptr<ClientStream> FramedPlaneClient::StartStream(
+    std::string_view target, CallRequest head,
+    std::optional<std::string> first_message) {
+  return std::make_unique<FramedClientStream>(
+      shared_from_this(), std::string(target), std::move(head),
+      std::move(first_message));
+}
+
+}  // namespace dynrpc::internal

@@ -1,0 +1,90 @@
+// The client side of a call on a framed plane: one whose wire carries a
+// call's frames but has no flow control of its own (TCP, NATS).
+//
+// The core owns the call: its opening (once, whatever operation comes
+// first), its StreamState (the window, the buffered messages, the end), the
+// ordering of what it sends, its cancellation and the release of what holds
+// it. The plane does two things only: it sends the call's frames (a
+// ClientLink), and its reader delivers the frames that arrive to the call's
+// StreamState (Deliver, SetInitialMetadata, AddSendWindow, End).
+//
+// HTTP/2 keeps nghttp2's own flow control and implements RequestPlaneClient
+// directly.
+#ifndef DYNRPC_RUNTIME_SRC_CORE_CLIENT_CALL_H_
+#define DYNRPC_RUNTIME_SRC_CORE_CLIENT_CALL_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/awaitable.hpp"
+#include "core/deadline.h"
+#include "core/request_plane.h"
+#include "core/stream_state.h"
+
+namespace dynrpc::internal {
+
+// The frames one open call sends. Its methods are called by the core only,
+// in the call's order: messages under one lock and never after
+// SendHalfClose(); SendCancel() at most once; Release() once, last.
+class ClientLink {
+ public:
+  virtual ~ClientLink() = default;
+  // Waits until messages may be sent (NATS: until a server accepted the
+  // call). An error: the call ended first.
+  virtual boost::asio::awaitable<absl::Status> Ready();
+  // Refuses a message the wire cannot carry, naming the limit.
+  virtual absl::Status CheckMessage(std::size_t bytes) const = 0;
+  // One request message, its window already taken. An error means it was
+  // not sent: RESOURCE_EXHAUSTED (too large for the wire; the call goes on
+  // without it), anything else ends the call.
+  virtual absl::Status SendMessage(std::string message) = 0;
+  virtual void SendHalfClose() = 0;
+  // The caller read `bytes`: the server may send that much more.
+  virtual void SendWindow(uint32_t bytes) = 0;
+  // The core ended the call before the server did (TryCancel, the deadline,
+  // a dropped stream): tell the server, and stop delivering to its state.
+  virtual void SendCancel() = 0;
+  // The call has ended: give back what it held (a pooled connection's slot).
+  virtual void Release() {}
+};
+
+// A request plane whose calls the core runs over ClientLinks. Must be owned
+// by a shared_ptr: streams keep it alive until they end.
+class FramedPlaneClient
+    : public RequestPlaneClient,
+      public std::enable_shared_from_this<FramedPlaneClient> {
+ public:
+  // Opens a call to `target` (borrowed until the first suspension): waits
+  // for a connection, until `head.deadline` (DEADLINE_EXCEEDED) or `cancel`
+  // is signalled (then any error: the core knows why), and sends its head,
+  // with `*first_message` and half-closed when given. The plane may move
+  // from `head.method`, `head.metadata` and `*first_message`. From then on
+  // its reader delivers what arrives for the call to `state` and ends it
+  // when the server does; for a unary call (`streaming` false) the end
+  // carries the response message. On error nothing was sent.
+  virtual boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>>
+  Open(std::string_view target, CallRequest& head, std::string* first_message,
+       bool streaming, std::shared_ptr<StreamState> state,
+       std::shared_ptr<Signal> cancel) = 0;
+  // The largest response message the plane accepts (StreamState's slack; a
+  // plane that learns it at connection time sets it on the state in Open).
+  virtual std::size_t max_message_size() const = 0;
+  // Where the core's waits for a call's opening run.
+  virtual const boost::asio::any_io_executor& executor() const = 0;
+
+  boost::asio::awaitable<CallResult> Unary(
+      std::string_view target, CallRequest request,
+      std::shared_ptr<CancelHook> cancel) final;
+  std::unique_ptr<ClientStream> StartStream(
+      std::string_view target, CallRequest head,
+      std::optional<std::string> first_message) final;
+};
+
+}  // namespace dynrpc::internal
+
+#endif  // DYNRPC_RUNTIME_SRC_CORE_CLIENT_CALL_H_
