@@ -3,13 +3,17 @@
 #define DYNRPC_RUNTIME_SRC_CORE_SERVER_CALL_H_
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/post.hpp"
+#include "core/request_plane.h"
+#include "core/stream_state.h"
 #include "core/task_group.h"
 
 namespace dynrpc::internal {
@@ -61,6 +65,51 @@ struct ServerCallBase {
 
   const std::shared_ptr<std::atomic<bool>> spawned =
       std::make_shared<std::atomic<bool>>(false);
+};
+
+// The frames a framed plane (TCP, NATS) sends for one server call. The core
+// calls it from the call's coroutine only, one call at a time.
+class ServerLink {
+ public:
+  virtual ~ServerLink() = default;
+  // Refuses a response message the wire cannot carry, naming the limit.
+  virtual absl::Status CheckMessage(std::size_t bytes) const = 0;
+  // One response message of a streaming call, its window already taken;
+  // with the handler's initial metadata when `initial_metadata` is set (the
+  // first message). An error means it was not sent.
+  virtual absl::Status SendMessage(std::string message,
+                                   const Metadata* initial_metadata) = 0;
+  // The handler read `bytes`: the caller may send that much more.
+  virtual void SendWindow(uint32_t bytes) = 0;
+  // Forgets the call (its frames are no longer delivered) and sends its end.
+  // `initial_sent`: the initial metadata went with a message.
+  virtual void SendEnd(CallResult result, bool initial_sent) = 0;
+};
+
+// A server call on a framed plane: the plane's reader delivers the call's
+// frames to `stream` (streaming calls) and ends it through Cancel(); the
+// core runs the handler over it and sends through `link`.
+struct FramedServerCall : ServerCallBase {
+  using ServerCallBase::ServerCallBase;
+
+  // The call ends (the caller cancelled or was lost, the deadline, the
+  // server's shutdown): end the stream, then cancel the handler. Any thread.
+  void Cancel(const absl::Status& why) {
+    if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
+    CancelHandler();
+  }
+
+  // The call's coroutine, for Spawn(): runs `handler` on the request (over
+  // `stream` for a streaming call), settles the status and sends the end.
+  // `handler` must outlive it.
+  static boost::asio::awaitable<void> Serve(
+      std::shared_ptr<FramedServerCall> call, CallHandler& handler,
+      CallRequest request, std::string peer);
+
+  // Streaming calls only; set before the call is published to the reader.
+  std::shared_ptr<StreamState> stream;
+  // Set before Spawn(); used by the call's coroutine only.
+  std::unique_ptr<ServerLink> link;
 };
 
 }  // namespace dynrpc::internal

@@ -46,21 +46,13 @@ namespace {
 
 
 // One call being served.
-struct ServedCall : ServerCallBase {
-  using ServerCallBase::ServerCallBase;
+struct ServedCall : FramedServerCall {
+  using FramedServerCall::FramedServerCall;
   uint64_t n = 0;
   std::string reply;    // the caller's inbox for this call
   std::string subject;  // <ns>.call.<instance>.<n>: the caller sends here
-  std::shared_ptr<StreamState> stream;  // streaming calls
   std::atomic<Clock::rep> last_heard{NowCount()};
   int64_t next_seq = 0;  // of the caller's messages (the call subject's strand)
-
-  // The call ends (the caller cancelled or went silent, the deadline): end
-  // the stream, then cancel the handler.
-  void Cancel(const absl::Status& why) {
-    if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
-    CancelHandler();
-  }
 };
 
 }  // namespace
@@ -184,6 +176,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     }
     call->subject =
         absl::StrCat(config_.name_space, ".call.", instance_, ".", call->n);
+    call->link = LinkFor(*call);
     CallRequest request;
     request.method = method ? *method : "";
     if (const std::string* t = m.Header(kTimeoutUs)) {
@@ -226,13 +219,13 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
         return;
       }
       request.payload = std::move(m.data);
-      call->Spawn(tasks_, ServeUnary(call, std::move(request)),
-                  "nats server call");
-      return;
+    } else {
+      Send(*call, {{kType, "accept"}, {kCall, call->subject}});
     }
-    Send(*call, {{kType, "accept"}, {kCall, call->subject}});
-    call->Spawn(tasks_, ServeStream(call, std::move(request)),
-                "nats server stream");
+    call->Spawn(tasks_,
+                FramedServerCall::Serve(call, *handler_, std::move(request),
+                                        absl::StrCat("nats:", call->reply)),
+                streaming ? "nats server stream" : "nats server call");
   }
 
   void OnCallMessage(NatsMessage m) {
@@ -304,17 +297,13 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     for (auto& call : calls) call->Cancel(why);
   }
 
-  // Sends the call's end: status, metadata and the response, if any.
+  // The frames `call` sends (defined below NatsServerLink).
+  std::unique_ptr<ServerLink> LinkFor(ServedCall& call);
+
+  // Forgets the call and sends its end: status, metadata and the response,
+  // if any (the core has checked its size).
   void Finish(const ServedCall& call, CallResult result, bool initial_sent) {
     Forget(call);
-    if (result.status.ok() && result.has_message) {
-      absl::Status fits = CheckMessageSize(config_, result.payload.size(),
-                                           "response message");
-      if (!fits.ok()) {
-        result.status = fits;
-        result.has_message = false;
-      }
-    }
     NatsHeaders headers = {{kType, "end"}};
     if (!initial_sent && !result.initial_metadata.empty()) {
       headers.emplace_back(kInitialMetadata,
@@ -337,18 +326,6 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       (void)connection_->Publish(call.reply, "", headers, "", "status");
     }
   }
-
-  asio::awaitable<void> ServeUnary(std::shared_ptr<ServedCall> call,
-                                   CallRequest request) {
-    ServerCallInfo info{absl::StrCat("nats:", call->reply), call->cancelled,
-                        [call](absl::Status why) { call->Cancel(why); }};
-    CallResult result =
-        co_await handler_->HandleUnary(std::move(request), std::move(info));
-    Finish(*call, std::move(result), false);
-  }
-
-  asio::awaitable<void> ServeStream(std::shared_ptr<ServedCall> call,
-                                    CallRequest request);
 
   // Each heartbeat: one to each caller; a caller silent for kPeerLostAfter
   // is gone and its call is cancelled. False once the server is gone.
@@ -373,7 +350,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     return true;
   }
 
-  friend class NatsServerStream;
+  friend class NatsServerLink;
 
   const NatsConfig config_;
   asio::any_io_executor executor_;
@@ -395,64 +372,42 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   absl::flat_hash_map<std::string, Clock::rep> cancelled_early_;
 };
 
-// The plane's side of a streaming call on the server.
-class NatsServerStream final : public ServerStream {
+// The frames of one call: messages numbered in order, to the caller's inbox.
+class NatsServerLink final : public ServerLink {
  public:
-  NatsServerStream(ServerState& server, std::shared_ptr<ServedCall> call)
-      : server_(server), call_(std::move(call)) {}
+  // `call` owns the link; `server` outlives its calls' coroutines.
+  NatsServerLink(ServerState& server, ServedCall& call)
+      : server_(server), call_(call) {}
 
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    uint32_t grant = 0;
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await call_->stream->Read(&grant);
-    if (grant > 0) {
-      server_.Send(*call_, {{kType, "credit"}, {kCredit, std::to_string(grant)}});
-    }
-    co_return message;
+  absl::Status CheckMessage(std::size_t bytes) const override {
+    return CheckMessageSize(server_.config_, bytes, "response message");
   }
-
-  asio::awaitable<absl::Status> Write(
-      std::string message, const Metadata& initial_metadata) override {
-    DYNRPC_CO_RETURN_IF_ERROR(CheckMessageSize(
-        server_.config_, message.size(), "response message"));
-    absl::Status reserved = co_await call_->stream->ReserveSend(message.size());
-    if (!reserved.ok()) co_return reserved;
+  absl::Status SendMessage(std::string message,
+                           const Metadata* initial_metadata) override {
     NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_)}};
-    if (!initial_sent_ && !initial_metadata.empty()) {
-      headers.emplace_back(kInitialMetadata, EncodeMetadata(initial_metadata));
+    if (initial_metadata != nullptr && !initial_metadata->empty()) {
+      headers.emplace_back(kInitialMetadata, EncodeMetadata(*initial_metadata));
     }
     absl::Status sent = server_.connection_->Publish(
-        call_->reply, "", headers, message, "response message");
-    if (!sent.ok()) {
-      // Not sent: its credit comes back and its number is not used.
-      call_->stream->AddSendWindow(static_cast<uint32_t>(
-          message.size() + StreamState::kMessageOverhead));
-      co_return sent;
-    }
-    ++seq_;
-    initial_sent_ = true;
-    co_return absl::OkStatus();
+        call_.reply, "", headers, message, "response message");
+    if (sent.ok()) ++seq_;  // a message not sent does not use its number
+    return sent;
   }
-
-  bool initial_sent() const { return initial_sent_; }
+  void SendWindow(uint32_t bytes) override {
+    server_.Send(call_, {{kType, "credit"}, {kCredit, std::to_string(bytes)}});
+  }
+  void SendEnd(CallResult result, bool initial_sent) override {
+    server_.Finish(call_, std::move(result), initial_sent);
+  }
 
  private:
   ServerState& server_;
-  std::shared_ptr<ServedCall> call_;
+  ServedCall& call_;
   int64_t seq_ = 0;
-  bool initial_sent_ = false;
 };
 
-asio::awaitable<void> ServerState::ServeStream(std::shared_ptr<ServedCall> call,
-                                               CallRequest request) {
-  NatsServerStream stream(*this, call);
-  ServerCallInfo info{absl::StrCat("nats:", call->reply), call->cancelled,
-                      [call](absl::Status why) { call->Cancel(why); }};
-  CallResult result = co_await handler_->HandleStream(
-      std::move(request), std::move(info), stream);
-  result = SettleServerCall(std::move(result), call->stream->end_status());
-  call->stream->End(CallResult(absl::OkStatus()));
-  Finish(*call, std::move(result), stream.initial_sent());
+std::unique_ptr<ServerLink> ServerState::LinkFor(ServedCall& call) {
+  return std::make_unique<NatsServerLink>(*this, call);
 }
 
 NatsServer::NatsServer(NatsConfig config, asio::any_io_executor executor)

@@ -67,26 +67,12 @@ asio::awaitable<void> TcpServer::AcceptLoop() {
       });
 }
 
-// One call in progress on a connection.
-struct ServerCall : ServerCallBase {
-  using ServerCallBase::ServerCallBase;
-  uint64_t id = 0;
-  std::shared_ptr<StreamState> stream;  // streaming calls only
-
-  // The call ends (CANCEL, connection lost, the deadline): end the stream,
-  // then cancel the handler. Any thread.
-  void Cancel(const absl::Status& why) {
-    if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
-    CancelHandler();
-  }
-};
-
 // A connection and the calls in progress on it.
 struct ServerConnection {
   explicit ServerConnection(std::shared_ptr<FramedSocket> s)
       : socket(std::move(s)) {}
 
-  std::shared_ptr<ServerCall> Find(uint64_t id) {
+  std::shared_ptr<FramedServerCall> Find(uint64_t id) {
     std::lock_guard lock(mu);
     auto it = calls.find(id);
     return it == calls.end() ? nullptr : it->second;
@@ -119,55 +105,47 @@ struct ServerConnection {
 
   std::shared_ptr<FramedSocket> socket;
   std::mutex mu;
-  absl::flat_hash_map<uint64_t, std::shared_ptr<ServerCall>> calls;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<FramedServerCall>> calls;
 };
 
 namespace {
 
-// The plane's side of a streaming call, for the core.
-class TcpServerStream final : public ServerStream {
+// The frames of one call on a connection.
+class TcpServerLink final : public ServerLink {
  public:
-  TcpServerStream(std::shared_ptr<ServerConnection> connection,
-                  std::shared_ptr<ServerCall> call, std::size_t max_message)
-      : connection_(std::move(connection)),
-        call_(std::move(call)),
-        max_message_(max_message) {}
+  TcpServerLink(std::shared_ptr<ServerConnection> connection, uint64_t id,
+                std::size_t max_message)
+      : connection_(std::move(connection)), id_(id), max_message_(max_message) {}
 
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    uint32_t grant = 0;
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await call_->stream->Read(&grant);
-    if (grant > 0) {
-      connection_->socket->Send(EncodeWindow(call_->id, grant));
-    }
-    co_return message;
+  absl::Status CheckMessage(std::size_t bytes) const override {
+    if (bytes <= max_message_) return absl::OkStatus();
+    return OversizedError("response", bytes, max_message_);
   }
-
-  asio::awaitable<absl::Status> Write(
-      std::string message, const Metadata& initial_metadata) override {
-    if (message.size() > max_message_) {
-      co_return OversizedError("response", message.size(), max_message_);
-    }
-    DYNRPC_CO_RETURN_IF_ERROR(co_await call_->stream->ReserveSend(message.size()));
-    if (!headers_sent_) {
+  absl::Status SendMessage(std::string message,
+                           const Metadata* initial_metadata) override {
+    FramedSocket& socket = *connection_->socket;
+    if (initial_metadata != nullptr) {
       absl::StatusOr<std::string> headers =
-          EncodeHeaders(call_->id, initial_metadata);
-      if (!headers.ok()) co_return headers.status();
-      connection_->socket->Send(*std::move(headers));
-      headers_sent_ = true;
+          EncodeHeaders(id_, *initial_metadata);
+      if (!headers.ok()) return headers.status();
+      socket.Send(*std::move(headers));
     }
-    std::string prefix = EncodeMessagePrefix(call_->id, message.size());
-    connection_->socket->Send(std::move(prefix), std::move(message));
-    co_return absl::OkStatus();
+    std::string prefix = EncodeMessagePrefix(id_, message.size());
+    socket.Send(std::move(prefix), std::move(message));
+    return absl::OkStatus();
   }
-
-  bool headers_sent() const { return headers_sent_; }
+  void SendWindow(uint32_t bytes) override {
+    connection_->socket->Send(EncodeWindow(id_, bytes));
+  }
+  void SendEnd(CallResult result, bool initial_sent) override {
+    connection_->Forget(id_);
+    connection_->SendResult(id_, std::move(result), initial_sent);
+  }
 
  private:
-  std::shared_ptr<ServerConnection> connection_;
-  std::shared_ptr<ServerCall> call_;
-  std::size_t max_message_;
-  bool headers_sent_ = false;
+  const std::shared_ptr<ServerConnection> connection_;
+  const uint64_t id_;
+  const std::size_t max_message_;
 };
 
 }  // namespace
@@ -194,7 +172,7 @@ asio::awaitable<void> TcpServer::ServeConnection(
       if (!OpenCall(connection, *std::move(frame))) break;
       continue;
     }
-    std::shared_ptr<ServerCall> call = connection->Find(header.call_id);
+    std::shared_ptr<FramedServerCall> call = connection->Find(header.call_id);
     switch (header.type) {
       case FrameType::kPing:
         socket->Send(EncodePong());
@@ -269,8 +247,10 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
         "stream"));
   }
 
-  auto call = std::make_shared<ServerCall>(tasks_.NewStrand());
-  call->id = header.call_id;
+  auto call = std::make_shared<FramedServerCall>(tasks_.NewStrand());
+  const uint64_t id = header.call_id;
+  call->link = std::make_unique<TcpServerLink>(connection, id,
+                                               config_.max_message_size);
   if (!unary) {
     call->stream = std::make_shared<StreamState>(config_.max_message_size);
     if (has_message) call->stream->Deliver(std::move(frame.payload));
@@ -283,10 +263,10 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
     std::lock_guard lock(connection->mu);
     // A call id still in use: the peer does not follow the protocol, and
     // answering would end the live call. Close the connection.
-    if (connection->calls.contains(call->id)) return false;
+    if (connection->calls.contains(id)) return false;
     over_limit =
         connection->calls.size() >= config_.max_calls_per_connection;
-    if (!over_limit) connection->calls.emplace(call->id, call);
+    if (!over_limit) connection->calls.emplace(id, call);
   }
   if (over_limit) {
     return error(absl::ResourceExhaustedError(absl::StrCat(
@@ -294,48 +274,11 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
         config_.max_calls_per_connection, " calls at once per connection; ",
         request.method, " was not run")));
   }
-  if (unary) {
-    call->Spawn(tasks_, ServeUnary(connection, call, std::move(request)),
-                "tcp server call");
-  } else {
-    call->Spawn(tasks_, ServeStream(connection, call, std::move(request)),
-                "tcp server stream");
-  }
+  call->Spawn(tasks_,
+              FramedServerCall::Serve(call, *handler_, std::move(request),
+                                      connection->socket->peer()),
+              unary ? "tcp server call" : "tcp server stream");
   return true;
-}
-
-asio::awaitable<void> TcpServer::ServeUnary(
-    std::shared_ptr<ServerConnection> connection,
-    std::shared_ptr<ServerCall> call, CallRequest request) {
-  // Named, not a braced temporary in the co_await: GCC 12 miscopies those.
-  ServerCallInfo info{connection->socket->peer(), call->cancelled,
-                      [call](absl::Status why) { call->Cancel(why); }};
-  CallResult result =
-      co_await handler_->HandleUnary(std::move(request), std::move(info));
-  connection->Forget(call->id);
-  if (result.has_message && result.payload.size() > config_.max_message_size) {
-    result = CallResult(OversizedError("response", result.payload.size(),
-                                       config_.max_message_size));
-  }
-  connection->SendResult(call->id, std::move(result), false);
-}
-
-asio::awaitable<void> TcpServer::ServeStream(
-    std::shared_ptr<ServerConnection> connection,
-    std::shared_ptr<ServerCall> call, CallRequest request) {
-  TcpServerStream stream(connection, call, config_.max_message_size);
-  ServerCallInfo info{connection->socket->peer(), call->cancelled,
-                      [call](absl::Status why) { call->Cancel(why); }};
-  CallResult result = co_await handler_->HandleStream(
-      std::move(request), std::move(info), stream);
-  connection->Forget(call->id);
-  result = SettleServerCall(std::move(result), call->stream->end_status());
-  if (result.has_message && result.payload.size() > config_.max_message_size) {
-    result = CallResult(OversizedError("response", result.payload.size(),
-                                       config_.max_message_size));
-  }
-  call->stream->End(CallResult(absl::OkStatus()));
-  connection->SendResult(call->id, std::move(result), stream.headers_sent());
 }
 
 }  // namespace dynrpc::internal::tcp

@@ -18,7 +18,6 @@
 namespace dynrpc::internal::tcp {
 
 struct ServerConnection;
-struct ServerCall;
 
 class TcpServer final : public RequestPlaneServer {
  public:
@@ -39,12 +38,6 @@ class TcpServer final : public RequestPlaneServer {
   // connection must close).
   bool OpenCall(const std::shared_ptr<ServerConnection>& connection,
                 InFrame frame);
-  boost::asio::awaitable<void> ServeUnary(
-      std::shared_ptr<ServerConnection> connection,
-      std::shared_ptr<ServerCall> call, CallRequest request);
-  boost::asio::awaitable<void> ServeStream(
-      std::shared_ptr<ServerConnection> connection,
-      std::shared_ptr<ServerCall> call, CallRequest request);
 
   TcpConfig config_;
   boost::asio::any_io_executor executor_;
