@@ -3,6 +3,7 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "boost/asio/this_coro.hpp"
 #include "core/open_once.h"
 #include "dynrpc/status_macros.h"
@@ -25,15 +26,15 @@ absl::Status TooLate() {
 // Cancel().
 class FramedClientStream final : public ClientStream {
  public:
-  FramedClientStream(std::shared_ptr<FramedPlaneClient> plane,
+  FramedClientStream(const std::shared_ptr<FramedPlaneClient>& plane,
                      std::string target, CallRequest head,
                      std::optional<std::string> first_message)
-      : plane_(std::move(plane)),
+      : plane_(plane),
         target_(std::move(target)),
         head_(std::move(head)),
         first_message_(std::move(first_message)),
-        state_(std::make_shared<StreamState>(plane_->max_message_size())),
-        cancel_open_(std::make_shared<Signal>(plane_->executor(), 1)) {}
+        state_(std::make_shared<StreamState>(plane->max_message_size())),
+        cancel_open_(std::make_shared<Signal>(plane->executor(), 1)) {}
 
   ~FramedClientStream() override {
     Cancel(absl::CancelledError("stream dropped before it ended"));
@@ -171,8 +172,17 @@ class FramedClientStream final : public ClientStream {
       state_->End(CallResult(TooLate()));
       co_return TooLate();
     }
+    // The plane, kept alive while it opens the call only: a channel dropped
+    // with streams open closes its connections, which ends their calls.
+    std::shared_ptr<FramedPlaneClient> plane = plane_.lock();
+    if (plane == nullptr) {
+      absl::Status gone =
+          absl::UnavailableError("the channel was destroyed before the call opened");
+      state_->End(CallResult(gone));
+      co_return gone;
+    }
     std::string* first = first_message_ ? &*first_message_ : nullptr;
-    absl::StatusOr<std::shared_ptr<ClientLink>> link = co_await plane_->Open(
+    absl::StatusOr<std::shared_ptr<ClientLink>> link = co_await plane->Open(
         target_, head_, first, /*streaming=*/true, state_, cancel_open_);
     if (!link.ok()) {
       // Cancelled (or timed out) meanwhile: that is how the call ended.
@@ -198,7 +208,7 @@ class FramedClientStream final : public ClientStream {
     co_return absl::OkStatus();
   }
 
-  const std::shared_ptr<FramedPlaneClient> plane_;
+  const std::weak_ptr<FramedPlaneClient> plane_;
   const std::string target_;
   CallRequest head_;  // the plane may take its method and metadata
   std::optional<std::string> first_message_;
@@ -245,19 +255,25 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
     co_return CallResult(opened.status());
   }
   std::shared_ptr<ClientLink> link = *std::move(opened);
-  // Once open, they end the call and tell the server (at once if they came
-  // while it opened: after its head, then).
+  // However the wait below ends, even by Asio's cancellation (a CANCELLED
+  // result, or an exception): a call still running is cancelled, and what
+  // it holds is given back.
+  absl::Cleanup done = [&state, &link] {
+    if (state->End(CallResult(absl::CancelledError("call cancelled")),
+                   /*discard_unread=*/true)) {
+      link->SendCancel();
+    }
+    link->Release();
+  };
+  // Once open, the deadline and TryCancel() end the call and tell the
+  // server (at once if they came while it opened: after its head, then).
   cancel->Set([state, link](absl::Status why) {
     if (state->End(CallResult(std::move(why)), /*discard_unread=*/true)) {
       link->SendCancel();
     }
   });
   CallResult end = co_await state->TakeEnd();
-  if (state->End(end, /*discard_unread=*/true)) {
-    link->SendCancel();  // our wait was cancelled (Asio): so is the call
-  }
-  link->Release();
-  co_return end;
+  co_return std::move(end);
 }
 
 std::unique_ptr<ClientStream> FramedPlaneClient::StartStream(

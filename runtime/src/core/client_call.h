@@ -28,9 +28,12 @@
 
 namespace dynrpc::internal {
 
-// The frames one open call sends. Its methods are called by the core only,
-// in the call's order: messages under one lock and never after
-// SendHalfClose(); SendCancel() at most once; Release() once, last.
+// The frames one open call sends. Its methods are called by the core only:
+// messages under one lock and never after SendHalfClose(); SendCancel() at
+// most once; Release() once. A SendCancel() from another thread (the
+// deadline, TryCancel) may come after or during Release(): Release() gives
+// back what holds the call (a connection slot), never what SendCancel()
+// uses.
 class ClientLink {
  public:
   virtual ~ClientLink() = default;
@@ -54,7 +57,7 @@ class ClientLink {
 };
 
 // A request plane whose calls the core runs over ClientLinks. Must be owned
-// by a shared_ptr: streams keep it alive until they end.
+// by a shared_ptr: a stream keeps it alive while it opens.
 class FramedPlaneClient
     : public RequestPlaneClient,
       public std::enable_shared_from_this<FramedPlaneClient> {

@@ -1,4 +1,5 @@
-// How a server call's handler is cancelled: one mechanism for every plane.
+// The server side of a call: how its handler is cancelled (one mechanism for
+// every plane), and, for the framed planes (TCP, NATS), the whole call.
 #ifndef DYNRPC_RUNTIME_SRC_CORE_SERVER_CALL_H_
 #define DYNRPC_RUNTIME_SRC_CORE_SERVER_CALL_H_
 

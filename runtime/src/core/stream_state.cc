@@ -163,7 +163,7 @@ asio::awaitable<CallResult> StreamState::TakeEnd() {
     std::shared_ptr<Signal> wake;
     {
       std::lock_guard lock(mu_);
-      if (end_) co_return std::move(*end_);  // stays ended
+      if (end_) co_return std::move(*end_);  // consumed; still ended
       wake = WaitLocked(executor);
     }
     auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));

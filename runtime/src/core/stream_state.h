@@ -72,7 +72,9 @@ class StreamState {
   boost::asio::awaitable<std::optional<CallResult>> WaitEnd(uint32_t* grant);
 
   // Waits for the end and moves it out: for a unary call, whose one waiter
-  // this is. A cancelled wait yields CANCELLED (the stream goes on).
+  // this is. The stream stays ended, but its result is consumed (result()
+  // and end_status() no longer say it). A cancelled wait yields CANCELLED
+  // (the stream goes on).
   boost::asio::awaitable<CallResult> TakeEnd();
   // The peer's largest message, once the plane knows it (NATS: the server's
   // max_payload, learnt when connected).

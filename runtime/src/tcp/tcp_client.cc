@@ -171,6 +171,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   // False when the call had to be ended here (an oversized message).
   bool Deliver(const Call& call, InFrame frame) {
+    // A unary call hears its RESPONSE only.
+    if (!call.streaming && frame.header.type != FrameType::kResponse) {
+      return true;
+    }
     StreamState& stream = *call.state;
     switch (frame.header.type) {
       case FrameType::kHeaders: {

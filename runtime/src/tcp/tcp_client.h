@@ -18,13 +18,13 @@ namespace dynrpc::internal::tcp {
 
 class ConnectionPool;
 
-// Connections open lazily. A call takes the least-loaded connection to its
-// target that has fewer than `channel_buffer` calls in flight; when all are
-// full a new one is dialled, up to `pool_size`; past that the call waits for
-// a slot (it is never dropped; its deadline still runs).
 // The TCP plane's client: the core runs its calls (FramedPlaneClient); it
 // keeps a pool of multiplexed connections per target and carries the calls'
-// frames over them.
+// frames over them. Connections open lazily. A call takes the least-loaded
+// connection to its target that has fewer than `channel_buffer` calls in
+// flight; when all are full a new one is dialled, up to `pool_size`; past
+// that the call waits for a slot (it is never dropped; its deadline still
+// runs).
 class TcpClient final : public FramedPlaneClient {
  public:
   TcpClient(TcpConfig config, boost::asio::any_io_executor executor);
