@@ -14,6 +14,17 @@ namespace asio = boost::asio;
 
 asio::awaitable<absl::Status> ClientLink::Ready() { co_return absl::OkStatus(); }
 
+std::shared_ptr<Signal> OpenCancel::Arm(
+    const asio::any_io_executor& executor) {
+  if (signal_ == nullptr) {
+    signal_ = std::make_shared<Signal>(executor, 1);
+    hook_->Set([signal = signal_](absl::Status) {
+      signal->try_send(boost::system::error_code{});
+    });
+  }
+  return signal_;
+}
+
 namespace {
 
 absl::Status TooLate() {
@@ -182,8 +193,9 @@ class FramedClientStream final : public ClientStream {
       co_return gone;
     }
     std::string* first = first_message_ ? &*first_message_ : nullptr;
+    OpenCancel cancel(cancel_open_);
     absl::StatusOr<std::shared_ptr<ClientLink>> link = co_await plane->Open(
-        target_, head_, first, /*streaming=*/true, state_, cancel_open_);
+        target_, head_, first, /*streaming=*/true, state_, cancel);
     if (!link.ok()) {
       // Cancelled (or timed out) meanwhile: that is how the call ended.
       if (!state_->End(CallResult(link.status()))) {
@@ -228,6 +240,27 @@ class FramedClientStream final : public ClientStream {
 
 }  // namespace
 
+namespace {
+
+// A unary call's state and, once open, its link, in one allocation; its
+// CancelHook ends it through this, without a std::function.
+struct UnaryCall final : CancelHook::Target {
+  explicit UnaryCall(std::size_t max_message) : state(max_message) {}
+
+  // Ends the call, if it runs, and tells the server. Any thread, once
+  // `link` is set.
+  void Cancel(absl::Status why) override {
+    if (state.End(CallResult(std::move(why)), /*discard_unread=*/true)) {
+      link->SendCancel();
+    }
+  }
+
+  StreamState state;
+  std::shared_ptr<ClientLink> link;  // set before the hook targets the call
+};
+
+}  // namespace
+
 asio::awaitable<CallResult> FramedPlaneClient::Unary(
     std::string_view target, CallRequest request,
     std::shared_ptr<CancelHook> cancel) {
@@ -238,41 +271,31 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
   if (request.deadline && Clock::now() >= *request.deadline) {
     co_return CallResult(TooLate());
   }
-  auto state = std::make_shared<StreamState>(max_message_size());
-  // While it opens, the deadline and TryCancel() end its wait for a
+  auto call = std::make_shared<UnaryCall>(max_message_size());
+  // While it opens, the deadline and TryCancel() end any wait for a
   // connection.
-  auto stop = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
-  cancel->Set([stop](absl::Status) {
-    stop->try_send(boost::system::error_code{});
-  });
-  absl::StatusOr<std::shared_ptr<ClientLink>> opened =
-      co_await Open(target, request, &request.payload, /*streaming=*/false,
-                    state, stop);
+  OpenCancel stop(*cancel);
+  absl::StatusOr<std::shared_ptr<ClientLink>> opened = co_await Open(
+      target, request, &request.payload, /*streaming=*/false,
+      std::shared_ptr<StreamState>(call, &call->state), stop);
   if (!opened.ok()) {
     if (std::optional<absl::Status> why = cancel->cancelled()) {
       co_return CallResult(*why);
     }
     co_return CallResult(opened.status());
   }
-  std::shared_ptr<ClientLink> link = *std::move(opened);
+  call->link = *std::move(opened);
   // However the wait below ends, even by Asio's cancellation (a CANCELLED
   // result, or an exception): a call still running is cancelled, and what
   // it holds is given back.
-  absl::Cleanup done = [&state, &link] {
-    if (state->End(CallResult(absl::CancelledError("call cancelled")),
-                   /*discard_unread=*/true)) {
-      link->SendCancel();
-    }
-    link->Release();
+  absl::Cleanup done = [&call] {
+    call->Cancel(absl::CancelledError("call cancelled"));
+    call->link->Release();
   };
   // Once open, the deadline and TryCancel() end the call and tell the
   // server (at once if they came while it opened: after its head, then).
-  cancel->Set([state, link](absl::Status why) {
-    if (state->End(CallResult(std::move(why)), /*discard_unread=*/true)) {
-      link->SendCancel();
-    }
-  });
-  CallResult end = co_await state->TakeEnd();
+  cancel->Set(std::shared_ptr<CancelHook::Target>(call));
+  CallResult end = co_await call->state.TakeEnd();
   co_return std::move(end);
 }
 

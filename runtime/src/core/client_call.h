@@ -56,6 +56,25 @@ class ClientLink {
   virtual void Release() {}
 };
 
+// What ends the wait of a call's opening (for a connection, say) besides
+// its deadline: TryCancel() and the core's Cancel(). A plane that must wait
+// takes the signal with Arm() and waits under WithDeadline(); a call that is
+// opened at once costs nothing.
+class OpenCancel {
+ public:
+  // A stream's: its Cancel() signals `signal`.
+  explicit OpenCancel(std::shared_ptr<Signal> signal)
+      : signal_(std::move(signal)) {}
+  // A unary call's: `hook` (which must outlive this) fires it.
+  explicit OpenCancel(CancelHook& hook) : hook_(&hook) {}
+
+  std::shared_ptr<Signal> Arm(const boost::asio::any_io_executor& executor);
+
+ private:
+  std::shared_ptr<Signal> signal_;
+  CancelHook* hook_ = nullptr;
+};
+
 // A request plane whose calls the core runs over ClientLinks. Must be owned
 // by a shared_ptr: a stream keeps it alive while it opens.
 class FramedPlaneClient
@@ -64,7 +83,7 @@ class FramedPlaneClient
  public:
   // Opens a call to `target` (borrowed until the first suspension): waits
   // for a connection, until `head.deadline` (DEADLINE_EXCEEDED) or `cancel`
-  // is signalled (then any error: the core knows why), and sends its head,
+  // fires (then any error: the core knows why), and sends its head,
   // with `*first_message` and half-closed when given. The plane may move
   // from `head.method`, `head.metadata` and `*first_message`. From then on
   // its reader delivers what arrives for the call to `state` and ends it
@@ -73,7 +92,7 @@ class FramedPlaneClient
   virtual boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>>
   Open(std::string_view target, CallRequest& head, std::string* first_message,
        bool streaming, std::shared_ptr<StreamState> state,
-       std::shared_ptr<Signal> cancel) = 0;
+       OpenCancel& cancel) = 0;
   // The largest response message the plane accepts (StreamState's slack; a
   // plane that learns it at connection time sets it on the state in Open).
   virtual std::size_t max_message_size() const = 0;

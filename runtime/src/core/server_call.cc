@@ -63,7 +63,7 @@ asio::awaitable<void> FramedServerCall::Serve(
   if (call->stream == nullptr) {
     result = co_await handler.HandleUnary(std::move(request), std::move(info));
   } else {
-    FramedServerStream stream(*call->stream, *call->link);
+    FramedServerStream stream(*call->stream, *call);
     result = co_await handler.HandleStream(std::move(request), std::move(info),
                                            stream);
     result = SettleServerCall(std::move(result), call->stream->end_status());
@@ -73,14 +73,14 @@ asio::awaitable<void> FramedServerCall::Serve(
   if (result.status.ok() && result.has_message) {
     // A response the wire cannot carry: the caller hears why, with the
     // metadata.
-    if (absl::Status fits = call->link->CheckMessage(result.payload.size());
+    if (absl::Status fits = call->CheckMessage(result.payload.size());
         !fits.ok()) {
       result.status = std::move(fits);
       result.has_message = false;
       result.payload.clear();
     }
   }
-  call->link->SendEnd(std::move(result), initial_sent);
+  call->SendEnd(std::move(result), initial_sent);
 }
 
 }  // namespace dynrpc::internal

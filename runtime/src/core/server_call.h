@@ -69,7 +69,7 @@ struct ServerCallBase {
 };
 
 // The frames a framed plane (TCP, NATS) sends for one server call. The core
-// calls it from the call's coroutine only, one call at a time.
+// calls it from the call's coroutine only, one operation at a time.
 class ServerLink {
  public:
   virtual ~ServerLink() = default;
@@ -89,8 +89,9 @@ class ServerLink {
 
 // A server call on a framed plane: the plane's reader delivers the call's
 // frames to `stream` (streaming calls) and ends it through Cancel(); the
-// core runs the handler over it and sends through `link`.
-struct FramedServerCall : ServerCallBase {
+// core runs the handler over it and sends through the call itself, whose
+// plane's subclass is its ServerLink.
+struct FramedServerCall : ServerCallBase, ServerLink {
   using ServerCallBase::ServerCallBase;
 
   // The call ends (the caller cancelled or was lost, the deadline, the
@@ -109,8 +110,6 @@ struct FramedServerCall : ServerCallBase {
 
   // Streaming calls only; set before the call is published to the reader.
   std::shared_ptr<StreamState> stream;
-  // Set before Spawn(); used by the call's coroutine only.
-  std::unique_ptr<ServerLink> link;
 };
 
 }  // namespace dynrpc::internal

@@ -23,6 +23,10 @@ std::shared_ptr<Signal> StreamState::WaitLocked(
 void StreamState::WakeAllLocked() {
   for (auto& w : waiters_) w->try_send(boost::system::error_code{});
   waiters_.clear();
+  if (sole_waiting_) {
+    sole_waiting_ = false;
+    sole_waiter_->try_send(boost::system::error_code{});
+  }
 }
 
 bool StreamState::Deliver(std::string message) {
@@ -33,7 +37,8 @@ bool StreamState::Deliver(std::string message) {
                          2 * (max_message_ + kMessageOverhead)) {
     return false;
   }
-  inbound_.push_back(std::move(message));
+  if (!inbound_) inbound_.emplace();
+  inbound_->push_back(std::move(message));
   WakeAllLocked();
   return true;
 }
@@ -60,7 +65,7 @@ void StreamState::SetInitialMetadata(Metadata metadata) {
 bool StreamState::End(CallResult result, bool discard_unread) {
   std::lock_guard lock(mu_);
   if (end_) return false;
-  if (discard_unread) inbound_.clear();
+  if (discard_unread) inbound_.reset();
   if (result.initial_metadata.empty()) {
     result.initial_metadata = std::move(initial_metadata_);
   }
@@ -87,9 +92,9 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
     std::shared_ptr<Signal> wake;
     {
       std::lock_guard lock(mu_);
-      if (!inbound_.empty()) {
-        std::string message = std::move(inbound_.front());
-        inbound_.pop_front();
+      if (inbound_ && !inbound_->empty()) {
+        std::string message = std::move(inbound_->front());
+        inbound_->pop_front();
         *grant = TakeGrantLocked(message.size() + kMessageOverhead);
         co_return std::optional<std::string>(std::move(message));
       }
@@ -139,10 +144,12 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
       std::lock_guard lock(mu_);
       if (end_) co_return *end_;
       std::size_t dropped = 0;
-      for (const std::string& m : inbound_) {
-        dropped += m.size() + kMessageOverhead;
+      if (inbound_) {
+        for (const std::string& m : *inbound_) {
+          dropped += m.size() + kMessageOverhead;
+        }
+        inbound_.reset();
       }
-      inbound_.clear();
       if (dropped > 0) {
         unannounced_ += dropped;
         uint64_t g = std::exchange(unannounced_, 0);
@@ -160,13 +167,14 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
 asio::awaitable<CallResult> StreamState::TakeEnd() {
   asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
-    std::shared_ptr<Signal> wake;
     {
       std::lock_guard lock(mu_);
       if (end_) co_return std::move(*end_);  // consumed; still ended
-      wake = WaitLocked(executor);
+      if (!sole_waiter_) sole_waiter_.emplace(executor, 1);
+      sole_waiting_ = true;
     }
-    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await sole_waiter_->async_receive(
+        asio::as_tuple(asio::use_awaitable));
     if (ec) co_return CallResult(absl::CancelledError("wait cancelled"));
   }
 }

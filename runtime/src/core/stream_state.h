@@ -94,7 +94,8 @@ class StreamState {
 
   mutable std::mutex mu_;
   std::size_t max_message_;  // under mu_
-  std::deque<std::string> inbound_;
+  // Made with the first message: a unary call's state never allocates one.
+  std::optional<std::deque<std::string>> inbound_;
   bool peer_done_ = false;
   std::optional<CallResult> end_;
   Metadata initial_metadata_;
@@ -104,6 +105,10 @@ class StreamState {
   // (plus one message in flight, plus a server-streaming call's first one).
   uint64_t outstanding_ = 0;
   std::vector<std::shared_ptr<Signal>> waiters_;
+  // TakeEnd()'s, made in place on its first wait: a unary call's one waiter
+  // costs no allocation.
+  std::optional<Signal> sole_waiter_;
+  bool sole_waiting_ = false;
 };
 
 }  // namespace dynrpc::internal

@@ -513,15 +513,14 @@ const asio::any_io_executor& NatsClient::executor() const {
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> NatsClient::Open(
     std::string_view target, CallRequest& head, std::string* first_message,
-    bool streaming, std::shared_ptr<StreamState> state,
-    std::shared_ptr<Signal> cancel) {
+    bool streaming, std::shared_ptr<StreamState> state, OpenCancel& cancel) {
   std::shared_ptr<ClientState> client = state_;
   // Before any suspension: `target` is borrowed.
   absl::StatusOr<std::string> subject = client->SubjectFor(target, head.method);
   if (!subject.ok()) co_return subject.status();
   if (!client->ready()) {
     absl::Status ready =
-        co_await client->WaitReady(head.deadline, std::move(cancel));
+        co_await client->WaitReady(head.deadline, cancel.Arm(client->executor()));
     if (!ready.ok()) co_return ready;
   }
   std::shared_ptr<ClientCall> call =

@@ -46,7 +46,7 @@ class NatsClient final : public FramedPlaneClient {
   boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> Open(
       std::string_view target, CallRequest& head, std::string* first_message,
       bool streaming, std::shared_ptr<StreamState> state,
-      std::shared_ptr<Signal> cancel) override;
+      OpenCancel& cancel) override;
   std::size_t max_message_size() const override;
   const boost::asio::any_io_executor& executor() const override;
   Clock::duration default_timeout() const override;

@@ -42,17 +42,32 @@ absl::Status CheckConfig(const NatsConfig& config) {
   return absl::OkStatus();
 }
 
+class ServerState;
+
 namespace {
 
+// One call being served, and the frames it sends: messages numbered in
+// order, to the caller's inbox.
+struct ServedCall final : FramedServerCall {
+  // `server` outlives its calls' coroutines (Shutdown() waits for them).
+  ServedCall(asio::any_io_executor strand, ServerState& server)
+      : FramedServerCall(std::move(strand)), server_(server) {}
 
-// One call being served.
-struct ServedCall : FramedServerCall {
-  using FramedServerCall::FramedServerCall;
+  absl::Status CheckMessage(std::size_t bytes) const override;
+  absl::Status SendMessage(std::string message,
+                           const Metadata* initial_metadata) override;
+  void SendWindow(uint32_t bytes) override;
+  void SendEnd(CallResult result, bool initial_sent) override;
+
   uint64_t n = 0;
   std::string reply;    // the caller's inbox for this call
   std::string subject;  // <ns>.call.<instance>.<n>: the caller sends here
   std::atomic<Clock::rep> last_heard{NowCount()};
   int64_t next_seq = 0;  // of the caller's messages (the call subject's strand)
+
+ private:
+  ServerState& server_;
+  int64_t seq_ = 0;  // of our messages (the call's coroutine)
 };
 
 }  // namespace
@@ -168,7 +183,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       if (--opens_in_flight_ == 0) opens_done_.notify_all();
     };
     const std::string* method = m.Header(kMethod);
-    auto call = std::make_shared<ServedCall>(tasks_.NewStrand());
+    auto call = std::make_shared<ServedCall>(tasks_.NewStrand(), *this);
     call->reply = m.reply;
     {
       std::lock_guard lock(mu_);
@@ -176,7 +191,6 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     }
     call->subject =
         absl::StrCat(config_.name_space, ".call.", instance_, ".", call->n);
-    call->link = LinkFor(*call);
     CallRequest request;
     request.method = method ? *method : "";
     if (const std::string* t = m.Header(kTimeoutUs)) {
@@ -297,9 +311,6 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     for (auto& call : calls) call->Cancel(why);
   }
 
-  // The frames `call` sends (defined below NatsServerLink).
-  std::unique_ptr<ServerLink> LinkFor(ServedCall& call);
-
   // Forgets the call and sends its end: status, metadata and the response,
   // if any (the core has checked its size).
   void Finish(const ServedCall& call, CallResult result, bool initial_sent) {
@@ -350,7 +361,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     return true;
   }
 
-  friend class NatsServerLink;
+  friend ServedCall;
 
   const NatsConfig config_;
   asio::any_io_executor executor_;
@@ -372,42 +383,28 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   absl::flat_hash_map<std::string, Clock::rep> cancelled_early_;
 };
 
-// The frames of one call: messages numbered in order, to the caller's inbox.
-class NatsServerLink final : public ServerLink {
- public:
-  // `call` owns the link; `server` outlives its calls' coroutines.
-  NatsServerLink(ServerState& server, ServedCall& call)
-      : server_(server), call_(call) {}
+absl::Status ServedCall::CheckMessage(std::size_t bytes) const {
+  return CheckMessageSize(server_.config_, bytes, "response message");
+}
 
-  absl::Status CheckMessage(std::size_t bytes) const override {
-    return CheckMessageSize(server_.config_, bytes, "response message");
+absl::Status ServedCall::SendMessage(std::string message,
+                                     const Metadata* initial_metadata) {
+  NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_)}};
+  if (initial_metadata != nullptr && !initial_metadata->empty()) {
+    headers.emplace_back(kInitialMetadata, EncodeMetadata(*initial_metadata));
   }
-  absl::Status SendMessage(std::string message,
-                           const Metadata* initial_metadata) override {
-    NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_)}};
-    if (initial_metadata != nullptr && !initial_metadata->empty()) {
-      headers.emplace_back(kInitialMetadata, EncodeMetadata(*initial_metadata));
-    }
-    absl::Status sent = server_.connection_->Publish(
-        call_.reply, "", headers, message, "response message");
-    if (sent.ok()) ++seq_;  // a message not sent does not use its number
-    return sent;
-  }
-  void SendWindow(uint32_t bytes) override {
-    server_.Send(call_, {{kType, "credit"}, {kCredit, std::to_string(bytes)}});
-  }
-  void SendEnd(CallResult result, bool initial_sent) override {
-    server_.Finish(call_, std::move(result), initial_sent);
-  }
+  absl::Status sent = server_.connection_->Publish(reply, "", headers, message,
+                                                   "response message");
+  if (sent.ok()) ++seq_;  // a message not sent does not use its number
+  return sent;
+}
 
- private:
-  ServerState& server_;
-  ServedCall& call_;
-  int64_t seq_ = 0;
-};
+void ServedCall::SendWindow(uint32_t bytes) {
+  server_.Send(*this, {{kType, "credit"}, {kCredit, std::to_string(bytes)}});
+}
 
-std::unique_ptr<ServerLink> ServerState::LinkFor(ServedCall& call) {
-  return std::make_unique<NatsServerLink>(*this, call);
+void ServedCall::SendEnd(CallResult result, bool initial_sent) {
+  server_.Finish(*this, std::move(result), initial_sent);
 }
 
 NatsServer::NatsServer(NatsConfig config, asio::any_io_executor executor)

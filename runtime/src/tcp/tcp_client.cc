@@ -533,8 +533,7 @@ class TcpLink final : public ClientLink {
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
     std::string_view target, CallRequest& head, std::string* first_message,
-    bool streaming, std::shared_ptr<StreamState> state,
-    std::shared_ptr<Signal> cancel) {
+    bool streaming, std::shared_ptr<StreamState> state, OpenCancel& cancel) {
   // Refuse what the server would refuse, before anything is written.
   std::string payload;
   if (first_message != nullptr) {
@@ -561,7 +560,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
     absl::StatusOr<ConnectionPool::Lease> waited = co_await WithDeadline(
         pool->Acquire(), head.deadline.value_or(Clock::time_point::max()),
         "the call's deadline passed while it waited for a connection",
-        /*context=*/nullptr, std::move(cancel));
+        /*context=*/nullptr, cancel.Arm(executor_));
     if (!waited.ok()) co_return waited.status();
     lease.emplace(*std::move(waited));
   }

@@ -34,7 +34,7 @@ class TcpClient final : public FramedPlaneClient {
   boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> Open(
       std::string_view target, CallRequest& head, std::string* first_message,
       bool streaming, std::shared_ptr<StreamState> state,
-      std::shared_ptr<Signal> cancel) override;
+      OpenCancel& cancel) override;
   std::size_t max_message_size() const override {
     return config_.max_message_size;
   }

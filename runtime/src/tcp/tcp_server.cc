@@ -110,12 +110,16 @@ struct ServerConnection {
 
 namespace {
 
-// The frames of one call on a connection.
-class TcpServerLink final : public ServerLink {
+// One call on a connection, and the frames it sends.
+class TcpServerCall final : public FramedServerCall {
  public:
-  TcpServerLink(std::shared_ptr<ServerConnection> connection, uint64_t id,
+  TcpServerCall(asio::any_io_executor strand,
+                std::shared_ptr<ServerConnection> connection, uint64_t id,
                 std::size_t max_message)
-      : connection_(std::move(connection)), id_(id), max_message_(max_message) {}
+      : FramedServerCall(std::move(strand)),
+        connection_(std::move(connection)),
+        id_(id),
+        max_message_(max_message) {}
 
   absl::Status CheckMessage(std::size_t bytes) const override {
     if (bytes <= max_message_) return absl::OkStatus();
@@ -143,6 +147,8 @@ class TcpServerLink final : public ServerLink {
   }
 
  private:
+  // The connection's table holds the call until Forget() (or the
+  // connection's end): a cycle, broken then.
   const std::shared_ptr<ServerConnection> connection_;
   const uint64_t id_;
   const std::size_t max_message_;
@@ -247,10 +253,9 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
         "stream"));
   }
 
-  auto call = std::make_shared<FramedServerCall>(tasks_.NewStrand());
   const uint64_t id = header.call_id;
-  call->link = std::make_unique<TcpServerLink>(connection, id,
-                                               config_.max_message_size);
+  auto call = std::make_shared<TcpServerCall>(tasks_.NewStrand(), connection,
+                                              id, config_.max_message_size);
   if (!unary) {
     call->stream = std::make_shared<StreamState>(config_.max_message_size);
     if (has_message) call->stream->Deliver(std::move(frame.payload));
