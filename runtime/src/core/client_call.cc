@@ -238,25 +238,41 @@ class FramedClientStream final : public ClientStream {
   bool writes_done_ = false;  // under send_mu_
 };
 
-}  // namespace
-
-namespace {
-
 // A unary call's state and, once open, its link, in one allocation; its
 // CancelHook ends it through this, without a std::function.
 struct UnaryCall final : CancelHook::Target {
   explicit UnaryCall(std::size_t max_message) : state(max_message) {}
 
-  // Ends the call, if it runs, and tells the server. Any thread, once
-  // `link` is set.
+  // Ends the call, if it runs, and tells the server. Any thread.
   void Cancel(absl::Status why) override {
-    if (state.End(CallResult(std::move(why)), /*discard_unread=*/true)) {
-      link->SendCancel();
+    std::shared_ptr<ClientLink> to_tell;
+    {
+      std::lock_guard lock(mu);
+      if (!state.End(CallResult(std::move(why)), /*discard_unread=*/true)) {
+        return;
+      }
+      to_tell = link;
     }
+    if (to_tell) to_tell->SendCancel();
+  }
+
+  // Once the call is over (however it ended): cancels it if it still runs,
+  // gives back what it held, and drops the link. A plane's record of the
+  // call may own the state (and so this): no cycle outlives the call.
+  void Finish() {
+    Cancel(absl::CancelledError("call cancelled"));
+    std::shared_ptr<ClientLink> done;
+    {
+      // After any Cancel() that ended the call has taken its copy.
+      std::lock_guard lock(mu);
+      done = std::move(link);
+    }
+    done->Release();
   }
 
   StreamState state;
-  std::shared_ptr<ClientLink> link;  // set before the hook targets the call
+  std::mutex mu;
+  std::shared_ptr<ClientLink> link;  // under mu
 };
 
 }  // namespace
@@ -284,14 +300,13 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
     }
     co_return CallResult(opened.status());
   }
-  call->link = *std::move(opened);
+  {
+    std::lock_guard lock(call->mu);
+    call->link = *std::move(opened);
+  }
   // However the wait below ends, even by Asio's cancellation (a CANCELLED
-  // result, or an exception): a call still running is cancelled, and what
-  // it holds is given back.
-  absl::Cleanup done = [&call] {
-    call->Cancel(absl::CancelledError("call cancelled"));
-    call->link->Release();
-  };
+  // result, or an exception).
+  absl::Cleanup done = [&call] { call->Finish(); };
   // Once open, the deadline and TryCancel() end the call and tell the
   // server (at once if they came while it opened: after its head, then).
   cancel->Set(std::shared_ptr<CancelHook::Target>(call));
