@@ -3,16 +3,21 @@
 // peers send, and a well-behaved client is served meanwhile. Memory is the
 // server process's own, read from /proc (the server runs in a child
 // process: echo_server).
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "boost/asio/co_spawn.hpp"
@@ -307,6 +312,103 @@ TEST_F(TcpHostilePeerTest, UnresponsiveServerIsFoundByKeepalive) {
   dynrpc::testing::ContinueChild(server.pid());
   EXPECT_THAT(reply, StatusIs(absl::StatusCode::kUnavailable,
                               HasSubstr("DYN_TCP_KEEPALIVE_TIMEOUT=300 ms")));
+}
+
+// Accepts one connection on a loopback port of its own and plays a server
+// that answers each REQUEST by `answer(fd, call id)`, which writes frames to
+// the socket and returns false once the peer has gone.
+class RawServer {
+ public:
+  explicit RawServer(std::function<bool(int fd, uint64_t call_id)> answer)
+      : answer_(std::move(answer)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof at;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0 ||
+        ::listen(listener_, 1) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&at), &len) != 0) {
+      return;
+    }
+    address_ = "127.0.0.1:" + std::to_string(ntohs(at.sin_port));
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~RawServer() {
+    ::shutdown(listener_, SHUT_RDWR);
+    if (int fd = connection_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(listener_);
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  void Serve() {
+    int fd = ::accept(listener_, nullptr, nullptr);
+    if (fd < 0) return;
+    connection_ = fd;
+    std::string header(tcp::kFrameHeaderSize, '\0');
+    while (::recv(fd, header.data(), header.size(), MSG_WAITALL) ==
+           static_cast<ssize_t>(header.size())) {
+      absl::StatusOr<tcp::FrameHeader> frame = tcp::DecodeFrameHeader(header);
+      if (!frame.ok()) break;
+      std::string rest(frame->head_len + frame->payload_len, '\0');
+      if (!rest.empty() && ::recv(fd, rest.data(), rest.size(), MSG_WAITALL) !=
+                               static_cast<ssize_t>(rest.size())) {
+        break;
+      }
+      if (frame->type == tcp::FrameType::kRequest &&
+          !answer_(fd, frame->call_id)) {
+        break;
+      }
+    }
+    ::close(fd);
+  }
+
+  std::function<bool(int, uint64_t)> answer_;
+  int listener_ = -1;
+  std::atomic<int> connection_{-1};
+  std::string address_;
+  std::thread thread_;
+};
+
+// A server that sends a unary call MESSAGE and HEADERS frames (only streams
+// take them) cannot make the client hold them: 80 MiB of them, more than a
+// stream's window plus two messages, are dropped as they come, and the call
+// ends with its RESPONSE alone, without the stray metadata.
+TEST_F(TcpHostilePeerTest, FramesAUnaryCallDoesNotTakeAreDropped) {
+  constexpr int kMessages = 80;
+  const std::string mebibyte(1 << 20, 'x');
+  const int64_t before = ProcessMemoryKiB(::getpid(), "VmHWM").value_or(0);
+  RawServer server([&](int fd, uint64_t id) {
+    // Frame by frame: the test holds one mebibyte, not all of them.
+    const std::string prefix = tcp::EncodeMessagePrefix(id, mebibyte.size());
+    for (int i = 0; i < kMessages; ++i) {
+      if (!SendAll(fd, prefix) || !SendAll(fd, mebibyte)) return false;
+    }
+    EchoReply reply;
+    reply.set_text("answered");
+    const std::string payload = reply.SerializeAsString();
+    return SendAll(fd, *tcp::EncodeHeaders(id, {{"x-stray", "1"}})) &&
+           SendAll(fd, *tcp::EncodeResponsePrefix(id, tcp::ResponseHead(),
+                                                  payload.size())) &&
+           SendAll(fd, payload);
+  });
+  ASSERT_FALSE(server.address().empty());
+  auto stub = NewStub(server.address());
+  ClientContext context;
+  context.set_timeout(std::chrono::seconds(30));
+  EchoRequest request;
+  request.set_text("hello");
+  absl::StatusOr<EchoReply> reply =
+      asio::co_spawn(runtime_.executor(), stub->Echo(context, request),
+                     asio::use_future)
+          .get();
+  ASSERT_THAT(reply, IsOk());
+  EXPECT_EQ(reply->text(), "answered");
+  EXPECT_TRUE(context.server_initial_metadata().empty());
+  const int64_t after = ProcessMemoryKiB(::getpid(), "VmHWM").value_or(0);
+  EXPECT_THAT(after - before, Lt(kMemoryBoundKiB));
 }
 
 }  // namespace
