@@ -44,7 +44,8 @@ class FramedClientStream final : public ClientStream {
         target_(std::move(target)),
         head_(std::move(head)),
         first_message_(std::move(first_message)),
-        state_(std::make_shared<StreamState>(plane->max_message_size())),
+        state_(std::make_shared<StreamState>(plane->max_message_size(),
+                                             plane->wire_window())),
         cancel_open_(std::make_shared<Signal>(plane->executor(), 1)) {}
 
   ~FramedClientStream() override {
@@ -119,6 +120,7 @@ class FramedClientStream final : public ClientStream {
     absl::Status open = co_await EnsureOpen();
     if (!open.ok()) co_return CallResult(open);
     if (!writes_done() && !state_->ended()) co_await WritesDone();
+    link_->StopReading();
     for (;;) {
       uint32_t grant = 0;
       std::optional<CallResult> end = co_await state_->WaitEnd(&grant);
@@ -241,7 +243,9 @@ class FramedClientStream final : public ClientStream {
 // A unary call's state and, once open, its link, in one allocation; its
 // CancelHook ends it through this, without a std::function.
 struct UnaryCall final : CancelHook::Target {
-  explicit UnaryCall(std::size_t max_message) : state(max_message) {}
+  UnaryCall(std::size_t max_message,
+            std::optional<StreamState::WireWindow> wire)
+      : state(max_message, wire) {}
 
   // Ends the call, if it runs, and tells the server. Any thread.
   void Cancel(absl::Status why) override {
@@ -287,7 +291,7 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
   if (request.deadline && Clock::now() >= *request.deadline) {
     co_return CallResult(TooLate());
   }
-  auto call = std::make_shared<UnaryCall>(max_message_size());
+  auto call = std::make_shared<UnaryCall>(max_message_size(), wire_window());
   // While it opens, the deadline and TryCancel() end any wait for a
   // connection.
   OpenCancel stop(*cancel);

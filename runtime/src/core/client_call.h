@@ -1,5 +1,5 @@
-// The client side of a call on a framed plane: one whose wire carries a
-// call's frames but has no flow control of its own (TCP, NATS).
+// The client side of a call, for every request plane: the plane's wire
+// carries the call's frames (TCP, NATS, HTTP/2).
 //
 // The core owns the call: its opening (once, whatever operation comes
 // first), its StreamState (the window, the buffered messages, the end), the
@@ -8,8 +8,8 @@
 // ClientLink), and its reader delivers the frames that arrive to the call's
 // StreamState (Deliver, SetInitialMetadata, AddSendWindow, End).
 //
-// HTTP/2 keeps nghttp2's own flow control and implements RequestPlaneClient
-// directly.
+// HTTP/2 keeps nghttp2's flow control: its calls' StreamStates keep no
+// window of their own (StreamState::WireWindow).
 #ifndef DYNRPC_RUNTIME_SRC_CORE_CLIENT_CALL_H_
 #define DYNRPC_RUNTIME_SRC_CORE_CLIENT_CALL_H_
 
@@ -49,6 +49,10 @@ class ClientLink {
   virtual void SendHalfClose() = 0;
   // The caller read `bytes`: the server may send that much more.
   virtual void SendWindow(uint32_t bytes) = 0;
+  // The caller will read no more (Finish()): a wire with its own window
+  // gives back what waits unread, and what comes later, so the server can
+  // finish. (Over the core's window, the unread messages' grant does.)
+  virtual void StopReading() {}
   // The core ended the call before the server did (TryCancel, the deadline,
   // a dropped stream): tell the server, and stop delivering to its state.
   virtual void SendCancel() = 0;
@@ -98,6 +102,11 @@ class FramedPlaneClient
   virtual std::size_t max_message_size() const = 0;
   // Where the core's waits for a call's opening run.
   virtual const boost::asio::any_io_executor& executor() const = 0;
+  // Set for a wire with flow control of its own (HTTP/2): the calls'
+  // StreamStates keep no window, and grant each message read.
+  virtual std::optional<StreamState::WireWindow> wire_window() const {
+    return std::nullopt;
+  }
 
   boost::asio::awaitable<CallResult> Unary(
       std::string_view target, CallRequest request,

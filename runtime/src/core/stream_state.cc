@@ -13,6 +13,12 @@ namespace asio = boost::asio;
 
 StreamState::StreamState(std::size_t max_message) : max_message_(max_message) {}
 
+StreamState::StreamState(std::size_t max_message,
+                         std::optional<WireWindow> wire)
+    : max_message_(max_message),
+      wire_overhead_(wire ? std::optional<std::size_t>(wire->overhead)
+                          : std::nullopt) {}
+
 std::shared_ptr<Signal> StreamState::WaitLocked(
     const asio::any_io_executor& executor) {
   auto signal = std::make_shared<Signal>(executor, 1);
@@ -32,10 +38,12 @@ void StreamState::WakeAllLocked() {
 bool StreamState::Deliver(std::string message) {
   std::lock_guard lock(mu_);
   if (end_) return true;  // ended meanwhile: dropped, nobody reads it
-  outstanding_ += message.size() + kMessageOverhead;
-  if (outstanding_ > static_cast<uint64_t>(kInitialWindow) +
-                         2 * (max_message_ + kMessageOverhead)) {
-    return false;
+  if (!wire_overhead_) {
+    outstanding_ += message.size() + kMessageOverhead;
+    if (outstanding_ > static_cast<uint64_t>(kInitialWindow) +
+                           2 * (max_message_ + kMessageOverhead)) {
+      return false;
+    }
   }
   if (!inbound_) inbound_.emplace();
   inbound_->push_back(std::move(message));
@@ -95,7 +103,9 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
       if (inbound_ && !inbound_->empty()) {
         std::string message = std::move(inbound_->front());
         inbound_->pop_front();
-        *grant = TakeGrantLocked(message.size() + kMessageOverhead);
+        *grant = wire_overhead_
+                     ? static_cast<uint32_t>(message.size() + *wire_overhead_)
+                     : TakeGrantLocked(message.size() + kMessageOverhead);
         co_return std::optional<std::string>(std::move(message));
       }
       if (end_) {
@@ -123,6 +133,7 @@ asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
         }
         co_return end_->status;
       }
+      if (wire_overhead_) co_return absl::OkStatus();  // the wire's window
       if (send_window_ > 0) {
         send_window_ -= static_cast<int64_t>(bytes + kMessageOverhead);
         co_return absl::OkStatus();
@@ -146,7 +157,7 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
       std::size_t dropped = 0;
       if (inbound_) {
         for (const std::string& m : *inbound_) {
-          dropped += m.size() + kMessageOverhead;
+          dropped += m.size() + wire_overhead_.value_or(kMessageOverhead);
         }
         inbound_.reset();
       }

@@ -40,6 +40,16 @@ class StreamState {
   // the window a sender may legitimately use).
   explicit StreamState(std::size_t max_message);
 
+  // For a plane whose wire has flow control of its own (HTTP/2): no window
+  // is kept here (ReserveSend() never waits, Deliver() never refuses; the
+  // wire's window bounds what waits unread), and Read() grants each message
+  // as it is read: its size plus `overhead` (its framing on the wire), for
+  // the plane to give back to the peer.
+  struct WireWindow {
+    std::size_t overhead;
+  };
+  StreamState(std::size_t max_message, std::optional<WireWindow> wire);
+
   // --- the connection's reader ---
   // False when the peer overran its window: the caller ends the call.
   bool Deliver(std::string message);
@@ -94,6 +104,8 @@ class StreamState {
 
   mutable std::mutex mu_;
   std::size_t max_message_;  // under mu_
+  // Set for a wire with its own flow control: each message's framing.
+  const std::optional<std::size_t> wire_overhead_;
   // Made with the first message: a unary call's state never allocates one.
   std::optional<std::deque<std::string>> inbound_;
   bool peer_done_ = false;

@@ -334,7 +334,9 @@ void H2Connection::WakeStreamLocked(H2Stream& stream) {
 void H2Connection::FailStreamLocked(H2Stream& stream, absl::Status why) {
   if (stream.error.ok()) stream.error = std::move(why);
   stream.inbound.clear();
+  stream.unread = 0;
   WakeStreamLocked(stream);
+  OnStreamEndLocked(stream);
 }
 
 void H2Connection::PeerEndedLocked(H2Stream& stream) {
@@ -344,6 +346,7 @@ void H2Connection::PeerEndedLocked(H2Stream& stream) {
   if (stream.mode == BodyMode::kRaw && stream.error.ok()) {
     stream.inbound.push_back(std::move(stream.raw_body));
   }
+  OnStreamEndLocked(stream);
 }
 
 void H2Connection::GiveBackLocked(H2Stream& stream, std::size_t bytes) {
@@ -507,8 +510,20 @@ void H2Connection::DropUnread(const std::shared_ptr<H2Stream>& stream) {
   std::lock_guard lock(mu_);
   stream->mode = BodyMode::kDrop;
   stream->inbound.clear();
+  stream->unread = 0;
   GiveBackLocked(*stream, std::exchange(stream->unconsumed, 0) +
                               std::exchange(stream->partial_held, 0));
+}
+
+void H2Connection::Consumed(const std::shared_ptr<H2Stream>& stream,
+                            std::size_t bytes) {
+  std::lock_guard lock(mu_);
+  std::size_t give = std::min(stream->unconsumed, bytes);
+  stream->unconsumed -= give;
+  if (stream->unread > 0) --stream->unread;
+  // The reader will wait for the message still arriving: let it come.
+  if (stream->unread == 0) give += std::exchange(stream->partial_held, 0);
+  GiveBackLocked(*stream, give);
 }
 
 asio::awaitable<absl::Status> H2Connection::WaitForSettings(
@@ -665,6 +680,8 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
             self->PeerEndedLocked(*stream);
           }
           self->new_requests_.push_back(stream);
+        } else {
+          self->OnResponseHeadersLocked(*stream);
         }
       } else {
         stream->trailers_done = true;
@@ -757,14 +774,23 @@ int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
     stream->unconsumed += std::exchange(stream->partial_held, 0);
   }
   stream->unconsumed += len - to_partial;
-  if (stream->inbound.empty() && messages.empty()) {
+  const bool none_unread =
+      stream->deliver ? stream->unread == 0 : stream->inbound.empty();
+  if (none_unread && messages.empty()) {
     if (to_partial > 0) {
       nghttp2_session_consume_stream(session, stream_id, to_partial);
     }
   } else {
     stream->partial_held += to_partial;
   }
-  for (std::string& m : messages) stream->inbound.push_back(std::move(m));
+  for (std::string& m : messages) {
+    if (stream->deliver) {
+      stream->state->Deliver(std::move(m));  // never refused: our window
+      ++stream->unread;
+    } else {
+      stream->inbound.push_back(std::move(m));
+    }
+  }
   if (!fed.ok()) {
     self->FailStreamLocked(*stream, std::move(fed));
   } else if (!messages.empty()) {
@@ -794,6 +820,7 @@ int H2Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
     }
   }
   self->WakeStreamLocked(*stream);
+  self->OnStreamEndLocked(*stream);
   self->streams_.erase(stream_id);
   self->OnStreamClosed(stream);
   return 0;

@@ -28,6 +28,7 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "core/deadline.h"
+#include "core/stream_state.h"
 #include "core/request_plane.h"
 #include "dynrpc/config.h"
 #include "http/grpc_wire.h"
@@ -103,6 +104,14 @@ struct H2Stream {
   bool end_sent = false;  // a frame with END_STREAM went out
 
   std::vector<std::shared_ptr<Signal>> waiters;
+
+  // A client call's state in the core, which the connection ends (when the
+  // peer ended its side, the stream failed or closed). With `deliver` (a
+  // streaming call) each message goes to it as it completes; a unary
+  // call's one message waits in `inbound` for the end.
+  std::shared_ptr<StreamState> state;
+  bool deliver = false;
+  std::size_t unread = 0;  // messages delivered to `state`, not yet read
 };
 
 // Observed by tests: what the connection has seen.
@@ -187,6 +196,10 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // Drops the stream's unread messages and any that arrive later, giving
   // their window back (the peer may finish).
   void DropUnread(const std::shared_ptr<H2Stream>& stream);
+  // A message delivered to the stream's `state` was read: `bytes` of the
+  // stream's window come back (and, once none waits unread, those of the
+  // message still arriving).
+  void Consumed(const std::shared_ptr<H2Stream>& stream, std::size_t bytes);
   // Waits until our side of the stream has ended on the wire (a frame with
   // END_STREAM went out) or the stream closed, even if it has failed.
   boost::asio::awaitable<void> WaitSent(const std::shared_ptr<H2Stream>& stream);
@@ -214,6 +227,12 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   virtual void OnRequest(std::shared_ptr<H2Stream> stream) {}
   // A stream went away (closed); under the mutex.
   virtual void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) {}
+  // A stream ended: the peer ended its side, it failed, or it closed (any
+  // of them, maybe more than once); under the mutex.
+  virtual void OnStreamEndLocked(H2Stream& stream) {}
+  // Client: a stream's response headers (not 1xx) are complete; under the
+  // mutex.
+  virtual void OnResponseHeadersLocked(H2Stream& stream) {}
   // The connection ended; not under the mutex.
   virtual void OnClosed() {}
   // Server: the body mode and limits for a request, from its headers.

@@ -87,10 +87,13 @@ CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
     result.initial_metadata = MetadataFromHeaders(stream.headers);
   }
   result.trailing_metadata = MetadataFromHeaders(*status_block);
-  if (!result.status.ok() || !unary) return result;
+  if (!result.status.ok()) return result;
   if (!stream.decoder.AtBoundary()) {
-    result.status = absl::InternalError(
-        "the response ended inside a message");
+    result.status = absl::InternalError(absl::StrCat(
+        "the response ended inside a message (",
+        stream.decoder.buffered(), " bytes of it received)"));
+  } else if (!unary) {
+    return result;
   } else if (stream.inbound.size() != 1) {
     result.status = absl::InternalError(absl::StrCat(
         "a unary response carried ", stream.inbound.size(),
@@ -143,9 +146,10 @@ constexpr std::size_t kClosingCalls = std::size_t{1} << 40;
 class ClientConnection final : public H2Connection {
  public:
   ClientConnection(asio::ip::tcp::socket socket, const HttpConfig& config,
-                   asio::any_io_executor strand,
+                   asio::any_io_executor strand, std::string target,
                    std::function<void(absl::Status)> on_closed)
       : H2Connection(Role::kClient, std::move(socket), config),
+        target_(std::move(target)),
         timer_(std::make_shared<asio::steady_timer>(strand)),
         on_closed_(std::move(on_closed)) {}
 
@@ -170,7 +174,28 @@ class ClientConnection final : public H2Connection {
     if (on_closed_) on_closed_(Locked([&] { return close_reason(); }));
   }
 
+  // The server's initial metadata, for the core: the call keeps it however
+  // it ends (a cancel, its deadline). Not from a trailers-only response,
+  // whose headers are the trailers.
+  void OnResponseHeadersLocked(H2Stream& stream) override {
+    if (stream.state == nullptr ||
+        FindHeader(stream.headers, "grpc-status").has_value()) {
+      return;
+    }
+    stream.state->SetInitialMetadata(MetadataFromHeaders(stream.headers));
+  }
+
+  // The call's end, for the core: once, however it came (the first end
+  // wins in its state).
+  void OnStreamEndLocked(H2Stream& stream) override {
+    if (stream.state == nullptr || stream.state->ended()) return;
+    const bool failed = !stream.error.ok();
+    stream.state->End(ResultFrom(stream, target_, /*unary=*/!stream.deliver),
+                      /*discard_unread=*/failed);
+  }
+
  private:
+  const std::string target_;
   std::shared_ptr<asio::steady_timer> timer_;  // the maintenance task's
   std::function<void(absl::Status)> on_closed_;
 };
@@ -340,7 +365,7 @@ std::optional<HttpClient::Lease> HttpClient::TryAcquire(
   for (auto& c : pool) {
     if (c->calls < c->stream_limit()) {
       if (++c->calls == 1) c->Poke();
-      return Lease(shared_from_this(), c);
+      return Lease(self(), c);
     }
   }
   return std::nullopt;
@@ -366,7 +391,7 @@ asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
       strand, target, config_.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT");
   if (!socket.ok()) co_return socket.status();
   auto connection = std::make_shared<ClientConnection>(
-      std::move(*socket), config_, strand, on_connection_closed_);
+      std::move(*socket), config_, strand, target, on_connection_closed_);
   if (absl::Status s = connection->Start(); !s.ok()) co_return s;
   tasks_->Spawn(strand, H2Connection::ReadLoop(connection), "http client reader");
   tasks_->Spawn(strand, H2Connection::WriteLoop(connection), "http client writer");
@@ -384,7 +409,7 @@ asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
   }
   tasks_->Spawn(strand, Maintain(connection, config_),
                 "http client keepalive");
-  co_return Lease(shared_from_this(), std::move(connection));
+  co_return Lease(self(), std::move(connection));
 }
 
 absl::StatusOr<Headers> HttpClient::RequestHeaders(
@@ -413,255 +438,104 @@ absl::StatusOr<Headers> HttpClient::RequestHeaders(
   return headers;
 }
 
-asio::awaitable<CallResult> HttpClient::Unary(
-    std::string_view target_view, CallRequest request,
-    std::shared_ptr<CancelHook> cancel) {
-  std::string target(target_view);
-  if (request.payload.size() > config_.max_message_size) {
-    co_return CallResult(absl::ResourceExhaustedError(absl::StrCat(
-        "request message of ", request.payload.size(),
-        " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", config_.max_message_size,
-        " bytes")));
-  }
-  absl::StatusOr<Headers> headers = RequestHeaders(target, request, /*streaming=*/false);
-  if (!headers.ok()) co_return CallResult(headers.status());
-  std::optional<Lease> lease = TryAcquire(target);
-  if (!lease) {
-    // Dialling: the deadline or TryCancel() interrupts it.
-    auto wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
-    cancel->Set([wake](absl::Status) {
-      wake->try_send(boost::system::error_code{});
-    });
-    absl::StatusOr<Lease> dialled = co_await AcquireUnless(target, wake);
-    if (std::optional<absl::Status> why = cancel->cancelled()) {
-      co_return CallResult(*why);
-    }
-    if (!dialled.ok()) co_return CallResult(dialled.status());
-    lease.emplace(*std::move(dialled));
-  }
-  auto stream = std::make_shared<H2Stream>(
-      config_.max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE", "response");
-  stream->out_bytes = kGrpcPrefixSize + request.payload.size();
-  stream->out.push_back(
-      EncodeGrpcPrefix(static_cast<uint32_t>(request.payload.size())));
-  if (!request.payload.empty()) stream->out.push_back(std::move(request.payload));
-  stream->out_end = true;
-  std::shared_ptr<ClientConnection> connection = lease->get();
-  absl::StatusOr<int32_t> id = connection->SubmitRequest(stream, *headers);
-  if (!id.ok()) co_return CallResult(id.status());
-  cancel->Set([connection, stream](absl::Status why) {
-    connection->Reset(stream, NGHTTP2_CANCEL, std::move(why));
-  });
-  bool woke = co_await connection->Wait(
-      stream, [](const H2Stream& s) { return s.peer_ended; });
-  if (!woke) {
-    connection->Reset(stream, NGHTTP2_CANCEL,
-                      absl::CancelledError("call cancelled by the caller"));
-    co_return CallResult(absl::CancelledError("call cancelled by the caller"));
-  }
-  co_return connection->Locked(
-      [&] { return ResultFrom(*stream, target, /*unary=*/true); });
-}
-
 namespace {
 
-// The plane's side of a streaming call on the client, opened by its first
-// operation.
-class HttpClientStream final : public ClientStream {
+// The frames of one call on a pooled connection, whose slot it holds until
+// the core releases it. HTTP/2's own flow control paces it: the call's
+// StreamState keeps no window (wire_window()).
+class HttpLink final : public ClientLink {
  public:
-  HttpClientStream(std::shared_ptr<HttpClient> client, std::string target,
-                   CallRequest head, std::optional<std::string> first,
-                   asio::any_io_executor executor)
-      : client_(std::move(client)),
-        target_(std::move(target)),
-        head_(std::move(head)),
-        first_(std::move(first)),
-        cancel_open_(std::make_shared<Signal>(executor, 1)) {}
+  HttpLink(HttpClient::Lease lease, std::shared_ptr<H2Stream> stream,
+           std::size_t max_message)
+      : connection_(lease.get()),
+        lease_(std::move(lease)),
+        stream_(std::move(stream)),
+        max_message_(max_message) {}
 
-  ~HttpClientStream() override {
-    Cancel(absl::CancelledError("stream dropped before it ended"));
+  // At most kWriteHighWater bytes wait in front of a message: the peer
+  // reads what we send.
+  asio::awaitable<absl::Status> Ready() override {
+    return connection_->WaitWritable(stream_, kWriteHighWater);
   }
-
-  asio::awaitable<absl::Status> Write(std::string message) override {
-    if (message.size() > client_->config().max_message_size) {
-      co_return absl::ResourceExhaustedError(absl::StrCat(
-          "request message of ", message.size(),
-          " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=",
-          client_->config().max_message_size, " bytes"));
-    }
-    if (absl::Status s = co_await Open(); !s.ok()) co_return s;
-    if (writes_done_) {
-      co_return absl::FailedPreconditionError("Write() after WritesDone()");
-    }
-    std::string prefix = EncodeGrpcPrefix(static_cast<uint32_t>(message.size()));
+  absl::Status CheckMessage(std::size_t bytes) const override {
+    if (bytes <= max_message_) return absl::OkStatus();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request message of ", bytes,
+        " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max_message_, " bytes"));
+  }
+  absl::Status SendMessage(std::string message) override {
+    std::string prefix =
+        EncodeGrpcPrefix(static_cast<uint32_t>(message.size()));
     connection_->QueueData(stream_, std::move(prefix), std::move(message),
                            /*end=*/false);
-    co_return co_await connection_->WaitWritable(stream_, kWriteHighWater);
+    return absl::OkStatus();
   }
-
-  asio::awaitable<absl::Status> WritesDone() override {
-    if (absl::Status s = co_await Open(); !s.ok()) co_return s;
-    HalfClose();
-    co_return absl::OkStatus();
-  }
-
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    if (absl::Status s = co_await Open(); !s.ok()) co_return s;
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await connection_->ReadMessage(stream_);
-    if (message.ok() && message->has_value()) co_return message;
-    std::optional<CallResult> ended = EndedResult();
-    if (!ended) {
-      // Cancelled (Asio) while waiting: the call ends with it.
-      absl::Status why = message.ok() ? absl::CancelledError("read cancelled")
-                                      : message.status();
-      Cancel(why);
-      co_return why;
-    }
-    if (!ended->status.ok()) co_return ended->status;
-    co_return std::optional<std::string>();
-  }
-
-  asio::awaitable<CallResult> Finish() override {
-    if (absl::Status s = co_await Open(); !s.ok()) co_return CallResult(s);
-    HalfClose();
-    // Unread messages are dropped, and their window given back, so the
-    // server can finish.
-    connection_->DropUnread(stream_);
-    bool woke = co_await connection_->Wait(
-        stream_, [](const H2Stream& s) { return s.peer_ended; });
-    if (!woke) {
-      Cancel(absl::CancelledError("call cancelled by the caller"));
-    }
-    co_return EndedResult().value_or(
-        CallResult(absl::CancelledError("call cancelled by the caller")));
-  }
-
-  void Cancel(absl::Status why) override {
-    std::shared_ptr<ClientConnection> connection;
-    std::shared_ptr<H2Stream> stream;
-    {
-      std::lock_guard lock(mu_);
-      if (result_ || cancelled_) return;
-      cancelled_ = why;
-      connection = connection_;
-      stream = stream_;
-    }
-    cancel_open_->try_send(boost::system::error_code{});  // if still dialling
-    if (connection && stream) {
-      connection->Reset(stream, NGHTTP2_CANCEL, std::move(why));
-    }
-  }
-
-  std::optional<CallResult> EndedResult() const override {
-    std::lock_guard lock(mu_);
-    if (result_) return result_;
-    if (cancelled_ && !connection_) return CallResult(*cancelled_);
-    if (!connection_) return std::nullopt;
-    std::optional<CallResult> ended = connection_->Locked(
-        [&]() -> std::optional<CallResult> {
-          if (!stream_->peer_ended && stream_->error.ok() && !stream_->closed) {
-            return std::nullopt;
-          }
-          return ResultFrom(*stream_, target_, /*unary=*/false);
-        });
-    if (ended) result_ = ended;
-    return ended;
-  }
-
- private:
-  // Opens the call on the first operation; later ones wait for it.
-  asio::awaitable<absl::Status> Open() {
-    return open_.Run(this, &HttpClientStream::OpenAndRecord);
-  }
-
-  asio::awaitable<absl::Status> OpenAndRecord() {
-    absl::Status status = co_await DoOpen();
-    if (!status.ok()) {
-      std::lock_guard lock(mu_);
-      if (!result_) result_ = CallResult(status);
-    }
-    co_return status;
-  }
-
-  asio::awaitable<absl::Status> DoOpen() {
-    {
-      std::lock_guard lock(mu_);
-      if (cancelled_) co_return *cancelled_;
-    }
-    absl::StatusOr<Headers> headers = client_->RequestHeaders(target_, head_, /*streaming=*/true);
-    if (!headers.ok()) co_return headers.status();
-    absl::StatusOr<HttpClient::Lease> lease =
-        co_await client_->AcquireUnless(target_, cancel_open_);
-    {
-      std::lock_guard lock(mu_);
-      if (cancelled_) co_return *cancelled_;
-    }
-    if (!lease.ok()) co_return lease.status();
-    auto stream = std::make_shared<H2Stream>(
-        client_->config().max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE",
-        "response");
-    if (first_) {
-      if (first_->size() > client_->config().max_message_size) {
-        co_return absl::ResourceExhaustedError(absl::StrCat(
-            "request message of ", first_->size(),
-            " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=",
-            client_->config().max_message_size, " bytes"));
-      }
-      stream->out_bytes = kGrpcPrefixSize + first_->size();
-      stream->out.push_back(
-          EncodeGrpcPrefix(static_cast<uint32_t>(first_->size())));
-      if (!first_->empty()) stream->out.push_back(*std::move(first_));
-      stream->out_end = true;
-      writes_done_ = true;
-    }
-    std::shared_ptr<ClientConnection> connection = lease->get();
-    absl::StatusOr<int32_t> id = connection->SubmitRequest(stream, *headers);
-    if (!id.ok()) co_return id.status();
-    std::optional<absl::Status> cancelled;
-    {
-      std::lock_guard lock(mu_);
-      lease_ = *std::move(lease);
-      connection_ = connection;
-      stream_ = stream;
-      cancelled = cancelled_;
-    }
-    // Cancelled while opening: the stream ends now.
-    if (cancelled) connection->Reset(stream, NGHTTP2_CANCEL, *cancelled);
-    co_return absl::OkStatus();
-  }
-
-  void HalfClose() {
-    if (writes_done_) return;
-    writes_done_ = true;
+  void SendHalfClose() override {
     connection_->QueueData(stream_, {}, {}, /*end=*/true);
   }
+  void SendWindow(uint32_t bytes) override {
+    connection_->Consumed(stream_, bytes);
+  }
+  void StopReading() override { connection_->DropUnread(stream_); }
+  void SendCancel() override {
+    connection_->Reset(stream_, NGHTTP2_CANCEL,
+                       absl::CancelledError("call cancelled by the caller"));
+  }
+  void Release() override { lease_.reset(); }
 
-  const std::shared_ptr<HttpClient> client_;
-  const std::string target_;
-  const CallRequest head_;
-  std::optional<std::string> first_;
-  const std::shared_ptr<Signal> cancel_open_;  // interrupts the dial
-
-  mutable std::mutex mu_;
-  OpenOnce open_;
-  std::optional<absl::Status> cancelled_;
-  mutable std::optional<CallResult> result_;
-  // Set once opened (under mu_), then read freely by the stream's users.
-  HttpClient::Lease lease_;
-  std::shared_ptr<ClientConnection> connection_;
-  std::shared_ptr<H2Stream> stream_;
-  bool writes_done_ = false;  // the users' side only
+ private:
+  const std::shared_ptr<ClientConnection> connection_;
+  std::optional<HttpClient::Lease> lease_;
+  const std::shared_ptr<H2Stream> stream_;
+  const std::size_t max_message_;
 };
 
 }  // namespace
 
-std::unique_ptr<ClientStream> HttpClient::StartStream(
-    std::string_view target, CallRequest head,
-    std::optional<std::string> first_message) {
-  return std::make_unique<HttpClientStream>(
-      shared_from_this(), std::string(target), std::move(head),
-      std::move(first_message), executor_);
+std::shared_ptr<HttpClient> HttpClient::self() {
+  return std::static_pointer_cast<HttpClient>(shared_from_this());
+}
+
+asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
+    std::string_view target_view, CallRequest& head,
+    std::string* first_message, bool streaming,
+    std::shared_ptr<StreamState> state, OpenCancel& cancel) {
+  std::string target(target_view);
+  if (first_message != nullptr &&
+      first_message->size() > config_.max_message_size) {
+    co_return absl::ResourceExhaustedError(absl::StrCat(
+        "request message of ", first_message->size(),
+        " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", config_.max_message_size,
+        " bytes"));
+  }
+  absl::StatusOr<Headers> headers = RequestHeaders(target, head, streaming);
+  if (!headers.ok()) co_return headers.status();
+  std::optional<Lease> lease = TryAcquire(target);
+  if (!lease) {
+    // Dialling: the deadline or TryCancel() interrupts it.
+    absl::StatusOr<Lease> dialled =
+        co_await AcquireUnless(target, cancel.Arm(executor_));
+    if (!dialled.ok()) co_return dialled.status();
+    lease.emplace(*std::move(dialled));
+  }
+  auto stream = std::make_shared<H2Stream>(
+      config_.max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE", "response");
+  stream->state = std::move(state);
+  stream->deliver = streaming;
+  if (first_message != nullptr) {
+    stream->out_bytes = kGrpcPrefixSize + first_message->size();
+    stream->out.push_back(
+        EncodeGrpcPrefix(static_cast<uint32_t>(first_message->size())));
+    if (!first_message->empty()) {
+      stream->out.push_back(std::move(*first_message));
+    }
+    stream->out_end = true;
+  }
+  std::shared_ptr<ClientConnection> connection = lease->get();
+  absl::StatusOr<int32_t> id = connection->SubmitRequest(stream, *headers);
+  if (!id.ok()) co_return id.status();
+  co_return std::make_shared<HttpLink>(*std::move(lease), std::move(stream),
+                                       config_.max_message_size);
 }
 
 }  // namespace dynrpc::internal::http

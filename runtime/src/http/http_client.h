@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "core/deadline.h"
+#include "core/client_call.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
@@ -25,18 +26,28 @@ class ClientConnection;
 // same ranges): the values that would hang or corrupt calls.
 absl::Status CheckConfig(const HttpConfig& config);
 
-class HttpClient final : public RequestPlaneClient,
-                         public std::enable_shared_from_this<HttpClient> {
+// The HTTP/2 plane's client: the core runs its calls (FramedPlaneClient,
+// with nghttp2's flow control instead of the core's window); it keeps a
+// pool of HTTP/2 connections per target and maps a call's frames to HEADERS,
+// DATA, trailers and RST_STREAM.
+class HttpClient final : public FramedPlaneClient {
  public:
   HttpClient(HttpConfig config, boost::asio::any_io_executor executor);
   ~HttpClient() override;
 
-  boost::asio::awaitable<CallResult> Unary(
-      std::string_view target, CallRequest request,
-      std::shared_ptr<CancelHook> cancel) override;
-  std::unique_ptr<ClientStream> StartStream(
-      std::string_view target, CallRequest head,
-      std::optional<std::string> first_message) override;
+  boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> Open(
+      std::string_view target, CallRequest& head, std::string* first_message,
+      bool streaming, std::shared_ptr<StreamState> state,
+      OpenCancel& cancel) override;
+  std::size_t max_message_size() const override {
+    return config_.max_message_size;
+  }
+  const boost::asio::any_io_executor& executor() const override {
+    return executor_;
+  }
+  std::optional<StreamState::WireWindow> wire_window() const override {
+    return StreamState::WireWindow{kGrpcPrefixSize};
+  }
   Clock::duration default_timeout() const override {
     return config_.request_timeout;
   }
@@ -88,6 +99,7 @@ class HttpClient final : public RequestPlaneClient,
 
  private:
   void Release(ClientConnection& connection);
+  std::shared_ptr<HttpClient> self();
 
   const HttpConfig config_;
   const boost::asio::any_io_executor executor_;
