@@ -16,6 +16,7 @@
 #include "boost/asio/use_future.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/polled_io.h"
 #include "support/status_matchers.h"
 
 namespace dynrpc::internal {
@@ -23,16 +24,12 @@ namespace {
 
 namespace asio = boost::asio;
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::Ready;
 using ::dynrpc::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 constexpr std::size_t kMax = 1024;
-
-template <typename T>
-bool Ready(const std::future<T>& f) {
-  return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-}
 
 // What the plane was asked to do, in order.
 using Log = std::vector<std::string>;
@@ -113,20 +110,9 @@ class FakePlane final : public FramedPlaneClient {
   Signal let_open_;
 };
 
-// Everything runs on one thread: Poll() runs what is ready and returns, so
-// "still waiting" is an observation, not a guess.
-class ClientCallTest : public ::testing::Test {
+class ClientCallTest : public ::testing::Test,
+                       protected ::dynrpc::testing::PolledIo {
  protected:
-  template <typename T>
-  std::future<T> Start(asio::awaitable<T> op) {
-    auto f = asio::co_spawn(io_, std::move(op), asio::use_future);
-    Poll();
-    return f;
-  }
-  void Poll() {
-    io_.restart();
-    io_.poll();
-  }
   static CallRequest Head(std::string method) {
     CallRequest head;
     head.method = std::move(method);
@@ -140,9 +126,8 @@ class ClientCallTest : public ::testing::Test {
     return result;
   }
 
-  asio::io_context io_;
   std::shared_ptr<FakePlane> plane_ =
-      std::make_shared<FakePlane>(io_.get_executor());
+      std::make_shared<FakePlane>(io().get_executor());
 };
 
 TEST_F(ClientCallTest, UnarySendsItsHeadWithTheMessageAndReleasesOnce) {
@@ -178,9 +163,9 @@ TEST_F(ClientCallTest, UnaryCancelledOnceOpenTellsTheServerOnce) {
   hook->Cancel(absl::CancelledError("again"));
   Poll();
   ASSERT_TRUE(Ready(call));
-  EXPECT_THAT(call.get().status,
-              StatusIs(absl::StatusCode::kDeadlineExceeded));
-  EXPECT_THAT(*plane_->log, ElementsAre("open /s/M with ", "cancel", "release"));
+  EXPECT_THAT(call.get().status, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(*plane_->log,
+              ElementsAre("open /s/M with ", "cancel", "release"));
 }
 
 TEST_F(ClientCallTest, UnaryCancelledWhileOpeningStopsTheOpening) {
@@ -204,14 +189,15 @@ TEST_F(ClientCallTest, UnaryCancelledAsItOpensIsCancelledAfterItsHead) {
   Poll();
   ASSERT_TRUE(Ready(call));
   EXPECT_THAT(call.get().status, StatusIs(absl::StatusCode::kCancelled));
-  EXPECT_THAT(*plane_->log, ElementsAre("open /s/M with ", "cancel", "release"));
+  EXPECT_THAT(*plane_->log,
+              ElementsAre("open /s/M with ", "cancel", "release"));
 }
 
 TEST_F(ClientCallTest, UnaryWhoseCoroutineIsCancelledCancelsTheCall) {
   auto hook = std::make_shared<CancelHook>();
   asio::cancellation_signal signal;
   auto call = asio::co_spawn(
-      io_, plane_->Unary("t", Head("/s/M"), hook),
+      io(), plane_->Unary("t", Head("/s/M"), hook),
       asio::bind_cancellation_slot(signal.slot(), asio::use_future));
   Poll();
   ASSERT_FALSE(Ready(call));
@@ -219,7 +205,8 @@ TEST_F(ClientCallTest, UnaryWhoseCoroutineIsCancelledCancelsTheCall) {
   Poll();
   ASSERT_TRUE(Ready(call));
   EXPECT_THAT(call.get().status, StatusIs(absl::StatusCode::kCancelled));
-  EXPECT_THAT(*plane_->log, ElementsAre("open /s/M with ", "cancel", "release"));
+  EXPECT_THAT(*plane_->log,
+              ElementsAre("open /s/M with ", "cancel", "release"));
 }
 
 TEST_F(ClientCallTest, ReaderAndWriterOpenTheStreamOnce) {
@@ -291,9 +278,8 @@ TEST_F(ClientCallTest, ReadingGivesTheWindowBack) {
   for (std::size_t i = 0; i < n; ++i) {
     EXPECT_THAT(Start(stream->Read()).get(), IsOk());
   }
-  EXPECT_THAT(*plane_->log,
-              ElementsAre("open /s/B", "half-close",
-                          "window " + std::to_string(n * cost)));
+  EXPECT_THAT(*plane_->log, ElementsAre("open /s/B", "half-close",
+                                        "window " + std::to_string(n * cost)));
 }
 
 TEST_F(ClientCallTest, CancelWhileOpeningIsSentOnceTheStreamIsOpen) {
@@ -322,8 +308,8 @@ TEST_F(ClientCallTest, FinishHalfClosesWaitsForTheEndAndReleasesOnce) {
   EXPECT_THAT(finish.get().status, IsOk());
   EXPECT_THAT(Start(stream->Read()).get(), IsOk());  // ended: no more
   stream->Cancel(absl::CancelledError("after the end"));
-  EXPECT_THAT(*plane_->log, ElementsAre("open /s/C", "message one",
-                                        "half-close", "release"));
+  EXPECT_THAT(*plane_->log,
+              ElementsAre("open /s/C", "message one", "half-close", "release"));
 }
 
 }  // namespace

@@ -38,8 +38,7 @@ struct FakeCall final : FramedServerCall {
                            const Metadata* initial_metadata) override {
     std::string entry = "message " + message;
     if (initial_metadata != nullptr) {
-      entry += " with " + std::to_string(initial_metadata->size()) +
-               " initial";
+      entry += " with " + std::to_string(initial_metadata->size()) + " initial";
     }
     log.push_back(entry);
     if (message == "refused") return absl::UnavailableError("refused");
@@ -67,7 +66,8 @@ class FakeHandler final : public CallHandler {
   std::function<asio::awaitable<CallResult>()> unary;
   std::function<asio::awaitable<CallResult>(ServerStream&)> stream;
 
-  asio::awaitable<CallResult> HandleUnary(CallRequest, ServerCallInfo) override {
+  asio::awaitable<CallResult> HandleUnary(CallRequest,
+                                          ServerCallInfo) override {
     co_return co_await unary();
   }
   asio::awaitable<CallResult> HandleStream(CallRequest, ServerCallInfo,
@@ -148,7 +148,8 @@ TEST_F(ServerCallTest, AMessageNotSentIsRetriedWithItsInitialMetadata) {
     Metadata initial = {{"a", "1"}};
     absl::Status refused = co_await s.Write("refused", initial);
     EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
-    absl::Status too_big = co_await s.Write(std::string(kMax + 1, 'x'), initial);
+    absl::Status too_big =
+        co_await s.Write(std::string(kMax + 1, 'x'), initial);
     EXPECT_THAT(too_big, StatusIs(absl::StatusCode::kResourceExhausted));
     co_return CallResult(co_await s.Write("ok", initial));
   };
@@ -163,7 +164,8 @@ TEST_F(ServerCallTest, ReadingGivesTheWindowBack) {
   const std::string message(kMax, 'm');
   const std::size_t cost = message.size() + StreamState::kMessageOverhead;
   const std::size_t n = StreamState::kInitialWindow / 2 / cost + 1;
-  for (std::size_t i = 0; i < n; ++i) ASSERT_TRUE(call->stream->Deliver(message));
+  for (std::size_t i = 0; i < n; ++i)
+    ASSERT_TRUE(call->stream->Deliver(message));
   call->stream->PeerDone();
   handler_.stream = [](ServerStream& s) -> asio::awaitable<CallResult> {
     for (;;) {
@@ -183,8 +185,8 @@ TEST_F(ServerCallTest, AFaultInWhatTheCallerSentWinsOverTheHandlersStatus) {
     // The plane found the caller over its window while the handler read.
     call->Cancel(absl::ResourceExhaustedError("beyond the window"));
     absl::StatusOr<std::optional<std::string>> m = co_await s.Read();
-    co_return CallResult(absl::AbortedError(
-        "the handler's own view: " + std::string(m.status().message())));
+    co_return CallResult(absl::AbortedError("the handler's own view: " +
+                                            std::string(m.status().message())));
   };
   Serve(call);
   EXPECT_THAT(call->log, ElementsAre("end RESOURCE_EXHAUSTED metadata 0"));
@@ -199,8 +201,8 @@ TEST_F(ServerCallTest, ACancelledCallKeepsTheHandlersStatus) {
   };
   Serve(call);
   EXPECT_THAT(call->log, ElementsAre("end CANCELLED metadata 0"));
-  EXPECT_THAT(call->end.status, StatusIs(absl::StatusCode::kCancelled,
-                                         HasSubstr("handler saw")));
+  EXPECT_THAT(call->end.status,
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("handler saw")));
 }
 
 }  // namespace

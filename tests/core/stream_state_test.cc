@@ -8,6 +8,7 @@
 #include "boost/asio/use_future.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/polled_io.h"
 #include "support/status_matchers.h"
 
 namespace dynrpc::internal {
@@ -15,32 +16,16 @@ namespace {
 
 namespace asio = boost::asio;
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::Ready;
 using ::dynrpc::testing::StatusIs;
 
 constexpr std::size_t kMax = 64 * 1024;
 constexpr int64_t kWindow = StreamState::kInitialWindow;
 constexpr std::size_t kOverhead = StreamState::kMessageOverhead;
 
-template <typename T>
-bool Ready(const std::future<T>& f) {
-  return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-}
-
-// Everything runs on one thread: poll() runs what is ready and returns, so
-// "still waiting" is an observation, not a guess.
-class StreamStateTest : public ::testing::Test {
+class StreamStateTest : public ::testing::Test,
+                        protected ::dynrpc::testing::PolledIo {
  protected:
-  template <typename T>
-  std::future<T> Start(asio::awaitable<T> op) {
-    auto f = asio::co_spawn(io_, std::move(op), asio::use_future);
-    Poll();
-    return f;
-  }
-  void Poll() {
-    io_.restart();
-    io_.poll();
-  }
-  asio::io_context io_;
   StreamState state_{kMax};
 };
 
@@ -52,8 +37,8 @@ TEST_F(StreamStateTest, WriterWaitsForWindowAndResumesOnGrant) {
     auto f = Start(state_.ReserveSend(message));
     if (!Ready(f)) {
       // Blocked: exactly as many as the window allows went out.
-      EXPECT_EQ(sent, (kWindow + message + kOverhead - 1) /
-                          (message + kOverhead));
+      EXPECT_EQ(sent,
+                (kWindow + message + kOverhead - 1) / (message + kOverhead));
       // The window went negative by part of a message; a grant of one
       // message's cost makes it positive again.
       state_.AddSendWindow(message + kOverhead);

@@ -12,10 +12,11 @@ namespace dynrpc::internal {
 
 namespace asio = boost::asio;
 
-asio::awaitable<absl::Status> ClientLink::Ready() { co_return absl::OkStatus(); }
+asio::awaitable<absl::Status> ClientLink::Ready() {
+  co_return absl::OkStatus();
+}
 
-std::shared_ptr<Signal> OpenCancel::Arm(
-    const asio::any_io_executor& executor) {
+std::shared_ptr<Signal> OpenCancel::Arm(const asio::any_io_executor& executor) {
   if (signal_ == nullptr) {
     signal_ = std::make_shared<Signal>(executor, 1);
     hook_->Set([signal = signal_](absl::Status) {
@@ -189,8 +190,8 @@ class FramedClientStream final : public ClientStream {
     // with streams open closes its connections, which ends their calls.
     std::shared_ptr<FramedPlaneClient> plane = plane_.lock();
     if (plane == nullptr) {
-      absl::Status gone =
-          absl::UnavailableError("the channel was destroyed before the call opened");
+      absl::Status gone = absl::UnavailableError(
+          "the channel was destroyed before the call opened");
       state_->End(CallResult(gone));
       co_return gone;
     }
@@ -295,9 +296,9 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
   // While it opens, the deadline and TryCancel() end any wait for a
   // connection.
   OpenCancel stop(*cancel);
-  absl::StatusOr<std::shared_ptr<ClientLink>> opened = co_await Open(
-      target, request, &request.payload, /*streaming=*/false,
-      std::shared_ptr<StreamState>(call, &call->state), stop);
+  absl::StatusOr<std::shared_ptr<ClientLink>> opened =
+      co_await Open(target, request, &request.payload, /*streaming=*/false,
+                    std::shared_ptr<StreamState>(call, &call->state), stop);
   if (!opened.ok()) {
     if (std::optional<absl::Status> why = cancel->cancelled()) {
       co_return CallResult(*why);

@@ -12,7 +12,6 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
-#include "core/open_once.h"
 #include "net/sockets.h"
 
 namespace dynrpc::internal::http {
