@@ -1,10 +1,12 @@
 // The seam between the RPC core and the request planes.
 //
 // Above it: Server, Channel, the dispatcher, deadlines and status. Below it:
-// one folder per plane (tcp/, later http/ and nats/), each implementing the
-// two interfaces here, created by the network manager. The core hands a plane
-// whole messages (a method path, metadata, a deadline and serialized bytes)
-// and gets whole messages back; framing and sockets never cross the seam.
+// one folder per plane (tcp/, http/, nats/), created by the network manager.
+// This file has the outer interfaces (RequestPlaneServer/Client, CallHandler)
+// and what every call carries across (CallRequest, CallResult, the status
+// rule). The calls themselves are the core's: client_call.h and
+// server_call.h, where a plane only sends a call's frames (ClientLink,
+// ServerLink) and feeds its StreamState. Framing and sockets never cross.
 #ifndef DYNRPC_RUNTIME_SRC_CORE_REQUEST_PLANE_H_
 #define DYNRPC_RUNTIME_SRC_CORE_REQUEST_PLANE_H_
 

@@ -1,7 +1,10 @@
 #include "core/server_call.h"
 
+#include <exception>
+#include <optional>
 #include <utility>
 
+#include "core/deadline.h"
 #include "dynrpc/status_macros.h"
 
 namespace dynrpc::internal {
@@ -30,6 +33,9 @@ class FramedServerStream final : public ServerStream {
     DYNRPC_CO_RETURN_IF_ERROR(link_.CheckMessage(message.size()));
     const std::size_t size = message.size();
     DYNRPC_CO_RETURN_IF_ERROR(co_await state_.ReserveSend(size));
+    if (link_.paced_by_wire()) {
+      DYNRPC_CO_RETURN_IF_ERROR(co_await link_.Ready());
+    }
     absl::Status sent = link_.SendMessage(
         std::move(message), initial_sent_ ? nullptr : &initial_metadata);
     if (!sent.ok()) {
@@ -52,23 +58,51 @@ class FramedServerStream final : public ServerStream {
 
 }  // namespace
 
+asio::awaitable<CallResult> RunHandler(CallHandler& handler,
+                                       CallRequest request, ServerCallInfo info,
+                                       ServerStream* stream) {
+  // Asio keeps this flag per coroutine thread: it holds for the handler's
+  // co_awaits too, whatever the awaiting coroutine set.
+  co_await asio::this_coro::throw_if_cancelled(true);
+  CallResult result;
+  std::exception_ptr thrown;
+  try {
+    if (stream == nullptr) {
+      result =
+          co_await handler.HandleUnary(std::move(request), std::move(info));
+    } else {
+      result = co_await handler.HandleStream(std::move(request),
+                                             std::move(info), *stream);
+    }
+  } catch (...) {
+    // Cancelled before the handler began (its first co_await threw); the
+    // dispatcher turns the handler's own exceptions into its status.
+    thrown = std::current_exception();
+  }
+  co_await asio::this_coro::throw_if_cancelled(false);
+  if (thrown) {
+    result = CallResult(
+        StatusFromException(thrown, "the call", absl::StatusCode::kUnknown));
+  }
+  co_return result;
+}
+
 asio::awaitable<void> FramedServerCall::Serve(
     std::shared_ptr<FramedServerCall> call, CallHandler& handler,
     CallRequest request, std::string peer) {
   // Named, not a braced temporary in the co_await: GCC 12 miscopies those.
   ServerCallInfo info{std::move(peer), call->cancelled,
                       [call](absl::Status why) { call->Cancel(why); }};
-  CallResult result;
+  std::optional<FramedServerStream> stream;
+  if (call->stream != nullptr) stream.emplace(*call->stream, *call);
+  CallResult result =
+      co_await RunHandler(handler, std::move(request), std::move(info),
+                          stream ? &*stream : nullptr);
   bool initial_sent = false;
-  if (call->stream == nullptr) {
-    result = co_await handler.HandleUnary(std::move(request), std::move(info));
-  } else {
-    FramedServerStream stream(*call->stream, *call);
-    result = co_await handler.HandleStream(std::move(request), std::move(info),
-                                           stream);
+  if (stream) {
     result = SettleServerCall(std::move(result), call->stream->end_status());
     call->stream->End(CallResult(absl::OkStatus()));
-    initial_sent = stream.initial_sent();
+    initial_sent = stream->initial_sent();
   }
   if (result.status.ok() && result.has_message) {
     // A response the wire cannot carry: the caller hears why, with the
@@ -81,6 +115,7 @@ asio::awaitable<void> FramedServerCall::Serve(
     }
   }
   call->SendEnd(std::move(result), initial_sent);
+  if (call->paced_by_wire()) co_await call->Drain();
 }
 
 }  // namespace dynrpc::internal

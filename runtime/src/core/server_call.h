@@ -85,7 +85,31 @@ class ServerLink {
   // Forgets the call (its frames are no longer delivered) and sends its end.
   // `initial_sent`: the initial metadata went with a message.
   virtual void SendEnd(CallResult result, bool initial_sent) = 0;
+
+  // A wire with flow control of its own (HTTP/2) paces the call: the core
+  // waits for Ready() before each message and Drain() after the end. Others
+  // cost no wait.
+  virtual bool paced_by_wire() const { return false; }
+  // Waits until a message may be queued (what waits before it is small);
+  // an error: the call cannot send any more.
+  virtual boost::asio::awaitable<absl::Status> Ready() {
+    co_return absl::OkStatus();
+  }
+  // After SendEnd(): waits for what the end needs on the wire (HTTP/2: a
+  // caller still sending is reset once the answer is out).
+  virtual boost::asio::awaitable<void> Drain() { co_return; }
 };
+
+// Runs `handler` on a call with Asio's cancellation in force (once the call
+// is cancelled, every co_await of the handler throws, as on every plane),
+// and yields its result whatever happens: a handler cancelled before it
+// began yields CANCELLED. `stream` is null for a unary call. The awaiting
+// coroutine goes on afterwards with throw_if_cancelled(false), so that it
+// can still answer.
+boost::asio::awaitable<CallResult> RunHandler(CallHandler& handler,
+                                              CallRequest request,
+                                              ServerCallInfo info,
+                                              ServerStream* stream);
 
 // A server call on a framed plane: the plane's reader delivers the call's
 // frames to `stream` (streaming calls) and ends it through Cancel(); the
@@ -101,9 +125,10 @@ struct FramedServerCall : ServerCallBase, ServerLink {
     CancelHandler();
   }
 
-  // The call's coroutine, for Spawn(): runs `handler` on the request (over
-  // `stream` for a streaming call), settles the status and sends the end.
-  // `handler` must outlive it.
+  // The call's coroutine, for Spawn() (or awaited by one): runs `handler`
+  // on the request (over `stream` for a streaming call), settles the status
+  // and sends the end, even once the call is cancelled. `handler` must
+  // outlive it.
   static boost::asio::awaitable<void> Serve(
       std::shared_ptr<FramedServerCall> call, CallHandler& handler,
       CallRequest request, std::string peer);

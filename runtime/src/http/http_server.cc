@@ -19,6 +19,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "core/deadline.h"
 #include "core/server_call.h"
+#include "dynrpc/status_macros.h"
 #include "dynrpc/message_buffers.h"
 #include "net/sockets.h"
 
@@ -48,27 +49,40 @@ ContentKind Classify(std::optional<std::string_view> content_type) {
   return ContentKind::kOther;
 }
 
-// One call in progress: how to cancel its coroutine.
-struct ServerCall : ServerCallBase {
-  using ServerCallBase::ServerCallBase;
-  // The call's stream, and its connection (weak: the core may hold the
-  // call's `cancel` after the connection has gone).
-  std::shared_ptr<H2Stream> stream;
-  std::weak_ptr<H2Connection> connection;
+}  // namespace
 
-  // The core ends the call with `why` (its deadline passed), as the TCP
-  // plane's ServerCall::Cancel(why) does: the stream fails with `why`, so
-  // the handler's pending and later Read()/Write() return it and none of
-  // its messages goes out any more; its coroutine is cancelled; once it has
-  // returned, ServeStream sends the call's status in the trailers (and
-  // resets the stream if the caller is still sending). Any thread, not
-  // under the connection's mutex.
-  void End(absl::Status why) {
-    if (std::shared_ptr<H2Connection> c = connection.lock()) {
-      c->FailStream(stream, std::move(why));
-    }
-    CancelHandler();
-  }
+class HttpServerConnection;
+
+namespace {
+
+// One call in progress, and the frames it sends (gRPC calls: the core runs
+// them over its StreamState, `h2->state`; JSON calls are the plane's own).
+class ServerCall final : public FramedServerCall {
+ public:
+  // The connection is weak: the core may hold the call after the
+  // connection has gone.
+  ServerCall(asio::any_io_executor strand, std::shared_ptr<H2Stream> stream,
+             std::weak_ptr<HttpServerConnection> connection,
+             std::size_t max_message)
+      : FramedServerCall(std::move(strand)),
+        h2(std::move(stream)),
+        connection(std::move(connection)),
+        max_message_(max_message) {}
+
+  absl::Status CheckMessage(std::size_t bytes) const override;
+  absl::Status SendMessage(std::string message,
+                           const Metadata* initial_metadata) override;
+  void SendWindow(uint32_t bytes) override;
+  void SendEnd(CallResult result, bool initial_sent) override;
+  bool paced_by_wire() const override { return true; }
+  asio::awaitable<absl::Status> Ready() override;
+  asio::awaitable<void> Drain() override;
+
+  const std::shared_ptr<H2Stream> h2;
+  const std::weak_ptr<HttpServerConnection> connection;
+
+ private:
+  const std::size_t max_message_;
 };
 
 }  // namespace
@@ -108,6 +122,12 @@ class HttpServerConnection final : public H2Connection {
     switch (Classify(FindHeader(stream.headers, "content-type"))) {
       case ContentKind::kGrpc:
         stream.mode = BodyMode::kGrpc;
+        // The call's messages go to the core as they complete; HTTP/2's
+        // stream window bounds what waits unread.
+        stream.state = std::make_shared<StreamState>(
+            config_.max_message_size,
+            StreamState::WireWindow{kGrpcPrefixSize});
+        stream.deliver = true;
         break;
       case ContentKind::kJson:
         stream.mode = BodyMode::kRaw;
@@ -138,6 +158,28 @@ class HttpServerConnection final : public H2Connection {
     if (serve) StartCall(std::move(call));
   }
 
+  // What the caller's side of a gRPC call came to, for the core: its
+  // half-close, or why it failed (a reset, an oversized or malformed
+  // message, the connection lost).
+  void OnStreamEndLocked(H2Stream& stream) override {
+    if (stream.state == nullptr) return;
+    if (!stream.error.ok()) {
+      stream.state->End(CallResult(stream.error), /*discard_unread=*/true);
+    } else if (stream.peer_ended && !stream.decoder.AtBoundary()) {
+      stream.state->End(
+          CallResult(absl::InternalError(absl::StrCat(
+              "the ", stream.what, " stream ended inside a message (",
+              stream.decoder.buffered(), " bytes of it received)"))),
+          /*discard_unread=*/true);
+    } else if (stream.peer_ended) {
+      stream.state->PeerDone();
+    } else if (stream.closed) {
+      stream.state->End(CallResult(absl::InternalError(
+                            "the HTTP/2 stream closed before it ended")),
+                        /*discard_unread=*/true);
+    }
+  }
+
   void OnStreamClosed(const std::shared_ptr<H2Stream>& stream) override {
     parked_.erase(stream->id);  // reset while it waited: it never starts
     auto it = calls_.find(stream->id);
@@ -148,15 +190,15 @@ class HttpServerConnection final : public H2Connection {
 
  private:
   std::shared_ptr<ServerCall> NewCall(std::shared_ptr<H2Stream> stream) {
-    auto call = std::make_shared<ServerCall>(server_.tasks_.NewStrand());
-    call->stream = std::move(stream);
-    call->connection = weak_from_this();
-    return call;
+    return std::make_shared<ServerCall>(
+        server_.tasks_.NewStrand(), std::move(stream),
+        std::static_pointer_cast<HttpServerConnection>(shared_from_this()),
+        config_.max_message_size);
   }
 
   // Runs the call's coroutine (admitted into calls_ already).
   void StartCall(std::shared_ptr<ServerCall> call) {
-    std::shared_ptr<H2Stream> stream = call->stream;
+    std::shared_ptr<H2Stream> stream = call->h2;
     call->Spawn(
         server_.tasks_,
         server_.ServeStream(
@@ -211,72 +253,25 @@ absl::StatusOr<Metadata> CallerMetadata(const Headers& headers) {
   return metadata;
 }
 
-// The plane's side of a streaming call, for the core.
-class HttpServerStream final : public ServerStream {
- public:
-  HttpServerStream(std::shared_ptr<HttpServerConnection> connection,
-                   std::shared_ptr<H2Stream> stream, std::size_t max_message)
-      : connection_(std::move(connection)),
-        stream_(std::move(stream)),
-        max_message_(max_message) {}
-
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    return connection_->ReadMessage(stream_);
-  }
-
-  asio::awaitable<absl::Status> Write(
-      std::string message, const Metadata& initial_metadata) override {
-    if (message.size() > max_message_) {
-      co_return absl::ResourceExhaustedError(absl::StrCat(
-          "response message of ", message.size(),
-          " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max_message_, " bytes"));
-    }
-    // The call has ended (its deadline passed, the caller reset it, the
-    // connection was lost): nothing more goes out, and Write() says why.
-    absl::Status failed = connection_->Locked([&] { return stream_->error; });
-    if (!failed.ok()) co_return failed;
-    if (!headers_sent_) {
-      absl::Status sent = connection_->SubmitResponse(
-          stream_, GrpcResponseHeaders(initial_metadata), /*body=*/true);
-      if (!sent.ok()) co_return sent;
-      headers_sent_ = true;
-    }
-    std::string prefix = EncodeGrpcPrefix(static_cast<uint32_t>(message.size()));
-    connection_->QueueData(stream_, std::move(prefix), std::move(message),
-                           /*end=*/false);
-    co_return co_await connection_->WaitWritable(stream_, kWriteHighWater);
-  }
-
-  bool headers_sent() const { return headers_sent_; }
-
- private:
-  std::shared_ptr<HttpServerConnection> connection_;
-  std::shared_ptr<H2Stream> stream_;
-  std::size_t max_message_;
-  bool headers_sent_ = false;
-};
-
 // Sends how a call ended.
 class Responder {
  public:
   Responder(std::shared_ptr<HttpServerConnection> connection,
-            std::shared_ptr<H2Stream> stream, std::size_t max_message)
-      : connection_(std::move(connection)),
-        stream_(std::move(stream)),
-        max_message_(max_message) {}
+            std::shared_ptr<H2Stream> stream)
+      : connection_(std::move(connection)), stream_(std::move(stream)) {}
 
-  // The gRPC end of a call: its message (if any), status and metadata.
-  asio::awaitable<void> Grpc(CallResult result, bool headers_sent) {
+  // The gRPC end of a call that never reached its handler.
+  asio::awaitable<void> Grpc(CallResult result) {
+    SendGrpcEnd(std::move(result), /*headers_sent=*/false);
+    co_await StopCaller();
+  }
+
+  // The gRPC end of a call: its message (if any), status and metadata (the
+  // core has checked the message's size).
+  void SendGrpcEnd(CallResult result, bool headers_sent) {
     // The handler has ended: its call stops counting against the stream
     // limit before its end can reach the caller (who may then open another).
     connection_->Forget(stream_->id);
-    if (result.has_message && result.status.ok() &&
-        result.payload.size() > max_message_) {
-      result = CallResult(absl::ResourceExhaustedError(absl::StrCat(
-          "response message of ", result.payload.size(),
-          " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max_message_,
-          " bytes")));
-    }
     bool with_message = result.has_message && result.status.ok();
     Headers trailers;
     AddStatus(trailers, result.status, result.trailing_metadata);
@@ -301,7 +296,6 @@ class Responder {
       connection_->QueueData(stream_, std::move(prefix), std::move(payload),
                              /*end=*/true, std::move(trailers));
     }
-    co_await StopCaller(NGHTTP2_NO_ERROR);
   }
 
   // An HTTP-level answer (JSON callers, wrong content-type or method):
@@ -314,7 +308,7 @@ class Responder {
                        {"content-length", std::to_string(body.size())}};
     (void)connection_->SubmitResponse(stream_, headers, /*body=*/true);
     connection_->QueueData(stream_, {}, std::move(body), /*end=*/true);
-    co_await StopCaller(NGHTTP2_NO_ERROR);
+    co_await StopCaller();
   }
 
   asio::awaitable<void> JsonError(const absl::Status& status,
@@ -324,23 +318,22 @@ class Responder {
                   JsonErrorBody(status));
   }
 
- private:
   // A caller still sending when its answer is complete is told to stop with
   // RST_STREAM (RFC 9113 8.1), once the answer has gone to the session.
-  asio::awaitable<void> StopCaller(uint32_t code) {
+  asio::awaitable<void> StopCaller() {
     bool still_sending = connection_->Locked([&] {
       return !stream_->peer_ended && !stream_->closed;
     });
     if (!still_sending) co_return;
     co_await connection_->WaitSent(stream_);
-    connection_->Reset(stream_, code,
+    connection_->Reset(stream_, NGHTTP2_NO_ERROR,
                        absl::CancelledError("answered before the request "
                                             "ended"));
   }
 
+ private:
   std::shared_ptr<HttpServerConnection> connection_;
   std::shared_ptr<H2Stream> stream_;
-  std::size_t max_message_;
 };
 
 // A unary request's message, unless the call's deadline passes first (a
@@ -366,41 +359,43 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
   co_return message;
 }
 
-// Runs the core's handler of one call. ServeStream runs with
-// throw_if_cancelled(false), to answer even once the call is cancelled; but
-// Asio keeps that flag per coroutine thread (in the spawned coroutine's
-// entry frame), and the handler runs in ServeStream's thread: with it, a
-// cancellation would end only the wait in progress, and the handler's later
-// co_awaits (a timer, a downstream call) would run on. The handler runs with
-// Asio's default instead, as on the TCP plane: once the call is cancelled
-// (the caller reset it, the connection was lost, its deadline passed), every
-// co_await it makes throws. `stream` is null for a unary call.
-asio::awaitable<CallResult> RunHandler(CallHandler& handler,
-                                       CallRequest request,
-                                       ServerCallInfo info,
-                                       ServerStream* stream) {
-  co_await asio::this_coro::throw_if_cancelled(true);
-  CallResult result;
-  std::exception_ptr thrown;
-  try {
-    if (stream == nullptr) {
-      result = co_await handler.HandleUnary(std::move(request),
-                                            std::move(info));
-    } else {
-      result = co_await handler.HandleStream(std::move(request),
-                                             std::move(info), *stream);
-    }
-  } catch (...) {
-    // Cancelled before the handler began (the co_await threw at once); the
-    // dispatcher turns the handler's own exceptions into its status.
-    thrown = std::current_exception();
+// A gRPC unary request's one message, from the call's state, unless the
+// call's deadline passes first (a caller that never finishes its request
+// must not hold the call for ever): then DEADLINE_EXCEEDED.
+asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
+    H2Connection& connection, const std::shared_ptr<H2Stream>& stream,
+    std::optional<Clock::time_point> deadline) {
+  std::shared_ptr<StreamState> state = stream->state;
+  std::optional<asio::steady_timer> timer;
+  if (deadline) {
+    timer.emplace(co_await asio::this_coro::executor, *deadline);
+    timer->async_wait([state](const boost::system::error_code& ec) {
+      if (ec) return;
+      state->End(CallResult(absl::DeadlineExceededError(
+                     "the call's deadline (grpc-timeout) passed before its "
+                     "request arrived")),
+                 /*discard_unread=*/true);
+    });
   }
-  co_await asio::this_coro::throw_if_cancelled(false);
-  if (thrown) {
-    result = CallResult(StatusFromException(thrown, "the call",
-                                            absl::StatusCode::kUnknown));
+  uint32_t grant = 0;
+  absl::StatusOr<std::optional<std::string>> message =
+      co_await state->Read(&grant);
+  if (grant > 0) connection.Consumed(stream, grant);
+  absl::StatusOr<std::optional<std::string>> more = std::nullopt;
+  if (message.ok() && message->has_value()) {
+    more = co_await state->Read(&grant);
+    if (grant > 0) connection.Consumed(stream, grant);
   }
-  co_return result;
+  if (timer) timer->cancel();
+  if (!message.ok()) co_return message.status();
+  if (!message->has_value()) {
+    co_return absl::InternalError("a unary request ended without its message");
+  }
+  if (!more.ok()) co_return more.status();
+  if (more->has_value()) {
+    co_return absl::InternalError("a unary request carried a second message");
+  }
+  co_return **std::move(message);
 }
 
 }  // namespace
@@ -477,7 +472,7 @@ asio::awaitable<void> HttpServer::ServeStream(
   std::shared_ptr<ServerCall> call = connection->CallFor(stream->id);
   if (call == nullptr) co_return;  // already gone
   Headers headers = connection->Locked([&] { return stream->headers; });
-  Responder respond(connection, stream, config_.max_message_size);
+  Responder respond(connection, stream);
 
   std::optional<std::string_view> content_type =
       FindHeader(headers, "content-type");
@@ -514,7 +509,7 @@ asio::awaitable<void> HttpServer::ServeStream(
       if (kind == ContentKind::kJson) {
         co_await respond.JsonError(bad);
       } else {
-        co_await respond.Grpc(CallResult(bad), false);
+        co_await respond.Grpc(CallResult(bad));
       }
       co_return;
     }
@@ -525,15 +520,20 @@ asio::awaitable<void> HttpServer::ServeStream(
     if (kind == ContentKind::kJson) {
       co_await respond.JsonError(metadata.status());
     } else {
-      co_await respond.Grpc(CallResult(metadata.status()), false);
+      co_await respond.Grpc(CallResult(metadata.status()));
     }
     co_return;
   }
   request.metadata = *std::move(metadata);
-  ServerCallInfo info{connection->peer(), call->cancelled,
-                      [call](absl::Status why) { call->End(std::move(why)); }};
 
   if (kind == ContentKind::kJson) {
+    ServerCallInfo info{connection->peer(), call->cancelled,
+                        [call](absl::Status why) {
+                          if (auto c = call->connection.lock()) {
+                            c->FailStream(call->h2, why);
+                          }
+                          call->CancelHandler();
+                        }};
     if (entry == nullptr) {
       co_await respond.JsonError(
           absl::UnimplementedError(absl::StrCat("unknown method ", path)),
@@ -590,10 +590,8 @@ asio::awaitable<void> HttpServer::ServeStream(
   }
 
   if (entry == nullptr) {
-    co_await respond.Grpc(
-        CallResult(absl::UnimplementedError(
-            absl::StrCat("unknown method ", method_path))),
-        false);
+    co_await respond.Grpc(CallResult(absl::UnimplementedError(
+        absl::StrCat("unknown method ", method_path))));
     co_return;
   }
   // The kind the caller says it calls (dynrpc clients), else the method's:
@@ -603,40 +601,66 @@ asio::awaitable<void> HttpServer::ServeStream(
   bool unary = declared ? *declared == "unary"
                         : entry->kind == MethodKind::kUnary;
   if (unary) {
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await ReadBefore(*connection, stream, request.deadline);
-    // (Not a ?: around co_await: GCC 12 miscompiles that.)
-    absl::StatusOr<std::optional<std::string>> more = std::nullopt;
-    if (message.ok() && message->has_value()) {
-      more = co_await ReadBefore(*connection, stream, request.deadline);
-    }
-    absl::Status bad;
+    absl::StatusOr<std::string> message =
+        co_await ReadUnaryRequest(*connection, stream, request.deadline);
     if (!message.ok()) {
-      bad = message.status();
-    } else if (!message->has_value()) {
-      bad = absl::InternalError("a unary request ended without its message");
-    } else if (!more.ok()) {
-      bad = more.status();
-    } else if (more->has_value()) {
-      bad = absl::InternalError("a unary request carried a second message");
-    }
-    if (!bad.ok()) {
       bool caller_gone = connection->Locked([&] { return stream->closed; });
-      if (!caller_gone) co_await respond.Grpc(CallResult(bad), false);
+      if (!caller_gone) co_await respond.Grpc(CallResult(message.status()));
       co_return;
     }
-    request.payload = **std::move(message);
-    CallResult result = co_await RunHandler(*handler_, std::move(request),
-                                            std::move(info), nullptr);
-    co_await respond.Grpc(std::move(result), false);
-    co_return;
+    request.payload = *std::move(message);
+  } else {
+    call->stream = stream->state;  // the core runs the stream over it
   }
-  HttpServerStream server_stream(connection, stream, config_.max_message_size);
-  CallResult result = co_await RunHandler(*handler_, std::move(request),
-                                          std::move(info), &server_stream);
-  absl::Status plane_end = connection->Locked([&] { return stream->error; });
-  result = SettleServerCall(std::move(result), plane_end);
-  co_await respond.Grpc(std::move(result), server_stream.headers_sent());
+  // The core runs the handler and sends the end through the call.
+  co_await FramedServerCall::Serve(call, *handler_, std::move(request),
+                                   connection->peer());
+}
+
+// --- the frames a call sends ---
+
+absl::Status ServerCall::CheckMessage(std::size_t bytes) const {
+  if (bytes <= max_message_) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "response message of ", bytes, " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=",
+      max_message_, " bytes"));
+}
+
+absl::Status ServerCall::SendMessage(std::string message,
+                                     const Metadata* initial_metadata) {
+  std::shared_ptr<HttpServerConnection> c = connection.lock();
+  if (c == nullptr) return absl::UnavailableError("the connection was lost");
+  if (initial_metadata != nullptr) {
+    DYNRPC_RETURN_IF_ERROR(c->SubmitResponse(
+        h2, GrpcResponseHeaders(*initial_metadata), /*body=*/true));
+  }
+  std::string prefix = EncodeGrpcPrefix(static_cast<uint32_t>(message.size()));
+  c->QueueData(h2, std::move(prefix), std::move(message), /*end=*/false);
+  return absl::OkStatus();
+}
+
+void ServerCall::SendWindow(uint32_t bytes) {
+  if (std::shared_ptr<HttpServerConnection> c = connection.lock()) {
+    c->Consumed(h2, bytes);
+  }
+}
+
+void ServerCall::SendEnd(CallResult result, bool initial_sent) {
+  if (std::shared_ptr<HttpServerConnection> c = connection.lock()) {
+    Responder(std::move(c), h2).SendGrpcEnd(std::move(result), initial_sent);
+  }
+}
+
+asio::awaitable<absl::Status> ServerCall::Ready() {
+  std::shared_ptr<HttpServerConnection> c = connection.lock();
+  if (c == nullptr) co_return absl::UnavailableError("the connection was lost");
+  co_return co_await c->WaitWritable(h2, kWriteHighWater);
+}
+
+asio::awaitable<void> ServerCall::Drain() {
+  if (std::shared_ptr<HttpServerConnection> c = connection.lock()) {
+    co_await Responder(std::move(c), h2).StopCaller();
+  }
 }
 
 }  // namespace dynrpc::internal::http
