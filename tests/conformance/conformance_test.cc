@@ -431,6 +431,19 @@ TEST_P(ConformanceTest, FinishWhileAnotherCoroutineReads) {
   EXPECT_FALSE(last->has_value());
 }
 
+// A caller that stops reading a stream of large messages half-way (one may
+// be part-received then) still gets the server's status from Finish().
+TEST_P(ConformanceTest, FinishPartWayThroughLargeMessagesEndsWithTheStatus) {
+  auto stub = NewStub();
+  ClientContext context;
+  ClientReader<StreamMessage> reader =
+      stub->Generate(context, Count(8, 1 << 20));
+  absl::StatusOr<std::optional<StreamMessage>> first = Run(reader.Read());
+  ASSERT_THAT(first, IsOk());
+  ASSERT_TRUE(first->has_value());
+  EXPECT_THAT(Run(reader.Finish()), IsOk());
+}
+
 TEST_P(ConformanceTest, ManyConcurrentStreamsStayIndependent) {
   auto stub = NewStub();
   constexpr int kStreams = 100, kMessages = 200;

@@ -120,8 +120,10 @@ class FramedClientStream final : public ClientStream {
   asio::awaitable<CallResult> Finish() override {
     absl::Status open = co_await EnsureOpen();
     if (!open.ok()) co_return CallResult(open);
-    if (!writes_done() && !state_->ended()) co_await WritesDone();
+    // Stop reading first: a server blocked on our unread messages could
+    // otherwise hold up the half-close on a wire with its own window.
     link_->StopReading();
+    if (!writes_done() && !state_->ended()) co_await WritesDone();
     for (;;) {
       uint32_t grant = 0;
       std::optional<CallResult> end = co_await state_->WaitEnd(&grant);

@@ -122,8 +122,13 @@ struct FramedServerCall : ServerCallBase, ServerLink {
   // server's shutdown): end the stream, then cancel the handler. Any thread.
   void Cancel(const absl::Status& why) {
     if (stream) stream->End(CallResult(why), /*discard_unread=*/true);
+    OnCancel(why);
     CancelHandler();
   }
+
+  // What the plane does when the call is cancelled (HTTP/2: later DATA is
+  // dropped and its window given back at once). Any thread.
+  virtual void OnCancel(const absl::Status& why) {}
 
   // The call's coroutine, for Spawn() (or awaited by one): runs `handler`
   // on the request (over `stream` for a streaming call), settles the status

@@ -176,6 +176,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // RST_STREAM with `error_code`, and fails the stream locally with `why`.
   void Reset(const std::shared_ptr<H2Stream>& stream, uint32_t error_code,
              absl::Status why);
+  // A stream whose call has ended but that is still open on the wire:
+  // RST_STREAM, NO_ERROR when the peer ended its side well, else CANCEL.
+  void ResetIfOpen(const std::shared_ptr<H2Stream>& stream);
 
   // Waits until `ready` (evaluated under the mutex) holds, the stream has an
   // error, or it is closed. Yields false when cancelled (Asio).

@@ -87,7 +87,9 @@ CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
   }
   result.trailing_metadata = MetadataFromHeaders(*status_block);
   if (!result.status.ok()) return result;
-  if (!stream.decoder.AtBoundary()) {
+  // (A stream whose reader stopped reading drops what arrives after: its
+  // decoder stops where it was.)
+  if (stream.mode != BodyMode::kDrop && !stream.decoder.AtBoundary()) {
     result.status = absl::InternalError(absl::StrCat(
         "the response ended inside a message (",
         stream.decoder.buffered(), " bytes of it received)"));
@@ -480,7 +482,13 @@ class HttpLink final : public ClientLink {
     connection_->Reset(stream_, NGHTTP2_CANCEL,
                        absl::CancelledError("call cancelled by the caller"));
   }
-  void Release() override { lease_.reset(); }
+  // The call has ended: a stream still open on the wire (the server ended
+  // before we half-closed, or we failed it) is reset, so that it does not
+  // keep one of the server's stream slots after ours is given back.
+  void Release() override {
+    connection_->ResetIfOpen(stream_);
+    lease_.reset();
+  }
 
  private:
   const std::shared_ptr<ClientConnection> connection_;

@@ -77,6 +77,7 @@ class ServerCall final : public FramedServerCall {
   bool paced_by_wire() const override { return true; }
   asio::awaitable<absl::Status> Ready() override;
   asio::awaitable<void> Drain() override;
+  void OnCancel(const absl::Status& why) override;
 
   const std::shared_ptr<H2Stream> h2;
   const std::weak_ptr<HttpServerConnection> connection;
@@ -166,11 +167,10 @@ class HttpServerConnection final : public H2Connection {
     if (!stream.error.ok()) {
       stream.state->End(CallResult(stream.error), /*discard_unread=*/true);
     } else if (stream.peer_ended && !stream.decoder.AtBoundary()) {
-      stream.state->End(
-          CallResult(absl::InternalError(absl::StrCat(
-              "the ", stream.what, " stream ended inside a message (",
-              stream.decoder.buffered(), " bytes of it received)"))),
-          /*discard_unread=*/true);
+      // The complete messages before it are still read first.
+      stream.state->End(CallResult(absl::InternalError(absl::StrCat(
+          "the ", stream.what, " stream ended inside a message (",
+          stream.decoder.buffered(), " bytes of it received)"))));
     } else if (stream.peer_ended) {
       stream.state->PeerDone();
     } else if (stream.closed) {
@@ -528,12 +528,7 @@ asio::awaitable<void> HttpServer::ServeStream(
 
   if (kind == ContentKind::kJson) {
     ServerCallInfo info{connection->peer(), call->cancelled,
-                        [call](absl::Status why) {
-                          if (auto c = call->connection.lock()) {
-                            c->FailStream(call->h2, why);
-                          }
-                          call->CancelHandler();
-                        }};
+                        [call](absl::Status why) { call->Cancel(why); }};
     if (entry == nullptr) {
       co_await respond.JsonError(
           absl::UnimplementedError(absl::StrCat("unknown method ", path)),
@@ -655,6 +650,12 @@ asio::awaitable<absl::Status> ServerCall::Ready() {
   std::shared_ptr<HttpServerConnection> c = connection.lock();
   if (c == nullptr) co_return absl::UnavailableError("the connection was lost");
   co_return co_await c->WaitWritable(h2, kWriteHighWater);
+}
+
+void ServerCall::OnCancel(const absl::Status& why) {
+  if (std::shared_ptr<HttpServerConnection> c = connection.lock()) {
+    c->FailStream(h2, why);
+  }
 }
 
 asio::awaitable<void> ServerCall::Drain() {
