@@ -21,11 +21,7 @@ class FramedServerStream final : public ServerStream {
       : state_(state), link_(link) {}
 
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    uint32_t grant = 0;
-    absl::StatusOr<std::optional<std::string>> message =
-        co_await state_.Read(&grant);
-    if (grant > 0) link_.SendWindow(grant);
-    co_return message;
+    return ReadMessage(state_, link_);
   }
 
   asio::awaitable<absl::Status> Write(
@@ -57,6 +53,15 @@ class FramedServerStream final : public ServerStream {
 };
 
 }  // namespace
+
+asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadMessage(
+    StreamState& state, ServerLink& link) {
+  uint32_t grant = 0;
+  absl::StatusOr<std::optional<std::string>> message =
+      co_await state.Read(&grant);
+  if (grant > 0) link.SendWindow(grant);
+  co_return message;
+}
 
 asio::awaitable<CallResult> RunHandler(CallHandler& handler,
                                        CallRequest request, ServerCallInfo info,

@@ -100,6 +100,11 @@ class ServerLink {
   virtual boost::asio::awaitable<void> Drain() { co_return; }
 };
 
+// The next message the caller sent, from `state`, granting its window back
+// through `link` as it is read.
+boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadMessage(
+    StreamState& state, ServerLink& link);
+
 // Runs `handler` on a call with Asio's cancellation in force (once the call
 // is cancelled, every co_await of the handler throws, as on every plane),
 // and yields its result whatever happens: a handler cancelled before it

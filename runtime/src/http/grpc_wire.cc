@@ -157,6 +157,14 @@ bool IsStrictBase64(std::string_view value) {
 
 }  // namespace
 
+absl::Status CheckMessageSize(std::string_view what, std::size_t bytes,
+                              std::size_t max) {
+  if (bytes <= max) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat(std::string(what), " message of ", bytes,
+                   " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max, " bytes"));
+}
+
 std::string EncodeGrpcPrefix(uint32_t length) {
   std::string prefix(kGrpcPrefixSize, '\0');
   prefix[1] = static_cast<char>((length >> 24) & 0xff);

@@ -28,6 +28,11 @@ namespace dynrpc::internal::http {
 inline constexpr std::size_t kGrpcPrefixSize = 5;
 std::string EncodeGrpcPrefix(uint32_t length);
 
+// OK when a `what` message ("request", "response") of `bytes` is within
+// DYN_HTTP_MAX_MESSAGE_SIZE=`max`; else RESOURCE_EXHAUSTED naming both.
+absl::Status CheckMessageSize(std::string_view what, std::size_t bytes,
+                              std::size_t max);
+
 // Splits a stream of DATA bytes into messages, whatever the chunking.
 class GrpcMessageDecoder {
  public:

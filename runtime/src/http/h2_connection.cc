@@ -439,14 +439,14 @@ void H2Connection::Reset(const std::shared_ptr<H2Stream>& stream,
 }
 
 void H2Connection::ResetIfOpen(const std::shared_ptr<H2Stream>& stream) {
-  std::lock_guard lock(mu_);
-  if (closed_ || stream->closed || stream->id < 0) return;
-  const bool peer_ended_well = stream->peer_ended && stream->error.ok();
-  FailStreamLocked(*stream, absl::CancelledError("the call has ended"));
-  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id,
-                            peer_ended_well ? NGHTTP2_NO_ERROR
-                                            : NGHTTP2_CANCEL);
-  Wake();
+  bool peer_ended_well;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || stream->closed) return;
+    peer_ended_well = stream->peer_ended && stream->error.ok();
+  }
+  Reset(stream, peer_ended_well ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL,
+        absl::CancelledError("the call has ended"));
 }
 
 asio::awaitable<bool> H2Connection::Wait(

@@ -459,10 +459,7 @@ class HttpLink final : public ClientLink {
     return connection_->WaitWritable(stream_, kWriteHighWater);
   }
   absl::Status CheckMessage(std::size_t bytes) const override {
-    if (bytes <= max_message_) return absl::OkStatus();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "request message of ", bytes,
-        " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max_message_, " bytes"));
+    return CheckMessageSize("request", bytes, max_message_);
   }
   absl::Status SendMessage(std::string message) override {
     std::string prefix =
@@ -508,12 +505,10 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
     std::string* first_message, bool streaming,
     std::shared_ptr<StreamState> state, OpenCancel& cancel) {
   std::string target(target_view);
-  if (first_message != nullptr &&
-      first_message->size() > config_.max_message_size) {
-    co_return absl::ResourceExhaustedError(absl::StrCat(
-        "request message of ", first_message->size(),
-        " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", config_.max_message_size,
-        " bytes"));
+  if (first_message != nullptr) {
+    absl::Status fits = CheckMessageSize("request", first_message->size(),
+                                         config_.max_message_size);
+    if (!fits.ok()) co_return fits;
   }
   absl::StatusOr<Headers> headers = RequestHeaders(target, head, streaming);
   if (!headers.ok()) co_return headers.status();

@@ -363,9 +363,8 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
 // call's deadline passes first (a caller that never finishes its request
 // must not hold the call for ever): then DEADLINE_EXCEEDED.
 asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
-    H2Connection& connection, const std::shared_ptr<H2Stream>& stream,
-    std::optional<Clock::time_point> deadline) {
-  std::shared_ptr<StreamState> state = stream->state;
+    ServerCall& call, std::optional<Clock::time_point> deadline) {
+  std::shared_ptr<StreamState> state = call.h2->state;
   std::optional<asio::steady_timer> timer;
   if (deadline) {
     timer.emplace(co_await asio::this_coro::executor, *deadline);
@@ -377,14 +376,11 @@ asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
                  /*discard_unread=*/true);
     });
   }
-  uint32_t grant = 0;
   absl::StatusOr<std::optional<std::string>> message =
-      co_await state->Read(&grant);
-  if (grant > 0) connection.Consumed(stream, grant);
+      co_await ReadMessage(*state, call);
   absl::StatusOr<std::optional<std::string>> more = std::nullopt;
   if (message.ok() && message->has_value()) {
-    more = co_await state->Read(&grant);
-    if (grant > 0) connection.Consumed(stream, grant);
+    more = co_await ReadMessage(*state, call);
   }
   if (timer) timer->cancel();
   if (!message.ok()) co_return message.status();
@@ -597,7 +593,7 @@ asio::awaitable<void> HttpServer::ServeStream(
                         : entry->kind == MethodKind::kUnary;
   if (unary) {
     absl::StatusOr<std::string> message =
-        co_await ReadUnaryRequest(*connection, stream, request.deadline);
+        co_await ReadUnaryRequest(*call, request.deadline);
     if (!message.ok()) {
       bool caller_gone = connection->Locked([&] { return stream->closed; });
       if (!caller_gone) co_await respond.Grpc(CallResult(message.status()));
@@ -615,10 +611,7 @@ asio::awaitable<void> HttpServer::ServeStream(
 // --- the frames a call sends ---
 
 absl::Status ServerCall::CheckMessage(std::size_t bytes) const {
-  if (bytes <= max_message_) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "response message of ", bytes, " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=",
-      max_message_, " bytes"));
+  return CheckMessageSize("response", bytes, max_message_);
 }
 
 absl::Status ServerCall::SendMessage(std::string message,

@@ -281,26 +281,20 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
               if (auto self = weak.lock()) self->OnInbox(std::move(m));
             });
     if (!inbox.ok()) return inbox.status();
-    // Runs on nats.c's thread under the listeners' lock: it only posts, and
-    // never owns the client there even briefly (~ClientState takes that
-    // lock to remove it).
-    listener_ = connection_->AddListener(
-        [weak, executor = executor_](bool connected) {
-          if (connected) return;
-          asio::post(executor, [weak] {
-            if (auto self = weak.lock()) {
-              self->FailAll(absl::UnavailableError(absl::StrCat(
-                  "lost the connection to the NATS server at ",
-                  self->connection_->url(), " (NATS_SERVER)")));
-            }
-          });
-        });
+    listener_ = connection_->AddLostListener(weak, executor_,
+                                             &ClientState::OnConnectionLost);
     inbox_ = *std::move(inbox);
     tasks_->Spawn(tasks_->NewStrand(),
                   EveryHeartbeat([weak] { return Heartbeat(weak); }),
                   "nats client heartbeats");
     ready_.store(true, std::memory_order_release);
     return absl::OkStatus();
+  }
+
+  void OnConnectionLost() {
+    FailAll(absl::UnavailableError(
+        absl::StrCat("lost the connection to the NATS server at ",
+                     connection_->url(), " (NATS_SERVER)")));
   }
 
   void WakeAcceptWaiters(ClientCall& call) {

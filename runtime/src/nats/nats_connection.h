@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/post.hpp"
 #include "core/deadline.h"
 #include "dynrpc/config.h"
 
@@ -125,6 +126,23 @@ class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
   // id for RemoveListener().
   int AddListener(std::function<void(bool connected)> listener);
   void RemoveListener(int id);
+  // Runs `(owner->*on_lost)()` on `executor` each time the connection is
+  // lost, while `owner` lives. The listener only posts, and never owns
+  // `owner` on nats.c's thread, even briefly (its destructor takes the
+  // listeners' lock to remove it). Returns an id for RemoveListener().
+  template <typename T>
+  int AddLostListener(std::weak_ptr<T> owner,
+                      boost::asio::any_io_executor executor,
+                      void (T::*on_lost)()) {
+    return AddListener([owner = std::move(owner),
+                        executor = std::move(executor),
+                        on_lost](bool connected) {
+      if (connected) return;
+      boost::asio::post(executor, [owner, on_lost] {
+        if (std::shared_ptr<T> self = owner.lock()) ((*self).*on_lost)();
+      });
+    });
+  }
 
  private:
   friend class NatsSubscription;  // forgets its subject in listeners_

@@ -120,22 +120,17 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     // finds every subscription registered (a failure here is repaired by
     // nats.c's reconnection, which subscribes them again).
     (void)connection_->Flush(config_.connect_timeout);
-    // On nats.c's thread, under the listeners' lock: it only posts.
-    listener_ = connection_->AddListener(
-        [weak, executor = executor_](bool connected) {
-          if (connected) return;
-          asio::post(executor, [weak] {
-            if (auto self = weak.lock()) {
-              self->CancelAll(absl::UnavailableError(absl::StrCat(
-                  "lost the connection to the NATS server at ",
-                  self->connection_->url())));
-            }
-          });
-        });
+    listener_ = connection_->AddLostListener(weak, executor_,
+                                             &ServerState::OnConnectionLost);
     tasks_.Spawn(tasks_.NewStrand(),
                  EveryHeartbeat([weak] { return Heartbeat(weak); }),
                  "nats server heartbeats");
     return instance_;
+  }
+
+  void OnConnectionLost() {
+    CancelAll(absl::UnavailableError(absl::StrCat(
+        "lost the connection to the NATS server at ", connection_->url())));
   }
 
   void Shutdown() {
