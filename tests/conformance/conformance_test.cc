@@ -37,6 +37,7 @@ using ::dynrpc::testing::EchoService;
 using ::dynrpc::testing::EchoServiceImpl;
 using ::dynrpc::testing::FailRequest;
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::SizeRequest;
 using ::dynrpc::testing::StatusIs;
 using ::dynrpc::testing::StreamMessage;
 using ::dynrpc::testing::StreamRequest;
@@ -614,6 +615,23 @@ TEST_P(ConformanceTest, StreamedMessagesNearTheLimitPassOverItAreRefused) {
                        HasSubstr("exceeds")));
   ASSERT_THAT(Run(stream.WritesDone()), IsOk());
   EXPECT_THAT(Run(stream.Finish()), IsOk());
+}
+
+// A response over the server's limit ends the call RESOURCE_EXHAUSTED naming
+// the limit, and the caller still gets the handler's initial metadata.
+TEST_P(ConformanceTest, AResponseOverTheLimitIsRefusedWithItsMetadata) {
+  Config config = WithMaxMessage(ConfigFor(GetParam()), 1 << 20);
+  StartServer(config);
+  auto stub = NewStub(config);
+  ClientContext context;
+  context.AddMetadata("x-echo", "kept");
+  SizeRequest request;
+  request.set_reply_payload_bytes(2 << 20);
+  EXPECT_THAT(Run(stub->Sized(context, request)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("exceeds")));
+  EXPECT_EQ(FindMetadata(context.server_initial_metadata(), "x-echo-initial"),
+            "kept");
 }
 
 TEST_P(ConformanceTest, UnknownStreamingMethodIsUnimplemented) {

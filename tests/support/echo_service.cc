@@ -101,6 +101,9 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Sized(
     std::lock_guard lock(mu_);
     ++calls_;
   }
+  if (auto echo = FindMetadata(context.client_metadata(), "x-echo")) {
+    context.AddInitialMetadata("x-echo-initial", std::string(*echo));
+  }
   EchoReply reply;
   reply.set_payload(std::string(request.reply_payload_bytes(), 'r'));
   co_return reply;
