@@ -42,6 +42,7 @@ using ::dynrpc::testing::StatusIs;
 using ::dynrpc::testing::StreamMessage;
 using ::dynrpc::testing::StreamRequest;
 using ::dynrpc::testing::StreamSummary;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // Every request plane this build has. NATS runs through the suite's shared
@@ -528,6 +529,47 @@ TEST_P(ConformanceTest, ServerKilledMidStreamIsUnavailable) {
     ASSERT_TRUE(m->has_value());
   }
   EXPECT_THAT(end, StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// A server that stops answering while its connection stays open (SIGSTOP: a
+// hung process, or a half-open connection) is found by the core's liveness
+// policy on every plane (a PING on TCP and HTTP/2, heartbeats on NATS): the
+// call ends UNAVAILABLE saying so, long before its deadline.
+TEST_P(ConformanceTest, AServerThatStopsAnsweringIsFoundByLiveness) {
+  dynrpc::testing::Subprocess server(DYNRPC_ECHO_SERVER_PATH, {},
+                                     EnvironmentFor(GetParam()));
+  std::optional<std::string> line = server.ReadLine(std::chrono::seconds(30));
+  ASSERT_TRUE(line && line->starts_with("listening ")) << line.value_or("");
+  address_ = line->substr(std::string("listening ").size());
+  Config config = ConfigFor(GetParam());
+  config.tcp.keepalive_interval = std::chrono::milliseconds(200);
+  config.tcp.keepalive_timeout = std::chrono::milliseconds(300);
+  config.http.keep_alive_interval = std::chrono::seconds(1);  // the least
+  config.http.keep_alive_timeout = std::chrono::seconds(1);
+  // NATS: the plane's fixed heartbeats (every 1 s, lost after 4 s).
+  auto stub = NewStub(config);
+  ClientContext context;
+  context.set_timeout(std::chrono::seconds(60));
+  EchoRequest request;
+  std::future<absl::StatusOr<EchoReply>> call =
+      Spawn(stub->Block(context, request));
+  ASSERT_EQ(server.ReadLine(std::chrono::seconds(30)).value_or(""), "blocked");
+  ASSERT_TRUE(dynrpc::testing::StopChild(server.pid()));
+  // Bounded, so that a plane without liveness fails here instead of
+  // waiting for the deadline.
+  const bool ended =
+      call.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  dynrpc::testing::ContinueChild(server.pid());
+  ASSERT_TRUE(ended) << "the call still waited 30 s after its server stopped";
+  // Naming the setting that bounded the wait.
+  const char* bound = GetParam() == RequestPlaneKind::kTcp
+                          ? "DYN_TCP_KEEPALIVE_TIMEOUT=300 ms"
+                      : GetParam() == RequestPlaneKind::kHttp
+                          ? "DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS=1"
+                          : "3000 ms after a heartbeat";
+  EXPECT_THAT(call.get(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("stopped answering"), HasSubstr(bound))));
 }
 
 // ---- Flow control ------------------------------------------------------------

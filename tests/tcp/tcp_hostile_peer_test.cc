@@ -294,26 +294,6 @@ TEST_F(TcpHostilePeerTest, CallsPastThePerConnectionLimitAreRefused) {
   EXPECT_THAT(Echo(*stub), IsOk());
 }
 
-// A server that stops answering while the kernel keeps its connection open
-// (SIGSTOP: a hung process, or a half-open connection) is found by the
-// client's keepalive PING: the call ends UNAVAILABLE, naming the setting,
-// long before its deadline.
-TEST_F(TcpHostilePeerTest, UnresponsiveServerIsFoundByKeepalive) {
-  ServerProcess server({});
-  ASSERT_FALSE(server.address().empty());
-  Config config = ClientConfig();
-  config.tcp.keepalive_interval = std::chrono::milliseconds(200);
-  config.tcp.keepalive_timeout = std::chrono::milliseconds(300);
-  auto stub = NewStub(server.address(), config);
-  ASSERT_THAT(Echo(*stub), IsOk());  // the connection is up
-  ASSERT_TRUE(dynrpc::testing::StopChild(server.pid()));
-  absl::StatusOr<EchoReply> reply =
-      Echo(*stub, "", std::chrono::seconds(20));
-  dynrpc::testing::ContinueChild(server.pid());
-  EXPECT_THAT(reply, StatusIs(absl::StatusCode::kUnavailable,
-                              HasSubstr("DYN_TCP_KEEPALIVE_TIMEOUT=300 ms")));
-}
-
 // Accepts one connection on a loopback port of its own and plays a server
 // that answers each REQUEST by `answer(fd, call id)`, which writes frames to
 // the socket and returns false once the peer has gone.

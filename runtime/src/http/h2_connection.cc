@@ -191,6 +191,7 @@ asio::awaitable<void> H2Connection::Read() {
                              " lost: ", ec.message())));
       break;
     }
+    last_read_ = Clock::now();
     std::vector<std::shared_ptr<H2Stream>> requests;
     bool failed = false;
     {

@@ -153,6 +153,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   std::size_t stream_limit() const;
 
   const std::string& peer() const { return peer_; }
+  // When bytes last arrived (the socket's strand only).
+  Clock::time_point last_read() const { return last_read_; }
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
   H2Stats stats() const;
 
@@ -277,6 +279,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
 
   boost::asio::ip::tcp::socket socket_;
   std::string peer_;
+  Clock::time_point last_read_ = Clock::now();  // the reader's (strand)
   nghttp2_session* session_ = nullptr;
   std::shared_ptr<Signal> wake_;
   bool closed_ = false;

@@ -12,6 +12,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/liveness.h"
 #include "net/sockets.h"
 
 namespace dynrpc::internal::http {
@@ -141,37 +142,38 @@ absl::Status CheckConfig(const HttpConfig& config) {
 // `calls` of a connection closing for being idle: no call fits beside it.
 constexpr std::size_t kClosingCalls = std::size_t{1} << 40;
 
-// A pooled connection. `calls` and `idle_since` change under the client's
-// mutex (taken before the connection's, never after); the maintenance task
-// reads them without it.
-class ClientConnection final : public H2Connection {
+// A pooled connection, watched by the core's liveness policy: an HTTP/2
+// PING when the server has been silent for the keep-alive interval with
+// calls open, closed when one goes unanswered for the keep-alive timeout or
+// when no call used it for the pool's idle timeout. `calls` changes under
+// the client's mutex (taken before the connection's, never after).
+class ClientConnection final : public H2Connection, public WatchedConnection {
  public:
   ClientConnection(asio::ip::tcp::socket socket, const HttpConfig& config,
                    asio::any_io_executor strand, std::string target,
                    std::function<void(absl::Status)> on_closed)
       : H2Connection(Role::kClient, std::move(socket), config),
+        WatchedConnection(
+            Liveness::Policy{
+                .interval = config.keep_alive_interval,
+                .timeout = config.keep_alive_timeout,
+                .idle_close = config.pool_idle_timeout,
+                .probe_name = "HTTP/2 PING",
+                .timeout_setting =
+                    absl::StrCat("DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS=",
+                                 config.keep_alive_timeout.count()),
+                .idle_setting =
+                    absl::StrCat("DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS=",
+                                 config.pool_idle_timeout.count())},
+            std::move(strand)),
         target_(std::move(target)),
-        timer_(std::make_shared<asio::steady_timer>(strand)),
         on_closed_(std::move(on_closed)) {}
 
-  // Wakes the maintenance task to look again (a call started or the last
-  // one ended, or the connection closed).
-  void Poke() {
-    asio::post(timer_->get_executor(), [timer = timer_] { timer->cancel(); });
-  }
-
   std::atomic<std::size_t> calls{0};
-  std::atomic<Clock::rep> idle_since{Clock::now().time_since_epoch().count()};
-  // Keepalive (any thread).
-  std::atomic<bool> ping_outstanding{false};
-  std::atomic<Clock::rep> last_alive{Clock::now().time_since_epoch().count()};
-  Clock::time_point ping_sent;  // maintenance task only
-
-  const std::shared_ptr<asio::steady_timer>& timer() const { return timer_; }
 
  protected:
   void OnClosed() override {
-    Poke();
+    StopWatching();
     if (on_closed_) on_closed_(Locked([&] { return close_reason(); }));
   }
 
@@ -195,82 +197,26 @@ class ClientConnection final : public H2Connection {
                       /*discard_unread=*/failed);
   }
 
+  // The liveness policy's plane half.
+  void SendProbe() override { SendPing([] {}); }
+  void Lost(absl::Status why) override { Close(std::move(why)); }
+  bool CloseIdle(absl::Status why) override {
+    // Claimed first, so a call cannot take it while it closes.
+    std::size_t none = 0;
+    if (!calls.compare_exchange_strong(none, kClosingCalls)) return false;
+    Close(std::move(why));
+    return true;
+  }
+  bool WatchingDone() override { return !accepting(); }
+  std::string peer_name() const override {
+    return absl::StrCat("the server at ", peer());
+  }
+  Clock::time_point last_heard() const override { return last_read(); }
+
  private:
   const std::string target_;
-  std::shared_ptr<asio::steady_timer> timer_;  // the maintenance task's
   std::function<void(absl::Status)> on_closed_;
 };
-
-// The maintenance task of one connection: keepalive PINGs while calls are
-// open, and closing it when idle too long. It may outlive the client (whose
-// destruction closes the connection, which ends the task), so it uses only
-// the connection and its own copy of the configuration.
-asio::awaitable<void> Maintain(std::shared_ptr<ClientConnection> connection,
-                               HttpConfig config) {
-  co_await asio::this_coro::throw_if_cancelled(false);
-  const std::shared_ptr<asio::steady_timer>& timer = connection->timer();
-  for (;;) {
-    if (!connection->accepting()) break;
-    Clock::time_point now = Clock::now();
-    Clock::time_point wake = Clock::time_point::max();
-    bool idle = connection->calls == 0;
-    if (idle) {
-      wake = Clock::time_point(Clock::duration(connection->idle_since)) +
-             config.pool_idle_timeout;
-    }
-    if (idle && now >= wake) {
-      // Claim it first, so a call cannot take it while it closes.
-      std::size_t none = 0;
-      if (!connection->calls.compare_exchange_strong(none, kClosingCalls)) {
-        continue;  // a call took it meanwhile
-      }
-      connection->Close(absl::UnavailableError(absl::StrCat(
-          "idle for ", config.pool_idle_timeout.count(),
-          " s (DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS)")));
-      break;
-    }
-    if (!idle) {
-      // Keepalive while calls are open: a PING every interval; one not
-      // answered within the timeout means the peer is gone.
-      if (connection->ping_outstanding) {
-        Clock::time_point dead_at =
-            connection->ping_sent + config.keep_alive_timeout;
-        if (now >= dead_at) {
-          connection->Close(absl::UnavailableError(absl::StrCat(
-              "no answer to an HTTP/2 PING from ", connection->peer(),
-              " within ", config.keep_alive_timeout.count(),
-              " s (DYN_HTTP2_KEEP_ALIVE_TIMEOUT_SECS): the connection is "
-              "presumed dead")));
-          break;
-        }
-        wake = dead_at;
-      } else {
-        Clock::time_point next =
-            Clock::time_point(Clock::duration(connection->last_alive.load())) +
-            config.keep_alive_interval;
-        if (now >= next) {
-          connection->ping_outstanding = true;
-          connection->ping_sent = now;
-          std::weak_ptr<ClientConnection> weak = connection;
-          connection->SendPing([weak] {
-            if (auto c = weak.lock()) {
-              c->last_alive = Clock::now().time_since_epoch().count();
-              c->ping_outstanding = false;
-            }
-          });
-          continue;
-        }
-        wake = next;
-      }
-    }
-    timer->expires_at(wake);
-    // Woken by the time, or early by Poke() (a call started or ended).
-    (void)co_await timer->async_wait(as_tuple(use_awaitable));
-    asio::cancellation_state state =
-        co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none) break;
-  }
-}
 
 HttpClient::Lease::Lease(std::shared_ptr<HttpClient> client,
                          std::shared_ptr<ClientConnection> connection)
@@ -329,7 +275,7 @@ void HttpClient::Release(ClientConnection& connection) {
   {
     std::lock_guard lock(mu_);
     if (--connection.calls > 0) return;
-    connection.idle_since = Clock::now().time_since_epoch().count();
+    connection.SetCallsOpen(false);
     // Beyond DYN_HTTP2_POOL_MAX_IDLE_PER_HOST idle connections, this one
     // closes now.
     for (auto& [target, pool] : pools_) {
@@ -348,10 +294,7 @@ void HttpClient::Release(ClientConnection& connection) {
       break;
     }
   }
-  if (closing == nullptr) {
-    connection.Poke();
-    return;
-  }
+  if (closing == nullptr) return;
   // Outside the mutex: Close() runs the connection's close hooks.
   closing->Close(absl::UnavailableError(absl::StrCat(
       "more than ", config_.pool_max_idle_per_host,
@@ -365,7 +308,7 @@ std::optional<HttpClient::Lease> HttpClient::TryAcquire(
   std::erase_if(pool, [](const auto& c) { return !c->accepting(); });
   for (auto& c : pool) {
     if (c->calls < c->stream_limit()) {
-      if (++c->calls == 1) c->Poke();
+      if (++c->calls == 1) c->SetCallsOpen(true);
       return Lease(self(), c);
     }
   }
@@ -406,9 +349,10 @@ asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
   {
     std::lock_guard lock(mu_);
     connection->calls = 1;
+    connection->SetCallsOpen(true);
     pools_[target].push_back(connection);
   }
-  tasks_->Spawn(strand, Maintain(connection, config_),
+  tasks_->Spawn(strand, WatchedConnection::Watch(connection),
                 "http client keepalive");
   co_return Lease(self(), std::move(connection));
 }

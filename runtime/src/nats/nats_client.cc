@@ -41,7 +41,7 @@ struct ClientCall {
   std::string reply;  // our inbox subject for it
   std::string method_subject;
   std::shared_ptr<StreamState> state;
-  std::atomic<Clock::rep> last_heard{NowCount()};
+  CallLiveness liveness{HeartbeatPolicy()};
   std::mutex mu;
   std::string server_subject;  // from "accept" or a heartbeat (under mu)
   std::vector<std::shared_ptr<Signal>> accept_waiters;  // under mu
@@ -329,7 +329,7 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       if (it == calls_.end()) return;
       call = it->second;
     }
-    call->last_heard = NowCount();
+    call->liveness.Heard();
     if (m.no_responders) {
       call->state->End(CallResult(absl::UnavailableError(absl::StrCat(
           "no server subscribes to ", call->method_subject, " on ",
@@ -400,9 +400,9 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
     }
   }
 
-  // Each heartbeat: one to each call's server; a call whose server has been
-  // silent for kPeerLostAfter ends with UNAVAILABLE. False once the client
-  // is gone.
+  // Each heartbeat: one to each call's server that is due one; a call whose
+  // server has been silent too long ends with UNAVAILABLE. False once the
+  // client is gone.
   static bool Heartbeat(const std::weak_ptr<ClientState>& weak) {
     auto self = weak.lock();
     if (self == nullptr) return false;
@@ -412,17 +412,16 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       for (auto& [n, call] : self->calls_) calls.push_back(call);
     }
     for (auto& call : calls) {
-      if (PeerLost(call->last_heard.load())) {
-        call->state->End(
-            CallResult(absl::UnavailableError(absl::StrCat(
-                "the server of ", call->method_subject,
-                " stopped answering (no heartbeat for ",
-                kPeerLostAfter.count(), " ms)"))),
-            /*discard_unread=*/true);
+      Liveness::Action action = call->liveness.Tick();
+      if (action == Liveness::Action::kLost) {
+        call->state->End(CallResult(call->liveness.LostError(absl::StrCat(
+                             "the server of ", call->method_subject))),
+                         /*discard_unread=*/true);
         self->WakeAcceptWaiters(*call);
         self->Forget(*call);
         continue;
       }
+      if (action != Liveness::Action::kProbe) continue;
       bool known = false;
       {
         std::lock_guard lock(call->mu);

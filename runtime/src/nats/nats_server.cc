@@ -62,7 +62,7 @@ struct ServedCall final : FramedServerCall {
   uint64_t n = 0;
   std::string reply;    // the caller's inbox for this call
   std::string subject;  // <ns>.call.<instance>.<n>: the caller sends here
-  std::atomic<Clock::rep> last_heard{NowCount()};
+  CallLiveness liveness{HeartbeatPolicy()};
   int64_t next_seq = 0;  // of the caller's messages (the call subject's strand)
 
  private:
@@ -248,7 +248,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       if (it == by_n_.end()) return;  // ended meanwhile
       call = it->second;
     }
-    call->last_heard = NowCount();
+    call->liveness.Heard();
     const std::string* type = m.Header(kType);
     if (type == nullptr) return;
     if (*type == "cancel") {
@@ -333,8 +333,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     }
   }
 
-  // Each heartbeat: one to each caller; a caller silent for kPeerLostAfter
-  // is gone and its call is cancelled. False once the server is gone.
+  // Each heartbeat: one to each caller that is due one; a caller silent too
+  // long is gone and its call is cancelled. False once the server is gone.
   static bool Heartbeat(const std::weak_ptr<ServerState>& weak) {
     auto self = weak.lock();
     if (self == nullptr) return false;
@@ -346,12 +346,16 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
                      [](const auto& entry) { return PeerLost(entry.second); });
     }
     for (auto& call : calls) {
-      if (PeerLost(call->last_heard.load())) {
-        call->Cancel(
-            absl::UnavailableError("the caller stopped answering heartbeats"));
-        continue;
+      switch (call->liveness.Tick()) {
+        case Liveness::Action::kLost:
+          call->Cancel(call->liveness.LostError("the caller"));
+          break;
+        case Liveness::Action::kProbe:
+          self->Send(*call, {{kType, "hb"}, {kCall, call->subject}});
+          break;
+        default:
+          break;
       }
-      self->Send(*call, {{kType, "hb"}, {kCall, call->subject}});
     }
     return true;
   }
@@ -374,7 +378,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   absl::flat_hash_map<uint64_t, std::shared_ptr<ServedCall>> by_n_;
   absl::flat_hash_map<std::string, std::shared_ptr<ServedCall>> by_reply_;
   // Cancels that came before their call's open, by reply subject, with when
-  // they came (dropped after kPeerLostAfter).
+  // they came (dropped once PeerLost()).
   absl::flat_hash_map<std::string, Clock::rep> cancelled_early_;
 };
 

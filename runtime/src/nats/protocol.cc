@@ -164,9 +164,22 @@ std::optional<uint64_t> CallNumber(std::string_view subject) {
   return n;
 }
 
-bool PeerLost(Clock::rep last_heard) {
-  return Clock::now().time_since_epoch().count() - last_heard >
-         std::chrono::duration_cast<Clock::duration>(kPeerLostAfter).count();
+const std::shared_ptr<const Liveness::Policy>& HeartbeatPolicy() {
+  static const auto* const policy = new std::shared_ptr<const Liveness::Policy>(
+      std::make_shared<const Liveness::Policy>(Liveness::Policy{
+          .interval = kHeartbeatInterval,
+          .timeout = std::chrono::milliseconds(3000),
+          .peer_answers_probes = false,
+          .probe_name = "heartbeat",
+          .timeout_setting = "3000 ms",
+          .idle_setting = ""}));
+  return *policy;
+}
+
+bool PeerLost(Clock::rep since) {
+  const Liveness::Policy& policy = *HeartbeatPolicy();
+  return Clock::now() - Clock::time_point(Clock::duration(since)) >
+         policy.interval + policy.timeout;
 }
 
 std::string NewId() {

@@ -15,10 +15,10 @@
 // unary and client-streaming calls, the response). The client sends "msg",
 // "done" (half-close), "credit", "hb" and "cancel" to the call subject.
 // Credits are bytes (each message costs its size plus 20), granted by the
-// reader as it reads, so a writer never floods a reader. Both sides send a
+// reader as it reads, so a writer never floods a reader. Liveness is the
+// core's policy in heartbeat form (CallLiveness): both sides send a
 // heartbeat every second while a call is open; a call whose peer is silent
-// for kPeerLostAfter ends (UNAVAILABLE at the client, cancelled at the
-// server).
+// for 4 s ends (UNAVAILABLE at the client, cancelled at the server).
 #ifndef DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
 #define DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
 
@@ -30,13 +30,13 @@
 
 #include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
+#include "core/liveness.h"
 #include "dynrpc/context.h"
 #include "nats/nats_connection.h"
 
 namespace dynrpc::internal::nats {
 
 inline constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
-inline constexpr std::chrono::milliseconds kPeerLostAfter{4000};
 
 // Header names.
 inline constexpr char kType[] = "Dyn-Type";
@@ -86,8 +86,13 @@ Clock::rep NowCount();
 // The call number a per-call subject ends with ("<...>.<n>"), or nullopt.
 std::optional<uint64_t> CallNumber(std::string_view subject);
 
-// Whether a peer last heard at `last_heard` (a Clock count) is lost.
-bool PeerLost(Clock::rep last_heard);
+// The core's liveness policy in heartbeat form (a NATS peer does not
+// answer probes: each side beats on its own), shared by every call.
+const std::shared_ptr<const Liveness::Policy>& HeartbeatPolicy();
+
+// Whether something stamped at `since` (a Clock count) is older than the
+// silence that loses a peer.
+bool PeerLost(Clock::rep since);
 
 // DATA_LOSS unless `message`'s sequence number is `*expected` (then
 // advances it): NATS core may drop a message (a slow consumer, a

@@ -25,6 +25,7 @@
 #include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
 #include "core/client_call.h"
+#include "core/liveness.h"
 #include "core/stream_state.h"
 
 namespace dynrpc::internal::tcp {
@@ -42,7 +43,9 @@ using WakeChannel = asio::experimental::concurrent_channel<void(
 }  // namespace
 
 // One multiplexed connection: calls are matched to responses by call id.
-class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
+class ClientConnection final
+    : public std::enable_shared_from_this<ClientConnection>,
+      public WatchedConnection {
  public:
   // A call in flight: where its frames go.
   struct Call {
@@ -50,8 +53,22 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     bool streaming = false;  // else unary: the RESPONSE carries the message
   };
 
-  explicit ClientConnection(std::shared_ptr<FramedSocket> socket)
-      : socket_(std::move(socket)), keepalive_(socket_->executor()) {}
+  // Watched by the core's liveness policy: a PING when the server has been
+  // silent for keepalive_interval with calls in flight; no answer within
+  // keepalive_timeout and the connection is lost.
+  ClientConnection(std::shared_ptr<FramedSocket> socket,
+                   const TcpConfig& config)
+      : WatchedConnection(
+            Liveness::Policy{
+                .interval = config.keepalive_interval,
+                .timeout = config.keepalive_timeout,
+                .probe_name = "keepalive PING",
+                .timeout_setting =
+                    absl::StrCat("DYN_TCP_KEEPALIVE_TIMEOUT=",
+                                 config.keepalive_timeout.count(), " ms"),
+                .idle_setting = ""},
+            socket->executor()),
+        socket_(std::move(socket)) {}
 
   // Registers a call whose frames go to `state` and sends its REQUEST
   // frame (`prefix` from EncodeRequestPrefix, any call id, then `payload`).
@@ -63,6 +80,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (closed_) return close_status_;
     uint64_t id = next_id_++;
     calls_.emplace(id, Call{std::move(state), streaming});
+    if (calls_.size() == 1) SetCallsOpen(true);
     // Queued under the lock that CancelCall() takes, so a CANCEL for this
     // id is always queued after its REQUEST.
     SetCallId(prefix, id);
@@ -76,6 +94,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     {
       std::lock_guard lock(mu_);
       was_live = calls_.erase(id) > 0;
+      if (calls_.empty()) SetCallsOpen(false);
     }
     if (was_live) socket_->Send(EncodeCancel(id));
   }
@@ -88,44 +107,6 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     // and the cleanup after the loop still runs.
     co_await asio::this_coro::throw_if_cancelled(false);
     co_await self->ReadResponses();
-  }
-
-  // Liveness: while calls are in flight and nothing has arrived for
-  // `interval`, sends a PING; when nothing (a PONG or anything else) arrives
-  // within `timeout` after it, the connection is lost: its calls end
-  // UNAVAILABLE. Runs on the socket's strand until the connection closes.
-  static asio::awaitable<void> KeepaliveLoop(
-      std::shared_ptr<ClientConnection> self,
-      std::chrono::milliseconds interval, std::chrono::milliseconds timeout) {
-    co_await asio::this_coro::throw_if_cancelled(false);
-    FramedSocket& socket = *self->socket_;
-    for (;;) {
-      const bool busy = self->busy();
-      const Clock::time_point quiet_until = socket.last_read() + interval;
-      if (!busy || quiet_until > Clock::now()) {
-        // Idle (the kernel's keepalive watches it), or heard from lately.
-        self->keepalive_.expires_at(busy ? quiet_until
-                                         : Clock::now() + interval);
-        auto [ec] =
-            co_await self->keepalive_.async_wait(as_tuple(use_awaitable));
-        if (ec || self->closed()) co_return;
-        continue;
-      }
-      Clock::time_point sent = Clock::now();
-      socket.Send(EncodePing());
-      self->keepalive_.expires_after(timeout);
-      auto [ec] = co_await self->keepalive_.async_wait(as_tuple(use_awaitable));
-      if (ec || self->closed()) co_return;
-      if (socket.last_read() < sent) {
-        self->FailAll(absl::UnavailableError(absl::StrCat(
-            "connection to ", socket.peer(),
-            " lost: no answer to a keepalive PING within "
-            "DYN_TCP_KEEPALIVE_TIMEOUT=",
-            timeout.count(), " ms")));
-        socket.Close();
-        co_return;
-      }
-    }
   }
 
  private:
@@ -161,7 +142,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
         auto it = calls_.find(header.call_id);
         if (it == calls_.end()) continue;  // ended meanwhile
         call = it->second;
-        if (header.type == FrameType::kResponse) calls_.erase(it);
+        if (header.type == FrameType::kResponse) {
+          calls_.erase(it);
+          if (calls_.empty()) SetCallsOpen(false);
+        }
       }
       if (!Deliver(call, *std::move(frame))) CancelCall(header.call_id);
     }
@@ -260,10 +244,19 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     return result;
   }
 
-  // Calls are in flight.
-  bool busy() {
-    std::lock_guard lock(mu_);
-    return !calls_.empty();
+  // The liveness policy's plane half.
+  void SendProbe() override { socket_->Send(EncodePing()); }
+  void Lost(absl::Status why) override {
+    FailAll(why);
+    socket_->Close();
+  }
+  bool CloseIdle(absl::Status) override { return false; }  // never asked
+  bool WatchingDone() override { return closed(); }
+  std::string peer_name() const override {
+    return absl::StrCat("the server at ", socket_->peer());
+  }
+  Clock::time_point last_heard() const override {
+    return socket_->last_read();
   }
 
   void FailAll(const absl::Status& why) {
@@ -275,16 +268,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       close_status_ = why;
       calls.swap(calls_);
     }
-    // The keepalive task ends now rather than at its next tick.
-    asio::post(socket_->executor(),
-               [self = shared_from_this()] { self->keepalive_.cancel(); });
+    StopWatching();  // now rather than at its next wake
     for (auto& [id, call] : calls) {
       call.state->End(CallResult(why), /*discard_unread=*/true);
     }
   }
 
   std::shared_ptr<FramedSocket> socket_;
-  asio::steady_timer keepalive_;  // KeepaliveLoop's (strand)
   std::mutex mu_;
   absl::flat_hash_map<uint64_t, Call> calls_;
   uint64_t next_id_ = 1;
@@ -421,14 +411,11 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
         strand, target_, config_.connect_timeout, "DYN_TCP_CONNECT_TIMEOUT");
     if (!socket.ok()) co_return socket.status();
     auto framed = std::make_shared<FramedSocket>(std::move(*socket), config_);
-    auto connection = std::make_shared<ClientConnection>(framed);
+    auto connection = std::make_shared<ClientConnection>(framed, config_);
     tasks_->Spawn(strand, FramedSocket::WriteLoop(framed), "tcp client writer");
     tasks_->Spawn(strand, ClientConnection::ReadLoop(connection),
                   "tcp client reader");
-    tasks_->Spawn(strand,
-                  ClientConnection::KeepaliveLoop(
-                      connection, config_.keepalive_interval,
-                      config_.keepalive_timeout),
+    tasks_->Spawn(strand, WatchedConnection::Watch(connection),
                   "tcp client keepalive");
     co_return connection;
   }
