@@ -12,6 +12,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/connection_pool.h"
 #include "core/liveness.h"
 #include "net/sockets.h"
 
@@ -139,19 +140,18 @@ absl::Status CheckConfig(const HttpConfig& config) {
   return absl::OkStatus();
 }
 
-// `calls` of a connection closing for being idle: no call fits beside it.
-constexpr std::size_t kClosingCalls = std::size_t{1} << 40;
-
 // A pooled connection, watched by the core's liveness policy: an HTTP/2
 // PING when the server has been silent for the keep-alive interval with
 // calls open, closed when one goes unanswered for the keep-alive timeout or
-// when no call used it for the pool's idle timeout. `calls` changes under
-// the client's mutex (taken before the connection's, never after).
-class ClientConnection final : public H2Connection, public WatchedConnection {
+// when no call used it for the pool's idle timeout.
+class ClientConnection final : public H2Connection,
+                               public PooledConnection,
+                               public WatchedConnection {
  public:
   ClientConnection(asio::ip::tcp::socket socket, const HttpConfig& config,
                    asio::any_io_executor strand, std::string target,
-                   std::function<void(absl::Status)> on_closed)
+                   std::function<void(absl::Status)> on_closed,
+                   std::weak_ptr<ConnectionPool> pool)
       : H2Connection(Role::kClient, std::move(socket), config),
         WatchedConnection(
             Liveness::Policy{
@@ -167,9 +167,42 @@ class ClientConnection final : public H2Connection, public WatchedConnection {
                                  config.pool_idle_timeout.count())},
             std::move(strand)),
         target_(std::move(target)),
-        on_closed_(std::move(on_closed)) {}
+        on_closed_(std::move(on_closed)),
+        pool_(std::move(pool)) {}
 
-  std::atomic<std::size_t> calls{0};
+  // A new connection to `target` for `pool`, its reader, writer and
+  // watcher running, once the server's SETTINGS have come (its stream
+  // limit decides how many calls the connection may carry).
+  static asio::awaitable<absl::StatusOr<std::shared_ptr<PooledConnection>>>
+  Dial(std::string target, HttpConfig config, TaskGroup& tasks,
+       std::function<void(absl::Status)> on_closed,
+       std::weak_ptr<ConnectionPool> pool) {
+    asio::any_io_executor strand = tasks.NewStrand();
+    absl::StatusOr<asio::ip::tcp::socket> socket = co_await net::Connect(
+        strand, target, config.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT");
+    if (!socket.ok()) co_return socket.status();
+    auto connection = std::make_shared<ClientConnection>(
+        std::move(*socket), config, strand, target, std::move(on_closed),
+        std::move(pool));
+    if (absl::Status s = connection->Start(); !s.ok()) co_return s;
+    tasks.Spawn(strand, ReadLoop(connection), "http client reader");
+    tasks.Spawn(strand, WriteLoop(connection), "http client writer");
+    if (absl::Status s = co_await connection->WaitForSettings(
+            config.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT");
+        !s.ok()) {
+      connection->Close(s);
+      co_return s;
+    }
+    connection->SetCallsOpen(true);  // for the call that dialled it
+    tasks.Spawn(strand, Watch(connection), "http client keepalive");
+    co_return connection;
+  }
+
+  // The pool's view.
+  bool accepting() const override { return H2Connection::accepting(); }
+  std::size_t capacity() const override { return stream_limit(); }
+  void Close(absl::Status why) override { H2Connection::Close(std::move(why)); }
+  void OnCallsOpen(bool open) override { SetCallsOpen(open); }
 
  protected:
   void OnClosed() override {
@@ -201,9 +234,9 @@ class ClientConnection final : public H2Connection, public WatchedConnection {
   void SendProbe() override { SendPing([] {}); }
   void Lost(absl::Status why) override { Close(std::move(why)); }
   bool CloseIdle(absl::Status why) override {
-    // Claimed first, so a call cannot take it while it closes.
-    std::size_t none = 0;
-    if (!calls.compare_exchange_strong(none, kClosingCalls)) return false;
+    if (std::shared_ptr<ConnectionPool> pool = pool_.lock()) {
+      return pool->CloseIfIdle(*this, std::move(why));
+    }
     Close(std::move(why));
     return true;
   }
@@ -216,24 +249,8 @@ class ClientConnection final : public H2Connection, public WatchedConnection {
  private:
   const std::string target_;
   std::function<void(absl::Status)> on_closed_;
+  const std::weak_ptr<ConnectionPool> pool_;
 };
-
-HttpClient::Lease::Lease(std::shared_ptr<HttpClient> client,
-                         std::shared_ptr<ClientConnection> connection)
-    : client_(std::move(client)), connection_(std::move(connection)) {}
-
-HttpClient::Lease& HttpClient::Lease::operator=(Lease&& other) noexcept {
-  if (this != &other) {
-    if (connection_) client_->Release(*connection_);
-    client_ = std::move(other.client_);
-    connection_ = std::move(other.connection_);
-  }
-  return *this;
-}
-
-HttpClient::Lease::~Lease() {
-  if (connection_) client_->Release(*connection_);
-}
 
 HttpClient::HttpClient(HttpConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
@@ -241,120 +258,46 @@ HttpClient::HttpClient(HttpConfig config, asio::any_io_executor executor)
       tasks_(std::make_shared<TaskGroup>(std::move(executor))) {}
 
 HttpClient::~HttpClient() {
-  std::vector<std::shared_ptr<ClientConnection>> all;
   {
     std::lock_guard lock(mu_);
-    for (auto& [target, pool] : pools_) {
-      all.insert(all.end(), pool.begin(), pool.end());
-    }
     pools_.clear();
-  }
-  for (auto& c : all) {
-    c->Close(absl::UnavailableError("the channel was destroyed"));
   }
   tasks_->CancelAll();
 }
 
+std::shared_ptr<ConnectionPool> HttpClient::PoolFor(std::string_view target) {
+  absl::string_view key(target.data(), target.size());
+  std::lock_guard lock(mu_);
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second;
+  ConnectionPool::Options options;
+  options.max_idle = config_.pool_max_idle_per_host;
+  options.max_idle_setting = absl::StrCat("DYN_HTTP2_POOL_MAX_IDLE_PER_HOST=",
+                                          config_.pool_max_idle_per_host);
+  auto pool = std::make_shared<ConnectionPool>(
+      std::move(options),
+      [target = std::string(target), config = config_, tasks = tasks_,
+       on_closed = on_connection_closed_](ConnectionPool& pool) {
+        return ClientConnection::Dial(target, config, *tasks, on_closed,
+                                      pool.weak_from_this());
+      });
+  pools_.emplace(std::string(target), pool);
+  return pool;
+}
+
 std::vector<H2Stats> HttpClient::ConnectionStats(
     std::string_view target) const {
-  std::vector<std::shared_ptr<ClientConnection>> pool;
+  std::shared_ptr<ConnectionPool> pool;
   {
     std::lock_guard lock(mu_);
     auto it = pools_.find(absl::string_view(target.data(), target.size()));
     if (it != pools_.end()) pool = it->second;
   }
   std::vector<H2Stats> stats;
-  for (auto& c : pool) {
-    if (c->accepting()) stats.push_back(c->stats());
+  if (pool == nullptr) return stats;
+  for (auto& c : pool->connections()) {
+    stats.push_back(static_cast<ClientConnection&>(*c).stats());
   }
   return stats;
-}
-
-void HttpClient::Release(ClientConnection& connection) {
-  std::shared_ptr<ClientConnection> closing;
-  {
-    std::lock_guard lock(mu_);
-    if (--connection.calls > 0) return;
-    connection.SetCallsOpen(false);
-    // Beyond DYN_HTTP2_POOL_MAX_IDLE_PER_HOST idle connections, this one
-    // closes now.
-    for (auto& [target, pool] : pools_) {
-      auto it = std::find_if(pool.begin(), pool.end(), [&](const auto& c) {
-        return c.get() == &connection;
-      });
-      if (it == pool.end()) continue;
-      std::size_t idle = 0;
-      for (auto& c : pool) {
-        if (c->calls == 0 && c->accepting()) ++idle;
-      }
-      if (idle > config_.pool_max_idle_per_host) {
-        closing = *it;
-        pool.erase(it);
-      }
-      break;
-    }
-  }
-  if (closing == nullptr) return;
-  // Outside the mutex: Close() runs the connection's close hooks.
-  closing->Close(absl::UnavailableError(absl::StrCat(
-      "more than ", config_.pool_max_idle_per_host,
-      " idle connections (DYN_HTTP2_POOL_MAX_IDLE_PER_HOST)")));
-}
-
-std::optional<HttpClient::Lease> HttpClient::TryAcquire(
-    const std::string& target) {
-  std::lock_guard lock(mu_);
-  auto& pool = pools_[target];
-  std::erase_if(pool, [](const auto& c) { return !c->accepting(); });
-  for (auto& c : pool) {
-    if (c->calls < c->stream_limit()) {
-      if (++c->calls == 1) c->SetCallsOpen(true);
-      return Lease(self(), c);
-    }
-  }
-  return std::nullopt;
-}
-
-asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::AcquireUnless(
-    std::string target, std::shared_ptr<Signal> cancel) {
-  if (std::optional<Lease> lease = TryAcquire(target)) {
-    co_return *std::move(lease);
-  }
-  co_return co_await WithDeadline(Acquire(std::move(target)),
-                                  Clock::time_point::max(), "", nullptr,
-                                  std::move(cancel));
-}
-
-asio::awaitable<absl::StatusOr<HttpClient::Lease>> HttpClient::Acquire(
-    std::string target) {
-  if (std::optional<Lease> lease = TryAcquire(target)) {
-    co_return *std::move(lease);
-  }
-  asio::any_io_executor strand = tasks_->NewStrand();
-  absl::StatusOr<asio::ip::tcp::socket> socket = co_await net::Connect(
-      strand, target, config_.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT");
-  if (!socket.ok()) co_return socket.status();
-  auto connection = std::make_shared<ClientConnection>(
-      std::move(*socket), config_, strand, target, on_connection_closed_);
-  if (absl::Status s = connection->Start(); !s.ok()) co_return s;
-  tasks_->Spawn(strand, H2Connection::ReadLoop(connection), "http client reader");
-  tasks_->Spawn(strand, H2Connection::WriteLoop(connection), "http client writer");
-  // The server's SETTINGS first: its stream limit decides how many calls
-  // this connection may carry.
-  if (absl::Status s = co_await connection->WaitForSettings(
-          config_.connect_timeout, "DYN_HTTP_CONNECT_TIMEOUT"); !s.ok()) {
-    connection->Close(s);
-    co_return s;
-  }
-  {
-    std::lock_guard lock(mu_);
-    connection->calls = 1;
-    connection->SetCallsOpen(true);
-    pools_[target].push_back(connection);
-  }
-  tasks_->Spawn(strand, WatchedConnection::Watch(connection),
-                "http client keepalive");
-  co_return Lease(self(), std::move(connection));
 }
 
 absl::StatusOr<Headers> HttpClient::RequestHeaders(
@@ -390,9 +333,9 @@ namespace {
 // StreamState keeps no window (wire_window()).
 class HttpLink final : public ClientLink {
  public:
-  HttpLink(HttpClient::Lease lease, std::shared_ptr<H2Stream> stream,
+  HttpLink(ConnectionPool::Lease lease, std::shared_ptr<H2Stream> stream,
            std::size_t max_message)
-      : connection_(lease.get()),
+      : connection_(lease.shared<ClientConnection>()),
         lease_(std::move(lease)),
         stream_(std::move(stream)),
         max_message_(max_message) {}
@@ -433,16 +376,12 @@ class HttpLink final : public ClientLink {
 
  private:
   const std::shared_ptr<ClientConnection> connection_;
-  std::optional<HttpClient::Lease> lease_;
+  std::optional<ConnectionPool::Lease> lease_;
   const std::shared_ptr<H2Stream> stream_;
   const std::size_t max_message_;
 };
 
 }  // namespace
-
-std::shared_ptr<HttpClient> HttpClient::self() {
-  return std::static_pointer_cast<HttpClient>(shared_from_this());
-}
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
     std::string_view target_view, CallRequest& head,
@@ -456,14 +395,10 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
   }
   absl::StatusOr<Headers> headers = RequestHeaders(target, head, streaming);
   if (!headers.ok()) co_return headers.status();
-  std::optional<Lease> lease = TryAcquire(target);
-  if (!lease) {
-    // Dialling: the deadline or TryCancel() interrupts it.
-    absl::StatusOr<Lease> dialled =
-        co_await AcquireUnless(target, cancel.Arm(executor_));
-    if (!dialled.ok()) co_return dialled.status();
-    lease.emplace(*std::move(dialled));
-  }
+  absl::StatusOr<ConnectionPool::Lease> lease =
+      co_await PoolFor(target)->AcquireForCall(head.deadline, cancel,
+                                               executor_);
+  if (!lease.ok()) co_return lease.status();
   auto stream = std::make_shared<H2Stream>(
       config_.max_message_size, "DYN_HTTP_MAX_MESSAGE_SIZE", "response");
   stream->state = std::move(state);
@@ -477,7 +412,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
     }
     stream->out_end = true;
   }
-  std::shared_ptr<ClientConnection> connection = lease->get();
+  std::shared_ptr<ClientConnection> connection =
+      lease->shared<ClientConnection>();
   absl::StatusOr<int32_t> id = connection->SubmitRequest(stream, *headers);
   if (!id.ok()) co_return id.status();
   co_return std::make_shared<HttpLink>(*std::move(lease), std::move(stream),

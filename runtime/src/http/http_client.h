@@ -11,16 +11,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "boost/asio/any_io_executor.hpp"
-#include "core/deadline.h"
 #include "core/client_call.h"
+#include "core/connection_pool.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
 #include "http/h2_connection.h"
 
 namespace dynrpc::internal::http {
-
-class ClientConnection;
 
 // Checks a HttpConfig built in code (the environment's parser checks the
 // same ranges): the values that would hang or corrupt calls.
@@ -63,34 +61,6 @@ class HttpClient final : public FramedPlaneClient {
     on_connection_closed_ = std::move(f);
   }
 
-  // A connection with a call slot taken; gives the slot back when
-  // destroyed.
-  class Lease {
-   public:
-    Lease() = default;
-    Lease(std::shared_ptr<HttpClient> client,
-          std::shared_ptr<ClientConnection> connection);
-    Lease(Lease&& other) noexcept = default;
-    Lease& operator=(Lease&& other) noexcept;
-    ~Lease();
-    ClientConnection* operator->() const { return connection_.get(); }
-    const std::shared_ptr<ClientConnection>& get() const {
-      return connection_;
-    }
-
-   private:
-    std::shared_ptr<HttpClient> client_;
-    std::shared_ptr<ClientConnection> connection_;
-  };
-
-  // An open connection to `target` with room for one more call, if any.
-  std::optional<Lease> TryAcquire(const std::string& target);
-  // The same, or a new connection. Cancelling the awaiting coroutine
-  // abandons the dial.
-  boost::asio::awaitable<absl::StatusOr<Lease>> Acquire(std::string target);
-  // Acquire() that `cancel` (any thread) interrupts: then CANCELLED.
-  boost::asio::awaitable<absl::StatusOr<Lease>> AcquireUnless(
-      std::string target, std::shared_ptr<Signal> cancel);
   // The request headers for a call.
   absl::StatusOr<Headers> RequestHeaders(std::string_view target,
                                          const CallRequest& request,
@@ -98,17 +68,14 @@ class HttpClient final : public FramedPlaneClient {
   const HttpConfig& config() const { return config_; }
 
  private:
-  void Release(ClientConnection& connection);
-  std::shared_ptr<HttpClient> self();
+  std::shared_ptr<ConnectionPool> PoolFor(std::string_view target);
 
   const HttpConfig config_;
   const boost::asio::any_io_executor executor_;
   const std::shared_ptr<TaskGroup> tasks_;
   std::function<void(absl::Status)> on_connection_closed_;
   mutable std::mutex mu_;
-  absl::flat_hash_map<std::string,
-                      std::vector<std::shared_ptr<ClientConnection>>>
-      pools_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools_;
 };
 
 }  // namespace dynrpc::internal::http

@@ -3,18 +3,15 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <list>
 #include <utility>
 #include <variant>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/connect.hpp"
 #include "boost/asio/experimental/awaitable_operators.hpp"
-#include "boost/asio/experimental/concurrent_channel.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
@@ -25,6 +22,7 @@
 #include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
 #include "core/client_call.h"
+#include "core/connection_pool.h"
 #include "core/liveness.h"
 #include "core/stream_state.h"
 
@@ -35,16 +33,10 @@ using asio::as_tuple;
 using asio::use_awaitable;
 using asio::ip::tcp;
 
-namespace {
-
-using WakeChannel = asio::experimental::concurrent_channel<void(
-    boost::system::error_code, absl::Status)>;
-
-}  // namespace
-
 // One multiplexed connection: calls are matched to responses by call id.
 class ClientConnection final
     : public std::enable_shared_from_this<ClientConnection>,
+      public PooledConnection,
       public WatchedConnection {
  public:
   // A call in flight: where its frames go.
@@ -68,7 +60,23 @@ class ClientConnection final
                                  config.keepalive_timeout.count(), " ms"),
                 .idle_setting = ""},
             socket->executor()),
-        socket_(std::move(socket)) {}
+        socket_(std::move(socket)),
+        channel_buffer_(config.channel_buffer) {}
+
+  // A new connection to `target`, its reader, writer and watcher running.
+  static asio::awaitable<absl::StatusOr<std::shared_ptr<PooledConnection>>>
+  Dial(std::string target, TcpConfig config, TaskGroup& tasks) {
+    asio::any_io_executor strand = tasks.NewStrand();
+    absl::StatusOr<tcp::socket> socket = co_await net::Connect(
+        strand, target, config.connect_timeout, "DYN_TCP_CONNECT_TIMEOUT");
+    if (!socket.ok()) co_return socket.status();
+    auto framed = std::make_shared<FramedSocket>(std::move(*socket), config);
+    auto connection = std::make_shared<ClientConnection>(framed, config);
+    tasks.Spawn(strand, FramedSocket::WriteLoop(framed), "tcp client writer");
+    tasks.Spawn(strand, ReadLoop(connection), "tcp client reader");
+    tasks.Spawn(strand, Watch(connection), "tcp client keepalive");
+    co_return connection;
+  }
 
   // Registers a call whose frames go to `state` and sends its REQUEST
   // frame (`prefix` from EncodeRequestPrefix, any call id, then `payload`).
@@ -80,7 +88,6 @@ class ClientConnection final
     if (closed_) return close_status_;
     uint64_t id = next_id_++;
     calls_.emplace(id, Call{std::move(state), streaming});
-    if (calls_.size() == 1) SetCallsOpen(true);
     // Queued under the lock that CancelCall() takes, so a CANCEL for this
     // id is always queued after its REQUEST.
     SetCallId(prefix, id);
@@ -94,7 +101,6 @@ class ClientConnection final
     {
       std::lock_guard lock(mu_);
       was_live = calls_.erase(id) > 0;
-      if (calls_.empty()) SetCallsOpen(false);
     }
     if (was_live) socket_->Send(EncodeCancel(id));
   }
@@ -142,10 +148,7 @@ class ClientConnection final
         auto it = calls_.find(header.call_id);
         if (it == calls_.end()) continue;  // ended meanwhile
         call = it->second;
-        if (header.type == FrameType::kResponse) {
-          calls_.erase(it);
-          if (calls_.empty()) SetCallsOpen(false);
-        }
+        if (header.type == FrameType::kResponse) calls_.erase(it);
       }
       if (!Deliver(call, *std::move(frame))) CancelCall(header.call_id);
     }
@@ -210,21 +213,21 @@ class ClientConnection final
 
 
  public:
-  void Close() {
-    FailAll(absl::UnavailableError(
-        absl::StrCat("connection to ", socket_->peer(), " closed by the client")));
+  // The pool's view.
+  bool accepting() const override { return !closed(); }
+  std::size_t capacity() const override { return channel_buffer_; }
+  void Close(absl::Status why) override {
+    FailAll(why);
     socket_->Close();
   }
+  void OnCallsOpen(bool open) override { SetCallsOpen(open); }
 
-  bool closed() {
+  bool closed() const {
     std::lock_guard lock(mu_);
     return closed_;
   }
 
   const std::shared_ptr<FramedSocket>& socket() const { return socket_; }
-
-  // Calls using this connection; guarded by the pool's mutex.
-  std::size_t in_flight = 0;
 
  private:
   CallResult ToReply(InFrame frame) {
@@ -246,10 +249,7 @@ class ClientConnection final
 
   // The liveness policy's plane half.
   void SendProbe() override { socket_->Send(EncodePing()); }
-  void Lost(absl::Status why) override {
-    FailAll(why);
-    socket_->Close();
-  }
+  void Lost(absl::Status why) override { Close(std::move(why)); }
   bool CloseIdle(absl::Status) override { return false; }  // never asked
   bool WatchingDone() override { return closed(); }
   std::string peer_name() const override {
@@ -275,175 +275,12 @@ class ClientConnection final
   }
 
   std::shared_ptr<FramedSocket> socket_;
-  std::mutex mu_;
+  const std::size_t channel_buffer_;
+  mutable std::mutex mu_;
   absl::flat_hash_map<uint64_t, Call> calls_;
   uint64_t next_id_ = 1;
   bool closed_ = false;
   absl::Status close_status_;
-};
-
-// The connections to one target.
-class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
- public:
-  // A slot on a connection: released (and a waiter woken) on destruction.
-  class Lease {
-   public:
-    Lease(std::shared_ptr<ConnectionPool> pool,
-          std::shared_ptr<ClientConnection> connection)
-        : pool_(std::move(pool)), connection_(std::move(connection)) {}
-    Lease(Lease&&) = default;
-    Lease& operator=(Lease&&) = default;
-    ~Lease() {
-      if (pool_) pool_->Release(*connection_);
-    }
-    ClientConnection& connection() { return *connection_; }
-    const std::shared_ptr<ClientConnection>& shared_connection() const {
-      return connection_;
-    }
-
-   private:
-    std::shared_ptr<ConnectionPool> pool_;
-    std::shared_ptr<ClientConnection> connection_;
-  };
-
-  ConnectionPool(std::string target, const TcpConfig& config,
-                 std::shared_ptr<TaskGroup> tasks)
-      : target_(std::move(target)), config_(config), tasks_(std::move(tasks)) {}
-
-  ~ConnectionPool() {
-    for (auto& connection : connections_) connection->Close();
-  }
-
-  // A slot on the least-loaded open connection. When every connection is
-  // full, one caller dials a new one (while the pool has room) and the others
-  // wait for that dial: its failure fails them too, so a dead server costs
-  // one connect attempt, not one per call. When the pool is full, callers
-  // wait for a slot to free up.
-  // A slot on an open connection now, if one is free.
-  std::optional<Lease> TryAcquire() {
-    std::lock_guard lock(mu_);
-    return TryAcquireLocked();
-  }
-
-  asio::awaitable<absl::StatusOr<Lease>> Acquire() {
-    for (;;) {
-      std::shared_ptr<WakeChannel> waiter;
-      {
-        std::lock_guard lock(mu_);
-        if (std::optional<Lease> lease = TryAcquireLocked()) {
-          co_return *std::move(lease);
-        }
-        if (!dialing_ && connections_.size() < config_.pool_size) {
-          dialing_ = true;
-        } else {
-          waiter = std::make_shared<WakeChannel>(
-              co_await asio::this_coro::executor, 1);
-          (dialing_ ? dial_waiters_ : slot_waiters_).push_back(waiter);
-        }
-      }
-      if (waiter) {
-        bool woken = false;
-        // Also runs when the wait throws on cancellation. A waiter that was
-        // woken but gives up passes the freed slot on.
-        absl::Cleanup leave = [this, &waiter, &woken] {
-          if (woken) return;
-          std::lock_guard lock(mu_);
-          std::size_t queued =
-              dial_waiters_.remove(waiter) + slot_waiters_.remove(waiter);
-          if (queued == 0) WakeSlotWaiterLocked();
-        };
-        auto [ec, outcome] =
-            co_await waiter->async_receive(as_tuple(use_awaitable));
-        if (ec) {
-          co_return absl::CancelledError(
-              "cancelled while waiting for a connection");
-        }
-        woken = true;
-        if (!outcome.ok()) co_return outcome;  // the dial we waited for failed
-        continue;
-      }
-      absl::StatusOr<std::shared_ptr<ClientConnection>> connection =
-          absl::CancelledError("dial cancelled");
-      {
-        // Also runs if the dial is cancelled: the waiters retry.
-        absl::Cleanup done_dialing = [this, &connection] {
-          std::lock_guard lock(mu_);
-          dialing_ = false;
-          if (connection.ok()) {
-            // Ours before anyone else can see it.
-            (*connection)->in_flight = 1;
-            connections_.push_back(*connection);
-          }
-          absl::Status outcome = connection.ok() || absl::IsCancelled(
-                                                        connection.status())
-                                     ? absl::OkStatus()
-                                     : connection.status();
-          for (auto& w : dial_waiters_) {
-            w->try_send(boost::system::error_code{}, outcome);
-          }
-          dial_waiters_.clear();
-        };
-        connection = co_await Dial();
-      }
-      if (!connection.ok()) co_return connection.status();
-      co_return Lease(shared_from_this(), std::move(*connection));
-    }
-  }
-
- private:
-  std::optional<Lease> TryAcquireLocked() {
-    std::erase_if(connections_, [](const auto& c) { return c->closed(); });
-    std::shared_ptr<ClientConnection> best;
-    for (const auto& c : connections_) {
-      if (c->in_flight < config_.channel_buffer &&
-          (best == nullptr || c->in_flight < best->in_flight)) {
-        best = c;
-      }
-    }
-    if (best == nullptr) return std::nullopt;
-    ++best->in_flight;
-    return Lease(shared_from_this(), std::move(best));
-  }
-
-  asio::awaitable<absl::StatusOr<std::shared_ptr<ClientConnection>>> Dial() {
-    asio::any_io_executor strand = tasks_->NewStrand();
-    absl::StatusOr<tcp::socket> socket = co_await net::Connect(
-        strand, target_, config_.connect_timeout, "DYN_TCP_CONNECT_TIMEOUT");
-    if (!socket.ok()) co_return socket.status();
-    auto framed = std::make_shared<FramedSocket>(std::move(*socket), config_);
-    auto connection = std::make_shared<ClientConnection>(framed, config_);
-    tasks_->Spawn(strand, FramedSocket::WriteLoop(framed), "tcp client writer");
-    tasks_->Spawn(strand, ClientConnection::ReadLoop(connection),
-                  "tcp client reader");
-    tasks_->Spawn(strand, WatchedConnection::Watch(connection),
-                  "tcp client keepalive");
-    co_return connection;
-  }
-
-  void Release(ClientConnection& connection) {
-    std::lock_guard lock(mu_);
-    --connection.in_flight;
-    WakeSlotWaiterLocked();
-  }
-
-  void WakeSlotWaiterLocked() {
-    while (!slot_waiters_.empty()) {
-      std::shared_ptr<WakeChannel> w = std::move(slot_waiters_.front());
-      slot_waiters_.pop_front();
-      if (w->try_send(boost::system::error_code{}, absl::OkStatus())) return;
-    }
-  }
-
-  const std::string target_;
-  const TcpConfig config_;
-  const std::shared_ptr<TaskGroup> tasks_;  // the client's
-  std::mutex mu_;
-  std::vector<std::shared_ptr<ClientConnection>> connections_;
-  bool dialing_ = false;  // one dial at a time
-  // Callers waiting for the dial in progress; told its failure.
-  std::list<std::shared_ptr<WakeChannel>> dial_waiters_;
-  // Callers waiting for a slot on a full pool.
-  std::list<std::shared_ptr<WakeChannel>> slot_waiters_;
 };
 
 TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
@@ -464,8 +301,14 @@ std::shared_ptr<ConnectionPool> TcpClient::PoolFor(std::string_view target) {
   std::lock_guard lock(mu_);
   // Looked up without building a std::string: this runs on every call.
   if (auto it = pools_.find(key); it != pools_.end()) return it->second;
-  auto pool =
-      std::make_shared<ConnectionPool>(std::string(target), config_, tasks_);
+  ConnectionPool::Options options;
+  options.max_connections = config_.pool_size;
+  auto pool = std::make_shared<ConnectionPool>(
+      std::move(options),
+      [target = std::string(target), config = config_,
+       tasks = tasks_](ConnectionPool&) {
+        return ClientConnection::Dial(target, config, *tasks);
+      });
   pools_.emplace(std::string(target), pool);
   return pool;
 }
@@ -487,7 +330,7 @@ uint64_t TimeLeftUs(const std::optional<Clock::time_point>& deadline) {
 class TcpLink final : public ClientLink {
  public:
   TcpLink(ConnectionPool::Lease lease, uint64_t id, std::size_t max_message)
-      : connection_(lease.shared_connection()),
+      : connection_(lease.shared<ClientConnection>()),
         lease_(std::move(lease)),
         id_(id),
         max_message_(max_message) {}
@@ -539,21 +382,13 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
       EncodeRequestPrefix(0, wire, payload.size(), flags);
   if (!prefix.ok()) co_return prefix.status();
 
-  std::shared_ptr<ConnectionPool> pool = PoolFor(target);
-  std::optional<ConnectionPool::Lease> lease = pool->TryAcquire();
-  if (!lease) {
-    // Slow path: dial, or wait for a slot. (Not a ?: around co_await: GCC
-    // 12 miscompiles that.)
-    absl::StatusOr<ConnectionPool::Lease> waited = co_await WithDeadline(
-        pool->Acquire(), head.deadline.value_or(Clock::time_point::max()),
-        "the call's deadline passed while it waited for a connection",
-        /*context=*/nullptr, cancel.Arm(executor_));
-    if (!waited.ok()) co_return waited.status();
-    lease.emplace(*std::move(waited));
-  }
+  absl::StatusOr<ConnectionPool::Lease> lease =
+      co_await PoolFor(target)->AcquireForCall(head.deadline, cancel,
+                                               executor_);
+  if (!lease.ok()) co_return lease.status();
   // The time left when the request is written, not when it was made.
   SetTimeout(*prefix, TimeLeftUs(head.deadline));
-  absl::StatusOr<uint64_t> id = lease->connection().Register(
+  absl::StatusOr<uint64_t> id = lease->get<ClientConnection>().Register(
       std::move(state), streaming, *std::move(prefix), std::move(payload));
   if (!id.ok()) co_return id.status();
   co_return std::make_shared<TcpLink>(*std::move(lease), *id,

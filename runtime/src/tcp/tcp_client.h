@@ -14,9 +14,11 @@
 #include "core/task_group.h"
 #include "dynrpc/config.h"
 
-namespace dynrpc::internal::tcp {
-
+namespace dynrpc::internal {
 class ConnectionPool;
+}  // namespace dynrpc::internal
+
+namespace dynrpc::internal::tcp {
 
 // The TCP plane's client: the core runs its calls (FramedPlaneClient); it
 // keeps a pool of multiplexed connections per target and carries the calls'
