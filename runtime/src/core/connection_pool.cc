@@ -192,4 +192,30 @@ void ConnectionPool::WakeSlotWaiterLocked() {
   }
 }
 
+std::shared_ptr<ConnectionPool> ConnectionPools::For(std::string_view target) {
+  // Looked up without building a std::string: this runs on every call.
+  absl::string_view key(target.data(), target.size());
+  std::lock_guard lock(mu_);
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second;
+  std::shared_ptr<ConnectionPool> pool = make_(target);
+  pools_.emplace(std::string(target), pool);
+  return pool;
+}
+
+std::shared_ptr<ConnectionPool> ConnectionPools::Find(
+    std::string_view target) const {
+  std::lock_guard lock(mu_);
+  auto it = pools_.find(absl::string_view(target.data(), target.size()));
+  return it == pools_.end() ? nullptr : it->second;
+}
+
+void ConnectionPools::Clear() {
+  absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools;
+  {
+    std::lock_guard lock(mu_);
+    pools.swap(pools_);
+  }
+  // Destroyed outside the mutex: a pool closes its connections.
+}
+
 }  // namespace dynrpc::internal

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
@@ -130,6 +131,26 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   std::list<std::shared_ptr<WakeChannel>> dial_waiters_;
   // Callers waiting for a slot on a full pool.
   std::list<std::shared_ptr<WakeChannel>> slot_waiters_;
+};
+
+// A client's pools, one per target, each made on first use by `make`.
+class ConnectionPools {
+ public:
+  using Make =
+      std::function<std::shared_ptr<ConnectionPool>(std::string_view target)>;
+  explicit ConnectionPools(Make make) : make_(std::move(make)) {}
+  // Drops every pool: each closes its connections once its last lease ends.
+  ~ConnectionPools() { Clear(); }
+
+  std::shared_ptr<ConnectionPool> For(std::string_view target);
+  // The pool for `target` if there is one.
+  std::shared_ptr<ConnectionPool> Find(std::string_view target) const;
+  void Clear();
+
+ private:
+  const Make make_;
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools_;
 };
 
 }  // namespace dynrpc::internal

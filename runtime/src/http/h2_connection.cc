@@ -344,8 +344,9 @@ void H2Connection::PeerEndedLocked(H2Stream& stream) {
   if (stream.peer_ended) return;
   stream.peer_ended = true;
   // A raw (JSON) body is one message, complete at the end of the stream.
-  if (stream.mode == BodyMode::kRaw && stream.error.ok()) {
-    stream.inbound.push_back(std::move(stream.raw_body));
+  if (stream.mode == BodyMode::kRaw && stream.error.ok() && stream.state) {
+    stream.state->Deliver(std::move(stream.raw_body));
+    ++stream.unread;
   }
   OnStreamEndLocked(stream);
 }
@@ -471,36 +472,6 @@ asio::awaitable<bool> H2Connection::Wait(
       co_return false;
     }
   }
-}
-
-asio::awaitable<absl::StatusOr<std::optional<std::string>>>
-H2Connection::ReadMessage(const std::shared_ptr<H2Stream>& stream) {
-  bool woke = co_await Wait(stream, [](const H2Stream& s) {
-    return !s.inbound.empty() || s.peer_ended;
-  });
-  if (!woke) co_return absl::CancelledError("the read was cancelled");
-  std::lock_guard lock(mu_);
-  if (!stream->error.ok()) co_return stream->error;
-  if (!stream->inbound.empty()) {
-    std::string message = std::move(stream->inbound.front());
-    stream->inbound.pop_front();
-    std::size_t give = std::min(stream->unconsumed,
-                                message.size() + kGrpcPrefixSize);
-    stream->unconsumed -= give;
-    // The reader will wait for the message still arriving: let it come.
-    if (stream->inbound.empty()) give += std::exchange(stream->partial_held, 0);
-    GiveBackLocked(*stream, give);
-    co_return std::optional<std::string>(std::move(message));
-  }
-  if (stream->peer_ended) {
-    if (!stream->decoder.AtBoundary()) {
-      co_return absl::InternalError(absl::StrCat(
-          "the ", stream->what, " stream ended inside a message (",
-          stream->decoder.buffered(), " bytes of it received)"));
-    }
-    co_return std::optional<std::string>();
-  }
-  co_return absl::InternalError("the HTTP/2 stream closed before it ended");
 }
 
 asio::awaitable<absl::Status> H2Connection::WaitWritable(

@@ -105,10 +105,11 @@ struct H2Stream {
 
   std::vector<std::shared_ptr<Signal>> waiters;
 
-  // A client call's state in the core, which the connection ends (when the
-  // peer ended its side, the stream failed or closed). With `deliver` (a
-  // streaming call) each message goes to it as it completes; a unary
-  // call's one message waits in `inbound` for the end.
+  // The call's state in the core, which the connection ends (when the peer
+  // ended its side, the stream failed or closed). With `deliver` (server
+  // calls, streaming client calls) each message goes to it as it completes
+  // (a raw body at the stream's end); a unary client call's one message
+  // waits in `inbound` for the end.
   std::shared_ptr<StreamState> state;
   bool deliver = false;
   std::size_t unread = 0;  // messages delivered to `state`, not yet read
@@ -188,10 +189,6 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
       const std::shared_ptr<H2Stream>& stream,
       const std::function<bool(const H2Stream&)>& ready,
       bool stop_on_error = true);
-  // The next inbound message: nullopt after a clean end of the peer's
-  // side; the stream's error otherwise.
-  boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
-  ReadMessage(const std::shared_ptr<H2Stream>& stream);
   // Waits until at most `high_water` bytes of the stream's DATA are queued
   // (flow control: the peer reads what we send). The stream's error if it
   // fails first.

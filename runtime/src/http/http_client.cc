@@ -255,43 +255,30 @@ class ClientConnection final : public H2Connection,
 HttpClient::HttpClient(HttpConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(executor),
-      tasks_(std::make_shared<TaskGroup>(std::move(executor))) {}
+      tasks_(std::make_shared<TaskGroup>(std::move(executor))),
+      pools_([this](std::string_view target) {
+        ConnectionPool::Options options;
+        options.max_idle = config_.pool_max_idle_per_host;
+        options.max_idle_setting =
+            absl::StrCat("DYN_HTTP2_POOL_MAX_IDLE_PER_HOST=",
+                         config_.pool_max_idle_per_host);
+        return std::make_shared<ConnectionPool>(
+            std::move(options),
+            [target = std::string(target), config = config_, tasks = tasks_,
+             on_closed = on_connection_closed_](ConnectionPool& pool) {
+              return ClientConnection::Dial(target, config, *tasks, on_closed,
+                                            pool.weak_from_this());
+            });
+      }) {}
 
 HttpClient::~HttpClient() {
-  {
-    std::lock_guard lock(mu_);
-    pools_.clear();
-  }
+  pools_.Clear();
   tasks_->CancelAll();
-}
-
-std::shared_ptr<ConnectionPool> HttpClient::PoolFor(std::string_view target) {
-  absl::string_view key(target.data(), target.size());
-  std::lock_guard lock(mu_);
-  if (auto it = pools_.find(key); it != pools_.end()) return it->second;
-  ConnectionPool::Options options;
-  options.max_idle = config_.pool_max_idle_per_host;
-  options.max_idle_setting = absl::StrCat("DYN_HTTP2_POOL_MAX_IDLE_PER_HOST=",
-                                          config_.pool_max_idle_per_host);
-  auto pool = std::make_shared<ConnectionPool>(
-      std::move(options),
-      [target = std::string(target), config = config_, tasks = tasks_,
-       on_closed = on_connection_closed_](ConnectionPool& pool) {
-        return ClientConnection::Dial(target, config, *tasks, on_closed,
-                                      pool.weak_from_this());
-      });
-  pools_.emplace(std::string(target), pool);
-  return pool;
 }
 
 std::vector<H2Stats> HttpClient::ConnectionStats(
     std::string_view target) const {
-  std::shared_ptr<ConnectionPool> pool;
-  {
-    std::lock_guard lock(mu_);
-    auto it = pools_.find(absl::string_view(target.data(), target.size()));
-    if (it != pools_.end()) pool = it->second;
-  }
+  std::shared_ptr<ConnectionPool> pool = pools_.Find(target);
   std::vector<H2Stats> stats;
   if (pool == nullptr) return stats;
   for (auto& c : pool->connections()) {
@@ -396,7 +383,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
   absl::StatusOr<Headers> headers = RequestHeaders(target, head, streaming);
   if (!headers.ok()) co_return headers.status();
   absl::StatusOr<ConnectionPool::Lease> lease =
-      co_await PoolFor(target)->AcquireForCall(head.deadline, cancel,
+      co_await pools_.For(target)->AcquireForCall(head.deadline, cancel,
                                                executor_);
   if (!lease.ok()) co_return lease.status();
   auto stream = std::make_shared<H2Stream>(

@@ -5,11 +5,9 @@
 #define DYNRPC_RUNTIME_SRC_HTTP_HTTP_CLIENT_H_
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "core/client_call.h"
 #include "core/connection_pool.h"
@@ -68,14 +66,11 @@ class HttpClient final : public FramedPlaneClient {
   const HttpConfig& config() const { return config_; }
 
  private:
-  std::shared_ptr<ConnectionPool> PoolFor(std::string_view target);
-
   const HttpConfig config_;
   const boost::asio::any_io_executor executor_;
   const std::shared_ptr<TaskGroup> tasks_;
   std::function<void(absl::Status)> on_connection_closed_;
-  mutable std::mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools_;
+  ConnectionPools pools_;
 };
 
 }  // namespace dynrpc::internal::http

@@ -131,7 +131,11 @@ class HttpServerConnection final : public H2Connection {
         stream.deliver = true;
         break;
       case ContentKind::kJson:
+        // One message, the whole body, delivered at its end.
         stream.mode = BodyMode::kRaw;
+        stream.state = std::make_shared<StreamState>(
+            config_.max_message_size, StreamState::WireWindow{0});
+        stream.deliver = true;
         break;
       case ContentKind::kOther:
         stream.mode = BodyMode::kDrop;
@@ -336,30 +340,8 @@ class Responder {
   std::shared_ptr<H2Stream> stream_;
 };
 
-// A unary request's message, unless the call's deadline passes first (a
-// caller that never finishes its request must not hold the call forever):
-// then DEADLINE_EXCEEDED.
-asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadBefore(
-    H2Connection& connection, const std::shared_ptr<H2Stream>& stream,
-    std::optional<Clock::time_point> deadline) {
-  if (!deadline) co_return co_await connection.ReadMessage(stream);
-  asio::steady_timer timer(co_await asio::this_coro::executor, *deadline);
-  // Weak: the handler may run after this coroutine and the connection end.
-  std::weak_ptr<H2Connection> weak = connection.shared_from_this();
-  timer.async_wait([weak, stream](const boost::system::error_code& ec) {
-    auto connection = weak.lock();
-    if (ec || connection == nullptr) return;
-    connection->FailStream(stream, absl::DeadlineExceededError(
-                                       "the call's deadline (grpc-timeout) "
-                                       "passed before its request arrived"));
-  });
-  absl::StatusOr<std::optional<std::string>> message =
-      co_await connection.ReadMessage(stream);
-  timer.cancel();
-  co_return message;
-}
-
-// A gRPC unary request's one message, from the call's state, unless the
+// A unary request's one message (a JSON call's: its body), from the call's
+// state, unless the
 // call's deadline passes first (a caller that never finishes its request
 // must not hold the call for ever): then DEADLINE_EXCEEDED.
 asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
@@ -537,8 +519,8 @@ asio::awaitable<void> HttpServer::ServeStream(
           " is a streaming method (use gRPC)")));
       co_return;
     }
-    absl::StatusOr<std::optional<std::string>> body =
-        co_await ReadBefore(*connection, stream, request.deadline);
+    absl::StatusOr<std::string> body =
+        co_await ReadUnaryRequest(*call, request.deadline);
     if (!body.ok()) {
       co_await respond.JsonError(body.status());
       co_return;
@@ -548,7 +530,7 @@ asio::awaitable<void> HttpServer::ServeStream(
         pb::MessageFactory::generated_factory()
             ->GetPrototype(entry->request_type)
             ->New());
-    std::string json = body->value_or("");
+    std::string json = *std::move(body);
     if (json.empty()) json = "{}";
     pb::util::Status parsed = pb::util::JsonStringToMessage(json, in.get());
     if (!parsed.ok()) {

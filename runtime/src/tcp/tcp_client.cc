@@ -286,31 +286,21 @@ class ClientConnection final
 TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(std::move(executor)),
-      tasks_(std::make_shared<TaskGroup>(executor_)) {}
+      tasks_(std::make_shared<TaskGroup>(executor_)),
+      pools_([this](std::string_view target) {
+        ConnectionPool::Options options;
+        options.max_connections = config_.pool_size;
+        return std::make_shared<ConnectionPool>(
+            std::move(options), [target = std::string(target),
+                                 config = config_, tasks = tasks_](
+                                    ConnectionPool&) {
+              return ClientConnection::Dial(target, config, *tasks);
+            });
+      }) {}
 
 TcpClient::~TcpClient() {
-  {
-    std::lock_guard lock(mu_);
-    pools_.clear();
-  }
+  pools_.Clear();
   tasks_->CancelAll();
-}
-
-std::shared_ptr<ConnectionPool> TcpClient::PoolFor(std::string_view target) {
-  absl::string_view key(target.data(), target.size());
-  std::lock_guard lock(mu_);
-  // Looked up without building a std::string: this runs on every call.
-  if (auto it = pools_.find(key); it != pools_.end()) return it->second;
-  ConnectionPool::Options options;
-  options.max_connections = config_.pool_size;
-  auto pool = std::make_shared<ConnectionPool>(
-      std::move(options),
-      [target = std::string(target), config = config_,
-       tasks = tasks_](ConnectionPool&) {
-        return ClientConnection::Dial(target, config, *tasks);
-      });
-  pools_.emplace(std::string(target), pool);
-  return pool;
 }
 
 namespace {
@@ -383,7 +373,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
   if (!prefix.ok()) co_return prefix.status();
 
   absl::StatusOr<ConnectionPool::Lease> lease =
-      co_await PoolFor(target)->AcquireForCall(head.deadline, cancel,
+      co_await pools_.For(target)->AcquireForCall(head.deadline, cancel,
                                                executor_);
   if (!lease.ok()) co_return lease.status();
   // The time left when the request is written, not when it was made.

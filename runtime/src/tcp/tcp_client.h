@@ -4,19 +4,14 @@
 #define DYNRPC_RUNTIME_SRC_TCP_TCP_CLIENT_H_
 
 #include <memory>
-#include <mutex>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "core/client_call.h"
+#include "core/connection_pool.h"
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
-
-namespace dynrpc::internal {
-class ConnectionPool;
-}  // namespace dynrpc::internal
 
 namespace dynrpc::internal::tcp {
 
@@ -51,15 +46,12 @@ class TcpClient final : public FramedPlaneClient {
   }
 
  private:
-  std::shared_ptr<ConnectionPool> PoolFor(std::string_view target);
-
   TcpConfig config_;
   boost::asio::any_io_executor executor_;
   // Connections' reader and writer coroutines; shared with the pools, which
   // calls in flight may keep alive past the client.
   std::shared_ptr<TaskGroup> tasks_;
-  std::mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<ConnectionPool>> pools_;
+  ConnectionPools pools_;
 };
 
 }  // namespace dynrpc::internal::tcp
