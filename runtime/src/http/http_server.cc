@@ -195,7 +195,7 @@ class HttpServerConnection final : public H2Connection {
  private:
   std::shared_ptr<ServerCall> NewCall(std::shared_ptr<H2Stream> stream) {
     return std::make_shared<ServerCall>(
-        server_.tasks_.NewStrand(), std::move(stream),
+        server_.tasks().NewStrand(), std::move(stream),
         std::static_pointer_cast<HttpServerConnection>(shared_from_this()),
         config_.max_message_size);
   }
@@ -204,7 +204,7 @@ class HttpServerConnection final : public H2Connection {
   void StartCall(std::shared_ptr<ServerCall> call) {
     std::shared_ptr<H2Stream> stream = call->h2;
     call->Spawn(
-        server_.tasks_,
+        server_.tasks(),
         server_.ServeStream(
             std::static_pointer_cast<HttpServerConnection>(shared_from_this()),
             std::move(stream)),
@@ -380,52 +380,28 @@ asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
 
 HttpServer::HttpServer(HttpConfig config, const ServerLimits& limits,
                        asio::any_io_executor executor)
-    : config_(std::move(config)),
-      executor_(std::move(executor)),
-      connections_(limits.max_connections),
-      tasks_(executor_) {}
+    : SocketServer({config.host, config.port, "DYN_HTTP_RPC_HOST",
+                    "DYN_HTTP_RPC_PORT"},
+                   limits, std::move(executor), "http accept loop"),
+      config_(std::move(config)) {}
 
-HttpServer::~HttpServer() { Shutdown(); }
-
-absl::StatusOr<std::string> HttpServer::Start(CallHandler& handler) {
-  handler_ = &handler;
-  absl::StatusOr<net::Listener> listener = net::Listen(
-      asio::make_strand(executor_),
-      {config_.host, config_.port, "DYN_HTTP_RPC_HOST", "DYN_HTTP_RPC_PORT"});
-  if (!listener.ok()) return listener.status();
-  acceptor_.emplace(std::move(listener->acceptor));
-  tasks_.Spawn(acceptor_->get_executor(), AcceptLoop(), "http accept loop");
-  return std::move(listener->address);
+void HttpServer::Accepted(asio::ip::tcp::socket socket,
+                          asio::any_io_executor strand,
+                          Admission::Token token) {
+  auto connection = std::make_shared<HttpServerConnection>(std::move(socket),
+                                                           config_, *this);
+  if (!connection->Start().ok()) return;
+  std::erase_if(connections_, [](const auto& c) { return c.expired(); });
+  connections_.push_back(connection);
+  tasks().Spawn(strand, H2Connection::WriteLoop(connection),
+                "http server writer");
+  tasks().Spawn(
+      strand, net::Holding(std::move(token), H2Connection::ReadLoop(connection)),
+      "http server reader");
 }
 
-void HttpServer::Shutdown() {
-  if (shut_down_) return;
-  shut_down_ = true;
-  tasks_.CancelAll();
-  tasks_.Wait();
-}
-
-asio::awaitable<void> HttpServer::AcceptLoop() {
-  // The connections, to end them at shutdown (the accept loop's strand).
-  std::vector<std::weak_ptr<HttpServerConnection>> connections;
-  co_await net::AcceptLoop(
-      *acceptor_, connections_, [this] { return tasks_.NewStrand(); },
-      [&](asio::ip::tcp::socket socket, asio::any_io_executor strand,
-          Admission::Token token) {
-        auto connection = std::make_shared<HttpServerConnection>(
-            std::move(socket), config_, *this);
-        if (!connection->Start().ok()) return;
-        std::erase_if(connections, [](const auto& c) { return c.expired(); });
-        connections.push_back(connection);
-        tasks_.Spawn(strand, H2Connection::WriteLoop(connection),
-                     "http server writer");
-        tasks_.Spawn(strand,
-                     net::Holding(std::move(token),
-                                  H2Connection::ReadLoop(connection)),
-                     "http server reader");
-      });
-  // Shutting down: end every connection, so its reader and writer return.
-  for (auto& weak : connections) {
+void HttpServer::StoppedAccepting() {
+  for (auto& weak : connections_) {
     if (auto c = weak.lock()) {
       c->Close(absl::UnavailableError("the server is shutting down"));
     }
@@ -474,7 +450,7 @@ asio::awaitable<void> HttpServer::ServeStream(
   }
   std::string path(FindHeader(headers, ":path").value_or(""));
   std::string method_path = MethodPath(path);
-  const MethodEntry* entry = handler_->FindMethod(method_path);
+  const MethodEntry* entry = handler().FindMethod(method_path);
 
   CallRequest request;
   request.method = method_path;
@@ -540,7 +516,7 @@ asio::awaitable<void> HttpServer::ServeStream(
       co_return;
     }
     in->SerializeToString(&request.payload);
-    CallResult result = co_await RunHandler(*handler_, std::move(request),
+    CallResult result = co_await RunHandler(handler(), std::move(request),
                                             std::move(info), nullptr);
     if (!result.status.ok()) {
       co_await respond.JsonError(result.status);
@@ -586,7 +562,7 @@ asio::awaitable<void> HttpServer::ServeStream(
     call->stream = stream->state;  // the core runs the stream over it
   }
   // The core runs the handler and sends the end through the call.
-  co_await FramedServerCall::Serve(call, *handler_, std::move(request),
+  co_await FramedServerCall::Serve(call, handler(), std::move(request),
                                    connection->peer());
 }
 

@@ -5,36 +5,33 @@
 #define DYNRPC_RUNTIME_SRC_HTTP_HTTP_SERVER_H_
 
 #include <memory>
-#include <optional>
 #include <string>
+#include <vector>
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/ip/tcp.hpp"
-#include "core/admission.h"
-#include "core/request_plane.h"
-#include "core/task_group.h"
 #include "dynrpc/config.h"
 #include "http/h2_connection.h"
+#include "net/socket_server.h"
 
 namespace dynrpc::internal::http {
 
 class HttpServerConnection;
 
-class HttpServer final : public RequestPlaneServer {
+class HttpServer final : public net::SocketServer {
  public:
   HttpServer(HttpConfig config, const ServerLimits& limits,
              boost::asio::any_io_executor executor);
-  ~HttpServer() override;
-
-  // Binds config.host (detected when empty) and config.port (0: the OS
-  // picks) and returns "host:port".
-  absl::StatusOr<std::string> Start(CallHandler& handler) override;
-  void Shutdown() override;
+  ~HttpServer() override { Shutdown(); }
 
  private:
   friend class HttpServerConnection;
 
-  boost::asio::awaitable<void> AcceptLoop();
+  void Accepted(boost::asio::ip::tcp::socket socket,
+                boost::asio::any_io_executor strand,
+                Admission::Token token) override;
+  // Ends every connection, so that its reader and writer return.
+  void StoppedAccepting() override;
   // Serves one request stream to its end.
   boost::asio::awaitable<void> ServeStream(
       std::shared_ptr<HttpServerConnection> connection,
@@ -44,13 +41,9 @@ class HttpServer final : public RequestPlaneServer {
   // root path, or bare.
   std::string MethodPath(std::string_view request_path) const;
 
-  HttpConfig config_;
-  boost::asio::any_io_executor executor_;
-  Admission connections_;  // DYN_SERVER_MAX_CONNECTIONS
-  TaskGroup tasks_;
-  std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
-  CallHandler* handler_ = nullptr;  // borrowed, set by Start()
-  bool shut_down_ = false;
+  const HttpConfig config_;
+  // The connections, to end them at shutdown (the accept loop's strand).
+  std::vector<std::weak_ptr<HttpServerConnection>> connections_;
 };
 
 }  // namespace dynrpc::internal::http

@@ -27,44 +27,19 @@ using asio::ip::tcp;
 
 TcpServer::TcpServer(TcpConfig config, const ServerLimits& limits,
                      asio::any_io_executor executor)
-    : config_(std::move(config)),
-      executor_(std::move(executor)),
-      connections_(limits.max_connections),
-      tasks_(executor_) {}
+    : SocketServer({config.host, config.port, "DYN_TCP_RPC_HOST",
+                    "DYN_TCP_RPC_PORT"},
+                   limits, std::move(executor), "tcp accept loop"),
+      config_(std::move(config)) {}
 
-TcpServer::~TcpServer() { Shutdown(); }
-
-absl::StatusOr<std::string> TcpServer::Start(CallHandler& handler) {
-  handler_ = &handler;
-  absl::StatusOr<net::Listener> listener = net::Listen(
-      asio::make_strand(executor_),
-      {config_.host, config_.port, "DYN_TCP_RPC_HOST", "DYN_TCP_RPC_PORT"});
-  if (!listener.ok()) return listener.status();
-  acceptor_.emplace(std::move(listener->acceptor));
-  tasks_.Spawn(acceptor_->get_executor(), AcceptLoop(), "tcp accept loop");
-  return std::move(listener->address);
-}
-
-void TcpServer::Shutdown() {
-  if (shut_down_) return;
-  shut_down_ = true;
-  tasks_.CancelAll();
-  tasks_.Wait();
-}
-
-asio::awaitable<void> TcpServer::AcceptLoop() {
-  co_await net::AcceptLoop(
-      *acceptor_, connections_, [this] { return tasks_.NewStrand(); },
-      [this](tcp::socket socket, asio::any_io_executor strand,
-             Admission::Token token) {
-        auto connection =
-            std::make_shared<FramedSocket>(std::move(socket), config_);
-        tasks_.Spawn(strand, FramedSocket::WriteLoop(connection),
-                     "tcp server writer");
-        tasks_.Spawn(strand,
-                     net::Holding(std::move(token), ServeConnection(connection)),
-                     "tcp server reader");
-      });
+void TcpServer::Accepted(tcp::socket socket, asio::any_io_executor strand,
+                         Admission::Token token) {
+  auto connection = std::make_shared<FramedSocket>(std::move(socket), config_);
+  tasks().Spawn(strand, FramedSocket::WriteLoop(connection),
+                "tcp server writer");
+  tasks().Spawn(strand,
+                net::Holding(std::move(token), ServeConnection(connection)),
+                "tcp server reader");
 }
 
 // A connection and the calls in progress on it.
@@ -254,7 +229,7 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
   }
 
   const uint64_t id = header.call_id;
-  auto call = std::make_shared<TcpServerCall>(tasks_.NewStrand(), connection,
+  auto call = std::make_shared<TcpServerCall>(tasks().NewStrand(), connection,
                                               id, config_.max_message_size);
   if (!unary) {
     call->stream = std::make_shared<StreamState>(config_.max_message_size);
@@ -279,8 +254,8 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
         config_.max_calls_per_connection, " calls at once per connection; ",
         request.method, " was not run")));
   }
-  call->Spawn(tasks_,
-              FramedServerCall::Serve(call, *handler_, std::move(request),
+  call->Spawn(tasks(),
+              FramedServerCall::Serve(call, handler(), std::move(request),
                                       connection->socket->peer()),
               unary ? "tcp server call" : "tcp server stream");
   return true;
