@@ -11,6 +11,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
 #include "dynrpc/message_buffers.h"
+#include "net/sockets.h"
 
 namespace dynrpc::internal::http {
 
@@ -48,16 +49,6 @@ std::vector<nghttp2_nv> ToNv(const Headers& headers) {
   return nv;
 }
 
-std::string PeerName(const asio::ip::tcp::socket& socket) {
-  boost::system::error_code ec;
-  asio::ip::tcp::endpoint remote = socket.remote_endpoint(ec);
-  if (ec) return "unknown peer";
-  return remote.address().is_v6()
-             ? absl::StrCat("[", remote.address().to_string(),
-                            "]:", remote.port())
-             : absl::StrCat(remote.address().to_string(), ":", remote.port());
-}
-
 }  // namespace
 
 Metadata MetadataFromHeaders(const Headers& headers,
@@ -88,11 +79,8 @@ H2Connection::H2Connection(Role role, asio::ip::tcp::socket socket,
     : role_(role),
       config_(config),
       socket_(std::move(socket)),
-      peer_(PeerName(socket_)),
-      wake_(std::make_shared<Signal>(socket_.get_executor(), 1)) {
-  boost::system::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-}
+      peer_(net::Prepare(socket_)),
+      wake_(std::make_shared<Signal>(socket_.get_executor(), 1)) {}
 
 H2Connection::~H2Connection() {
   if (session_ != nullptr) nghttp2_session_del(session_);

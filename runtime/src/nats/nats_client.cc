@@ -352,18 +352,11 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
           call->state->SetInitialMetadata(*std::move(metadata));
         }
       }
-      if (absl::Status in_order = CheckSequence(m, &call->next_seq);
-          !in_order.ok()) {
-        Cancel(*call, in_order);
-      } else if (!call->state->Deliver(std::move(m.data))) {
-        Cancel(*call, absl::ResourceExhaustedError(
-                          "the server sent beyond the stream's credit"));
-      }
+      absl::Status delivered =
+          DeliverInOrder(m, &call->next_seq, *call->state, "the server");
+      if (!delivered.ok()) Cancel(*call, delivered);
     } else if (*type == "credit") {
-      uint32_t bytes = 0;
-      if (m.Header(kCredit) && absl::SimpleAtoi(*m.Header(kCredit), &bytes)) {
-        call->state->AddSendWindow(bytes);
-      }
+      AddCredit(m, *call->state);
     } else if (*type == "end") {
       CallResult result(StatusFrom(m));
       if (const std::string* md = m.Header(kInitialMetadata)) {

@@ -256,20 +256,13 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     } else if (call->stream == nullptr) {
       return;  // a unary call hears only cancels and heartbeats
     } else if (*type == "msg") {
-      if (absl::Status in_order = CheckSequence(m, &call->next_seq);
-          !in_order.ok()) {
-        call->Cancel(in_order);
-      } else if (!call->stream->Deliver(std::move(m.data))) {
-        call->Cancel(absl::ResourceExhaustedError(
-            "the caller sent beyond the stream's credit"));
-      }
+      absl::Status delivered =
+          DeliverInOrder(m, &call->next_seq, *call->stream, "the caller");
+      if (!delivered.ok()) call->Cancel(delivered);
     } else if (*type == "done") {
       call->stream->PeerDone();
     } else if (*type == "credit") {
-      uint32_t bytes = 0;
-      if (m.Header(kCredit) && absl::SimpleAtoi(*m.Header(kCredit), &bytes)) {
-        call->stream->AddSendWindow(bytes);
-      }
+      AddCredit(m, *call->stream);
     }
   }
 

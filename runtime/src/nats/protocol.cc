@@ -11,6 +11,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "dynrpc/status_macros.h"
 
 namespace dynrpc::internal::nats {
 
@@ -148,6 +149,22 @@ absl::Status CheckSequence(const NatsMessage& message, int64_t* expected) {
   }
   ++*expected;
   return absl::OkStatus();
+}
+
+absl::Status DeliverInOrder(NatsMessage& message, int64_t* expected,
+                            StreamState& state, std::string_view peer) {
+  DYNRPC_RETURN_IF_ERROR(CheckSequence(message, expected));
+  if (state.Deliver(std::move(message.data))) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      std::string(peer), " sent beyond the stream's credit"));
+}
+
+void AddCredit(const NatsMessage& message, StreamState& state) {
+  uint32_t bytes = 0;
+  const std::string* credit = message.Header(kCredit);
+  if (credit != nullptr && absl::SimpleAtoi(*credit, &bytes)) {
+    state.AddSendWindow(bytes);
+  }
 }
 
 Clock::rep NowCount() { return Clock::now().time_since_epoch().count(); }

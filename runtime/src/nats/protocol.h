@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
 #include "core/liveness.h"
+#include "core/stream_state.h"
 #include "dynrpc/context.h"
 #include "nats/nats_connection.h"
 
@@ -98,6 +99,13 @@ bool PeerLost(Clock::rep since);
 // advances it): NATS core may drop a message (a slow consumer, a
 // reconnection), and a stream must not silently skip one.
 absl::Status CheckSequence(const NatsMessage& message, int64_t* expected);
+
+// A stream's "msg" into `state`: OK, or why the call must be cancelled (a
+// message lost in transit, or one beyond the credit `peer` was given).
+absl::Status DeliverInOrder(NatsMessage& message, int64_t* expected,
+                            StreamState& state, std::string_view peer);
+// A "credit" message: the bytes `state`'s writer may send more.
+void AddCredit(const NatsMessage& message, StreamState& state);
 
 // A random id for an instance or a client: 16 hex digits.
 std::string NewId();

@@ -109,6 +109,17 @@ asio::awaitable<void> Holding(Admission::Token token,
   co_await std::move(task);
 }
 
+std::string Prepare(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  return remote.address().is_v6()
+             ? absl::StrCat("[", remote.address().to_string(),
+                            "]:", remote.port())
+             : absl::StrCat(remote.address().to_string(), ":", remote.port());
+}
+
 void SetKeepalive(tcp::socket& socket, std::chrono::milliseconds idle,
                   std::chrono::milliseconds timeout) {
   int fd = socket.native_handle();

@@ -65,6 +65,10 @@ void SetKeepalive(boost::asio::ip::tcp::socket& socket,
                   std::chrono::milliseconds idle,
                   std::chrono::milliseconds timeout);
 
+// Readies a connected socket for small messages (TCP_NODELAY) and returns
+// its peer as "ip:port" ("[v6]:port"), for messages.
+std::string Prepare(boost::asio::ip::tcp::socket& socket);
+
 // Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT otherwise.
 absl::Status SplitTarget(std::string_view target, std::string& host,
                          std::string& port);

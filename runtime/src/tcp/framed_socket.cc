@@ -53,17 +53,9 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
       watchdog_(strand_),
       room_(strand_, asio::steady_timer::time_point::max()),
       wake_(strand_, asio::steady_timer::time_point::max()) {
-  boost::system::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  peer_ = net::Prepare(socket_);
   net::SetKeepalive(socket_, config.keepalive_interval,
                     config.keepalive_timeout);
-  asio::ip::tcp::endpoint remote = socket_.remote_endpoint(ec);
-  peer_ = ec ? "unknown peer"
-             : (remote.address().is_v6()
-                    ? absl::StrCat("[", remote.address().to_string(),
-                                   "]:", remote.port())
-                    : absl::StrCat(remote.address().to_string(), ":",
-                                   remote.port()));
 }
 
 void FramedSocket::Send(std::string prefix, std::string payload) {
@@ -288,7 +280,7 @@ asio::awaitable<void> FramedSocket::WaitForRoom() {
   while (!closed_ && over_queued()) {
     room_.expires_at(asio::steady_timer::time_point::max());
     // Woken by the writer (room made) or Close(); the re-check decides.
-    auto [ec] = co_await room_.async_wait(as_tuple(use_awaitable));
+    (void)co_await room_.async_wait(as_tuple(use_awaitable));
     asio::cancellation_state state =
         co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) co_return;
