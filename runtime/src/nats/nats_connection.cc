@@ -205,7 +205,12 @@ NatsConnection::~NatsConnection() {
     listeners_->by_id.clear();
   }
   if (natsConnection* nc = nc_.load()) {
-    natsConnection_Close(nc);
+    natsConnection_Close(nc);  // joins nats.c's reader: handles are quiet
+    std::lock_guard lock(listeners_->mu);
+    for (natsSubscription* s : listeners_->unquiesced) {
+      natsSubscription_Destroy(s);
+    }
+    listeners_->unquiesced.clear();
     natsConnection_Destroy(nc);
   }
   if (options_ != nullptr) natsOptions_Destroy(options_);
@@ -450,7 +455,15 @@ NatsSubscription::~NatsSubscription() {
   // holding no reference (nats.c issue 637, fixed in 3.6.1; Debian 12 has
   // 3.4.1): freeing the subscription meanwhile crashes that thread. The
   // PONG of a PING sent now is read after any message the reader was
-  // handling when Unsubscribe() took the subscription out of the table.
+  // handling when Unsubscribe() took the subscription out of the table, for
+  // this handle and for those unsubscribed before it.
+  std::vector<__natsSubscription*> freeable = {sub_};
+  {
+    std::lock_guard lock(listeners_->mu);
+    freeable.insert(freeable.end(), listeners_->unquiesced.begin(),
+                    listeners_->unquiesced.end());
+    listeners_->unquiesced.clear();
+  }
   const bool quiesced =
       nc_ != nullptr && natsConnection_FlushTimeout(nc_, 5000) == NATS_OK;
   // nats.c's last callback for it may still be running on its thread; it
@@ -461,9 +474,15 @@ NatsSubscription::~NatsSubscription() {
   bool complete = sink_->cv.wait_for(lock, std::chrono::seconds(10),
                                      [&] { return sink_->complete; });
   lock.unlock();
-  // Not known to be quiet (no PONG: disconnected or slow): the handle, a
-  // few hundred bytes, is leaked rather than freed under the reader.
-  if (quiesced) natsSubscription_Destroy(sub_);
+  if (quiesced) {
+    for (__natsSubscription* s : freeable) natsSubscription_Destroy(s);
+  } else {
+    // Not known to be quiet (no PONG: disconnected or slow): kept for a
+    // later flush, or the connection's close, to free.
+    std::lock_guard guard(listeners_->mu);
+    listeners_->unquiesced.insert(listeners_->unquiesced.end(),
+                                  freeable.begin(), freeable.end());
+  }
   if (!complete) (void)sink_.release();
 }
 

@@ -156,6 +156,10 @@ class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
     // slow-consumer report; erased before the handle is destroyed, so a
     // handle found here may be used under `mu`.
     absl::flat_hash_map<const __natsSubscription*, std::string> subjects;
+    // Unsubscribed handles not yet known safe to free (no PONG came after
+    // their Unsubscribe()): freed after the next flush that succeeds, or
+    // once the connection is closed.
+    std::vector<__natsSubscription*> unquiesced;
     void Notify(bool connected);
   };
 
