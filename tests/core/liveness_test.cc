@@ -190,7 +190,13 @@ class FakeConnection final : public WatchedConnection {
   }
   bool WatchingDone() override { return done; }
   std::string peer_name() const override { return "the fake peer"; }
-  Clock::time_point last_heard() const override { return heard_; }
+  Clock::time_point last_heard() const override {
+    ++looks;
+    return heard_;
+  }
+
+ public:
+  mutable int looks = 0;  // the watcher's decisions
 
  private:
   int answers_;
@@ -247,6 +253,30 @@ TEST(WatchedConnectionTest, StopWatchingEndsAWatcherWaitingForACall) {
   io.Poll();
   EXPECT_TRUE(dynrpc::testing::Ready(watch));
   EXPECT_TRUE(connection->probes.empty());
+}
+
+TEST(WatchedConnectionTest, CallsOneAtATimeDoNotWakeTheWatcher) {
+  dynrpc::testing::PolledIo io;
+  auto connection = std::make_shared<FakeConnection>(
+      Probing(), io.io().get_executor(), 0);
+  std::future<void> watch = io.Start(WatchedConnection::Watch(connection));
+  const int idle_looks = connection->looks;
+  connection->SetCallsOpen(true);  // it waited for ever: woken
+  io.Poll();
+  const int busy_looks = connection->looks;
+  EXPECT_GT(busy_looks, idle_looks);
+  // It now waits until the probe is due; calls coming and going meanwhile
+  // need nothing earlier.
+  for (int i = 0; i < 100; ++i) {
+    connection->SetCallsOpen(false);
+    connection->SetCallsOpen(true);
+  }
+  io.Poll();
+  EXPECT_EQ(connection->looks, busy_looks);
+  connection->done = true;
+  connection->StopWatching();
+  io.Poll();
+  EXPECT_TRUE(dynrpc::testing::Ready(watch));
 }
 
 }  // namespace

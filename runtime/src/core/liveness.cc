@@ -37,8 +37,16 @@ bool Liveness::SetCallsOpen(bool open, Clock::time_point now) {
 
 Liveness::Step Liveness::Next(Clock::time_point now,
                               Clock::time_point heard) {
+  const bool open = calls_open_.load();
+  Step step = Decide(now, heard, open);
+  step.calls_open = open;
+  return step;
+}
+
+Liveness::Step Liveness::Decide(Clock::time_point now,
+                                Clock::time_point heard, bool open) {
   constexpr Clock::time_point kNever = Clock::time_point::max();
-  if (!calls_open_.load()) {
+  if (!open) {
     probe_out_ = false;
     if (policy_->idle_close <= Clock::duration::zero()) {
       return {Action::kWait, kNever};  // SetCallsOpen() wakes the watcher
@@ -107,7 +115,18 @@ WatchedConnection::WatchedConnection(Liveness::Policy policy,
       timer_(std::make_shared<asio::steady_timer>(std::move(strand))) {}
 
 void WatchedConnection::SetCallsOpen(bool open) {
-  if (liveness_.SetCallsOpen(open, Clock::now())) Poke();
+  const Clock::time_point now = Clock::now();
+  if (!liveness_.SetCallsOpen(open, now)) return;
+  // The earliest the watcher may have to act now: the first probe of the
+  // calls just opened, or the idle close of a connection just left idle.
+  const Liveness::Policy& policy = liveness_.policy();
+  Clock::time_point needed = Clock::time_point::max();
+  if (open) {
+    needed = now + policy.interval;
+  } else if (policy.idle_close > Clock::duration::zero()) {
+    needed = now + policy.idle_close;
+  }
+  if (Count(needed) < wake_at_.load()) Poke();
 }
 
 void WatchedConnection::StopWatching() { Poke(); }
@@ -138,6 +157,10 @@ asio::awaitable<void> WatchedConnection::Watch(
       case Liveness::Action::kWait:
         break;
     }
+    // Published, then the calls looked at again: a SetCallsOpen() that
+    // changed them meanwhile either saw this and poked, or is seen here.
+    self->wake_at_.store(Count(step.at));
+    if (liveness.calls_open() != step.calls_open) continue;
     self->timer_->expires_at(step.at);
     // Woken by the time, or early by Poke().
     (void)co_await self->timer_->async_wait(

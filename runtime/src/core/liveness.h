@@ -49,6 +49,7 @@ class Liveness {
   struct Step {
     Action action;
     Clock::time_point at;  // kWait only; max() when only an event can wake
+    bool calls_open = false;  // as the decision saw them
   };
 
   // Shared: a plane with a liveness per call keeps one policy for all.
@@ -62,6 +63,7 @@ class Liveness {
   // What to do at `now`, the peer last heard from (anything arrived) at
   // `heard`. One caller at a time (the watcher).
   Step Next(Clock::time_point now, Clock::time_point heard);
+  bool calls_open() const { return calls_open_.load(); }
   // The probe Next() asked for went at `now`.
   void Probed(Clock::time_point now);
 
@@ -73,6 +75,8 @@ class Liveness {
   const Policy& policy() const { return *policy_; }
 
  private:
+  Step Decide(Clock::time_point now, Clock::time_point heard, bool open);
+
   const std::shared_ptr<const Policy> policy_;
   // When calls last opened (a connection idle before is judged from
   // then: its peer had nothing to say), or last ended.
@@ -115,7 +119,9 @@ class WatchedConnection {
   WatchedConnection(Liveness::Policy policy, boost::asio::any_io_executor strand);
   virtual ~WatchedConnection() = default;
 
-  // Calls opened on an idle connection, or its last call ended.
+  // Calls opened on an idle connection, or its last call ended. Wakes the
+  // watcher only when it would otherwise wake too late: a connection
+  // whose calls come one at a time costs no wake-up per call.
   void SetCallsOpen(bool open);
   // Ends Watch() now rather than at its next wake (the connection closed).
   void StopWatching();
@@ -143,6 +149,10 @@ class WatchedConnection {
 
   Liveness liveness_;
   std::shared_ptr<boost::asio::steady_timer> timer_;  // Watch()'s (strand)
+  // When Watch() wakes next (a Clock count; max while it waits for an
+  // event). Published before Watch() looks at the calls again, so that a
+  // SetCallsOpen() racing with it either sees it or is seen.
+  std::atomic<Clock::rep> wake_at_{Clock::time_point::max().time_since_epoch().count()};
 };
 
 }  // namespace dynrpc::internal
