@@ -6,10 +6,12 @@
 #                   [IMPORT_DIRS <dir>...])
 #
 # For each x.proto, runs protobuf's protoc (protobuf::protoc, from CMake's
-# FindProtobuf) once to write x.pb.{h,cc} and, through protoc-gen-dynrpc,
-# x.dynrpc.pb.{h,cc} under the target's binary dir;
-# adds them to <target>, puts that dir on its include path and links it to
-# protobuf and dynrpc::runtime. Paths of .proto files are taken relative to
+# FindProtobuf) once to write x.pb.{h,cc} and, through protoc-gen-dynrpc
+# (dynrpc::protoc-gen-dynrpc), x.dynrpc.pb.{h,cc} under the target's binary
+# dir; adds them to <target>, puts that dir on its include path and links it
+# to dynrpc::runtime (which brings protobuf). Works the same from dynrpc's
+# own tree, a project that adds it with add_subdirectory, and one that uses
+# the installed package (find_package(dynrpc)). Paths of .proto files are taken relative to
 # the first IMPORT_DIRS entry (default: the current source dir), so
 # "#include "x.dynrpc.pb.h"" mirrors the .proto's import path.
 
@@ -48,15 +50,14 @@ function(dynrpc_generate)
       OUTPUT ${outs}
       COMMAND protobuf::protoc
       ARGS --cpp_out=${out_dir}
-           --plugin=protoc-gen-dynrpc=$<TARGET_FILE:protoc-gen-dynrpc>
+           --plugin=protoc-gen-dynrpc=$<TARGET_FILE:dynrpc::protoc-gen-dynrpc>
            --dynrpc_out=${out_dir} ${include_args} ${abs}
-      DEPENDS ${abs} protobuf::protoc protoc-gen-dynrpc
+      DEPENDS ${abs} protobuf::protoc dynrpc::protoc-gen-dynrpc
       COMMENT "Generating messages and dynrpc stubs for ${rel}"
       VERBATIM)
     list(APPEND srcs ${outs})
   endforeach()
   target_sources(${arg_TARGET} PRIVATE ${srcs})
   target_include_directories(${arg_TARGET} PUBLIC "${out_dir}")
-  target_link_libraries(${arg_TARGET} PUBLIC protobuf::libprotobuf
-                                             dynrpc::runtime)
+  target_link_libraries(${arg_TARGET} PUBLIC dynrpc::runtime)
 endfunction()

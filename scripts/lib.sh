@@ -9,7 +9,7 @@ JOBS="${DYNRPC_JOBS:-$(nproc)}"
 
 # Everything the build and the tests need, from Debian 12.
 PACKAGES=(
-  cmake ninja-build g++ ccache
+  cmake ninja-build g++ ccache python3
   libprotobuf-dev libprotoc-dev protobuf-compiler
   libabsl-dev
   libboost1.81-dev
@@ -64,6 +64,7 @@ build() {
 build_sanitized() {
   local flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
   EXTRA_CMAKE_ARGS=(-DDYNRPC_BUILD_EXAMPLES=OFF -DDYNRPC_BUILD_INTEROP=OFF
+                    -DDYNRPC_TEST_CONSUMERS=OFF
                     "-DCMAKE_CXX_FLAGS=$flags"
                     "-DCMAKE_EXE_LINKER_FLAGS=$flags")
   DYNRPC_BUILD_TYPE=Debug build

@@ -1,8 +1,10 @@
 #include "dynrpc/server.h"
 
+#include <csignal>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "boost/asio/signal_set.hpp"
 #include "core/dispatcher.h"
 #include "network_manager.h"
 
@@ -49,7 +51,36 @@ absl::Status Server::Start() {
 }
 
 void Server::Shutdown() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stop_requested_ = true;
+  }
+  stop_cv_.notify_all();
+  std::lock_guard lock(shutdown_mu_);
   if (plane_ != nullptr) plane_->Shutdown();
+}
+
+int Server::Wait() {
+  boost::asio::signal_set signals(executor_, SIGINT, SIGTERM);
+  signals.async_wait(
+      [this](const boost::system::error_code& ec, int signal_number) {
+        if (ec) return;  // Wait() returned first
+        {
+          std::lock_guard lock(stop_mu_);
+          if (!stop_requested_) stop_signal_ = signal_number;
+          stop_requested_ = true;
+        }
+        stop_cv_.notify_all();
+      });
+  int signal_number;
+  {
+    std::unique_lock lock(stop_mu_);
+    stop_cv_.wait(lock, [&] { return stop_requested_; });
+    signal_number = stop_signal_;
+  }
+  signals.cancel();
+  Shutdown();
+  return signal_number;
 }
 
 }  // namespace dynrpc

@@ -122,8 +122,7 @@ class TcpEndToEndTest : public ::testing::Test {
   // Runs `op` on the runtime and waits for its result.
   template <typename T>
   T Run(asio::awaitable<T> op) {
-    return asio::co_spawn(runtime_.executor(), std::move(op), asio::use_future)
-        .get();
+    return runtime_.Run(std::move(op));
   }
 
   absl::StatusOr<EchoReply> Echo(EchoService::Stub& stub, std::string text,
@@ -170,6 +169,30 @@ TEST_F(TcpEndToEndTest, FutureFormWorksWithoutCoroutines) {
   absl::StatusOr<EchoReply> result = reply.get();
   ASSERT_THAT(result, IsOk());
   EXPECT_EQ(result->text(), "from a plain thread");
+}
+
+// Runtime::Run() from a plain thread: the coroutine's value, or its
+// exception.
+TEST_F(TcpEndToEndTest, RuntimeRunReturnsTheCoroutinesResult) {
+  auto answer = []() -> asio::awaitable<int> { co_return 42; };
+  EXPECT_EQ(runtime_.Run(answer()), 42);
+  auto fail = []() -> asio::awaitable<void> {
+    throw std::runtime_error("from the coroutine");
+    co_return;
+  };
+  EXPECT_THROW(runtime_.Run(fail()), std::runtime_error);
+}
+
+// Server::Wait() returns 0 once Shutdown() is called on another thread,
+// before or while it waits, and the server no longer answers.
+TEST_F(TcpEndToEndTest, WaitReturnsAfterShutdownFromAnotherThread) {
+  StartServer();
+  auto stub = NewStub();
+  ASSERT_THAT(Echo(*stub, "before"), IsOk());
+  std::thread stopper([this] { server_->Shutdown(); });
+  EXPECT_EQ(server_->Wait(), 0);
+  stopper.join();
+  EXPECT_THAT(Echo(*stub, "after"), StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST_F(TcpEndToEndTest, MetadataAndAGeneratedRequestIdReachTheHandler) {

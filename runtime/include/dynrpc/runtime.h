@@ -11,11 +11,15 @@
 
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/co_spawn.hpp"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/use_future.hpp"
 
 namespace dynrpc {
 
@@ -33,6 +37,18 @@ class Runtime {
     return io_context_.get_executor();
   }
   boost::asio::io_context& io_context() { return io_context_; }
+
+  // Runs `op` on this runtime and blocks until it ends, returning its
+  // result (or rethrowing its exception): how plain main() calls a
+  // coroutine, such as a client's conversation with its stubs.
+  //   absl::Status s = runtime.Run(Chat(stub));
+  // Not from the runtime's own threads (it would wait for itself).
+  template <typename T>
+  T Run(boost::asio::awaitable<T> op) {
+    return boost::asio::co_spawn(io_context_, std::move(op),
+                                 boost::asio::use_future)
+        .get();
+  }
 
 
  private:

@@ -8,10 +8,13 @@
 //   server.AddService(greeter);
 //   if (absl::Status s = server.Start(); !s.ok()) return s;
 //   std::cout << "listening on " << server.address() << "\n";
+//   server.Wait();  // until SIGINT or SIGTERM (or Shutdown())
 #ifndef DYNRPC_SERVER_H_
 #define DYNRPC_SERVER_H_
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -60,6 +63,12 @@ class Server {
   // that calls it deadlocks).
   void Shutdown();
 
+  // Blocks until Shutdown() is called (on another thread) or the process
+  // gets SIGINT or SIGTERM, then shuts the server down. Returns the
+  // signal's number, or 0 after Shutdown(). The signals are dynrpc's only
+  // while it waits. Like Shutdown(), not from the executor's threads.
+  int Wait();
+
  private:
   boost::asio::any_io_executor executor_;
   absl::StatusOr<Config> config_;
@@ -68,6 +77,12 @@ class Server {
   std::string address_;
   absl::Status add_error_;
   bool started_ = false;
+  // Wait()'s: a stop was asked for (Shutdown() or a signal), and which.
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_requested_ = false;
+  int stop_signal_ = 0;
+  std::mutex shutdown_mu_;  // one Shutdown() at a time
 };
 
 }  // namespace dynrpc
