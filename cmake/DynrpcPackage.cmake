@@ -45,6 +45,9 @@ install(FILES ${PROJECT_BINARY_DIR}/dynrpcConfig.cmake
 
 # pkg-config, for builds without CMake (code generation then is the user's:
 # protoc --plugin=protoc-gen-dynrpc=$(pkg-config --variable=plugin dynrpc)).
+# Relative to the .pc file, so that `cmake --install --prefix` anywhere works.
+file(RELATIVE_PATH DYNRPC_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" DYNRPC_PC_TO_PREFIX "${DYNRPC_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/dynrpc.pc.in
                ${PROJECT_BINARY_DIR}/dynrpc.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/dynrpc.pc

@@ -4,7 +4,8 @@
 #
 #   run_first_service.sh installed DYNRPC_SOURCE DYNRPC_BUILD WORK
 #       cmake --install DYNRPC_BUILD into WORK/prefix, then
-#       find_package(dynrpc) from that prefix;
+#       find_package(dynrpc) from that prefix; the server is built a second
+#       time without CMake, from dynrpc.pc (pkg-config), and that one runs;
 #   run_first_service.sh subdirectory DYNRPC_SOURCE DYNRPC_BUILD WORK
 #       a project that add_subdirectory()s DYNRPC_SOURCE and then the
 #       example (whose find_package(dynrpc) finds that build).
@@ -50,9 +51,27 @@ cmake --build "$work/build" -j "${JOBS:-2}" > "$work/build.log" || {
   exit 1
 }
 
+server_bin="$bin/server"
+if [ "$mode" = installed ]; then
+  pc=$(dirname "$(find "$work/prefix" -name dynrpc.pc | head -1)")
+  export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  gen="$work/pkg-config"
+  mkdir -p "$gen"
+  protoc --cpp_out="$gen" --dynrpc_out="$gen" -I"$example" \
+    --plugin=protoc-gen-dynrpc="$(pkg-config --variable=plugin dynrpc)" \
+    "$example/greeter.proto"
+  compile=(c++)
+  command -v ccache > /dev/null && compile=(ccache c++)
+  # shellcheck disable=SC2046  # pkg-config's flags are words
+  "${compile[@]}" -O1 -I"$gen" "$example/server.cc" "$gen/greeter.pb.cc" \
+    "$gen/greeter.dynrpc.pb.cc" $(pkg-config --cflags --libs dynrpc) \
+    -o "$gen/server"
+  server_bin="$gen/server"
+fi
+
 # The server on loopback, any free port; the client against what it prints.
 DYN_REQUEST_PLANE=tcp DYN_TCP_RPC_HOST=127.0.0.1 DYN_TCP_RPC_PORT=0 \
-  "$bin/server" > "$work/server.out" 2>&1 &
+  "$server_bin" > "$work/server.out" 2>&1 &
 server=$!
 trap 'kill $server 2> /dev/null || true' EXIT
 for _ in $(seq 300); do
