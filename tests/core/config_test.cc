@@ -1,7 +1,10 @@
 #include "dynrpc/config.h"
 
 #include <map>
+#include <cstdlib>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -292,6 +295,59 @@ TEST(DetectHostAddress, ReturnsANumericAddressOfThisHost) {
   absl::StatusOr<Config> c = Parse({{"DYN_TCP_RPC_HOST", address}});
   EXPECT_THAT(c, IsOk()) << address;
   EXPECT_FALSE(address.empty());
+}
+
+Config::Lookup NoVariables() {
+  return [](std::string_view) -> std::optional<std::string> {
+    return std::nullopt;
+  };
+}
+
+TEST(ConfigTest, AMisspeltVariableIsNamedWithTheOneMeant) {
+  std::vector<std::string> warnings = Config::UnknownVariableWarnings(
+      {"DYN_REQUEST_PLAN", "NATS_SERVR", "DYN_TCP_RPC_PROT", "PATH", "HOME"},
+      NoVariables());
+  ASSERT_EQ(warnings.size(), 3u);
+  EXPECT_THAT(warnings[0], AllOf(HasSubstr("DYN_REQUEST_PLAN is not a dynrpc "
+                                           "variable"),
+                                 HasSubstr("did you mean DYN_REQUEST_PLANE?")));
+  EXPECT_THAT(warnings[1], HasSubstr("did you mean NATS_SERVER?"));
+  EXPECT_THAT(warnings[2], HasSubstr("did you mean DYN_TCP_RPC_PORT?"));
+}
+
+TEST(ConfigTest, KnownAndUnrelatedVariablesGetNoWarning) {
+  EXPECT_THAT(
+      Config::UnknownVariableWarnings(
+          {"DYN_REQUEST_PLANE", "NATS_SERVER", "DYN_HTTP2_ADAPTIVE_WINDOW",
+           "DYN_NAMESPACE", "DYN_MY_APPLICATION_SETTING", "NATS_FOO", "PATH",
+           "DYN_IGNORE_UNKNOWN_VARIABLES"},
+          NoVariables()),
+      ::testing::IsEmpty());
+}
+
+TEST(ConfigTest, UnknownVariableWarningsCanBeSilenced) {
+  Config::Lookup ignore = [](std::string_view name)
+      -> std::optional<std::string> {
+    if (name == "DYN_IGNORE_UNKNOWN_VARIABLES") return "true";
+    return std::nullopt;
+  };
+  EXPECT_THAT(Config::UnknownVariableWarnings({"DYN_REQUEST_PLAN"}, ignore),
+              ::testing::IsEmpty());
+}
+
+// What a user who typed DYN_REQUEST_PLAN=http sees when the process reads
+// its environment (and the plane stays the default).
+TEST(ConfigTest, TheEnvironmentsMisspeltVariablesAreReportedOnStderr) {
+  ASSERT_EQ(setenv("DYN_REQUEST_PLAN", "http", 1), 0);
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<Config> config = Config::FromEnvironment();
+  std::string printed = ::testing::internal::GetCapturedStderr();
+  unsetenv("DYN_REQUEST_PLAN");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->request_plane, RequestPlaneKind::kTcp);
+  EXPECT_THAT(printed, HasSubstr("dynrpc: warning: DYN_REQUEST_PLAN is not a "
+                                 "dynrpc variable and is ignored; did you "
+                                 "mean DYN_REQUEST_PLANE?"));
 }
 
 }  // namespace

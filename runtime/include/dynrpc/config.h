@@ -140,8 +140,18 @@ struct Config {
   // allowed, one per line (an invalid DYN_REQUEST_PLANE's exact message
   // comes first).
   static absl::StatusOr<Config> FromLookup(const Lookup& lookup);
-  // FromLookup over the process environment.
+  // FromLookup over the process environment. Prints a warning on stderr
+  // for each variable that looks like a misspelt dynrpc variable (see
+  // UnknownVariableWarnings).
   static absl::StatusOr<Config> FromEnvironment();
+  // One warning for each of `names` (the environment's variable names) that
+  // starts with DYN_ or NATS_, is not one of dynrpc's and is within a few
+  // edits of one: "DYN_REQUEST_PLAN is not a dynrpc variable and is
+  // ignored; did you mean DYN_REQUEST_PLANE?". None when `lookup` sets
+  // DYN_IGNORE_UNKNOWN_VARIABLES to true (for a process with DYN_ variables
+  // of its own).
+  static std::vector<std::string> UnknownVariableWarnings(
+      const std::vector<std::string>& names, const Lookup& lookup);
   // FromEnvironment(), evaluated on first use and cached for the process.
   static const absl::StatusOr<Config>& Global();
 };

@@ -4,10 +4,14 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -359,11 +363,92 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
 }
 
 absl::StatusOr<Config> Config::FromEnvironment() {
-  return FromLookup([](std::string_view name) -> std::optional<std::string> {
+  Lookup lookup = [](std::string_view name) -> std::optional<std::string> {
     const char* value = std::getenv(std::string(name).c_str());
     if (value == nullptr) return std::nullopt;
     return std::string(value);
-  });
+  };
+  std::vector<std::string> names;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    std::string_view e(*entry);
+    names.emplace_back(e.substr(0, e.find('=')));
+  }
+  for (const std::string& warning : UnknownVariableWarnings(names, lookup)) {
+    std::fprintf(stderr, "dynrpc: warning: %s\n", warning.c_str());
+  }
+  return FromLookup(lookup);
+}
+
+namespace {
+
+// Every variable FromLookup reads, and the warnings' own opt-out.
+const std::vector<std::string>& KnownVariables() {
+  static const auto* const known = [] {
+    auto* names = new std::vector<std::string>{"DYN_IGNORE_UNKNOWN_VARIABLES"};
+    (void)Config::FromLookup(
+        [names](std::string_view name) -> std::optional<std::string> {
+          names->emplace_back(name);
+          return std::nullopt;
+        });
+    std::sort(names->begin(), names->end());
+    names->erase(std::unique(names->begin(), names->end()), names->end());
+    return names;
+  }();
+  return *known;
+}
+
+// Edits (insertions, deletions, substitutions, swaps of neighbours) that
+// turn `a` into `b`.
+std::size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1,
+                                          std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
+                          d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::vector<std::string> Config::UnknownVariableWarnings(
+    const std::vector<std::string>& names, const Lookup& lookup) {
+  std::vector<std::string> warnings;
+  if (std::optional<std::string> ignore =
+          lookup("DYN_IGNORE_UNKNOWN_VARIABLES")) {
+    std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(*ignore));
+    if (v == "1" || v == "true" || v == "yes" || v == "on") return warnings;
+  }
+  const std::vector<std::string>& known = KnownVariables();
+  for (const std::string& name : names) {
+    if (!absl::StartsWith(name, "DYN_") && !absl::StartsWith(name, "NATS_")) {
+      continue;
+    }
+    if (std::binary_search(known.begin(), known.end(), name)) continue;
+    // Close: a typo or two (more for a long name), not another word.
+    const std::string* closest = nullptr;
+    std::size_t best = std::max<std::size_t>(2, name.size() / 8) + 1;
+    for (const std::string& k : known) {
+      std::size_t d = EditDistance(name, k);
+      if (d < best) {
+        best = d;
+        closest = &k;
+      }
+    }
+    if (closest == nullptr) continue;
+    warnings.push_back(absl::StrCat(
+        name, " is not a dynrpc variable and is ignored; did you mean ",
+        *closest, "? (DYN_IGNORE_UNKNOWN_VARIABLES=1 silences this)"));
+  }
+  return warnings;
 }
 
 const absl::StatusOr<Config>& Config::Global() {
