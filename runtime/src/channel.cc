@@ -4,6 +4,7 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "boost/asio/steady_timer.hpp"
@@ -133,9 +134,17 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::Create(
 absl::StatusOr<std::shared_ptr<Channel>> Channel::Create(
     boost::asio::any_io_executor executor, std::string target,
     const Config& config) {
+  if (target.find("://") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target '", target,
+        "' is a URL; a target is the address a server reports "
+        "(Server::address()): host:port on the tcp and http request planes, "
+        "'*' or an instance id on nats"));
+  }
   absl::StatusOr<std::shared_ptr<internal::RequestPlaneClient>> client =
       internal::CreateRequestPlaneClient(config, executor);
   if (!client.ok()) return client.status();
+  if (absl::Status s = (*client)->CheckTarget(target); !s.ok()) return s;
   return std::shared_ptr<Channel>(
       new Channel(std::move(executor), std::move(target), std::move(*client)));
 }

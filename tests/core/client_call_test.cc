@@ -73,7 +73,7 @@ class FakePlane final : public FramedPlaneClient {
     if (hold_open) {
       std::shared_ptr<Signal> stop = cancel.Arm(executor_);
       auto let = [this]() -> asio::awaitable<absl::Status> {
-        auto [ec] = co_await let_open_.async_receive(
+        (void)co_await let_open_.async_receive(
             asio::as_tuple(asio::use_awaitable));
         co_return absl::OkStatus();
       };

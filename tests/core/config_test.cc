@@ -297,6 +297,18 @@ TEST(DetectHostAddress, ReturnsANumericAddressOfThisHost) {
   EXPECT_FALSE(address.empty());
 }
 
+TEST(ConfigTest, APortSaysWhetherTheEnvironmentSetIt) {
+  absl::StatusOr<Config> defaults = Parse({});
+  ASSERT_THAT(defaults, IsOk());
+  EXPECT_FALSE(defaults->tcp.port_from_environment);
+  EXPECT_FALSE(defaults->http.port_from_environment);
+  absl::StatusOr<Config> set =
+      Parse({{"DYN_TCP_RPC_PORT", "5000"}, {"DYN_HTTP_RPC_PORT", "8888"}});
+  ASSERT_THAT(set, IsOk());
+  EXPECT_TRUE(set->tcp.port_from_environment);
+  EXPECT_TRUE(set->http.port_from_environment);
+}
+
 Config::Lookup NoVariables() {
   return [](std::string_view) -> std::optional<std::string> {
     return std::nullopt;

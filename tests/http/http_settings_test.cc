@@ -96,10 +96,19 @@ TEST_F(HttpSettingsTest, PortZeroGetsAFreePortAndAPortInUseIsNamed) {
   taken.http.port = static_cast<uint16_t>(port);
   Server second(runtime_.executor(), taken);
   EXPECT_TRUE(second.AddService(service_).ok());
+  // A port from the code or the default: not blamed on the variable.
   EXPECT_THAT(second.Start(),
               StatusIs(absl::StatusCode::kUnavailable,
                        AllOf(HasSubstr("address already in use"),
-                             HasSubstr("DYN_HTTP_RPC_PORT"))));
+                             HasSubstr("the default of DYN_HTTP_RPC_PORT, "
+                                       "which is not set"))));
+  // One the environment set: named as such.
+  taken.http.port_from_environment = true;
+  Server third(runtime_.executor(), taken);
+  EXPECT_TRUE(third.AddService(service_).ok());
+  EXPECT_THAT(third.Start(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("set by DYN_HTTP_RPC_PORT; unset it")));
 }
 
 TEST_F(HttpSettingsTest, ClientUsesTheRootPathOrTheBarePath) {

@@ -15,6 +15,7 @@
 #include "dynrpc/dynrpc.h"
 #include "dynrpc/testing/echo.dynrpc.pb.h"
 #include "gmock/gmock.h"
+#include "net/sockets.h"
 #include "gtest/gtest.h"
 #include "support/echo_service.h"
 #include "support/status_matchers.h"
@@ -169,6 +170,23 @@ TEST_F(TcpEndToEndTest, FutureFormWorksWithoutCoroutines) {
   absl::StatusOr<EchoReply> result = reply.get();
   ASSERT_THAT(result, IsOk());
   EXPECT_EQ(result->text(), "from a plain thread");
+}
+
+// A malformed target fails at Channel::Create, saying what a target is.
+TEST_F(TcpEndToEndTest, ChannelCreateRefusesAURLOrATargetWithoutAPort) {
+  EXPECT_THAT(Channel::Create(runtime_.executor(), "http://127.0.0.1:8888",
+                              LoopbackConfig()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("'http://127.0.0.1:8888' is a URL"),
+                             HasSubstr("host:port"))));
+  EXPECT_THAT(
+      Channel::Create(runtime_.executor(), "localhost", LoopbackConfig()),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("invalid target 'localhost'"),
+                     HasSubstr("expected host:port"))));
+  EXPECT_THAT(Channel::Create(runtime_.executor(), "localhost:50051",
+                              LoopbackConfig()),
+              IsOk());
 }
 
 // Runtime::Run() from a plain thread: the coroutine's value, or its
@@ -451,6 +469,29 @@ TEST_F(TcpEndToEndTest, PortInUseFailsNamingPortAndVariable) {
                        AllOf(HasSubstr("address already in use"),
                              HasSubstr("port " + port),
                              HasSubstr("DYN_TCP_RPC_PORT"))));
+}
+
+// A server reachable from other machines says so, and why (computed, not
+// bound: the tests serve on loopback only).
+TEST(NonLoopbackNoticeTest, SaysWhyAndHowToKeepTheServerLocal) {
+  using internal::net::ListenSpec;
+  using internal::net::NonLoopbackNotice;
+  ListenSpec detected{"", 0, "DYN_TCP_RPC_HOST", "DYN_TCP_RPC_PORT"};
+  EXPECT_EQ(NonLoopbackNotice(asio::ip::make_address("127.0.0.1"),
+                              "127.0.0.1:1", detected),
+            std::nullopt);
+  std::optional<std::string> notice = NonLoopbackNotice(
+      asio::ip::make_address("10.1.2.3"), "10.1.2.3:5000", detected);
+  ASSERT_TRUE(notice.has_value());
+  EXPECT_THAT(*notice,
+              AllOf(HasSubstr("serving on 10.1.2.3:5000, which other "
+                              "machines can reach"),
+                    HasSubstr("DYN_TCP_RPC_HOST is not set"),
+                    HasSubstr("set DYN_TCP_RPC_HOST=127.0.0.1")));
+  ListenSpec chosen{"0.0.0.0", 0, "DYN_TCP_RPC_HOST", "DYN_TCP_RPC_PORT"};
+  EXPECT_THAT(NonLoopbackNotice(asio::ip::make_address("0.0.0.0"),
+                                "0.0.0.0:5000", chosen),
+              ::testing::Optional(HasSubstr("(DYN_TCP_RPC_HOST=0.0.0.0)")));
 }
 
 TEST_F(TcpEndToEndTest, ChannelBufferBoundsCallsInFlightPerConnection) {

@@ -43,6 +43,7 @@ struct TcpConfig {
   std::string host;
   // 0: the OS assigns a free port.
   uint16_t port = 0;
+  bool port_from_environment = false;  // DYN_TCP_RPC_PORT set it (messages)
   // Largest serialized message either side sends or accepts, in bytes.
   std::size_t max_message_size = 32u << 20;
   // Timeout of a call whose context sets no deadline.
@@ -88,6 +89,7 @@ struct ServerLimits {
 struct HttpConfig {
   std::string host;  // empty: detected, as for TCP
   uint16_t port = 8888;  // 0: OS-assigned
+  bool port_from_environment = false;  // DYN_HTTP_RPC_PORT set it (messages)
   // "/" or empty: the bare gRPC path "/package.Service/Method".
   std::string root_path = "/v1/rpc";
   // Largest serialized message either side sends or accepts (a JSON body

@@ -268,6 +268,7 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
   TcpConfig& tcp = config.tcp;
   p.Host("DYN_TCP_RPC_HOST", tcp.host);
   p.Integer("DYN_TCP_RPC_PORT", 0, 65535, tcp.port);
+  tcp.port_from_environment = p.Get("DYN_TCP_RPC_PORT").has_value();
   p.Size("DYN_TCP_MAX_MESSAGE_SIZE", 1, std::numeric_limits<int32_t>::max(),
          tcp.max_message_size);
   p.Duration("DYN_TCP_REQUEST_TIMEOUT", tcp.request_timeout);
@@ -290,6 +291,7 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
   HttpConfig& http = config.http;
   p.Host("DYN_HTTP_RPC_HOST", http.host);
   p.Integer("DYN_HTTP_RPC_PORT", 0, 65535, http.port);
+  http.port_from_environment = p.Get("DYN_HTTP_RPC_PORT").has_value();
   if (std::optional<std::string> raw = lookup("DYN_HTTP_RPC_ROOT_PATH")) {
     std::string root(absl::StripAsciiWhitespace(*raw));
     if (root.empty() || root.front() != '/' ||

@@ -243,6 +243,12 @@ class RequestPlaneClient {
   // that set it (for messages).
   virtual Clock::duration default_timeout() const = 0;
   virtual std::string_view default_timeout_variable() const = 0;
+  // Whether `target` has this plane's form (Channel::Create asks, so that a
+  // malformed target fails there, not at the first call): INVALID_ARGUMENT
+  // saying what a target is.
+  virtual absl::Status CheckTarget(std::string_view target) const {
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace dynrpc::internal

@@ -14,6 +14,7 @@
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
+#include "net/sockets.h"
 #include "http/h2_connection.h"
 
 namespace dynrpc::internal::http {
@@ -49,6 +50,10 @@ class HttpClient final : public FramedPlaneClient {
   }
   std::string_view default_timeout_variable() const override {
     return "DYN_HTTP_REQUEST_TIMEOUT";
+  }
+  absl::Status CheckTarget(std::string_view target) const override {
+    std::string host, port;
+    return net::SplitTarget(target, host, port);
   }
 
   // For tests: the open connections to `target`, and what each has seen.

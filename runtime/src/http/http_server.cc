@@ -381,7 +381,7 @@ asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
 HttpServer::HttpServer(HttpConfig config, const ServerLimits& limits,
                        asio::any_io_executor executor)
     : SocketServer({config.host, config.port, "DYN_HTTP_RPC_HOST",
-                    "DYN_HTTP_RPC_PORT"},
+                    "DYN_HTTP_RPC_PORT", config.port_from_environment},
                    limits, std::move(executor), "http accept loop"),
       config_(std::move(config)) {}
 
@@ -418,6 +418,13 @@ std::string HttpServer::MethodPath(std::string_view path) const {
   return std::string(path);
 }
 
+// GCC 12 warns (-Wmismatched-new-delete) that this coroutine's frame is
+// freed by the sized operator delete of Asio's awaitable_frame_base, "not
+// matching" its operator new, which is the same class's: a false positive
+// of GCC 12's inlining of coroutine frames (GCC bug 109224), silenced for
+// this function only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 asio::awaitable<void> HttpServer::ServeStream(
     std::shared_ptr<HttpServerConnection> connection,
     std::shared_ptr<H2Stream> stream) {
@@ -565,6 +572,7 @@ asio::awaitable<void> HttpServer::ServeStream(
   co_await FramedServerCall::Serve(call, handler(), std::move(request),
                                    connection->peer());
 }
+#pragma GCC diagnostic pop
 
 // --- the frames a call sends ---
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <utility>
 #include <variant>
@@ -25,6 +26,22 @@ namespace asio = boost::asio;
 using asio::as_tuple;
 using asio::use_awaitable;
 using asio::ip::tcp;
+
+std::optional<std::string> NonLoopbackNotice(const asio::ip::address& address,
+                                             std::string_view advertised,
+                                             const ListenSpec& spec) {
+  if (address.is_loopback()) return std::nullopt;
+  std::string variable(spec.host_variable);
+  return absl::StrCat(
+      "serving on ", std::string(advertised),
+      ", which other machines can reach (",
+      spec.host.empty()
+          ? absl::StrCat(variable,
+                         " is not set: the first non-loopback interface's "
+                         "address")
+          : absl::StrCat(variable, "=", spec.host),
+      "); set ", variable, "=127.0.0.1 to serve this machine only");
+}
 
 absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
                                 const ListenSpec& spec) {
@@ -52,13 +69,18 @@ absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
     std::string where = address.is_v6()
                             ? absl::StrCat("[", host, "]:", spec.port)
                             : absl::StrCat(host, ":", spec.port);
-    std::string hint =
-        spec.port == 0
-            ? ""
-            : absl::StrCat(" (port ", spec.port, " set by ",
-                           std::string(spec.port_variable),
-                           "; unset it or use 0 to let the OS pick a free "
-                           "port)");
+    std::string variable(spec.port_variable);
+    std::string hint;
+    if (spec.port != 0 && spec.port_from_environment) {
+      hint = absl::StrCat(" (port ", spec.port, " set by ", variable,
+                          "; unset it or use 0 to let the OS pick a free "
+                          "port)");
+    } else if (spec.port != 0) {
+      hint = absl::StrCat(" (port ", spec.port, ", the default of ", variable,
+                          ", which is not set; set ", variable,
+                          "=0 to let the OS pick a free port, or another "
+                          "port)");
+    }
     std::string why = ec == asio::error::address_in_use
                           ? std::string("address already in use")
                           : ec.message();
@@ -69,6 +91,10 @@ absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
   std::string advertised =
       address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", port)
                       : absl::StrCat(address.to_string(), ":", port);
+  if (std::optional<std::string> notice =
+          NonLoopbackNotice(address, advertised, spec)) {
+    std::fprintf(stderr, "dynrpc: %s\n", notice->c_str());
+  }
   return Listener{std::move(acceptor), std::move(advertised)};
 }
 
@@ -149,7 +175,9 @@ absl::Status SplitTarget(std::string_view target_view, std::string& host,
       !absl::SimpleAtoi(target.substr(colon + 1), &n) || n == 0 ||
       n > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid target '", target, "': expected host:port"));
+        "invalid target '", target,
+        "': expected host:port, the address a server reports (for example "
+        "127.0.0.1:50051)"));
   }
   absl::string_view h = target.substr(0, colon);
   if (h.size() >= 2 && h.front() == '[' && h.back() == ']') {
@@ -157,7 +185,9 @@ absl::Status SplitTarget(std::string_view target_view, std::string& host,
   }
   if (h.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid target '", target, "': expected host:port"));
+        "invalid target '", target,
+        "': expected host:port, the address a server reports (for example "
+        "127.0.0.1:50051)"));
   }
   host = std::string(h);
   port = std::string(target.substr(colon + 1));

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,7 +26,15 @@ struct ListenSpec {
   uint16_t port = 0;  // 0: the OS picks
   std::string_view host_variable;  // "DYN_TCP_RPC_HOST"
   std::string_view port_variable;  // "DYN_TCP_RPC_PORT"
+  bool port_from_environment = false;  // else the default (for messages)
 };
+
+// The line a server prints when it binds `address`, advertised as
+// `advertised`, that other machines can reach (not loopback): why that
+// address, and how to keep the server local. nullopt for loopback.
+std::optional<std::string> NonLoopbackNotice(
+    const boost::asio::ip::address& address, std::string_view advertised,
+    const ListenSpec& spec);
 
 struct Listener {
   boost::asio::ip::tcp::acceptor acceptor;
@@ -34,7 +43,9 @@ struct Listener {
 
 // Binds and listens on `spec`, on an acceptor using `executor`.
 // INVALID_ARGUMENT for a host that does not resolve; UNAVAILABLE naming the
-// address and the port variable when it cannot bind.
+// address and the port variable (and whether the port was its default)
+// when it cannot bind. An address other machines can reach (not loopback)
+// is said in one line on stderr.
 absl::StatusOr<Listener> Listen(boost::asio::any_io_executor executor,
                                 const ListenSpec& spec);
 

@@ -12,6 +12,7 @@
 #include "core/request_plane.h"
 #include "core/task_group.h"
 #include "dynrpc/config.h"
+#include "net/sockets.h"
 
 namespace dynrpc::internal::tcp {
 
@@ -43,6 +44,10 @@ class TcpClient final : public FramedPlaneClient {
   }
   std::string_view default_timeout_variable() const override {
     return "DYN_TCP_REQUEST_TIMEOUT";
+  }
+  absl::Status CheckTarget(std::string_view target) const override {
+    std::string host, port;
+    return net::SplitTarget(target, host, port);
   }
 
  private:

@@ -28,7 +28,7 @@ using asio::ip::tcp;
 TcpServer::TcpServer(TcpConfig config, const ServerLimits& limits,
                      asio::any_io_executor executor)
     : SocketServer({config.host, config.port, "DYN_TCP_RPC_HOST",
-                    "DYN_TCP_RPC_PORT"},
+                    "DYN_TCP_RPC_PORT", config.port_from_environment},
                    limits, std::move(executor), "tcp accept loop"),
       config_(std::move(config)) {}
 
