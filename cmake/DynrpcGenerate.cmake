@@ -3,7 +3,8 @@
 #
 #   dynrpc_generate(TARGET <target>
 #                   PROTOS <file.proto>...
-#                   [IMPORT_DIRS <dir>...])
+#                   [IMPORT_DIRS <dir>...]
+#                   [NAMESPACE <name>])
 #
 # For each x.proto, runs protobuf's protoc (protobuf::protoc, from CMake's
 # FindProtobuf) once to write x.pb.{h,cc} and, through protoc-gen-dynrpc
@@ -13,10 +14,13 @@
 # own tree, a project that adds it with add_subdirectory, and one that uses
 # the installed package (find_package(dynrpc)). Paths of .proto files are taken relative to
 # the first IMPORT_DIRS entry (default: the current source dir), so
-# "#include "x.dynrpc.pb.h"" mirrors the .proto's import path.
+# "#include "x.dynrpc.pb.h"" mirrors the .proto's import path. With
+# NAMESPACE (say `dyn`), the stubs and services go in that namespace inside
+# the package's (pkg::dyn::Greeter), so that one program can also link
+# gRPC's generated classes for the same .proto (pkg::Greeter).
 
 function(dynrpc_generate)
-  cmake_parse_arguments(arg "" "TARGET" "PROTOS;IMPORT_DIRS" ${ARGN})
+  cmake_parse_arguments(arg "" "TARGET;NAMESPACE" "PROTOS;IMPORT_DIRS" ${ARGN})
   if(NOT arg_TARGET OR NOT arg_PROTOS)
     message(FATAL_ERROR "dynrpc_generate: TARGET and PROTOS are required")
   endif()
@@ -28,6 +32,10 @@ function(dynrpc_generate)
   set(out_dir "${CMAKE_CURRENT_BINARY_DIR}/${arg_TARGET}_gen")
   file(MAKE_DIRECTORY "${out_dir}")
 
+  set(option_args)
+  if(arg_NAMESPACE)
+    set(option_args "--dynrpc_opt=namespace=${arg_NAMESPACE}")
+  endif()
   set(include_args)
   foreach(dir ${arg_IMPORT_DIRS})
     get_filename_component(abs "${dir}" ABSOLUTE)
@@ -51,7 +59,7 @@ function(dynrpc_generate)
       COMMAND protobuf::protoc
       ARGS --cpp_out=${out_dir}
            --plugin=protoc-gen-dynrpc=$<TARGET_FILE:dynrpc::protoc-gen-dynrpc>
-           --dynrpc_out=${out_dir} ${include_args} ${abs}
+           --dynrpc_out=${out_dir} ${option_args} ${include_args} ${abs}
       DEPENDS ${abs} protobuf::protoc dynrpc::protoc-gen-dynrpc
       COMMENT "Generating messages and dynrpc stubs for ${rel}"
       VERBATIM)

@@ -38,17 +38,24 @@ struct ProtocResult {
 // Runs protoc with our generator registered as --dynrpc_out, importing from
 // `import_dir` and the well-known types.
 ProtocResult RunProtoc(const fs::path& import_dir, std::string_view out_flag,
-                       std::string_view proto) {
+                       std::string_view proto,
+                       std::string_view parameter = "") {
   Generator generator;
   google::protobuf::compiler::CommandLineInterface cli;
-  cli.RegisterGenerator("--dynrpc_out", &generator, "Generate dynrpc stubs.");
-  const std::vector<std::string> args = {
+  cli.RegisterGenerator("--dynrpc_out", "--dynrpc_opt", &generator,
+                        "Generate dynrpc stubs.");
+  std::vector<std::string> args = {
       "protoc",
       "-I" + import_dir.string(),
       std::string("-I") + DYNRPC_PROTOBUF_INCLUDE_DIR,
       std::string(out_flag),
       std::string(proto),
   };
+  // As dynrpc_generate() passes it: --dynrpc_opt (a namespace's "::"
+  // cannot go in --dynrpc_out=PARAMETER:DIR).
+  if (!parameter.empty()) {
+    args.push_back("--dynrpc_opt=" + std::string(parameter));
+  }
   std::vector<const char*> argv;
   for (const std::string& arg : args) argv.push_back(arg.c_str());
   ::testing::internal::CaptureStderr();
@@ -133,18 +140,26 @@ TEST(GeneratorTest, OutputMatchesGoldens) {
   const struct {
     std::string proto;
     std::string stem;
+    std::string parameter = "";  // --dynrpc_opt=PARAMETER
+    std::string golden = "";     // the goldens' stem, when not `stem`
   } kCases[] = {
       {"greeter.proto", "greeter"},
       {"nopackage.proto", "nopackage"},
       {"common/types.proto", "common/types"},
       {"streaming.proto", "streaming"},
+      // The classes in a namespace of their own, beside gRPC's for the
+      // same .proto.
+      {"streaming.proto", "streaming", "namespace=dyn", "streaming_ns_dyn"},
+      {"nopackage.proto", "nopackage", "namespace=dyn::v1",
+       "nopackage_ns_dyn_v1"},
   };
   for (const auto& test_case : kCases) {
     SCOPED_TRACE(test_case.proto);
     const ScratchDir scratch("golden");
     const fs::path& out_dir = scratch.path();
-    const ProtocResult result = RunProtoc(
-        kTestdata, "--dynrpc_out=" + out_dir.string(), test_case.proto);
+    const ProtocResult result =
+        RunProtoc(kTestdata, "--dynrpc_out=" + out_dir.string(),
+                  test_case.proto, test_case.parameter);
     ASSERT_EQ(result.exit_code, 0) << result.errors;
     EXPECT_EQ(result.errors, "");
 
@@ -154,7 +169,11 @@ TEST(GeneratorTest, OutputMatchesGoldens) {
     for (const std::string& file : {header, source}) {
       SCOPED_TRACE(file);
       const std::string generated = ReadFile(out_dir / file);
-      const fs::path golden = kTestdata / (file + ".golden");
+      std::string golden_name = file;
+      if (!test_case.golden.empty()) {
+        golden_name.replace(0, test_case.stem.size(), test_case.golden);
+      }
+      const fs::path golden = kTestdata / (golden_name + ".golden");
       if (UpdatingGoldens()) {
         WriteFile(golden, generated);
         continue;
@@ -180,6 +199,34 @@ TEST(GeneratorTest, RejectsUnknownParameter) {
             std::string::npos)
       << result.errors;
   EXPECT_TRUE(ListFiles(out_dir).empty());
+}
+
+TEST(GeneratorTest, RejectsANamespaceThatIsNotOne) {
+  for (const std::string bad : {"1dyn", "dyn::", "a__b", "class", "a-b"}) {
+    SCOPED_TRACE(bad);
+    const ScratchDir scratch("badns");
+    const ProtocResult result =
+        RunProtoc(kTestdata, "--dynrpc_out=" + scratch.path().string(),
+                  "greeter.proto", "namespace=" + bad);
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_NE(result.errors.find("namespace=" + bad +
+                                 " is not a C++ namespace name"),
+              std::string::npos)
+        << result.errors;
+  }
+}
+
+// No generated identifier holds two underscores in a row (C++ reserves
+// them), whatever clashes the .proto's names cause.
+TEST(GeneratorTest, NoGeneratedIdentifierHasADoubleUnderscore) {
+  for (const char* golden :
+       {"greeter.dynrpc.pb.h.golden", "greeter.dynrpc.pb.cc.golden"}) {
+    const std::string text = ReadFile(kTestdata / golden);
+    std::size_t at = text.find("__");
+    // Only inside protoc's own names (none in these files) would be allowed.
+    EXPECT_EQ(at, std::string::npos)
+        << golden << ": " << text.substr(at == std::string::npos ? 0 : at, 40);
+  }
 }
 
 }  // namespace

@@ -46,7 +46,9 @@ ensure_packages() {
 # build [TARGET...]: configures the build tree on first use, then builds the
 # targets (all when none) incrementally, through ccache.
 build() {
-  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  # Configured on first use, and again when the caller asks for settings
+  # (a tree configured before an option existed gets it).
+  if [ ! -f "$BUILD_DIR/build.ninja" ] || [ "${#EXTRA_CMAKE_ARGS[@]}" -gt 0 ]; then
     log "configuring $BUILD_DIR"
     cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja \
       -DCMAKE_BUILD_TYPE="${DYNRPC_BUILD_TYPE:-RelWithDebInfo}" \

@@ -188,7 +188,7 @@ class ClashesImpl final : public Clashes::Service {
   using Reply = Awaitable<absl::StatusOr<HelloReply>>;
   using Context = dynrpc::ServerContext;
 
-  Reply delete__(Context& c, const HelloRequest&) override {
+  Reply delete_2(Context& c, const HelloRequest&) override {
     return ReplyWithPath(c);
   }
   Reply class_(Context& c, const HelloRequest&) override {
@@ -218,7 +218,7 @@ class ClashesImpl final : public Clashes::Service {
   Reply kServiceName_(Context& c, const HelloRequest&) override {
     return ReplyWithPath(c);
   }
-  Reply channel__(Context& c, const HelloRequest&) override {
+  Reply channel_2(Context& c, const HelloRequest&) override {
     return ReplyWithPath(c);
   }
   Reply full_name_(Context& c, const HelloRequest&) override {
@@ -360,7 +360,7 @@ TEST_F(GeneratedRoundTripTest, MangledMethodsCallTheirProtoMethods) {
     FutureForm call_future;
     std::string path;
   } kCases[] = {
-      {&Clashes::Stub::delete__, &Clashes::Stub::delete__Future,
+      {&Clashes::Stub::delete_2, &Clashes::Stub::delete_2Future,
        "/acme.greeter.v1.Clashes/delete"},
       {&Clashes::Stub::class_, &Clashes::Stub::class_Future,
        "/acme.greeter.v1.Clashes/class"},
@@ -380,7 +380,7 @@ TEST_F(GeneratedRoundTripTest, MangledMethodsCallTheirProtoMethods) {
        "/acme.greeter.v1.Clashes/StubInterface"},
       {&Clashes::Stub::kServiceName_, &Clashes::Stub::kServiceName_Future,
        "/acme.greeter.v1.Clashes/kServiceName"},
-      {&Clashes::Stub::channel__, &Clashes::Stub::channel__Future,
+      {&Clashes::Stub::channel_2, &Clashes::Stub::channel_2Future,
        "/acme.greeter.v1.Clashes/channel_"},
       {&Clashes::Stub::full_name_, &Clashes::Stub::full_name_Future,
        "/acme.greeter.v1.Clashes/full_name"},
