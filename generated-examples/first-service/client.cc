@@ -26,14 +26,9 @@ boost::asio::awaitable<absl::Status> Greet(first::Greeter::Stub& stub,
   request.set_times(3);
   dynrpc::ClientReader<first::HelloReply> replies =
       stub.SayHellos(stream_context, request);
-  for (;;) {
-    absl::StatusOr<std::optional<first::HelloReply>> next =
-        co_await replies.Read();
-    if (!next.ok()) co_return next.status();
-    if (!next->has_value()) break;  // the stream ended
-    std::cout << (*next)->message() << "\n";
-  }
-  co_return co_await replies.Finish();
+  first::HelloReply next;
+  while (co_await replies.Next(next)) std::cout << next.message() << "\n";
+  co_return co_await replies.Finish();  // OK, or why the stream ended
 }
 
 int main(int argc, char** argv) {

@@ -295,17 +295,17 @@ class TransferImpl final : public Transfer::Service {
     co_return absl::OkStatus();
   }
 
+  // Reads with Next() (Sync below uses Read()).
   Awaitable<absl::StatusOr<Chunk>> Upload(
       dynrpc::ServerContext& context,
       dynrpc::ServerReader<Chunk>& reader) override {
-    Chunk total;
-    for (;;) {
-      absl::StatusOr<std::optional<Chunk>> chunk = co_await reader.Read();
-      if (!chunk.ok()) co_return chunk.status();
-      if (!chunk->has_value()) co_return total;
-      total.mutable_data()->append((*chunk)->data());
-      total.set_sequence(total.sequence() + (*chunk)->sequence());
+    Chunk total, chunk;
+    while (co_await reader.Next(chunk)) {
+      total.mutable_data()->append(chunk.data());
+      total.set_sequence(total.sequence() + chunk.sequence());
     }
+    DYNRPC_CO_RETURN_IF_ERROR(reader.status());
+    co_return total;
   }
 
   Awaitable<absl::Status> Sync(
@@ -363,6 +363,31 @@ TEST_F(GeneratedStreamingRoundTripTest, UnaryMethodBesideStreamsRoundTrips) {
   ASSERT_THAT(reply, IsOk());
   EXPECT_EQ(reply->data(), "check");
   EXPECT_EQ(reply->sequence(), 7);
+}
+
+// The loop gRPC users know: Next() until false, then Finish() says why.
+TEST_F(GeneratedStreamingRoundTripTest, NextReadsEveryResponseThenFinishSaysOk) {
+  Transfer::Stub stub(channel_);
+  dynrpc::ClientContext context;
+  dynrpc::ClientReader<Chunk> reader =
+      stub.Download(context, MakeChunk("chunk-", 5));
+  std::vector<int64_t> seen;
+  Chunk chunk;
+  while (Await(executor(), reader.Next(chunk))) seen.push_back(chunk.sequence());
+  EXPECT_THAT(seen, ::testing::ElementsAre(0, 1, 2, 3, 4));
+  EXPECT_THAT(Await(executor(), reader.Finish()), IsOk());
+}
+
+// A stream that fails: Next() gives false, and Finish() gives the error.
+TEST_F(GeneratedStreamingRoundTripTest, NextStopsAtAFailureThatFinishReports) {
+  StreamingClashes::Stub stub(channel_);  // its handlers are unimplemented
+  dynrpc::ClientContext context;
+  dynrpc::ClientReader<Chunk> reader =
+      stub.AddServerStreamingMethod_(context, MakeChunk("x", 1));
+  Chunk chunk;
+  EXPECT_FALSE(Await(executor(), reader.Next(chunk)));
+  EXPECT_THAT(Await(executor(), reader.Finish()),
+              StatusIs(absl::StatusCode::kUnimplemented));
 }
 
 TEST_F(GeneratedStreamingRoundTripTest,

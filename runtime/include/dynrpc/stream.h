@@ -3,12 +3,13 @@
 //
 // Client side, a server-streaming method:
 //   dynrpc::ClientReader<Token> tokens = stub.Generate(ctx, request);
-//   for (;;) {
-//     absl::StatusOr<std::optional<Token>> token = co_await tokens.Read();
-//     if (!token.ok()) return token.status();   // the call failed
-//     if (!token->has_value()) break;           // the server finished with OK
-//     Print(**token);
-//   }
+//   Token token;
+//   while (co_await tokens.Next(token)) Print(token);
+//   absl::Status status = co_await tokens.Finish();  // OK, or why it ended
+//
+// or, where each read's outcome matters, Read():
+//   absl::StatusOr<std::optional<Token>> token = co_await tokens.Read();
+//   // an error: the call failed; nullopt: the server finished with OK
 //
 // Server side, the same method:
 //   boost::asio::awaitable<absl::Status> Generate(
@@ -119,7 +120,25 @@ class ClientStreamBase {
   boost::asio::awaitable<absl::StatusOr<std::optional<T>>> ReadTyped() {
     co_return ParseRead<T>(co_await raw_->Read());
   }
+  template <typename T>
+  boost::asio::awaitable<bool> NextTyped(T& out) {
+    absl::StatusOr<std::optional<T>> next = co_await ReadTyped<T>();
+    if (!next.ok()) {
+      if (read_error_.ok()) read_error_ = next.status();
+      co_return false;
+    }
+    if (!next->has_value()) co_return false;
+    out = std::move(**next);
+    co_return true;
+  }
+  // The call's status, or (if the call ended OK) the error a Next() met.
+  boost::asio::awaitable<absl::Status> FinishReading() {
+    absl::Status status = co_await raw_->Finish();
+    if (status.ok() && !read_error_.ok()) co_return read_error_;
+    co_return status;
+  }
   std::unique_ptr<RawClientStream> raw_;
+  absl::Status read_error_;  // the first error Next() met
 };
 
 }  // namespace internal
@@ -139,10 +158,16 @@ class ClientReader : private internal::ClientStreamBase {
   boost::asio::awaitable<absl::StatusOr<std::optional<Response>>> Read() {
     return ReadTyped<Response>();
   }
+  // The next response into `out`: true, or false at the end of the stream,
+  // whether it ended well or not (Finish() says which), as gRPC's Read().
+  boost::asio::awaitable<bool> Next(Response& out) {
+    return NextTyped(out);
+  }
   // The call's status, dropping unread responses (which cancels nothing: the
-  // server finishes on its own). Not needed after Read() gave nullopt or an
-  // error, but gives the trailing metadata.
-  boost::asio::awaitable<absl::Status> Finish() { return raw_->Finish(); }
+  // server finishes on its own). After Next() gave false, why it did. Not
+  // needed after Read() gave nullopt or an error, but gives the trailing
+  // metadata.
+  boost::asio::awaitable<absl::Status> Finish() { return FinishReading(); }
 };
 
 // Writes the requests of a client-streaming call, then takes its response.
@@ -191,7 +216,11 @@ class ClientReaderWriter : private internal::ClientStreamBase {
   boost::asio::awaitable<absl::StatusOr<std::optional<Response>>> Read() {
     return ReadTyped<Response>();
   }
-  boost::asio::awaitable<absl::Status> Finish() { return raw_->Finish(); }
+  // As ClientReader's.
+  boost::asio::awaitable<bool> Next(Response& out) {
+    return NextTyped(out);
+  }
+  boost::asio::awaitable<absl::Status> Finish() { return FinishReading(); }
 };
 
 // A handler's view of the requests of a client-streaming or bidi call.
@@ -204,9 +233,27 @@ class ServerReader {
   boost::asio::awaitable<absl::StatusOr<std::optional<Request>>> Read() {
     co_return internal::ParseRead<Request>(co_await raw_.Read());
   }
+  // The next request into `out`: true, or false once the client is done
+  // sending or the call ended; then status() says which.
+  //   Request request;
+  //   while (co_await reader.Next(request)) Handle(request);
+  //   DYNRPC_CO_RETURN_IF_ERROR(reader.status());
+  boost::asio::awaitable<bool> Next(Request& out) {
+    absl::StatusOr<std::optional<Request>> next = co_await Read();
+    if (!next.ok()) {
+      status_ = next.status();
+      co_return false;
+    }
+    if (!next->has_value()) co_return false;
+    out = std::move(**next);
+    co_return true;
+  }
+  // OK, or why the last Next() gave false other than the client's end.
+  const absl::Status& status() const { return status_; }
 
  private:
   RawServerStream& raw_;
+  absl::Status status_;
 };
 
 // A handler's way to stream responses.
