@@ -546,8 +546,9 @@ class ServiceEmitter {
     const std::string response = QualifiedMessageName(method->output_type());
     const std::string status_or_awaitable = absl::StrCat(
         "::boost::asio::awaitable<::absl::StatusOr<", response, ">>");
-    const std::string status_awaitable =
-        "::boost::asio::awaitable<::absl::Status>";
+    // Handlers return dynrpc's aliases (the same types, shorter to copy).
+    const std::string reply = absl::StrCat("::dynrpc::Reply<", response, ">");
+    const std::string stream_reply = "::dynrpc::StreamReply";
     const std::string both = absl::StrCat(request, ", ", response);
     Vars vars = {
         {"method", method_names_[index]},
@@ -561,26 +562,26 @@ class ServiceEmitter {
     };
     if (IsUnary(method)) {
       vars["client_type"] = status_or_awaitable;
-      vars["handler_type"] = status_or_awaitable;
+      vars["handler_type"] = reply;
       vars["channel_call"] = absl::StrCat("channel_->Unary<", response, ">");
       vars["add_method"] = "AddUnaryMethod";
     } else if (!method->client_streaming()) {
       vars["client_type"] =
           absl::StrCat("::dynrpc::ClientReader<", response, ">");
-      vars["handler_type"] = status_awaitable;
+      vars["handler_type"] = stream_reply;
       vars["channel_call"] =
           absl::StrCat("channel_->ServerStreaming<", response, ">");
       vars["add_method"] = "AddServerStreamingMethod";
     } else if (!method->server_streaming()) {
       vars["client_type"] = absl::StrCat("::dynrpc::ClientWriter<", both, ">");
-      vars["handler_type"] = status_or_awaitable;
+      vars["handler_type"] = reply;
       vars["channel_call"] =
           absl::StrCat("channel_->ClientStreaming<", both, ">");
       vars["add_method"] = "AddClientStreamingMethod";
     } else {
       vars["client_type"] =
           absl::StrCat("::dynrpc::ClientReaderWriter<", both, ">");
-      vars["handler_type"] = status_awaitable;
+      vars["handler_type"] = stream_reply;
       vars["channel_call"] =
           absl::StrCat("channel_->BidiStreaming<", both, ">");
       vars["add_method"] = "AddBidiStreamingMethod";

@@ -8,7 +8,7 @@
 
 class Greeter final : public first::Greeter::Service {
  public:
-  boost::asio::awaitable<absl::StatusOr<first::HelloReply>> SayHello(
+  dynrpc::Reply<first::HelloReply> SayHello(
       dynrpc::ServerContext& context,
       const first::HelloRequest& request) override {
     if (request.name().empty()) {
@@ -19,7 +19,7 @@ class Greeter final : public first::Greeter::Service {
     co_return reply;
   }
 
-  boost::asio::awaitable<absl::Status> SayHellos(
+  dynrpc::StreamReply SayHellos(
       dynrpc::ServerContext& context, const first::HelloRequest& request,
       dynrpc::ServerWriter<first::HelloReply>& writer) override {
     for (int i = 1; i <= request.times(); ++i) {

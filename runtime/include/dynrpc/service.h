@@ -6,7 +6,7 @@
 //
 // Example:
 //   class GreeterImpl final : public helloworld::Greeter::Service {
-//     boost::asio::awaitable<absl::StatusOr<helloworld::HelloReply>> SayHello(
+//     dynrpc::Reply<helloworld::HelloReply> SayHello(
 //         dynrpc::ServerContext& ctx,
 //         const helloworld::HelloRequest& request) override {
 //       helloworld::HelloReply reply;
@@ -34,6 +34,17 @@ class Descriptor;
 }  // namespace google::protobuf
 
 namespace dynrpc {
+
+// What handlers return, as the generated classes spell it (the long forms
+// are the same types, and override as well):
+//   dynrpc::Reply<HelloReply> SayHello(ServerContext&, const HelloRequest&);
+//   dynrpc::StreamReply Generate(ServerContext&, const Prompt&,
+//                                ServerWriter<Token>&);
+// A unary or client-streaming handler yields its response or an error; a
+// server- or bidi-streaming one how the call ended.
+template <typename Response>
+using Reply = boost::asio::awaitable<absl::StatusOr<Response>>;
+using StreamReply = boost::asio::awaitable<absl::Status>;
 
 // A type-erased unary handler: takes the serialized request, yields the
 // serialized response or the call's error status. `request` stays valid until
