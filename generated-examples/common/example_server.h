@@ -4,15 +4,12 @@
 #ifndef DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
 #define DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
 
-#include <csignal>
 #include <cstdio>
 #include <fstream>
-#include <future>
 #include <iostream>
 #include <string>
 #include <string_view>
 
-#include "boost/asio/signal_set.hpp"
 #include "dynrpc/dynrpc.h"
 
 namespace examples {
@@ -53,14 +50,8 @@ inline int ServeUntilSignalled(std::string_view name, dynrpc::Service& service,
     std::ofstream(address_file + ".tmp") << server.address() << "\n";
     std::rename((address_file + ".tmp").c_str(), address_file.c_str());
   }
-  std::promise<int> stop;
-  boost::asio::signal_set signals(runtime.executor(), SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-    if (!ec) stop.set_value(signo);
-  });
-  int signo = stop.get_future().get();
-  server.Shutdown();
-  std::cout << name << ": stopped by signal " << signo << std::endl;
+  int signal_number = server.Wait();  // until SIGINT or SIGTERM
+  std::cout << name << ": stopped by signal " << signal_number << std::endl;
   return 0;
 }
 
