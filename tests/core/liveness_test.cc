@@ -28,7 +28,8 @@ using std::chrono::milliseconds;
 
 const Clock::time_point kT0 = Clock::now();
 
-Liveness::Policy Probing(milliseconds idle_close = milliseconds(0)) {
+Liveness::Policy Probing(
+    std::optional<Clock::duration> idle_close = std::nullopt) {
   return Liveness::Policy{.interval = milliseconds(100),
                           .timeout = milliseconds(50),
                           .idle_close = idle_close,
@@ -119,6 +120,15 @@ TEST(LivenessTest, AConnectionUnusedForTheIdleTimeoutCloses) {
   // In use again: never idle while calls are open.
   ASSERT_TRUE(liveness.SetCallsOpen(true, At(1300)));
   EXPECT_EQ(liveness.Next(At(5000), At(4990)).action, Action::kWait);
+}
+
+TEST(LivenessTest, AZeroIdleTimeoutClosesAsSoonAsTheLastCallEnds) {
+  Liveness liveness(Shared(Probing(Clock::duration::zero())), kT0);
+  EXPECT_EQ(liveness.Next(kT0, kT0).action, Action::kIdle);  // never used
+  ASSERT_TRUE(liveness.SetCallsOpen(true, At(0)));
+  EXPECT_EQ(liveness.Next(At(10), At(10)).action, Action::kWait);
+  ASSERT_TRUE(liveness.SetCallsOpen(false, At(20)));
+  EXPECT_EQ(liveness.Next(At(20), At(10)).action, Action::kIdle);
 }
 
 TEST(LivenessTest, HeartbeatsGoEveryIntervalWhateverIsHeard) {

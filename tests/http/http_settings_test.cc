@@ -233,6 +233,28 @@ TEST_F(HttpSettingsTest, IdleConnectionsCloseAfterTheIdleTimeout) {
   EXPECT_THAT(Call(*client, "Echo", request).status, IsOk());
 }
 
+// DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS=0: a connection closes as soon as its
+// last call ends.
+TEST_F(HttpSettingsTest, AZeroIdleTimeoutClosesAConnectionAtOnce) {
+  StartServer();
+  HttpConfig config = HttpOnLoopback().http;
+  config.pool_idle_timeout = std::chrono::seconds(0);
+  auto client = NewClient(config);
+  std::promise<absl::Status> closed;
+  client->set_on_connection_closed(
+      [&closed, once = std::make_shared<std::once_flag>()](absl::Status why) {
+        std::call_once(*once, [&] { closed.set_value(why); });
+      });
+  EchoRequest request;
+  ASSERT_THAT(Call(*client, "Echo", request).status, IsOk());
+  std::future<absl::Status> reason = closed.get_future();
+  ASSERT_EQ(reason.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  EXPECT_THAT(reason.get(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS=0")));
+}
+
 TEST_F(HttpSettingsTest, AdaptiveWindowGrowsWithTheBandwidthDelayProduct) {
   StartServer();
   SizeRequest big;

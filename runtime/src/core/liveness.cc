@@ -48,10 +48,10 @@ Liveness::Step Liveness::Decide(Clock::time_point now,
   constexpr Clock::time_point kNever = Clock::time_point::max();
   if (!open) {
     probe_out_ = false;
-    if (policy_->idle_close <= Clock::duration::zero()) {
+    if (!policy_->idle_close) {
       return {Action::kWait, kNever};  // SetCallsOpen() wakes the watcher
     }
-    Clock::time_point idle_at = At(idle_since_.load()) + policy_->idle_close;
+    Clock::time_point idle_at = At(idle_since_.load()) + *policy_->idle_close;
     if (now >= idle_at) return {Action::kIdle, {}};
     return {Action::kWait, idle_at};
   }
@@ -123,8 +123,8 @@ void WatchedConnection::SetCallsOpen(bool open) {
   Clock::time_point needed = Clock::time_point::max();
   if (open) {
     needed = now + policy.interval;
-  } else if (policy.idle_close > Clock::duration::zero()) {
-    needed = now + policy.idle_close;
+  } else if (policy.idle_close) {
+    needed = now + *policy.idle_close;
   }
   if (Count(needed) < wake_at_.load()) Poke();
 }

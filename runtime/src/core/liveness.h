@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,17 +28,18 @@ class Liveness {
   struct Policy {
     Clock::duration interval{};  // silent this long with calls open: probe
     Clock::duration timeout{};   // silent this long after a probe: lost
-    // No calls for this long: the connection closes (zero: never).
-    Clock::duration idle_close{};
+    // No calls for this long: the connection closes (zero: as soon as its
+    // last call ends; nullopt: never).
+    std::optional<Clock::duration> idle_close = std::nullopt;
     // Whether the peer answers a probe (a PING and its PONG): then a probe
     // goes only when the peer has been silent. Else the probes are
     // heartbeats both sides send every interval whatever they hear.
     bool peer_answers_probes = true;
     // For the errors: what a probe is ("keepalive PING"), and the settings
     // with their values ("DYN_TCP_KEEPALIVE_TIMEOUT=10000 ms").
-    std::string probe_name;
-    std::string timeout_setting;
-    std::string idle_setting;
+    std::string probe_name = "";
+    std::string timeout_setting = "";
+    std::string idle_setting = "";
   };
 
   enum class Action {
