@@ -13,6 +13,7 @@
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/dynrpc.h"
 #include "dynrpc/testing/echo.dynrpc.pb.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "http/http_client.h"
@@ -207,52 +208,35 @@ TEST_F(HttpSettingsTest, PoolKeepsAtMostMaxIdleConnections) {
   }
 }
 
+// A connection no call has used for DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS closes
+// (0: as soon as its last call ends); the next call dials again.
 TEST_F(HttpSettingsTest, IdleConnectionsCloseAfterTheIdleTimeout) {
   StartServer();
-  HttpConfig config = HttpOnLoopback().http;
-  config.pool_idle_timeout = std::chrono::seconds(1);
-  auto client = NewClient(config);
-  std::promise<absl::Status> closed;
-  client->set_on_connection_closed(
-      [&closed, once = std::make_shared<std::once_flag>()](absl::Status why) {
-        std::call_once(*once, [&] { closed.set_value(why); });
-      });
-  EchoRequest request;
-  ASSERT_THAT(Call(*client, "Echo", request).status, IsOk());
-  Clock::time_point idle_from = Clock::now();
-  std::future<absl::Status> reason = closed.get_future();
-  ASSERT_EQ(reason.wait_for(std::chrono::seconds(10)),
-            std::future_status::ready);
-  Clock::duration idle_for = Clock::now() - idle_from;
-  EXPECT_THAT(reason.get(),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS")));
-  EXPECT_GE(idle_for, std::chrono::milliseconds(900));
-  EXPECT_THAT(client->ConnectionStats(server_->address()), SizeIs(0));
-  // The next call dials again.
-  EXPECT_THAT(Call(*client, "Echo", request).status, IsOk());
-}
-
-// DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS=0: a connection closes as soon as its
-// last call ends.
-TEST_F(HttpSettingsTest, AZeroIdleTimeoutClosesAConnectionAtOnce) {
-  StartServer();
-  HttpConfig config = HttpOnLoopback().http;
-  config.pool_idle_timeout = std::chrono::seconds(0);
-  auto client = NewClient(config);
-  std::promise<absl::Status> closed;
-  client->set_on_connection_closed(
-      [&closed, once = std::make_shared<std::once_flag>()](absl::Status why) {
-        std::call_once(*once, [&] { closed.set_value(why); });
-      });
-  EchoRequest request;
-  ASSERT_THAT(Call(*client, "Echo", request).status, IsOk());
-  std::future<absl::Status> reason = closed.get_future();
-  ASSERT_EQ(reason.wait_for(std::chrono::seconds(10)),
-            std::future_status::ready);
-  EXPECT_THAT(reason.get(),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS=0")));
+  for (int seconds : {1, 0}) {
+    SCOPED_TRACE(seconds);
+    HttpConfig config = HttpOnLoopback().http;
+    config.pool_idle_timeout = std::chrono::seconds(seconds);
+    auto client = NewClient(config);
+    std::promise<absl::Status> closed;
+    client->set_on_connection_closed(
+        [&closed, once = std::make_shared<std::once_flag>()](absl::Status why) {
+          std::call_once(*once, [&] { closed.set_value(why); });
+        });
+    EchoRequest request;
+    ASSERT_THAT(Call(*client, "Echo", request).status, IsOk());
+    Clock::time_point idle_from = Clock::now();
+    std::future<absl::Status> reason = closed.get_future();
+    ASSERT_EQ(reason.wait_for(std::chrono::seconds(10)),
+              std::future_status::ready);
+    Clock::duration idle_for = Clock::now() - idle_from;
+    EXPECT_THAT(reason.get(),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         HasSubstr(absl::StrCat(
+                             "DYN_HTTP2_POOL_IDLE_TIMEOUT_SECS=", seconds))));
+    EXPECT_GE(idle_for, std::chrono::milliseconds(seconds * 1000 - 100));
+    EXPECT_THAT(client->ConnectionStats(server_->address()), SizeIs(0));
+    EXPECT_THAT(Call(*client, "Echo", request).status, IsOk());
+  }
 }
 
 TEST_F(HttpSettingsTest, AdaptiveWindowGrowsWithTheBandwidthDelayProduct) {
