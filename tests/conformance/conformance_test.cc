@@ -327,6 +327,48 @@ TEST_P(ConformanceTest, ServerStreamCarriesMetadataBothWays) {
             "stream");
 }
 
+// The gRPC-style loop: Next() yields every message, then false at the
+// error, which Finish() reports.
+TEST_P(ConformanceTest, NextStopsAtAStreamErrorThatFinishReports) {
+  auto stub = NewStub();
+  ClientContext context;
+  StreamRequest request = Count(100);
+  request.set_fail_after(5);
+  ClientReader<StreamMessage> reader = stub->Generate(context, request);
+  StreamMessage message;
+  std::vector<int64_t> seen;
+  while (Run(reader.Next(message))) seen.push_back(message.sequence());
+  EXPECT_THAT(seen, ::testing::ElementsAre(0, 1, 2, 3, 4));
+  EXPECT_THAT(Run(reader.Finish()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("failed after 5 messages")));
+}
+
+// A URL is never a target, on any plane: Channel::Create says what one is.
+TEST_P(ConformanceTest, AURLTargetIsRefusedByChannelCreate) {
+  EXPECT_THAT(Channel::Create(runtime_.executor(), "http://127.0.0.1:8888",
+                              ConfigFor(GetParam())),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is a URL; a target is the address a "
+                                 "server reports")));
+}
+
+// Server::Wait() returns 0 once Shutdown() is called on another thread,
+// and the server answers no more.
+TEST_P(ConformanceTest, WaitReturnsOnceTheServerIsShutDown) {
+  auto stub = NewStub();
+  ClientContext first;
+  EchoRequest request;
+  ASSERT_THAT(Run(stub->Echo(first, request)), IsOk());
+  std::thread stopper([this] { server_->Shutdown(); });
+  EXPECT_EQ(server_->Wait(), 0);
+  stopper.join();
+  ClientContext after;
+  after.set_timeout(std::chrono::seconds(5));
+  EXPECT_THAT(Run(stub->Echo(after, request)),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
 TEST_P(ConformanceTest, ServerStreamErrorFollowsTheMessagesBeforeIt) {
   auto stub = NewStub();
   ClientContext context;

@@ -201,18 +201,6 @@ TEST_F(TcpEndToEndTest, RuntimeRunReturnsTheCoroutinesResult) {
   EXPECT_THROW(runtime_.Run(fail()), std::runtime_error);
 }
 
-// Server::Wait() returns 0 once Shutdown() is called on another thread,
-// before or while it waits, and the server no longer answers.
-TEST_F(TcpEndToEndTest, WaitReturnsAfterShutdownFromAnotherThread) {
-  StartServer();
-  auto stub = NewStub();
-  ASSERT_THAT(Echo(*stub, "before"), IsOk());
-  std::thread stopper([this] { server_->Shutdown(); });
-  EXPECT_EQ(server_->Wait(), 0);
-  stopper.join();
-  EXPECT_THAT(Echo(*stub, "after"), StatusIs(absl::StatusCode::kUnavailable));
-}
-
 TEST_F(TcpEndToEndTest, MetadataAndAGeneratedRequestIdReachTheHandler) {
   StartServer();
   auto stub = NewStub();

@@ -11,8 +11,6 @@ namespace dynrpc::internal {
 
 namespace asio = boost::asio;
 
-StreamState::StreamState(std::size_t max_message) : max_message_(max_message) {}
-
 StreamState::StreamState(std::size_t max_message,
                          std::optional<WireWindow> wire)
     : max_message_(max_message),

@@ -36,19 +36,19 @@ class StreamState {
   // header), so a stream of tiny messages is bounded too.
   static constexpr std::size_t kMessageOverhead = 20;
 
-  // `max_message`: the largest message the peer may send (the slack above
-  // the window a sender may legitimately use).
-  explicit StreamState(std::size_t max_message);
-
-  // For a plane whose wire has flow control of its own (HTTP/2): no window
-  // is kept here (ReserveSend() never waits, Deliver() never refuses; the
-  // wire's window bounds what waits unread), and Read() grants each message
-  // as it is read: its size plus `overhead` (its framing on the wire), for
-  // the plane to give back to the peer.
+  // Set for a plane whose wire has flow control of its own (HTTP/2): no
+  // window is kept here (ReserveSend() never waits, Deliver() never
+  // refuses; the wire's window bounds what waits unread), and Read() grants
+  // each message as it is read: its size plus `overhead` (its framing on
+  // the wire), for the plane to give back to the peer.
   struct WireWindow {
     std::size_t overhead;
   };
-  StreamState(std::size_t max_message, std::optional<WireWindow> wire);
+
+  // `max_message`: the largest message the peer may send (the slack above
+  // the window a sender may legitimately use).
+  explicit StreamState(std::size_t max_message,
+                       std::optional<WireWindow> wire = std::nullopt);
 
   // --- the connection's reader ---
   // False when the peer overran its window: the caller ends the call.

@@ -79,7 +79,7 @@ H2Connection::H2Connection(Role role, asio::ip::tcp::socket socket,
     : role_(role),
       config_(config),
       socket_(std::move(socket)),
-      peer_(net::Prepare(socket_)),
+      peer_(net::PrepareSocket(socket_)),
       wake_(std::make_shared<Signal>(socket_.get_executor(), 1)) {}
 
 H2Connection::~H2Connection() {
@@ -537,16 +537,22 @@ asio::awaitable<void> H2Connection::WaitSent(
       /*stop_on_error=*/false);
 }
 
-void H2Connection::SendPing(std::function<void()> on_ack) {
-  std::lock_guard lock(mu_);
-  if (closed_) return;
+bool H2Connection::SubmitPingLocked(std::function<void()> on_ack) {
   uint64_t id = next_ping_++;
   uint8_t opaque[8];
   std::memcpy(opaque, &id, sizeof(id));
-  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque) != 0) return;
-  pings_[id] = std::move(on_ack);
+  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque) != 0) {
+    return false;
+  }
+  if (on_ack) pings_[id] = std::move(on_ack);
   ++stats_.pings_sent;
-  Wake();
+  return true;
+}
+
+void H2Connection::SendPing() {
+  std::lock_guard lock(mu_);
+  if (closed_) return;
+  if (SubmitPingLocked(nullptr)) Wake();
 }
 
 void H2Connection::OnBdpSampleLocked(std::size_t bytes) {
@@ -555,14 +561,7 @@ void H2Connection::OnBdpSampleLocked(std::size_t bytes) {
   if (bdp_probe_out_ || Clock::now() < bdp_next_probe_) return;
   // A probe: the bytes that arrive until its answer are what the path
   // holds in one round trip.
-  uint64_t id = next_ping_++;
-  uint8_t opaque[8];
-  std::memcpy(opaque, &id, sizeof(id));
-  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque) != 0) return;
-  bdp_probe_out_ = true;
-  bdp_bytes_ = bytes;
-  ++stats_.pings_sent;
-  pings_[id] = [this] {
+  bdp_probe_out_ = SubmitPingLocked([this] {
     bdp_probe_out_ = false;
     // The window limited the round trip: grow it to twice what it held.
     // Otherwise probe less and less often (100 ms, doubling to 10 s), as
@@ -583,7 +582,8 @@ void H2Connection::OnBdpSampleLocked(std::size_t bytes) {
     nghttp2_settings_entry entry{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
                                  static_cast<uint32_t>(window_)};
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, &entry, 1);
-  };
+  });
+  if (bdp_probe_out_) bdp_bytes_ = bytes;  // counted from the probe on
 }
 
 // --- nghttp2 callbacks (under mu_) ---

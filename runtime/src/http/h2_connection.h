@@ -219,9 +219,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   boost::asio::awaitable<absl::Status> WaitForSettings(
       std::chrono::milliseconds timeout, std::string_view timeout_variable);
 
-  // Sends a PING now (keepalive); `on_ack` runs (under the mutex) when
-  // answered.
-  void SendPing(std::function<void()> on_ack);
+  // Sends a PING now (keepalive: its answer, like any bytes, moves
+  // last_read() on).
+  void SendPing();
 
  protected:
   // Server: a new stream's request headers are complete. Called by the
@@ -272,6 +272,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // The peer ended its side (END_STREAM on DATA or HEADERS).
   void PeerEndedLocked(H2Stream& stream);
   void OnBdpSampleLocked(std::size_t bytes);
+  // Queues a PING; `on_ack`, if any, runs (under the mutex) when answered.
+  // False when nghttp2 refused it.
+  bool SubmitPingLocked(std::function<void()> on_ack);
   void CloseLocked(absl::Status why);
 
   boost::asio::ip::tcp::socket socket_;

@@ -231,7 +231,7 @@ class ClientConnection final : public H2Connection,
   }
 
   // The liveness policy's plane half.
-  void SendProbe() override { SendPing([] {}); }
+  void SendProbe() override { SendPing(); }
   void Lost(absl::Status why) override { Close(std::move(why)); }
   bool CloseIdle(absl::Status why) override {
     if (std::shared_ptr<ConnectionPool> pool = pool_.lock()) {

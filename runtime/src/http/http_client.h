@@ -52,8 +52,7 @@ class HttpClient final : public FramedPlaneClient {
     return "DYN_HTTP_REQUEST_TIMEOUT";
   }
   absl::Status CheckTarget(std::string_view target) const override {
-    std::string host, port;
-    return net::SplitTarget(target, host, port);
+    return net::CheckTarget(target);
   }
 
   // For tests: the open connections to `target`, and what each has seen.

@@ -135,7 +135,7 @@ asio::awaitable<void> Holding(Admission::Token token,
   co_await std::move(task);
 }
 
-std::string Prepare(tcp::socket& socket) {
+std::string PrepareSocket(tcp::socket& socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   tcp::endpoint remote = socket.remote_endpoint(ec);
@@ -192,6 +192,11 @@ absl::Status SplitTarget(std::string_view target_view, std::string& host,
   host = std::string(h);
   port = std::string(target.substr(colon + 1));
   return absl::OkStatus();
+}
+
+absl::Status CheckTarget(std::string_view target) {
+  std::string host, port;
+  return SplitTarget(target, host, port);
 }
 
 asio::awaitable<absl::StatusOr<tcp::socket>> Connect(

@@ -78,7 +78,11 @@ void SetKeepalive(boost::asio::ip::tcp::socket& socket,
 
 // Readies a connected socket for small messages (TCP_NODELAY) and returns
 // its peer as "ip:port" ("[v6]:port"), for messages.
-std::string Prepare(boost::asio::ip::tcp::socket& socket);
+std::string PrepareSocket(boost::asio::ip::tcp::socket& socket);
+
+// OK when `target` is "host:port" or "[v6]:port" (a TCP-based plane's
+// Channel target); INVALID_ARGUMENT saying what a target is otherwise.
+absl::Status CheckTarget(std::string_view target);
 
 // Splits "host:port" or "[v6]:port"; INVALID_ARGUMENT otherwise.
 absl::Status SplitTarget(std::string_view target, std::string& host,

@@ -53,7 +53,7 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
       watchdog_(strand_),
       room_(strand_, asio::steady_timer::time_point::max()),
       wake_(strand_, asio::steady_timer::time_point::max()) {
-  peer_ = net::Prepare(socket_);
+  peer_ = net::PrepareSocket(socket_);
   net::SetKeepalive(socket_, config.keepalive_interval,
                     config.keepalive_timeout);
 }

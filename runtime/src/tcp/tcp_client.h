@@ -46,8 +46,7 @@ class TcpClient final : public FramedPlaneClient {
     return "DYN_TCP_REQUEST_TIMEOUT";
   }
   absl::Status CheckTarget(std::string_view target) const override {
-    std::string host, port;
-    return net::SplitTarget(target, host, port);
+    return net::CheckTarget(target);
   }
 
  private:
