@@ -93,10 +93,10 @@ absl::Status Liveness::IdleError() const {
       absl::StrCat("closed after no calls for ", policy_->idle_setting));
 }
 
-CallLiveness::CallLiveness(std::shared_ptr<const Liveness::Policy> policy)
-    : last_heard_(Count(Clock::now())),
-      liveness_(std::move(policy), Clock::now()) {
-  (void)liveness_.SetCallsOpen(true, Clock::now());
+CallLiveness::CallLiveness(std::shared_ptr<const Liveness::Policy> policy,
+                           Clock::time_point now)
+    : last_heard_(Count(now)), liveness_(std::move(policy), now) {
+  (void)liveness_.SetCallsOpen(true, now);
 }
 
 Liveness::Action CallLiveness::Tick() {

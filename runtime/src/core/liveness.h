@@ -94,7 +94,8 @@ class Liveness {
 // plane's heartbeats): what the call hears, and the decision at each beat.
 class CallLiveness {
  public:
-  explicit CallLiveness(std::shared_ptr<const Liveness::Policy> policy);
+  explicit CallLiveness(std::shared_ptr<const Liveness::Policy> policy,
+                        Clock::time_point now = Clock::now());
   // Anything arrived from the peer. Any thread.
   void Heard() {
     last_heard_.store(Clock::now().time_since_epoch().count(),
