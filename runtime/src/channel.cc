@@ -12,7 +12,9 @@
 #include "core/context_access.h"
 #include "core/deadline.h"
 #include "core/request_plane.h"
+#include "discovery/discovery.h"
 #include "network_manager.h"
+#include "routing/service_router.h"
 
 namespace dynrpc {
 namespace {
@@ -145,17 +147,66 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::Create(
       internal::CreateRequestPlaneClient(config, executor);
   if (!client.ok()) return client.status();
   if (absl::Status s = (*client)->CheckTarget(target); !s.ok()) return s;
+  return std::shared_ptr<Channel>(new Channel(
+      std::move(executor), std::move(target), std::move(*client), nullptr));
+}
+
+absl::StatusOr<std::shared_ptr<Channel>> Channel::ForService(
+    boost::asio::any_io_executor executor, std::string service,
+    ChannelOptions options) {
+  const absl::StatusOr<Config>& config = Config::Global();
+  if (!config.ok()) return config.status();
+  return ForService(std::move(executor), std::move(service),
+                    std::move(options), *config);
+}
+
+absl::StatusOr<std::shared_ptr<Channel>> Channel::ForService(
+    boost::asio::any_io_executor executor, std::string service,
+    ChannelOptions options, const Config& config) {
+  if (service.empty() || service.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", service,
+        "' is not a service name: give the full name, as "
+        "\"helloworld.Greeter\" (a generated class's kServiceName)"));
+  }
+  absl::StatusOr<std::shared_ptr<internal::RequestPlaneClient>> client =
+      internal::CreateRequestPlaneClient(config, executor);
+  if (!client.ok()) return client.status();
+  absl::StatusOr<std::shared_ptr<internal::Discovery>> discovery =
+      internal::CreateDiscovery(config, executor);
+  if (!discovery.ok()) return discovery.status();
+  internal::ServiceRouter::Options routing;
+  routing.service = service;
+  routing.plane = config.request_plane;
+  routing.policy = options.policy;
+  routing.router = options.router;
+  if (routing.router == nullptr && options.policy != RoutingPolicy::kDirect) {
+    routing.router = MakeRouter(options.policy);
+  }
+  routing.discovery = *std::move(discovery);
+  routing.name_space = config.discovery.name_space;
+  routing.probe_interval = options.probe_interval;
+  std::shared_ptr<internal::ServiceRouter> router =
+      internal::ServiceRouter::Start(std::move(routing), *client, executor);
   return std::shared_ptr<Channel>(
-      new Channel(std::move(executor), std::move(target), std::move(*client)));
+      new Channel(std::move(executor), std::move(service), std::move(*client),
+                  std::move(router)));
 }
 
 Channel::Channel(boost::asio::any_io_executor executor, std::string target,
-                 std::shared_ptr<internal::RequestPlaneClient> client)
+                 std::shared_ptr<internal::RequestPlaneClient> client,
+                 std::shared_ptr<internal::ServiceRouter> router)
     : executor_(std::move(executor)),
       target_(std::move(target)),
-      client_(std::move(client)) {}
+      client_(std::move(client)),
+      router_(std::move(router)) {}
 
 Channel::~Channel() = default;
+
+std::vector<Instance> Channel::instances() const {
+  if (router_ == nullptr) return {};
+  return router_->instances();
+}
 
 namespace {
 
@@ -216,8 +267,13 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   timer.async_wait([cancel, expired](const boost::system::error_code& ec) {
     if (!ec) cancel->Cancel(absl::DeadlineExceededError(expired));
   });
-  CallResult result =
-      co_await client_->Unary(target_, std::move(call), cancel);
+  // (Not a ?: : GCC 12 miscompiles co_await in one.)
+  CallResult result;
+  if (router_ != nullptr) {
+    result = co_await router_->Unary(context, std::move(call), cancel);
+  } else {
+    result = co_await client_->Unary(target_, std::move(call), cancel);
+  }
   timer.cancel();
   ContextAccess::ClearCanceller(context);
   ContextAccess::SetServerMetadata(context, std::move(result.initial_metadata),
@@ -238,7 +294,9 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
       MakeHead(context, method_path, client_->default_timeout());
   Clock::time_point deadline = *head.deadline;
   std::shared_ptr<internal::ClientStream> plane =
-      client_->StartStream(target_, std::move(head), std::move(request));
+      router_ != nullptr
+          ? router_->StartStream(context, std::move(head), std::move(request))
+          : client_->StartStream(target_, std::move(head), std::move(request));
   std::string expired = ExpiredMessage(context, method_path, *client_);
   if (Clock::now() >= deadline) {
     // Already too late: ended before its first operation, so never sent.

@@ -3,22 +3,42 @@
 #include <csignal>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/signal_set.hpp"
 #include "core/dispatcher.h"
+#include "discovery/discovery.h"
+#include "health/health_service.h"
 #include "network_manager.h"
 
 namespace dynrpc {
+namespace {
+
+uint64_t NewInstanceId() {
+  thread_local absl::BitGen gen;
+  uint64_t id = 0;
+  while (id == 0) id = absl::Uniform<uint64_t>(gen);
+  return id;
+}
+
+using grpc::health::v1::HealthCheckResponse;
+
+// A drain's last step: no call for this long, and the server closes.
+constexpr std::chrono::milliseconds kDrainQuietPeriod{500};
+
+}  // namespace
 
 Server::Server(boost::asio::any_io_executor executor)
-    : executor_(std::move(executor)),
-      config_(Config::Global()),
-      dispatcher_(std::make_unique<internal::Dispatcher>()) {}
+    : Server(std::move(executor), Config()) {
+  config_ = Config::Global();
+}
 
 Server::Server(boost::asio::any_io_executor executor, Config config)
     : executor_(std::move(executor)),
       config_(std::move(config)),
-      dispatcher_(std::make_unique<internal::Dispatcher>()) {}
+      dispatcher_(std::make_unique<internal::Dispatcher>()),
+      health_(std::make_unique<internal::HealthService>()),
+      instance_id_(NewInstanceId()) {}
 
 Server::~Server() { Shutdown(); }
 
@@ -31,6 +51,7 @@ absl::Status Server::AddService(Service& service) {
   }
   absl::Status s = dispatcher_->Register(service);
   if (!s.ok() && add_error_.ok()) add_error_ = s;
+  if (s.ok()) services_.push_back(service.full_name());
   return s;
 }
 
@@ -38,6 +59,10 @@ absl::Status Server::Start() {
   if (started_) return absl::FailedPreconditionError("server already started");
   if (!config_.ok()) return config_.status();
   if (!add_error_.ok()) return add_error_;
+  // The health service, unless the application brought its own.
+  if (dispatcher_->FindMethod("/grpc.health.v1.Health/Check") == nullptr) {
+    if (absl::Status s = dispatcher_->Register(*health_); !s.ok()) return s;
+  }
   dispatcher_->set_max_handlers(config_->limits.max_handlers);
   absl::StatusOr<std::unique_ptr<internal::RequestPlaneServer>> plane =
       internal::CreateRequestPlaneServer(*config_, executor_);
@@ -47,7 +72,64 @@ absl::Status Server::Start() {
   plane_ = std::move(*plane);
   address_ = std::move(*address);
   started_ = true;
+  for (const std::string& service : services_) {
+    health_->Set(service, HealthCheckResponse::SERVING);
+  }
+  health_->Set("", HealthCheckResponse::SERVING);
+
+  if (config_->discovery.register_servers && !services_.empty()) {
+    absl::StatusOr<std::shared_ptr<internal::Discovery>> discovery =
+        internal::CreateDiscovery(*config_, executor_);
+    absl::StatusOr<std::unique_ptr<internal::Registration>> registration =
+        absl::UnknownError("not registered");
+    if (!discovery.ok()) {
+      registration = discovery.status();
+    } else {
+      std::vector<Instance> instances;
+      for (const std::string& service : services_) {
+        Instance& i = instances.emplace_back();
+        i.service = service;
+        i.id = instance_id_;
+        i.plane = std::string(RequestPlaneName(config_->request_plane));
+        i.address = address_;
+        i.start_time_unix_ms = internal::ProcessStartUnixMillis();
+      }
+      registration = (*discovery)->Register(std::move(instances));
+    }
+    if (!registration.ok()) {
+      Shutdown();
+      return absl::Status(
+          registration.status().code(),
+          absl::StrCat("cannot register the server's services: ",
+                       registration.status().message(),
+                       " (DYN_DISCOVERY_REGISTER=false starts without)"));
+    }
+    discovery_ = *std::move(discovery);
+    registration_ = *std::move(registration);
+  }
   return absl::OkStatus();
+}
+
+bool Server::Drain(std::optional<std::chrono::milliseconds> grace) {
+  bool finished = true;
+  {
+    std::lock_guard lock(shutdown_mu_);
+    if (plane_ != nullptr && started_) {
+      health_->SetAll(HealthCheckResponse::NOT_SERVING);
+      if (registration_ != nullptr) registration_->Deregister();
+      dispatcher_->StartDrain();
+      Clock::time_point deadline =
+          Clock::now() + grace.value_or(config_->graceful_shutdown_timeout);
+      finished = dispatcher_->WaitIdle(deadline);
+      // Then until callers stop coming (they learn of the drain from
+      // discovery, or from a refusal they retry elsewhere): closing the
+      // connections at once could cut off the answers of the last calls,
+      // and a caller would take them for unprocessed.
+      if (finished) dispatcher_->WaitQuiet(kDrainQuietPeriod, deadline);
+    }
+  }
+  Shutdown();
+  return finished;
 }
 
 void Server::Shutdown() {
@@ -57,6 +139,8 @@ void Server::Shutdown() {
   }
   stop_cv_.notify_all();
   std::lock_guard lock(shutdown_mu_);
+  health_->SetAll(HealthCheckResponse::NOT_SERVING);
+  if (registration_ != nullptr) registration_->Deregister();
   if (plane_ != nullptr) plane_->Shutdown();
 }
 
@@ -79,6 +163,7 @@ int Server::Wait() {
     signal_number = stop_signal_;
   }
   signals.cancel();
+  if (signal_number != 0) Drain();
   Shutdown();
   return signal_number;
 }

@@ -21,6 +21,12 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Echo(
     std::lock_guard lock(mu_);
     ++calls_;
   }
+  if (request.delay_ms() > 0) {
+    asio::steady_timer timer(co_await asio::this_coro::executor,
+                             std::chrono::milliseconds(request.delay_ms()));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return absl::CancelledError("Echo's delay was cancelled");
+  }
   EchoReply reply;
   if (auto echo = FindMetadata(context.client_metadata(), "x-echo")) {
     context.AddInitialMetadata("x-echo-initial", std::string(*echo));

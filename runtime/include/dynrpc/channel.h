@@ -1,6 +1,7 @@
-// A Channel is what generated stubs call through: a client of one target
-// (an address that a dynrpc::Server reported) on the request plane that the
-// configuration selects. Callers never learn which plane that is.
+// A Channel is what generated stubs call through, on the request plane that
+// the configuration selects (callers never learn which): a client of one
+// target (an address that a dynrpc::Server reported), or of a service, whose
+// instances discovery lists and among which each call is routed.
 //
 // Example:
 //   dynrpc::Runtime runtime;
@@ -10,14 +11,20 @@
 //   dynrpc::ClientContext ctx;
 //   absl::StatusOr<helloworld::HelloReply> reply =
 //       co_await stub.SayHello(ctx, request);
+//
+// Bound to a service, with no address:
+//   auto channel = dynrpc::Channel::ForService(
+//       runtime.executor(), helloworld::Greeter::kServiceName);
 #ifndef DYNRPC_CHANNEL_H_
 #define DYNRPC_CHANNEL_H_
 
+#include <chrono>
 #include <future>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -28,13 +35,26 @@
 #include "dynrpc/config.h"
 #include "dynrpc/context.h"
 #include "dynrpc/message_buffers.h"
+#include "dynrpc/routing.h"
 #include "dynrpc/stream.h"
 
 namespace dynrpc {
 
 namespace internal {
 class RequestPlaneClient;
+class ServiceRouter;
 }  // namespace internal
+
+// How a channel bound to a service routes its calls.
+struct ChannelOptions {
+  RoutingPolicy policy = RoutingPolicy::kRoundRobin;
+  // A policy of your own, used instead of `policy` (shared: it may outlive
+  // the channel's calls).
+  std::shared_ptr<Router> router;
+  // How often an instance marked down is probed (a health check) to bring
+  // it back.
+  std::chrono::milliseconds probe_interval{1000};
+};
 
 // Thread-safe: any number of coroutines on any threads may call through one
 // channel at once. Connections are opened lazily, on the first call.
@@ -50,6 +70,28 @@ class Channel {
   static absl::StatusOr<std::shared_ptr<Channel>> Create(
       boost::asio::any_io_executor executor, std::string target,
       const Config& config);
+
+  // A channel bound to `service` ("helloworld.Greeter", a generated
+  // class's kServiceName): each call goes to one of the instances that
+  // discovery (Config::discovery) lists in this namespace on this request
+  // plane, chosen by `options.policy` (see dynrpc/routing.h). New instances
+  // take calls as soon as discovery lists them; a dead or deregistered one
+  // is not picked again. A call that no instance processed (its instance
+  // refused the connection, lost it before answering, or was draining) is
+  // retried once on another instance; streams never are. Fails at once
+  // only for a bad configuration; a missing service is each call's
+  // UNAVAILABLE, and instances on another request plane only are each
+  // call's FAILED_PRECONDITION naming both planes.
+  static absl::StatusOr<std::shared_ptr<Channel>> ForService(
+      boost::asio::any_io_executor executor, std::string service,
+      ChannelOptions options = {});
+  static absl::StatusOr<std::shared_ptr<Channel>> ForService(
+      boost::asio::any_io_executor executor, std::string service,
+      ChannelOptions options, const Config& config);
+
+  // The instances discovery lists now (every plane); empty for a channel
+  // to an address.
+  std::vector<Instance> instances() const;
 
   ~Channel();
   Channel(const Channel&) = delete;
@@ -124,15 +166,18 @@ class Channel {
   static std::unique_ptr<RawClientStream> FailedStream(absl::Status status);
 
   const boost::asio::any_io_executor& executor() const { return executor_; }
+  // The address, or the service's name for a channel bound to a service.
   const std::string& target() const { return target_; }
 
  private:
   Channel(boost::asio::any_io_executor executor, std::string target,
-          std::shared_ptr<internal::RequestPlaneClient> client);
+          std::shared_ptr<internal::RequestPlaneClient> client,
+          std::shared_ptr<internal::ServiceRouter> router);
 
   boost::asio::any_io_executor executor_;
   std::string target_;
   std::shared_ptr<internal::RequestPlaneClient> client_;
+  std::shared_ptr<internal::ServiceRouter> router_;  // bound to a service
 };
 
 namespace internal {

@@ -127,12 +127,47 @@ struct NatsConfig {
   std::chrono::milliseconds connect_timeout{3'000};
 };
 
+enum class DiscoveryBackend { kFile, kEtcd };
+
+// "file" or "etcd".
+std::string_view DiscoveryBackendName(DiscoveryBackend backend);
+
+// Case-insensitive; empty means file. Anything else fails with
+// "Invalid discovery backend: '<value>'. Valid options are: 'file', 'etcd'".
+absl::StatusOr<DiscoveryBackend> ParseDiscoveryBackend(std::string_view value);
+
+// Where servers register the services they host and channels bound to a
+// service find its instances (see the README's "Deployments of many
+// processes").
+struct DiscoveryConfig {
+  DiscoveryBackend backend = DiscoveryBackend::kFile;
+  // Every entry lives under it; a client finds only its own namespace's
+  // instances. DYN_NAMESPACE (which scopes NATS subjects too).
+  std::string name_space = "dynamo";
+  // file: the directory shared by this machine's processes. Empty:
+  // "$TMPDIR/dynrpc-discovery" ("/tmp/..." without TMPDIR).
+  std::string file_dir;
+  // etcd: the cluster's client URLs, http://host:port (tried in order).
+  std::vector<std::string> etcd_endpoints = {"http://localhost:2379"};
+  // How long an instance's entries outlive its process (or a server cut
+  // off from the backend): the lease's time to live. The server renews it
+  // every third of it.
+  std::chrono::milliseconds lease_ttl{10'000};
+  // Whether Server::Start() registers its services (Server::Start() fails
+  // when it cannot).
+  bool register_servers = true;
+};
+
 struct Config {
   RequestPlaneKind request_plane = RequestPlaneKind::kTcp;
   TcpConfig tcp;
   HttpConfig http;
   NatsConfig nats;
   ServerLimits limits;
+  DiscoveryConfig discovery;
+  // How long a draining server (Server::Drain(), or Server::Wait() on
+  // SIGTERM or SIGINT) lets the calls in flight run before it cancels them.
+  std::chrono::milliseconds graceful_shutdown_timeout{30'000};
 
   // Looks a variable up by name; nullopt when it is not set.
   using Lookup = std::function<std::optional<std::string>(std::string_view)>;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -66,6 +67,18 @@ class ClientContext {
   const Metadata& metadata() const { return metadata_; }
   Metadata& mutable_metadata() { return metadata_; }
 
+  // On a channel bound to a service (Channel::ForService): the call goes
+  // to the instance with this id (Instance::id, Server::instance_id()),
+  // whatever the channel's policy, and fails UNAVAILABLE when that instance
+  // is not registered or is down, without trying another. The kDirect
+  // policy requires it.
+  void set_instance_id(uint64_t id) { instance_id_ = id; }
+  std::optional<uint64_t> instance_id() const { return instance_id_; }
+
+  // On a channel bound to a service: the instance the call was sent to (the
+  // last one, when it was retried), once the call has ended.
+  std::optional<uint64_t> routed_to() const { return routed_to_; }
+
   // Cancels the call, from any thread: it ends with CANCELLED, its pending
   // reads and writes end, and the server's handler is cancelled. Called
   // before the call starts, the call starts cancelled. No effect once the
@@ -86,6 +99,8 @@ class ClientContext {
 
   std::optional<Clock::time_point> deadline_;
   Metadata metadata_;
+  std::optional<uint64_t> instance_id_;
+  std::optional<uint64_t> routed_to_;
   Metadata initial_metadata_;
   Metadata trailing_metadata_;
   mutable std::mutex mu_;

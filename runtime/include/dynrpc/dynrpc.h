@@ -5,6 +5,7 @@
 #include "dynrpc/channel.h"     // IWYU pragma: export
 #include "dynrpc/config.h"      // IWYU pragma: export
 #include "dynrpc/context.h"     // IWYU pragma: export
+#include "dynrpc/routing.h"     // IWYU pragma: export
 #include "dynrpc/runtime.h"     // IWYU pragma: export
 #include "dynrpc/server.h"      // IWYU pragma: export
 #include "dynrpc/service.h"     // IWYU pragma: export

@@ -1,5 +1,8 @@
 // A Server hosts generated services on the request plane that the
-// configuration selects, and reports the address clients reach it at.
+// configuration selects, and reports the address clients reach it at. It
+// registers each service in discovery (Config::discovery), so that channels
+// bound to the service (Channel::ForService) find it, and serves
+// grpc.health.v1.Health beside them.
 //
 // Example:
 //   dynrpc::Runtime runtime;
@@ -8,15 +11,18 @@
 //   server.AddService(greeter);
 //   if (absl::Status s = server.Start(); !s.ok()) return s;
 //   std::cout << "listening on " << server.address() << "\n";
-//   server.Wait();  // until SIGINT or SIGTERM (or Shutdown())
+//   server.Wait();  // until SIGINT or SIGTERM (then drains) or Shutdown()
 #ifndef DYNRPC_SERVER_H_
 #define DYNRPC_SERVER_H_
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,7 +33,10 @@
 namespace dynrpc {
 
 namespace internal {
+class Discovery;
 class Dispatcher;
+class HealthService;
+class Registration;
 class RequestPlaneServer;
 }  // namespace internal
 
@@ -47,24 +56,40 @@ class Server {
   // is fixed: FAILED_PRECONDITION, and the service is not added.
   absl::Status AddService(Service& service);
 
-  // Binds and starts accepting calls. On success address() is the address a
-  // Channel reaches this server at (for TCP "host:port", with the port the OS
-  // assigned). Fails, naming the port and the variable that set it, when the
-  // port is taken.
+  // Binds and starts accepting calls, then registers each service in
+  // discovery (unless Config::discovery.register_servers is false). On
+  // success address() is the address a Channel reaches this server at (for
+  // TCP "host:port", with the port the OS assigned). Fails, naming the port
+  // and the variable that set it, when the port is taken, and naming the
+  // backend when discovery cannot be written. Blocks (etcd: a network round
+  // trip); not from the executor's threads.
   absl::Status Start();
 
   // Empty until Start() succeeds.
   const std::string& address() const { return address_; }
+  // Unique to this server (random, never 0): discovery lists its services
+  // under it, and ClientContext::set_instance_id() routes a call to it.
+  uint64_t instance_id() const { return instance_id_; }
 
-  // Stops accepting, closes connections, cancels running handlers and waits
-  // until they have returned. Idempotent.
+  // Graceful drain: health turns NOT_SERVING, the services leave discovery,
+  // new calls are refused (UNAVAILABLE, marked so a channel bound to the
+  // service retries them on another instance), the calls in flight run
+  // for up to `grace` (default: Config::graceful_shutdown_timeout,
+  // DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT, 30 s), then Shutdown() cancels
+  // the rest. False when some had to be cancelled. Blocks; not from the
+  // executor's threads.
+  bool Drain(std::optional<std::chrono::milliseconds> grace = std::nullopt);
+
+  // Stops at once: leaves discovery, stops accepting, closes connections,
+  // cancels running handlers and waits until they have returned.
+  // Idempotent.
   //
   // WARNING: blocks; call it from outside the executor's threads (a handler
   // that calls it deadlocks).
   void Shutdown();
 
-  // Blocks until Shutdown() is called (on another thread) or the process
-  // gets SIGINT or SIGTERM, then shuts the server down. Returns the
+  // Blocks until the process gets SIGINT or SIGTERM (then drains, as
+  // Drain()) or Shutdown() is called on another thread. Returns the
   // signal's number, or 0 after Shutdown(). The signals are dynrpc's only
   // while it waits. Like Shutdown(), not from the executor's threads.
   int Wait();
@@ -73,8 +98,13 @@ class Server {
   boost::asio::any_io_executor executor_;
   absl::StatusOr<Config> config_;
   std::unique_ptr<internal::Dispatcher> dispatcher_;
+  std::unique_ptr<internal::HealthService> health_;
+  std::vector<std::string> services_;  // full names, as added
   std::unique_ptr<internal::RequestPlaneServer> plane_;
+  std::shared_ptr<internal::Discovery> discovery_;
+  std::unique_ptr<internal::Registration> registration_;
   std::string address_;
+  uint64_t instance_id_;
   absl::Status add_error_;
   bool started_ = false;
   // Wait()'s: a stop was asked for (Shutdown() or a signal), and which.

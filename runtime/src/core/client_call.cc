@@ -305,7 +305,10 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
     if (std::optional<absl::Status> why = cancel->cancelled()) {
       co_return CallResult(*why);
     }
-    co_return CallResult(opened.status());
+    // Never sent (no connection could be made).
+    CallResult failed(opened.status());
+    failed.not_processed = absl::IsUnavailable(failed.status);
+    co_return failed;
   }
   {
     std::lock_guard lock(call->mu);

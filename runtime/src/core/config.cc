@@ -227,7 +227,39 @@ bool IsValidNatsUrl(absl::string_view urls) {
   return true;
 }
 
+// http://host:port, as ETCD_ENDPOINTS lists them.
+bool IsValidEtcdEndpoint(absl::string_view url) {
+  if (!absl::ConsumePrefix(&url, "http://")) return false;
+  if (!url.empty() && url.back() == '/') url.remove_suffix(1);
+  size_t colon = url.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  absl::string_view host = url.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  uint64_t port = 0;
+  return Parser::ParseDigits(url.substr(colon + 1), port) && port > 0 &&
+         port <= 65535 && !host.empty() &&
+         Parser::IsValidHost(std::string(host));
+}
+
 }  // namespace
+
+std::string_view DiscoveryBackendName(DiscoveryBackend backend) {
+  return backend == DiscoveryBackend::kEtcd ? "etcd" : "file";
+}
+
+absl::StatusOr<DiscoveryBackend> ParseDiscoveryBackend(
+    std::string_view value_in) {
+  absl::string_view value(value_in.data(), value_in.size());
+  std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
+  if (v.empty() || v == "file") return DiscoveryBackend::kFile;
+  if (v == "etcd") return DiscoveryBackend::kEtcd;
+  return absl::InvalidArgumentError(
+      absl::StrCat("Invalid discovery backend: '", value,
+                   "' (DYN_DISCOVERY_BACKEND). Valid options are: 'file', "
+                   "'etcd'"));
+}
 
 std::string_view RequestPlaneName(RequestPlaneKind kind) {
   switch (kind) {
@@ -349,6 +381,7 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
               v.find_first_of(" \t*>") == std::string::npos;
     if (ok) {
       nats.name_space = v;
+      config.discovery.name_space = v;
     } else {
       p.Fail("DYN_NAMESPACE", v,
              "NATS subject tokens separated by '.', without spaces, '*' or "
@@ -359,6 +392,50 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
          nats.max_message_size);
   p.Duration("DYN_NATS_REQUEST_TIMEOUT", nats.request_timeout);
   p.Duration("DYN_NATS_CONNECT_TIMEOUT", nats.connect_timeout);
+
+  DiscoveryConfig& discovery = config.discovery;
+  if (std::optional<std::string> backend = p.Get("DYN_DISCOVERY_BACKEND")) {
+    absl::StatusOr<DiscoveryBackend> parsed = ParseDiscoveryBackend(*backend);
+    if (parsed.ok()) {
+      discovery.backend = *parsed;
+    } else {
+      p.FailRaw(std::string(parsed.status().message()));
+    }
+  }
+  if (std::optional<std::string> dir = p.Get("DYN_FILE_KV")) {
+    if (dir->front() != '/') {
+      p.Fail("DYN_FILE_KV", *dir, "an absolute directory path");
+    } else {
+      discovery.file_dir = *dir;
+    }
+  }
+  if (std::optional<std::string> urls = p.Get("ETCD_ENDPOINTS")) {
+    std::vector<std::string> endpoints;
+    for (absl::string_view url : absl::StrSplit(*urls, ',')) {
+      url = absl::StripAsciiWhitespace(url);
+      if (!IsValidEtcdEndpoint(url)) {
+        endpoints.clear();
+        break;
+      }
+      endpoints.emplace_back(url);
+    }
+    if (endpoints.empty()) {
+      p.Fail("ETCD_ENDPOINTS", *urls,
+             "http://host:port URLs separated by commas (https is not "
+             "supported)");
+    } else {
+      discovery.etcd_endpoints = std::move(endpoints);
+    }
+  }
+  p.Duration("DYN_DISCOVERY_LEASE_TTL", discovery.lease_ttl);
+  if (discovery.lease_ttl < std::chrono::seconds(1)) {
+    p.Fail("DYN_DISCOVERY_LEASE_TTL",
+           absl::StrCat(discovery.lease_ttl.count(), "ms"),
+           "at least 1s (etcd counts leases in whole seconds)");
+  }
+  p.Bool("DYN_DISCOVERY_REGISTER", discovery.register_servers);
+  p.Duration("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT",
+             config.graceful_shutdown_timeout);
 
   if (absl::Status s = p.Result(); !s.ok()) return s;
   return config;

@@ -20,6 +20,10 @@ struct ContextAccess {
   static void SetServerMetadata(ClientContext& context, Metadata initial,
                                 Metadata trailing);
 
+  static void SetRoutedTo(ClientContext& context, uint64_t instance_id) {
+    context.routed_to_ = instance_id;
+  }
+
   static void SetCancelledFlag(ServerContext& context,
                                std::shared_ptr<std::atomic<bool>> flag) {
     context.cancelled_ = std::move(flag);

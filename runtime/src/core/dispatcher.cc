@@ -137,9 +137,53 @@ std::optional<absl::Status> Expired(const CallRequest& request) {
 
 }  // namespace
 
+namespace {
+// Calls a drain lets through and does not wait for.
+bool IsHealthMethod(std::string_view path) {
+  return path.starts_with("/grpc.health.v1.Health/");
+}
+}  // namespace
+
+// Holds one unit of running_ (taken by Admit, under drain_mu_) until
+// destroyed.
+class Dispatcher::Running {
+ public:
+  explicit Running(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  ~Running() {
+    std::lock_guard lock(dispatcher_.drain_mu_);
+    if (--dispatcher_.running_ == 0) dispatcher_.idle_cv_.notify_all();
+  }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+
+ private:
+  Dispatcher& dispatcher_;
+};
+
+void Dispatcher::StartDrain() {
+  std::lock_guard lock(drain_mu_);
+  draining_ = true;
+  last_arrival_ = Clock::now();
+}
+
+bool Dispatcher::WaitIdle(Clock::time_point deadline) {
+  std::unique_lock lock(drain_mu_);
+  return idle_cv_.wait_until(lock, deadline, [&] { return running_ == 0; });
+}
+
+void Dispatcher::WaitQuiet(Clock::duration quiet, Clock::time_point deadline) {
+  std::unique_lock lock(drain_mu_);
+  for (;;) {
+    Clock::time_point quiet_at = last_arrival_ + quiet;
+    Clock::time_point now = Clock::now();
+    if (now >= quiet_at || now >= deadline) return;
+    idle_cv_.wait_until(lock, std::min(quiet_at, deadline));
+  }
+}
+
 absl::StatusOr<const MethodEntry*> Dispatcher::Admit(
     const CallRequest& request, bool streaming,
-    std::optional<Admission::Token>& slot) {
+    std::optional<Admission::Token>& slot, std::optional<Running>& running) {
   auto it = methods_.find(request.method);
   if (it == methods_.end()) {
     return absl::UnimplementedError(
@@ -155,15 +199,42 @@ absl::StatusOr<const MethodEntry*> Dispatcher::Admit(
         "the server is running DYN_SERVER_MAX_HANDLERS=", handlers_->limit(),
         " handlers already; ", method.path, " was not run"));
   }
+  // The drain's check and count in one step: a call admitted here is one
+  // that WaitIdle() waits for.
+  if (!IsHealthMethod(method.path)) {
+    std::lock_guard lock(drain_mu_);
+    if (draining_) {
+      last_arrival_ = Clock::now();
+      return absl::UnavailableError(absl::StrCat(
+          "the server is draining (shutting down): ", method.path,
+          " was not run; call another instance"));
+    }
+    ++running_;
+    running.emplace(*this);
+  }
   return &method;
 }
+
+namespace {
+// A call that was not admitted. UNAVAILABLE only comes from a drain: the
+// caller may send it elsewhere.
+CallResult Refused(absl::Status why) {
+  CallResult result(std::move(why));
+  if (absl::IsUnavailable(result.status)) {
+    result.trailing_metadata.emplace_back(Dispatcher::kNotProcessedKey,
+                                          "draining");
+  }
+  return result;
+}
+}  // namespace
 
 asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                                                     ServerCallInfo info) {
   std::optional<Admission::Token> slot;
+  std::optional<Running> running;
   absl::StatusOr<const MethodEntry*> admitted =
-      Admit(request, /*streaming=*/false, slot);
-  if (!admitted.ok()) co_return CallResult(admitted.status());
+      Admit(request, /*streaming=*/false, slot, running);
+  if (!admitted.ok()) co_return Refused(admitted.status());
   const MethodEntry& method = **admitted;
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
@@ -182,9 +253,10 @@ asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
                                                      ServerCallInfo info,
                                                      ServerStream& stream) {
   std::optional<Admission::Token> slot;
+  std::optional<Running> running;
   absl::StatusOr<const MethodEntry*> admitted =
-      Admit(request, /*streaming=*/true, slot);
-  if (!admitted.ok()) co_return CallResult(admitted.status());
+      Admit(request, /*streaming=*/true, slot, running);
+  if (!admitted.ok()) co_return Refused(admitted.status());
   const MethodEntry& method = **admitted;
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));

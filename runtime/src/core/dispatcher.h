@@ -3,6 +3,8 @@
 #ifndef DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_
 #define DYNRPC_RUNTIME_SRC_CORE_DISPATCHER_H_
 
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -33,18 +35,44 @@ class Dispatcher final : public CallHandler {
   boost::asio::awaitable<CallResult> HandleStream(
       CallRequest request, ServerCallInfo info, ServerStream& stream) override;
   const MethodEntry* FindMethod(std::string_view path) const override;
+
+  // Graceful drain: from now on every call but the health service's is
+  // refused, UNAVAILABLE and marked not processed (trailing metadata
+  // kNotProcessedKey), so a channel bound to the service sends it to
+  // another instance.
+  void StartDrain();
+  // Blocks until no handler runs (the health service's long Watch calls
+  // aside) or `deadline` passes: true when none runs. Not from the
+  // executor's threads.
+  bool WaitIdle(Clock::time_point deadline);
+  // Once idle: blocks until no call has arrived for `quiet` (the callers
+  // have seen the instance leave discovery, and the answers of the last
+  // calls have long been written) or `deadline` passes.
+  void WaitQuiet(Clock::duration quiet, Clock::time_point deadline);
+  // The trailing metadata key of a call refused by a draining server.
+  static constexpr char kNotProcessedKey[] = "dynrpc-not-processed";
   std::vector<std::string> MethodPaths() const override;
 
  private:
+  // Counts a running handler for a drain, from construction to destruction.
+  class Running;
+
   // The method a call names, if it may run now: UNIMPLEMENTED for an
   // unknown method or one of the other kind, DEADLINE_EXCEEDED when its
   // deadline passed before it arrived, RESOURCE_EXHAUSTED past the handler
   // limit. `slot` then holds its place under the limit.
+  // `running` then counts it for a drain.
   absl::StatusOr<const MethodEntry*> Admit(const CallRequest& request,
                                            bool streaming,
-                                           std::optional<Admission::Token>& slot);
+                                           std::optional<Admission::Token>& slot,
+                                           std::optional<Running>& running);
 
   absl::flat_hash_map<std::string, const MethodEntry*> methods_;
+  std::mutex drain_mu_;
+  std::condition_variable idle_cv_;
+  bool draining_ = false;   // under drain_mu_
+  Clock::time_point last_arrival_;  // while draining; under drain_mu_
+  std::size_t running_ = 0;  // handlers that hold a drain up; under drain_mu_
   std::optional<Admission> handlers_;  // unset: no limit
 };
 

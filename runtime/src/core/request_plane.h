@@ -48,6 +48,12 @@ struct CallResult {
   std::string payload;
   Metadata initial_metadata;
   Metadata trailing_metadata;
+  // UNAVAILABLE before any handler could have run it: the call was never
+  // sent (a connection could not be made), the connection was lost before
+  // any response frame, no server took it (NATS), or a draining server
+  // refused it. A channel bound to a service retries such a call once on
+  // another instance.
+  bool not_processed = false;
 };
 
 // The one rule, for every plane, for which status ends a server stream when

@@ -43,6 +43,7 @@ bool StreamState::Deliver(std::string message) {
       return false;
     }
   }
+  heard_ = true;
   if (!inbound_) inbound_.emplace();
   inbound_->push_back(std::move(message));
   WakeAllLocked();
@@ -65,11 +66,23 @@ void StreamState::AddSendWindow(uint32_t bytes) {
 
 void StreamState::SetInitialMetadata(Metadata metadata) {
   std::lock_guard lock(mu_);
+  heard_ = true;
   initial_metadata_ = std::move(metadata);
+}
+
+bool StreamState::EndLost(absl::Status why) {
+  CallResult result(std::move(why));
+  std::lock_guard lock(mu_);
+  result.not_processed = !heard_ && absl::IsUnavailable(result.status);
+  return EndLocked(std::move(result), /*discard_unread=*/true);
 }
 
 bool StreamState::End(CallResult result, bool discard_unread) {
   std::lock_guard lock(mu_);
+  return EndLocked(std::move(result), discard_unread);
+}
+
+bool StreamState::EndLocked(CallResult result, bool discard_unread) {
   if (end_) return false;
   if (discard_unread) inbound_.reset();
   if (result.initial_metadata.empty()) {

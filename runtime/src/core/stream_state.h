@@ -65,6 +65,12 @@ class StreamState {
   // once the buffer is drained; with `discard_unread`, at once: a
   // cancellation). False if it had ended already.
   bool End(CallResult result, bool discard_unread = false);
+  // Ends the stream with `why` (at once, like a cancellation) because its
+  // connection was lost or refused it: when `why` is UNAVAILABLE and nothing
+  // came from the server (no initial metadata, no message), the result is
+  // marked not_processed, so a channel bound to a service may retry it
+  // elsewhere.
+  bool EndLost(absl::Status why);
 
   // --- the stream's users ---
   // The next message; nullopt after PeerDone() or an OK end; the end's
@@ -97,6 +103,7 @@ class StreamState {
   absl::Status end_status() const;
 
  private:
+  bool EndLocked(CallResult result, bool discard_unread);
   // Under mu_: a signal that the next WakeAllLocked() fires.
   std::shared_ptr<Signal> WaitLocked(const boost::asio::any_io_executor& ex);
   void WakeAllLocked();
@@ -111,6 +118,7 @@ class StreamState {
   bool peer_done_ = false;
   std::optional<CallResult> end_;
   Metadata initial_metadata_;
+  bool heard_ = false;  // initial metadata or a message came
   int64_t send_window_ = kInitialWindow;
   uint64_t unannounced_ = 0;  // bytes read but not yet granted back
   // Bytes the peer sent that we have not granted back: at most a window

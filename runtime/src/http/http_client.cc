@@ -49,6 +49,10 @@ CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
     }
     if (!stream.error.ok()) {
       result.status = stream.error;
+      // Lost (or refused: REFUSED_STREAM, GOAWAY) before any response
+      // frame.
+      result.not_processed =
+          !stream.headers_done && absl::IsUnavailable(stream.error);
       return result;
     }
     std::optional<std::string_view> http_status =

@@ -331,11 +331,12 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
     }
     call->liveness.Heard();
     if (m.no_responders) {
-      call->state->End(CallResult(absl::UnavailableError(absl::StrCat(
+      // Nobody took the call: not processed.
+      call->state->EndLost(absl::UnavailableError(absl::StrCat(
           "no server subscribes to ", call->method_subject, " on ",
           connection_->url(),
           ": is an instance of the service running (DYN_NAMESPACE=",
-          config_.name_space, ")?"))));
+          config_.name_space, ")?")));
       WakeAcceptWaiters(*call);
       Forget(*call);
       return;
@@ -388,7 +389,7 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       calls_.clear();
     }
     for (auto& call : calls) {
-      call->state->End(CallResult(why), /*discard_unread=*/true);
+      call->state->EndLost(why);
       WakeAcceptWaiters(*call);
     }
   }

@@ -269,9 +269,7 @@ class ClientConnection final
       calls.swap(calls_);
     }
     StopWatching();  // now rather than at its next wake
-    for (auto& [id, call] : calls) {
-      call.state->End(CallResult(why), /*discard_unread=*/true);
-    }
+    for (auto& [id, call] : calls) call.state->EndLost(why);
   }
 
   std::shared_ptr<FramedSocket> socket_;
