@@ -16,6 +16,7 @@ PACKAGES=(
   pkg-config libnghttp2-dev
   libgrpc++-dev protobuf-compiler-grpc curl
   libnats-dev nats-server
+  etcd-server
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
@@ -144,4 +145,59 @@ stop_nats() {
   NATS_PID=""
   [ -n "$NATS_DIR" ] && rm -rf "$NATS_DIR"
   NATS_DIR=""
+}
+
+# start_etcd: starts an etcd (Debian's etcd-server) on free loopback ports
+# with its data in a temporary directory, waits up to 30 s until it serves
+# clients, and exports ETCD_ENDPOINTS=http://127.0.0.1:<port> (the etcd
+# discovery backend's tests use it). ETCD_PID is its pid, for stop_etcd.
+ETCD_PID=""
+ETCD_DIR=""
+start_etcd() {
+  local client peer _
+  ETCD_DIR="$(mktemp -d)"
+  read -r client peer < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+  etcd --name dynrpc-test --data-dir "$ETCD_DIR/data" \
+    --listen-client-urls "http://127.0.0.1:$client" \
+    --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "dynrpc-test=http://127.0.0.1:$peer" \
+    >"$ETCD_DIR/log" 2>&1 </dev/null &
+  ETCD_PID=$!
+  for _ in $(seq 300); do
+    grep -q "ready to serve client requests" "$ETCD_DIR/log" && break
+    kill -0 "$ETCD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q "ready to serve client requests" "$ETCD_DIR/log"; then
+    echo "etcd did not start; its log:" >&2
+    cat "$ETCD_DIR/log" >&2
+    stop_etcd
+    return 1
+  fi
+  export ETCD_ENDPOINTS="http://127.0.0.1:$client"
+  log "etcd (pid $ETCD_PID) at $ETCD_ENDPOINTS"
+}
+
+# stop_etcd: stops the etcd start_etcd started (by its pid; none other) and
+# removes its data. Idempotent.
+stop_etcd() {
+  if [ -n "$ETCD_PID" ] && kill -0 "$ETCD_PID" 2>/dev/null; then
+    kill "$ETCD_PID" 2>/dev/null || true
+    local _
+    for _ in $(seq 100); do
+      kill -0 "$ETCD_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$ETCD_PID" 2>/dev/null || true
+    wait "$ETCD_PID" 2>/dev/null || true
+  fi
+  ETCD_PID=""
+  [ -n "$ETCD_DIR" ] && rm -rf "$ETCD_DIR"
+  ETCD_DIR=""
 }

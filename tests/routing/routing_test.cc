@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/dynrpc.h"
@@ -20,6 +21,7 @@
 #include "grpc/health/v1/health.dynrpc.pb.h"
 #include "gtest/gtest.h"
 #include "support/echo_service.h"
+#include "support/etcd_server.h"
 #include "support/nats_server.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
@@ -74,7 +76,9 @@ class TempDir {
   std::string path_;
 };
 
-Config ConfigFor(RequestPlaneKind plane, const std::string& dir) {
+Config ConfigFor(RequestPlaneKind plane, const std::string& dir,
+                 DiscoveryBackend backend = DiscoveryBackend::kFile,
+                 const std::string& name_space = Namespace()) {
   Config config;
   config.request_plane = plane;
   config.tcp.host = "127.0.0.1";
@@ -83,12 +87,21 @@ Config ConfigFor(RequestPlaneKind plane, const std::string& dir) {
   config.nats.server = plane == RequestPlaneKind::kNats
                            ? dynrpc::testing::SharedNatsUrl()
                            : config.nats.server;
-  config.nats.name_space = Namespace();
-  config.discovery.name_space = Namespace();
+  config.nats.name_space = name_space;
+  config.discovery.name_space = name_space;
+  config.discovery.backend = backend;
   config.discovery.file_dir = dir;
+  if (backend == DiscoveryBackend::kEtcd) {
+    config.discovery.etcd_endpoints = {dynrpc::testing::SharedEtcdEndpoint()};
+  }
   config.discovery.lease_ttl = std::chrono::seconds(2);
   return config;
 }
+
+struct Setup {
+  RequestPlaneKind plane;
+  DiscoveryBackend backend;
+};
 
 // One server instance in this process, with its own service (so each
 // counts its own calls).
@@ -97,9 +110,12 @@ struct Worker {
   std::unique_ptr<Server> server;
 };
 
-class RoutingTest : public ::testing::TestWithParam<RequestPlaneKind> {
+class RoutingTest : public ::testing::TestWithParam<Setup> {
  protected:
-  Config config() const { return ConfigFor(GetParam(), dir_.path()); }
+  RequestPlaneKind plane() const { return GetParam().plane; }
+  Config config() const {
+    return ConfigFor(plane(), dir_.path(), GetParam().backend, name_space_);
+  }
 
   Worker& StartWorker(std::optional<Config> config = std::nullopt) {
     auto worker = std::make_unique<Worker>();
@@ -145,7 +161,14 @@ class RoutingTest : public ::testing::TestWithParam<RequestPlaneKind> {
     return runtime_.Run(run(std::move(channel), n, instance));
   }
 
+  // Each test its own (an etcd keeps the last test's expiring entries).
+  static std::string NextNamespace() {
+    static std::atomic<int> n{0};
+    return Namespace() + "_" + std::to_string(n++);
+  }
+
   TempDir dir_;
+  const std::string name_space_ = NextNamespace();
   Runtime runtime_{2};
   std::vector<std::unique_ptr<Worker>> workers_;
 };
@@ -280,11 +303,14 @@ TEST_P(RoutingTest, AKilledInstanceIsSkippedWithNoCallLost) {
   StartWorker();
   StartWorker();
   std::vector<std::string> env = {
-      "DYN_REQUEST_PLANE=" + std::string(RequestPlaneName(GetParam())),
+      "DYN_REQUEST_PLANE=" + std::string(RequestPlaneName(plane())),
       "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_HOST=127.0.0.1",
-      "DYN_HTTP_RPC_PORT=0", "DYN_NAMESPACE=" + Namespace(),
-      "DYN_FILE_KV=" + dir_.path(), "DYN_DISCOVERY_LEASE_TTL=30s"};
-  if (GetParam() == RequestPlaneKind::kNats) {
+      "DYN_HTTP_RPC_PORT=0", "DYN_NAMESPACE=" + name_space_,
+      "DYN_FILE_KV=" + dir_.path(), "DYN_DISCOVERY_LEASE_TTL=30s",
+      "DYN_DISCOVERY_BACKEND=" +
+          std::string(DiscoveryBackendName(GetParam().backend)),
+      "ETCD_ENDPOINTS=" + config().discovery.etcd_endpoints[0]};
+  if (plane() == RequestPlaneKind::kNats) {
     env.push_back("NATS_SERVER=" + dynrpc::testing::SharedNatsUrl());
   }
   dynrpc::testing::Subprocess victim(DYNRPC_ECHO_SERVER_PATH, {}, env);
@@ -450,11 +476,16 @@ TEST_P(RoutingTest, DrainingUnderLoadFailsNoCall) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Planes, RoutingTest,
-    ::testing::Values(RequestPlaneKind::kTcp, RequestPlaneKind::kHttp,
-                      RequestPlaneKind::kNats),
-    [](const ::testing::TestParamInfo<RequestPlaneKind>& info) {
-      return std::string(RequestPlaneName(info.param));
+    PlanesAndBackends, RoutingTest,
+    ::testing::Values(Setup{RequestPlaneKind::kTcp, DiscoveryBackend::kFile},
+                      Setup{RequestPlaneKind::kHttp, DiscoveryBackend::kFile},
+                      Setup{RequestPlaneKind::kNats, DiscoveryBackend::kFile},
+                      Setup{RequestPlaneKind::kTcp, DiscoveryBackend::kEtcd},
+                      Setup{RequestPlaneKind::kHttp, DiscoveryBackend::kEtcd},
+                      Setup{RequestPlaneKind::kNats, DiscoveryBackend::kEtcd}),
+    [](const ::testing::TestParamInfo<Setup>& info) {
+      return std::string(RequestPlaneName(info.param.plane)) + "_" +
+             std::string(DiscoveryBackendName(info.param.backend));
     });
 
 // The guide's most common misconfiguration, detected: a tcp client of a

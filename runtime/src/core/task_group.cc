@@ -7,11 +7,13 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "boost/asio/bind_cancellation_slot.hpp"
 #include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/co_spawn.hpp"
+#include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/system/system_error.hpp"
@@ -90,6 +92,21 @@ void TaskGroup::CancelAll() {
       signal->emit(asio::cancellation_type::terminal);
     });
   }
+}
+
+void TaskGroup::Stop() {
+  CancelAll();
+  using IoExecutor = asio::io_context::executor_type;
+  std::optional<IoExecutor> io;
+  if (const IoExecutor* plain = executor_.target<IoExecutor>()) {
+    io = *plain;
+  } else if (const auto* strand =
+                 executor_.target<asio::strand<IoExecutor>>()) {
+    io = strand->get_inner_executor();
+  }
+  // An executor of another kind: its threads cannot be told, so no wait.
+  if (!io || io->running_in_this_thread()) return;
+  Wait();
 }
 
 void TaskGroup::Wait() {

@@ -44,6 +44,12 @@ class TaskGroup {
   // Blocks until every task has ended. Not to be called from the executor's
   // threads.
   void Wait();
+  // CancelAll(), then Wait() unless the calling thread runs the executor
+  // (the tasks then end soon after, on their own). For owners destroyed on
+  // any thread whose tasks must not outlive them when they can help it: a
+  // task still pending when its Runtime is destroyed is destroyed
+  // mid-operation.
+  void Stop();
 
  private:
   struct State;

@@ -57,26 +57,6 @@ asio::awaitable<bool> Pause(std::chrono::milliseconds how_long) {
   co_return !ec;
 }
 
-// Cancels a task through its strand when destroyed.
-class TaskStop {
- public:
-  TaskStop(std::shared_ptr<asio::cancellation_signal> signal,
-           asio::any_io_executor strand)
-      : signal_(std::move(signal)), strand_(std::move(strand)) {}
-  ~TaskStop() { Stop(); }
-  void Stop() {
-    if (signal_ == nullptr) return;
-    asio::post(strand_, [signal = signal_] {
-      signal->emit(asio::cancellation_type::terminal);
-    });
-    signal_.reset();
-  }
-
- private:
-  std::shared_ptr<asio::cancellation_signal> signal_;
-  asio::any_io_executor strand_;
-};
-
 class EtcdDiscovery final
     : public Discovery,
       public std::enable_shared_from_this<EtcdDiscovery> {
@@ -85,9 +65,7 @@ class EtcdDiscovery final
                 std::vector<std::shared_ptr<Channel>> channels)
       : config_(std::move(config)),
         executor_(executor),
-        channels_(std::move(channels)),
-        tasks_(std::move(executor)) {}
-  ~EtcdDiscovery() override { tasks_.CancelAll(); }
+        channels_(std::move(channels)) {}
 
   std::string Describe() const override {
     return absl::StrCat("etcd at ", absl::StrJoin(config_.etcd_endpoints, ","),
@@ -206,10 +184,12 @@ class EtcdDiscovery final
    public:
     EtcdRegistration(std::shared_ptr<EtcdDiscovery> discovery,
                      std::shared_ptr<Lease> lease,
-                     std::unique_ptr<TaskStop> keepalive)
+                     std::unique_ptr<TaskGroup> keepalive)
         : discovery_(std::move(discovery)),
           lease_(std::move(lease)),
           keepalive_(std::move(keepalive)) {}
+
+    ~EtcdRegistration() override { keepalive_->Stop(); }
 
     void Deregister() override {
       keepalive_->Stop();
@@ -239,7 +219,7 @@ class EtcdDiscovery final
    private:
     std::shared_ptr<EtcdDiscovery> discovery_;
     std::shared_ptr<Lease> lease_;
-    std::unique_ptr<TaskStop> keepalive_;
+    std::unique_ptr<TaskGroup> keepalive_;  // stopped with the handle
   };
 
   absl::StatusOr<std::unique_ptr<Registration>> Register(
@@ -268,23 +248,23 @@ class EtcdDiscovery final
                        asio::use_future)
             .get();
     if (!granted.ok()) return granted;
-    auto stop = std::make_shared<asio::cancellation_signal>();
-    asio::any_io_executor strand = tasks_.NewStrand();
-    tasks_.Spawn(strand, KeepAlive(shared_from_this(), lease),
-                 "etcd lease keepalive", stop);
+    auto keepalive = std::make_unique<TaskGroup>(executor_);
+    keepalive->Spawn(keepalive->NewStrand(),
+                     KeepAlive(shared_from_this(), lease),
+                     "etcd lease keepalive");
     return std::make_unique<EtcdRegistration>(
-        shared_from_this(), std::move(lease),
-        std::make_unique<TaskStop>(std::move(stop), strand));
+        shared_from_this(), std::move(lease), std::move(keepalive));
   }
 
   // --- watching ---
   class EtcdWatch final : public WatchHandle {
    public:
-    explicit EtcdWatch(std::unique_ptr<TaskStop> stop)
-        : stop_(std::move(stop)) {}
+    explicit EtcdWatch(std::unique_ptr<TaskGroup> follow)
+        : follow_(std::move(follow)) {}
+    ~EtcdWatch() override { follow_->Stop(); }
 
    private:
-    std::unique_ptr<TaskStop> stop_;
+    std::unique_ptr<TaskGroup> follow_;
   };
 
   static std::vector<Instance> Values(
@@ -363,14 +343,12 @@ class EtcdDiscovery final
 
   std::unique_ptr<WatchHandle> Watch(std::string service,
                                      InstancesCallback on_change) override {
-    auto stop = std::make_shared<asio::cancellation_signal>();
-    asio::any_io_executor strand = tasks_.NewStrand();
-    tasks_.Spawn(strand,
-                 Follow(shared_from_this(), std::move(service),
-                        std::move(on_change)),
-                 "etcd watch", stop);
-    return std::make_unique<EtcdWatch>(
-        std::make_unique<TaskStop>(std::move(stop), strand));
+    auto follow = std::make_unique<TaskGroup>(executor_);
+    follow->Spawn(follow->NewStrand(),
+                  Follow(shared_from_this(), std::move(service),
+                         std::move(on_change)),
+                  "etcd watch");
+    return std::make_unique<EtcdWatch>(std::move(follow));
   }
 
  private:
@@ -378,7 +356,6 @@ class EtcdDiscovery final
   const asio::any_io_executor executor_;
   const std::vector<std::shared_ptr<Channel>> channels_;
   std::atomic<std::size_t> current_{0};
-  TaskGroup tasks_;
 };
 
 }  // namespace

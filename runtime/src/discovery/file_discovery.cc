@@ -127,13 +127,12 @@ class FileRegistration final : public Registration {
   };
 
   FileRegistration(std::shared_ptr<State> state,
-                   std::shared_ptr<asio::cancellation_signal> stop,
-                   asio::any_io_executor strand)
-      : state_(std::move(state)), stop_(std::move(stop)), strand_(strand) {}
-  ~FileRegistration() override { StopRenewing(); }
+                   std::unique_ptr<TaskGroup> renewal)
+      : state_(std::move(state)), renewal_(std::move(renewal)) {}
+  ~FileRegistration() override { renewal_->Stop(); }
 
   void Deregister() override {
-    StopRenewing();
+    renewal_->Stop();
     std::lock_guard lock(state_->mu);
     if (state_->deregistered) return;
     state_->deregistered = true;
@@ -141,15 +140,8 @@ class FileRegistration final : public Registration {
   }
 
  private:
-  void StopRenewing() {
-    asio::post(strand_, [stop = stop_] {
-      stop->emit(asio::cancellation_type::terminal);
-    });
-  }
-
   std::shared_ptr<State> state_;
-  std::shared_ptr<asio::cancellation_signal> stop_;
-  asio::any_io_executor strand_;
+  std::unique_ptr<TaskGroup> renewal_;
 };
 
 asio::awaitable<void> Renew(std::shared_ptr<FileRegistration::State> state) {
@@ -169,18 +161,12 @@ asio::awaitable<void> Renew(std::shared_ptr<FileRegistration::State> state) {
 
 class FileWatch final : public WatchHandle {
  public:
-  FileWatch(std::shared_ptr<asio::cancellation_signal> stop,
-            asio::any_io_executor strand)
-      : stop_(std::move(stop)), strand_(std::move(strand)) {}
-  ~FileWatch() override {
-    asio::post(strand_, [stop = stop_] {
-      stop->emit(asio::cancellation_type::terminal);
-    });
-  }
+  explicit FileWatch(std::unique_ptr<TaskGroup> poll)
+      : poll_(std::move(poll)) {}
+  ~FileWatch() override { poll_->Stop(); }
 
  private:
-  std::shared_ptr<asio::cancellation_signal> stop_;
-  asio::any_io_executor strand_;
+  std::unique_ptr<TaskGroup> poll_;
 };
 
 bool SameInstances(const std::vector<Instance>& a,
@@ -201,9 +187,9 @@ FileDiscovery::FileDiscovery(DiscoveryConfig config,
       root_(absl::StrCat(
           config_.file_dir.empty() ? DefaultDir() : config_.file_dir, "/",
           config_.name_space)),
-      tasks_(std::move(executor)) {}
+      executor_(std::move(executor)) {}
 
-FileDiscovery::~FileDiscovery() { tasks_.CancelAll(); }
+FileDiscovery::~FileDiscovery() = default;
 
 std::string FileDiscovery::Describe() const {
   return absl::StrCat("file discovery in ", root_,
@@ -234,11 +220,10 @@ absl::StatusOr<std::unique_ptr<Registration>> FileDiscovery::Register(
     return absl::UnavailableError(
         absl::StrCat(s.message(), " (", Describe(), ")"));
   }
-  auto stop = std::make_shared<asio::cancellation_signal>();
-  asio::any_io_executor strand = tasks_.NewStrand();
-  tasks_.Spawn(strand, Renew(state), "file discovery renewal", stop);
-  return std::make_unique<FileRegistration>(std::move(state), std::move(stop),
-                                            strand);
+  auto renewal = std::make_unique<TaskGroup>(executor_);
+  renewal->Spawn(renewal->NewStrand(), Renew(state), "file discovery renewal");
+  return std::make_unique<FileRegistration>(std::move(state),
+                                            std::move(renewal));
 }
 
 absl::StatusOr<std::vector<Instance>> FileDiscovery::List(
@@ -278,8 +263,6 @@ absl::StatusOr<std::vector<Instance>> FileDiscovery::List(
 
 std::unique_ptr<WatchHandle> FileDiscovery::Watch(std::string service,
                                                   InstancesCallback on_change) {
-  auto stop = std::make_shared<asio::cancellation_signal>();
-  asio::any_io_executor strand = tasks_.NewStrand();
   auto poll = [](std::shared_ptr<const FileDiscovery> self,
                  std::string service,
                  InstancesCallback on_change) -> asio::awaitable<void> {
@@ -302,11 +285,12 @@ std::unique_ptr<WatchHandle> FileDiscovery::Watch(std::string service,
       if (ec) co_return;
     }
   };
-  tasks_.Spawn(strand,
+  auto group = std::make_unique<TaskGroup>(executor_);
+  group->Spawn(group->NewStrand(),
                poll(shared_from_this(), std::move(service),
                     std::move(on_change)),
-               "file discovery watch", stop);
-  return std::make_unique<FileWatch>(std::move(stop), strand);
+               "file discovery watch");
+  return std::make_unique<FileWatch>(std::move(group));
 }
 
 }  // namespace dynrpc::internal

@@ -42,7 +42,9 @@ class FileDiscovery final : public Discovery,
 
   const DiscoveryConfig config_;
   const std::string root_;  // <dir>/<namespace>
-  TaskGroup tasks_;
+  // Each registration's renewal and each watch run in a TaskGroup of the
+  // handle's own, stopped with it.
+  const boost::asio::any_io_executor executor_;
 };
 
 }  // namespace dynrpc::internal

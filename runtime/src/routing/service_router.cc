@@ -61,7 +61,7 @@ std::shared_ptr<ServiceRouter> ServiceRouter::Start(
 
 ServiceRouter::~ServiceRouter() {
   watch_.reset();
-  probes_.CancelAll();
+  probes_.Stop();
 }
 
 void ServiceRouter::Update(absl::StatusOr<std::vector<Instance>> listed) {
