@@ -1,6 +1,6 @@
 // What every example server's main() does around its service: parse
-// --address-file, start the server, announce its address, run until SIGINT
-// or SIGTERM, shut down.
+// --address-file, start the server (which registers it in discovery),
+// announce its address and instance, run until SIGINT or SIGTERM, drain.
 #ifndef DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
 #define DYNRPC_GENERATED_EXAMPLES_COMMON_EXAMPLE_SERVER_H_
 
@@ -43,15 +43,22 @@ inline int ServeUntilSignalled(std::string_view name, dynrpc::Service& service,
     std::cerr << name << ": " << s.message() << "\n";
     return 1;
   }
+  char instance[17];
+  std::snprintf(instance, sizeof instance, "%016llx",
+                static_cast<unsigned long long>(server.instance_id()));
   std::cout << name << ": listening on " << server.address() << " ("
             << dynrpc::RequestPlaneName(config->request_plane)
-            << " request plane)" << std::endl;
+            << " request plane, instance " << instance << ")" << std::endl;
   if (!address_file.empty()) {
     std::ofstream(address_file + ".tmp") << server.address() << "\n";
     std::rename((address_file + ".tmp").c_str(), address_file.c_str());
   }
-  int signal_number = server.Wait();  // until SIGINT or SIGTERM
-  std::cout << name << ": stopped by signal " << signal_number << std::endl;
+  // Until SIGINT or SIGTERM, then a graceful drain: the services leave
+  // discovery, calls in flight finish (up to
+  // DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT), new ones go elsewhere.
+  int signal_number = server.Wait();
+  std::cout << name << ": drained and stopped by signal " << signal_number
+            << std::endl;
   return 0;
 }
 
