@@ -4,6 +4,7 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
@@ -240,8 +241,27 @@ std::string ExpiredMessage(const ClientContext& context,
       client.default_timeout_variable());
 }
 
+// The status of a call past its deadline: `expired` (which limit it was),
+// and why discovery had not listed the service if that was the cause.
+absl::Status ExpiredStatus(std::string expired, const absl::Status& cause) {
+  constexpr std::string_view kPrefix =
+      internal::ServiceRouter::kNotListedPrefix;
+  if (absl::StartsWith(cause.message(),
+                       absl::string_view(kPrefix.data(), kPrefix.size()))) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(expired, ": ", cause.message()));
+  }
+  return absl::DeadlineExceededError(std::move(expired));
+}
+
 }  // namespace
 
+// GCC 12 warns that this coroutine's frame is freed by the sized operator
+// delete of Asio's awaitable_frame_base, "not matching" its operator new,
+// which is the same class's: a false positive of its inlining of coroutine
+// frames (as in http_server.cc), silenced for this function only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
     ClientContext& context, std::string_view method_path,
     std::string request) {
@@ -281,11 +301,12 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   // The server enforces the same deadline and may report it first; past the
   // deadline, say which limit it was, whichever side noticed.
   if (absl::IsDeadlineExceeded(result.status) && Clock::now() >= deadline) {
-    co_return absl::DeadlineExceededError(std::move(expired));
+    result.status = ExpiredStatus(std::move(expired), result.status);
   }
   if (!result.status.ok()) co_return result.status;
   co_return std::move(result.payload);
 }
+#pragma GCC diagnostic pop
 
 std::unique_ptr<RawClientStream> Channel::StartStream(
     ClientContext& context, std::string_view method_path,

@@ -111,23 +111,24 @@ absl::Status Server::Start() {
 }
 
 bool Server::Drain(std::optional<std::chrono::milliseconds> grace) {
-  bool finished = true;
   {
     std::lock_guard lock(shutdown_mu_);
-    if (plane_ != nullptr && started_) {
-      health_->SetAll(HealthCheckResponse::NOT_SERVING);
-      if (registration_ != nullptr) registration_->Deregister();
-      dispatcher_->StartDrain();
-      Clock::time_point deadline =
-          Clock::now() + grace.value_or(config_->graceful_shutdown_timeout);
-      finished = dispatcher_->WaitIdle(deadline);
-      // Then until callers stop coming (they learn of the drain from
-      // discovery, or from a refusal they retry elsewhere): closing the
-      // connections at once could cut off the answers of the last calls,
-      // and a caller would take them for unprocessed.
-      if (finished) dispatcher_->WaitQuiet(kDrainQuietPeriod, deadline);
-    }
+    if (plane_ == nullptr || !started_ || draining_) return true;
+    draining_ = true;
+    health_->SetAll(HealthCheckResponse::NOT_SERVING);
+    if (registration_ != nullptr) registration_->Deregister();
+    dispatcher_->StartDrain();
   }
+  // Not under shutdown_mu_: a Shutdown() meanwhile ends these waits.
+  Clock::time_point deadline =
+      Clock::now() + grace.value_or(config_->graceful_shutdown_timeout);
+  bool finished = dispatcher_->WaitIdle(deadline);
+  // Then until callers stop coming (they learn of the drain from
+  // discovery, or from a refusal they retry elsewhere) and the last
+  // handler's answer has had time to go out: closing the connections at
+  // once could cut it off, and its caller would take the call for
+  // unprocessed.
+  if (finished) dispatcher_->WaitQuiet(kDrainQuietPeriod, deadline);
   Shutdown();
   return finished;
 }
@@ -138,6 +139,7 @@ void Server::Shutdown() {
     stop_requested_ = true;
   }
   stop_cv_.notify_all();
+  dispatcher_->EndDrainWaits();
   std::lock_guard lock(shutdown_mu_);
   health_->SetAll(HealthCheckResponse::NOT_SERVING);
   if (registration_ != nullptr) registration_->Deregister();

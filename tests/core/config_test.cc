@@ -364,3 +364,73 @@ TEST(ConfigTest, TheEnvironmentsMisspeltVariablesAreReportedOnStderr) {
 
 }  // namespace
 }  // namespace dynrpc
+
+namespace dynrpc {
+namespace {
+
+TEST(DiscoveryConfigTest, DefaultsAndEveryVariable) {
+  absl::StatusOr<Config> d = Parse({});
+  ASSERT_THAT(d, IsOk());
+  EXPECT_EQ(d->discovery.backend, DiscoveryBackend::kFile);
+  EXPECT_EQ(d->discovery.name_space, "dynamo");
+  EXPECT_EQ(d->discovery.file_dir, "");  // $TMPDIR/dynrpc-discovery
+  EXPECT_EQ(d->discovery.etcd_endpoints,
+            std::vector<std::string>{"http://localhost:2379"});
+  EXPECT_EQ(d->discovery.lease_ttl, std::chrono::seconds(10));
+  EXPECT_TRUE(d->discovery.register_servers);
+  EXPECT_EQ(d->graceful_shutdown_timeout, std::chrono::seconds(30));
+
+  absl::StatusOr<Config> c = Parse({
+      {"DYN_DISCOVERY_BACKEND", "ETCD"},
+      {"DYN_NAMESPACE", "prod"},
+      {"DYN_FILE_KV", "/var/run/kv"},
+      {"ETCD_ENDPOINTS", "http://10.0.0.1:2379, http://[::1]:2379"},
+      {"DYN_DISCOVERY_LEASE_TTL", "3s"},
+      {"DYN_DISCOVERY_REGISTER", "false"},
+      {"DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", "5"},
+  });
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->discovery.backend, DiscoveryBackend::kEtcd);
+  EXPECT_EQ(c->discovery.name_space, "prod");
+  EXPECT_EQ(c->nats.name_space, "prod");
+  EXPECT_EQ(c->discovery.file_dir, "/var/run/kv");
+  EXPECT_EQ(c->discovery.etcd_endpoints,
+            (std::vector<std::string>{"http://10.0.0.1:2379",
+                                      "http://[::1]:2379"}));
+  EXPECT_EQ(c->discovery.lease_ttl, std::chrono::seconds(3));
+  EXPECT_FALSE(c->discovery.register_servers);
+  EXPECT_EQ(c->graceful_shutdown_timeout, std::chrono::seconds(5));
+}
+
+TEST(DiscoveryConfigTest, AnUnknownBackendNamesTheValidOnes) {
+  EXPECT_THAT(Parse({{"DYN_DISCOVERY_BACKEND", "consul"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("Invalid discovery backend: 'consul' "
+                                 "(DYN_DISCOVERY_BACKEND). Valid options "
+                                 "are: 'file', 'etcd'")));
+}
+
+TEST(DiscoveryConfigTest, MalformedValuesNameTheVariable) {
+  EXPECT_THAT(Parse({{"DYN_FILE_KV", "relative/dir"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("DYN_FILE_KV='relative/dir'"),
+                             HasSubstr("absolute"))));
+  for (const char* bad : {"localhost:2379", "https://h:2379", "http://h",
+                          "http://h:0", "http://h:2379,ftp://x:1"}) {
+    EXPECT_THAT(Parse({{"ETCD_ENDPOINTS", bad}}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("ETCD_ENDPOINTS"),
+                               HasSubstr("http://host:port"))))
+        << bad;
+  }
+  EXPECT_THAT(Parse({{"DYN_DISCOVERY_LEASE_TTL", "500ms"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("DYN_DISCOVERY_LEASE_TTL"),
+                             HasSubstr("at least 1s"))));
+  EXPECT_THAT(Parse({{"DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", "soon"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT='soon'")));
+}
+
+}  // namespace
+}  // namespace dynrpc

@@ -206,5 +206,23 @@ TEST_F(EtcdDiscoveryTest, AnUnreachableEtcdIsAClearError) {
                                 HasSubstr("ETCD_ENDPOINTS"))));
 }
 
+TEST_F(EtcdDiscoveryTest, AConfigBuiltInCodeIsCheckedToo) {
+  Config config;
+  config.discovery = config_;
+  config.discovery.etcd_endpoints = {};
+  EXPECT_THAT(CreateDiscovery(config, runtime_.executor()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ETCD_ENDPOINTS is empty")));
+  config.discovery.etcd_endpoints = {"localhost:2379"};
+  EXPECT_THAT(CreateDiscovery(config, runtime_.executor()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ETCD_ENDPOINTS entry 'localhost:2379'")));
+  config.discovery.etcd_endpoints = config_.etcd_endpoints;
+  config.discovery.lease_ttl = std::chrono::milliseconds(2);
+  EXPECT_THAT(CreateDiscovery(config, runtime_.executor()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("DYN_DISCOVERY_LEASE_TTL=2ms")));
+}
+
 }  // namespace
 }  // namespace dynrpc::internal

@@ -3,6 +3,7 @@
 #include "discovery/file_discovery.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -191,6 +192,8 @@ TEST_F(FileDiscoveryTest, FilesThatAreNotEntriesAreIgnored) {
   std::ofstream(dir + "/garbage.json") << "{not json";
   std::ofstream(dir + "/empty.json") << "";
   std::ofstream(dir + "/partial.json") << R"({"service": "x"})";
+  // A FIFO would block a plain open(2) until someone writes to it.
+  ASSERT_EQ(mkfifo((dir + "/fifo.json").c_str(), 0644), 0);
   absl::StatusOr<std::unique_ptr<Registration>> one =
       discovery_->Register({Make(7, "127.0.0.1:1007")});
   ASSERT_THAT(one, IsOk());

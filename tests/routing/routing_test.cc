@@ -422,11 +422,46 @@ TEST_P(RoutingTest, HealthChecksAndWatchesEveryServiceAndTheServer) {
                               &EchoService::Stub::Block, held, block);
   a.service.WaitForBlocked(1);
   std::thread drain([&] { a.server->Drain(std::chrono::seconds(30)); });
-  ASSERT_TRUE(runtime_.Run(watch.Next(seen)));
-  EXPECT_EQ(seen.status(), HealthCheckResponse::NOT_SERVING);
+  bool next = runtime_.Run(watch.Next(seen));
+  EXPECT_TRUE(next) << runtime_.Run(watch.Finish());
+  if (next) {
+    EXPECT_EQ(seen.status(), HealthCheckResponse::NOT_SERVING);
+  }
   a.service.ReleaseAll();
   EXPECT_THAT(blocked.get(), IsOk());  // the drain let it finish
   drain.join();
+}
+
+TEST_P(RoutingTest, ShutdownEndsADrainAtOnce) {
+  Worker& a = StartWorker();
+  absl::StatusOr<std::shared_ptr<Channel>> channel =
+      Channel::Create(runtime_.executor(), a.server->address(), config());
+  ASSERT_THAT(channel, IsOk());
+  EchoService::Stub stub(*channel);
+  ClientContext held;
+  EchoRequest block;
+  auto blocked = CallAsFuture(runtime_.executor(), &stub,
+                              &EchoService::Stub::Block, held, block);
+  a.service.WaitForBlocked(1);
+  std::promise<bool> drained;
+  std::thread drain(
+      [&] { drained.set_value(a.server->Drain(std::chrono::hours(1))); });
+  // The drain has begun once health says so; then Shutdown() cuts it short
+  // (the held call would keep it going for an hour).
+  Health::Stub health(*channel);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        ClientContext context;
+        HealthCheckRequest request;
+        absl::StatusOr<HealthCheckResponse> r =
+            runtime_.Run(health.Check(context, request));
+        return r.ok() && r->status() == HealthCheckResponse::NOT_SERVING;
+      },
+      std::chrono::seconds(10)));
+  a.server->Shutdown();
+  EXPECT_FALSE(drained.get_future().get());  // the call was cancelled
+  drain.join();
+  EXPECT_FALSE(blocked.get().ok());
 }
 
 TEST_P(RoutingTest, DrainingUnderLoadFailsNoCall) {

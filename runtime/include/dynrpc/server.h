@@ -76,13 +76,15 @@ class Server {
   // service retries them on another instance), the calls in flight run
   // for up to `grace` (default: Config::graceful_shutdown_timeout,
   // DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT, 30 s), then Shutdown() cancels
-  // the rest. False when some had to be cancelled. Blocks; not from the
-  // executor's threads.
+  // the rest; once none runs, the server waits until no call has come for
+  // 500 ms (the last answers go out; callers have seen it leave), then
+  // closes. False when some had to be cancelled. A Shutdown() on another
+  // thread ends the drain at once. Blocks; not from the executor's threads.
   bool Drain(std::optional<std::chrono::milliseconds> grace = std::nullopt);
 
-  // Stops at once: leaves discovery, stops accepting, closes connections,
-  // cancels running handlers and waits until they have returned.
-  // Idempotent.
+  // Stops at once (a drain in progress too): leaves discovery, stops
+  // accepting, closes connections, cancels running handlers and waits until
+  // they have returned. Idempotent.
   //
   // WARNING: blocks; call it from outside the executor's threads (a handler
   // that calls it deadlocks).
@@ -107,6 +109,7 @@ class Server {
   uint64_t instance_id_;
   absl::Status add_error_;
   bool started_ = false;
+  bool draining_ = false;  // under shutdown_mu_
   // Wait()'s: a stop was asked for (Shutdown() or a signal), and which.
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

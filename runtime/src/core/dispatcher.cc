@@ -101,6 +101,12 @@ asio::awaitable<CallResult> Run(
   }
   result.initial_metadata = ContextAccess::TakeInitialMetadata(context);
   result.trailing_metadata = ContextAccess::TakeTrailingMetadata(context);
+  // The drain's mark is the runtime's alone: a handler's own (a proxy
+  // forwarding a downstream refusal) would have its caller retry a call it
+  // processed.
+  std::erase_if(result.trailing_metadata, [](const auto& entry) {
+    return entry.first == Dispatcher::kNotProcessedKey;
+  });
   co_return result;
 }
 
@@ -151,6 +157,9 @@ class Dispatcher::Running {
   explicit Running(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
   ~Running() {
     std::lock_guard lock(dispatcher_.drain_mu_);
+    // A drain's quiet period counts from the last handler's end too: its
+    // answer needs the time to be written before the server closes.
+    if (dispatcher_.draining_) dispatcher_.last_arrival_ = Clock::now();
     if (--dispatcher_.running_ == 0) dispatcher_.idle_cv_.notify_all();
   }
   Running(const Running&) = delete;
@@ -168,7 +177,16 @@ void Dispatcher::StartDrain() {
 
 bool Dispatcher::WaitIdle(Clock::time_point deadline) {
   std::unique_lock lock(drain_mu_);
-  return idle_cv_.wait_until(lock, deadline, [&] { return running_ == 0; });
+  idle_cv_.wait_until(lock, deadline,
+                      [&] { return running_ == 0 || drain_ended_; });
+  // Cut short by Shutdown(): its handlers are being cancelled.
+  return running_ == 0 && !drain_ended_;
+}
+
+void Dispatcher::EndDrainWaits() {
+  std::lock_guard lock(drain_mu_);
+  drain_ended_ = true;
+  idle_cv_.notify_all();
 }
 
 void Dispatcher::WaitQuiet(Clock::duration quiet, Clock::time_point deadline) {
@@ -176,7 +194,7 @@ void Dispatcher::WaitQuiet(Clock::duration quiet, Clock::time_point deadline) {
   for (;;) {
     Clock::time_point quiet_at = last_arrival_ + quiet;
     Clock::time_point now = Clock::now();
-    if (now >= quiet_at || now >= deadline) return;
+    if (now >= quiet_at || now >= deadline || drain_ended_) return;
     idle_cv_.wait_until(lock, std::min(quiet_at, deadline));
   }
 }

@@ -42,13 +42,15 @@ class Dispatcher final : public CallHandler {
   // another instance.
   void StartDrain();
   // Blocks until no handler runs (the health service's long Watch calls
-  // aside) or `deadline` passes: true when none runs. Not from the
-  // executor's threads.
+  // aside), `deadline` passes or EndDrainWaits() is called: true when none
+  // runs and the drain was not ended. Not from the executor's threads.
   bool WaitIdle(Clock::time_point deadline);
   // Once idle: blocks until no call has arrived for `quiet` (the callers
   // have seen the instance leave discovery, and the answers of the last
   // calls have long been written) or `deadline` passes.
   void WaitQuiet(Clock::duration quiet, Clock::time_point deadline);
+  // Ends the two waits above at once (Shutdown() during a drain).
+  void EndDrainWaits();
   // The trailing metadata key of a call refused by a draining server.
   static constexpr char kNotProcessedKey[] = "dynrpc-not-processed";
   std::vector<std::string> MethodPaths() const override;
@@ -71,6 +73,7 @@ class Dispatcher final : public CallHandler {
   std::mutex drain_mu_;
   std::condition_variable idle_cv_;
   bool draining_ = false;   // under drain_mu_
+  bool drain_ended_ = false;  // under drain_mu_
   Clock::time_point last_arrival_;  // while draining; under drain_mu_
   std::size_t running_ = 0;  // handlers that hold a drain up; under drain_mu_
   std::optional<Admission> handlers_;  // unset: no limit

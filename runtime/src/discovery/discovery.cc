@@ -70,6 +70,33 @@ absl::StatusOr<DecodedInstance> DecodeInstance(std::string_view json) {
 
 absl::StatusOr<std::shared_ptr<Discovery>> CreateDiscovery(
     const Config& config, boost::asio::any_io_executor executor) {
+  // What Config::FromLookup checks, for a Config built in code.
+  const DiscoveryConfig& d = config.discovery;
+  if (d.lease_ttl < std::chrono::seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DYN_DISCOVERY_LEASE_TTL=", d.lease_ttl.count(),
+        "ms is invalid: expected at least 1s"));
+  }
+  if (d.name_space.empty() || d.name_space.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DYN_NAMESPACE='", d.name_space,
+        "' is invalid: expected a non-empty name without '/'"));
+  }
+  if (d.backend == DiscoveryBackend::kEtcd) {
+    if (d.etcd_endpoints.empty()) {
+      return absl::InvalidArgumentError(
+          "ETCD_ENDPOINTS is empty: expected http://host:port URLs");
+    }
+    for (const std::string& url : d.etcd_endpoints) {
+      std::string_view rest(url);
+      if (!rest.starts_with("http://") ||
+          rest.substr(7).find(':') == std::string_view::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ETCD_ENDPOINTS entry '", url,
+            "' is invalid: expected http://host:port"));
+      }
+    }
+  }
   switch (config.discovery.backend) {
     case DiscoveryBackend::kFile:
       return std::shared_ptr<Discovery>(

@@ -6,13 +6,16 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
+#include "boost/asio/experimental/awaitable_operators.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
@@ -26,6 +29,7 @@ namespace dynrpc::internal {
 namespace {
 
 namespace asio = boost::asio;
+using namespace boost::asio::experimental::awaitable_operators;
 
 // How long one etcd request may take, and the pause before a failed watch
 // or keepalive stream is opened again.
@@ -145,12 +149,18 @@ class EtcdDiscovery final
   // the entries put again; a broken stream is opened again.
   static asio::awaitable<void> KeepAlive(std::shared_ptr<EtcdDiscovery> self,
                                          std::shared_ptr<Lease> lease) {
-    const auto every = self->config_.lease_ttl / 3;
+    const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(
+        self->config_.lease_ttl / 3);
+    asio::steady_timer timer(co_await asio::this_coro::executor);
     while (!co_await Stopped()) {
       etcdserverpb::Lease::Stub leases(self->channel());
       ClientContext context;
       context.set_timeout(std::chrono::hours(24 * 365));
+      // A member cut off from its cluster's leader refuses rather than
+      // answers for a lease it cannot keep.
+      context.AddMetadata("hasleader", "true");
       auto stream = leases.LeaseKeepAlive(context);
+      absl::Status failure;
       for (;;) {
         etcdserverpb::LeaseKeepAliveRequest ping;
         {
@@ -158,24 +168,37 @@ class EtcdDiscovery final
           ping.set_id(lease->id);
         }
         if (!(co_await stream.Write(ping)).ok()) break;
+        // Each answer within a third of the lease, or this endpoint is
+        // given up (the next one is tried) before the lease can expire.
         etcdserverpb::LeaseKeepAliveResponse pong;
-        if (!co_await stream.Next(pong)) break;
+        timer.expires_after(every);
+        std::variant<bool, std::tuple<boost::system::error_code>> round =
+            co_await (stream.Next(pong) ||
+                      timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+        if (round.index() == 1) {
+          failure = absl::DeadlineExceededError(absl::StrCat(
+              "no keepalive answer within ", every.count(), " ms"));
+          break;
+        }
+        if (!std::get<0>(round)) break;
         if (pong.ttl() <= 0) {
           // The lease expired (this process was cut off too long): the
           // entries are gone with it; register them again.
           if (absl::Status s = co_await self->GrantAndPut(*lease); !s.ok()) {
             std::fprintf(stderr, "dynrpc: discovery: %s\n",
                          std::string(s.message()).c_str());
+            failure = s;
             break;
           }
         }
-        if (!co_await Pause(std::chrono::duration_cast<std::chrono::milliseconds>(every))) {
-          co_return;
-        }
+        if (!co_await Pause(every)) co_return;
       }
+      // Ends the call rather than half-closing it: etcd keeps a stream open
+      // after the client's half-close.
+      context.TryCancel();
       absl::Status ended = co_await stream.Finish();
       if (co_await Stopped()) co_return;
-      self->Failed(ended);
+      self->Failed(failure.ok() ? ended : failure);
       if (!co_await Pause(kRetryPause)) co_return;
     }
   }
@@ -306,6 +329,10 @@ class EtcdDiscovery final
         etcdserverpb::Watch::Stub watches(self->channel());
         ClientContext context;
         context.set_timeout(std::chrono::hours(24 * 365));
+        // A member cut off from its cluster's leader would deliver no
+        // event and say nothing; with this it refuses, and the watch moves
+        // to another endpoint.
+        context.AddMetadata("hasleader", "true");
         auto stream = watches.Watch_(context);
         etcdserverpb::WatchRequest create;
         create.mutable_create_request()->set_key(prefix);
@@ -315,7 +342,11 @@ class EtcdDiscovery final
         if ((co_await stream.Write(create)).ok()) {
           etcdserverpb::WatchResponse response;
           while (co_await stream.Next(response)) {
-            if (response.canceled()) break;  // compacted, say: start over
+            if (response.canceled()) {  // compacted, say: start over
+              failure = absl::UnavailableError(absl::StrCat(
+                  "etcd cancelled the watch: ", response.cancel_reason()));
+              break;
+            }
             for (const etcdserverpb::Event& e : response.events()) {
               if (e.type() == etcdserverpb::Event::DELETE) {
                 by_key.erase(e.kv().key());
@@ -328,8 +359,14 @@ class EtcdDiscovery final
             if (!response.events().empty()) on_change(Values(by_key));
           }
         }
-        failure = co_await stream.Finish();
-        if (failure.ok()) failure = absl::UnavailableError("watch ended");
+        // Ends the call rather than half-closing it: etcd keeps a watch
+        // stream open after the client's half-close.
+        context.TryCancel();
+        absl::Status ended = co_await stream.Finish();
+        if (failure.ok()) failure = ended;
+        if (failure.ok() || absl::IsCancelled(failure)) {
+          failure = absl::UnavailableError("the watch stream ended");
+        }
       } else {
         failure = listed.status();
       }

@@ -33,8 +33,9 @@ std::string DefaultDir() {
 
 std::string ErrnoText(int err) { return std::strerror(err); }
 
-// mkdir -p, the directories open to every user of the machine (as /tmp):
-// processes of several users may share one registry.
+// mkdir -p (mode 0777 less the umask: with the usual umask, the processes
+// of the user who made a directory may register in it, and everyone may
+// read it).
 absl::Status MakeDirs(const std::string& path) {
   std::string partial;
   for (size_t i = 1; i <= path.size(); ++i) {
@@ -85,19 +86,30 @@ absl::Status WriteAtomically(const std::string& path,
   return absl::OkStatus();
 }
 
+// An entry's contents: a regular file of at most kMaxEntryBytes (a FIFO or
+// device planted in the directory never blocks the reader; a huge file is
+// not read).
+constexpr std::size_t kMaxEntryBytes = 64 * 1024;
+
 std::optional<std::string> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
   if (fd < 0) return std::nullopt;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<std::size_t>(st.st_size) > kMaxEntryBytes) {
+    close(fd);
+    return std::nullopt;
+  }
   std::string contents;
   char buffer[4096];
-  for (;;) {
+  while (contents.size() <= kMaxEntryBytes) {
     ssize_t n = read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     contents.append(buffer, static_cast<size_t>(n));
-    if (contents.size() > (1 << 20)) break;  // not one of ours
   }
   close(fd);
+  if (contents.size() > kMaxEntryBytes) return std::nullopt;
   return contents;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/this_coro.hpp"
@@ -71,6 +72,13 @@ StreamReply HealthService::Watch(ServerContext& context,
     std::lock_guard lock(mu_);
     watchers_.push_back(changed);
   }
+  // However the watch ends: the list holds only running watches.
+  absl::Cleanup forget = [this, &changed] {
+    std::lock_guard lock(mu_);
+    std::erase_if(watchers_, [&](const std::weak_ptr<Signal>& w) {
+      return w.lock() == changed;
+    });
+  };
   std::optional<ServingStatus> sent;
   for (;;) {
     ServingStatus now = Get(request.service());

@@ -40,7 +40,8 @@ class HealthService final : public grpc::health::v1::Health::Service {
 
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, ServingStatus> status_;  // under mu_
-  // Each running Watch's wake-up (a status changed).
+  // Each running Watch's wake-up (a status changed); a Watch removes its
+  // own when it ends.
   std::vector<std::weak_ptr<Signal>> watchers_;  // under mu_
 };
 

@@ -42,6 +42,7 @@ ServiceRouter::ServiceRouter(Options options,
                              asio::any_io_executor executor)
     : options_(std::move(options)),
       plane_name_(RequestPlaneName(options_.plane)),
+      executor_(executor),
       client_(std::move(client)),
       probes_(std::move(executor)) {}
 
@@ -185,21 +186,25 @@ absl::StatusOr<RoutedCall> ServiceRouter::ChooseLocked(
 
 asio::awaitable<absl::StatusOr<RoutedCall>> ServiceRouter::Choose(
     const ClientContext& context, uint64_t exclude,
-    Clock::time_point deadline) {
-  std::shared_ptr<Signal> listed;
+    Clock::time_point deadline, std::shared_ptr<Signal> wake) {
   {
     std::lock_guard lock(mu_);
     if (listed_) co_return ChooseLocked(context, exclude);
-    listed = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
-    list_waiters_.push_back(listed);
+    if (wake == nullptr) {
+      wake = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+    }
+    list_waiters_.push_back(wake);
   }
   asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
-  co_await (listed->async_receive(asio::as_tuple(asio::use_awaitable)) ||
+  co_await (wake->async_receive(asio::as_tuple(asio::use_awaitable)) ||
             timer.async_wait(asio::as_tuple(asio::use_awaitable)));
   std::lock_guard lock(mu_);
   if (!listed_) {
+    if (Clock::now() < deadline) {
+      co_return absl::CancelledError("call cancelled by the caller");
+    }
     co_return absl::DeadlineExceededError(absl::StrCat(
-        "the deadline passed before ", options_.discovery->Describe(),
+        std::string(kNotListedPrefix), options_.discovery->Describe(),
         " listed the instances of ", options_.service));
   }
   co_return ChooseLocked(context, exclude);
@@ -252,9 +257,16 @@ asio::awaitable<void> ServiceRouter::Probe(
     check.method = "/grpc.health.v1.Health/Check";
     check.deadline = Clock::now() + interval;
     check.payload = payload;
-    CallResult result = co_await client->Unary(
-        target->instance.address, std::move(check),
-        std::make_shared<CancelHook>());
+    // The plane enforces no deadline of its own: the core's timer does.
+    auto hook = std::make_shared<CancelHook>();
+    asio::steady_timer expiry(co_await asio::this_coro::executor,
+                              *check.deadline);
+    expiry.async_wait([hook](const boost::system::error_code& ec) {
+      if (!ec) hook->Cancel(absl::DeadlineExceededError("health probe"));
+    });
+    CallResult result = co_await client->Unary(target->instance.address,
+                                               std::move(check), hook);
+    expiry.cancel();
     grpc::health::v1::HealthCheckResponse response;
     if (result.status.ok() && response.ParseFromString(result.payload) &&
         response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
@@ -278,8 +290,17 @@ asio::awaitable<CallResult> ServiceRouter::Unary(
   uint64_t exclude = 0;
   std::optional<CallResult> first;
   for (;;) {
+    // TryCancel() and the deadline end a wait for discovery's first
+    // listing (the plane's own wait takes the hook over after).
+    auto wake = std::make_shared<Signal>(executor_, 1);
+    cancel->Set([wake](absl::Status) {
+      wake->try_send(boost::system::error_code{});
+    });
     absl::StatusOr<RoutedCall> routed =
-        co_await Choose(context, exclude, deadline);
+        co_await Choose(context, exclude, deadline, wake);
+    if (std::optional<absl::Status> why = cancel->cancelled()) {
+      co_return CallResult(*why);
+    }
     if (!routed.ok()) {
       if (first) co_return *std::move(first);  // no other instance to try
       co_return CallResult(routed.status());
@@ -307,13 +328,15 @@ class RoutedClientStream final : public ClientStream {
  public:
   RoutedClientStream(std::shared_ptr<ServiceRouter> router,
                      std::shared_ptr<RequestPlaneClient> client,
+                     const asio::any_io_executor& executor,
                      ClientContext& context, CallRequest head,
                      std::optional<std::string> first_message)
       : router_(std::move(router)),
         client_(std::move(client)),
         context_(context),
         head_(std::move(head)),
-        first_message_(std::move(first_message)) {}
+        first_message_(std::move(first_message)),
+        wake_(std::make_shared<Signal>(executor, 1)) {}
 
   asio::awaitable<absl::Status> Write(std::string message) override {
     if (absl::Status s = co_await Open(); !s.ok()) co_return s;
@@ -333,7 +356,7 @@ class RoutedClientStream final : public ClientStream {
       co_return ended ? *std::move(ended) : CallResult(s);
     }
     CallResult result = co_await inner_->Finish();
-    if (result.not_processed && absl::IsUnavailable(result.status)) {
+    if (NotProcessed(result)) {
       router_->MarkDown(routed_->instance().id, result.status);
     }
     co_return result;
@@ -347,6 +370,7 @@ class RoutedClientStream final : public ClientStream {
       return;
     }
     if (!ended_) ended_ = CallResult(std::move(why));
+    wake_->try_send(boost::system::error_code{});  // if it waits to route
   }
   std::optional<CallResult> EndedResult() const override {
     std::lock_guard lock(mu_);
@@ -364,7 +388,7 @@ class RoutedClientStream final : public ClientStream {
       if (ended_) co_return ended_->status;
     }
     absl::StatusOr<RoutedCall> routed =
-        co_await router_->Choose(context_, 0, *head_.deadline);
+        co_await router_->Choose(context_, 0, *head_.deadline, wake_);
     std::lock_guard lock(mu_);
     if (ended_) co_return ended_->status;  // cancelled meanwhile
     if (!routed.ok()) {
@@ -390,6 +414,7 @@ class RoutedClientStream final : public ClientStream {
   std::unique_ptr<ClientStream> inner_;
   std::optional<RoutedCall> routed_;   // holds the call on its instance
   std::optional<CallResult> ended_;    // ended before it opened; under mu_
+  const std::shared_ptr<Signal> wake_;  // Cancel() ends the wait to route
 };
 
 }  // namespace
@@ -398,7 +423,8 @@ std::unique_ptr<ClientStream> ServiceRouter::StartStream(
     ClientContext& context, CallRequest head,
     std::optional<std::string> first_message) {
   return std::make_unique<RoutedClientStream>(shared_from_this(), client_,
-                                              context, std::move(head),
+                                              executor_, context,
+                                              std::move(head),
                                               std::move(first_message));
 }
 

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -99,9 +100,15 @@ class ServiceRouter : public std::enable_shared_from_this<ServiceRouter> {
 
   // The instance for a call, waiting (up to `deadline`) for discovery's
   // first listing; never `exclude`.
+  // `wake`, when given, is the wait's signal: the caller's cancellation
+  // sends it, and the wait ends (the caller then knows why).
   boost::asio::awaitable<absl::StatusOr<RoutedCall>> Choose(
       const ClientContext& context, uint64_t exclude,
-      Clock::time_point deadline);
+      Clock::time_point deadline, std::shared_ptr<Signal> wake = nullptr);
+  // How the message of Choose()'s DEADLINE_EXCEEDED begins (the channel
+  // keeps it: it names the discovery backend that did not answer).
+  static constexpr std::string_view kNotListedPrefix =
+      "the deadline passed before ";
   // Skips `id` until discovery lists it anew or a probe finds it serving.
   void MarkDown(uint64_t id, const absl::Status& why);
   // What discovery lists now (every plane).
@@ -117,6 +124,7 @@ class ServiceRouter : public std::enable_shared_from_this<ServiceRouter> {
 
   const Options options_;
   const std::string plane_name_;
+  const boost::asio::any_io_executor executor_;
   std::shared_ptr<RequestPlaneClient> client_;
   TaskGroup probes_;
   mutable std::mutex mu_;
