@@ -132,16 +132,7 @@ nats_greets() {
 # stop_nats: stops the nats-server start_nats started (by its pid; none
 # other), waiting for it to exit (SIGKILL after 10 s). Idempotent.
 stop_nats() {
-  if [ -n "$NATS_PID" ] && kill -0 "$NATS_PID" 2>/dev/null; then
-    kill "$NATS_PID" 2>/dev/null || true
-    local _
-    for _ in $(seq 100); do
-      kill -0 "$NATS_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$NATS_PID" 2>/dev/null || true
-    wait "$NATS_PID" 2>/dev/null || true
-  fi
+  stop_pid "$NATS_PID"
   NATS_PID=""
   [ -n "$NATS_DIR" ] && rm -rf "$NATS_DIR"
   NATS_DIR=""
@@ -187,17 +178,22 @@ print(*[s.getsockname()[1] for s in socks])')
 # stop_etcd: stops the etcd start_etcd started (by its pid; none other) and
 # removes its data. Idempotent.
 stop_etcd() {
-  if [ -n "$ETCD_PID" ] && kill -0 "$ETCD_PID" 2>/dev/null; then
-    kill "$ETCD_PID" 2>/dev/null || true
-    local _
-    for _ in $(seq 100); do
-      kill -0 "$ETCD_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$ETCD_PID" 2>/dev/null || true
-    wait "$ETCD_PID" 2>/dev/null || true
-  fi
+  stop_pid "$ETCD_PID"
   ETCD_PID=""
   [ -n "$ETCD_DIR" ] && rm -rf "$ETCD_DIR"
   ETCD_DIR=""
+}
+
+# stop_pid PID: stops a process this script started (SIGTERM, then SIGKILL
+# after 10 s) and reaps it. No-op for an empty or finished PID.
+stop_pid() {
+  local pid="$1" _
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 }

@@ -18,26 +18,18 @@
 #include "support/nats_server.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
+#include "support/wait_for.h"
 
 namespace dynrpc::internal {
 namespace {
 
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::WaitFor;
 using ::dynrpc::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr char kService[] = "dynrpc.testing.EchoService";
-
-bool WaitFor(const std::function<bool()>& done,
-             std::chrono::milliseconds timeout) {
-  auto until = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
 
 std::string NextNamespace() {
   static const std::string base =

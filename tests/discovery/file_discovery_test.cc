@@ -20,26 +20,18 @@
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
+#include "support/wait_for.h"
 
 namespace dynrpc::internal {
 namespace {
 
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::WaitFor;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr char kService[] = "dynrpc.testing.EchoService";
-
-bool WaitFor(const std::function<bool()>& done,
-             std::chrono::milliseconds timeout) {
-  auto until = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
 
 class FileDiscoveryTest : public ::testing::Test {
  protected:

@@ -3,7 +3,7 @@
 // grpc_echo_server) and checks the results itself.
 //
 // Usage: grpc_echo_client <host:port> <scenario>
-// Scenarios: unary, error, deadline, cancel, server_streaming,
+// Scenarios: unary, error, deadline, cancel, server_streaming, health,
 // client_streaming, bidi, unknown_method, large, all (each of the others in
 // order).
 //
@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "dynrpc/testing/echo.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace {
 
@@ -613,6 +614,52 @@ void Large(Target& t, Failures& f) {
   }
 }
 
+// gRPC's health checking against the health service every dynrpc server
+// serves: per service and overall, Check and Watch.
+void Health(Target& t, Failures& f) {
+  using grpc::health::v1::HealthCheckRequest;
+  using grpc::health::v1::HealthCheckResponse;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health =
+      grpc::health::v1::Health::NewStub(t.channel);
+  for (std::string_view service : {"", "dynrpc.testing.EchoService"}) {
+    grpc::ClientContext context;
+    SetTimeout(context, t);
+    HealthCheckRequest request;
+    request.set_service(std::string(service));
+    HealthCheckResponse response;
+    const std::string what = Cat("Check(", Quote(service), ")");
+    if (f.ExpectOk(what, health->Check(&context, request, &response))) {
+      f.ExpectEq(what, HealthCheckResponse::ServingStatus_Name(response.status()),
+                 "SERVING");
+    }
+  }
+  {
+    grpc::ClientContext context;
+    SetTimeout(context, t);
+    HealthCheckRequest request;
+    request.set_service("no.Such");
+    HealthCheckResponse response;
+    f.ExpectStatus("Check(\"no.Such\")",
+                   health->Check(&context, request, &response),
+                   grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext context;
+    SetTimeout(context, t);
+    HealthCheckRequest request;
+    request.set_service("dynrpc.testing.EchoService");
+    std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> watch =
+        health->Watch(&context, request);
+    HealthCheckResponse response;
+    if (f.Expect(watch->Read(&response), "Watch: no first answer")) {
+      f.ExpectEq("Watch", HealthCheckResponse::ServingStatus_Name(response.status()),
+                 "SERVING");
+    }
+    context.TryCancel();
+    (void)watch->Finish();
+  }
+}
+
 struct Scenario {
   std::string_view name;
   void (*run)(Target&, Failures&);
@@ -628,6 +675,7 @@ constexpr Scenario kScenarios[] = {
     {"bidi", Bidi},
     {"unknown_method", UnknownMethod},
     {"large", Large},
+    {"health", Health},
 };
 
 // Runs `scenario` on a channel of its own and prints its PASS or FAIL line.

@@ -168,7 +168,8 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, GrpcClientToDynrpcServer,
                          ::testing::Values("unary", "error", "deadline",
                                            "cancel", "server_streaming",
                                            "client_streaming", "bidi",
-                                           "unknown_method", "large"),
+                                           "unknown_method", "large",
+                                           "health"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

@@ -25,6 +25,7 @@
 #include "support/nats_server.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
+#include "support/wait_for.h"
 
 namespace dynrpc {
 namespace {
@@ -35,6 +36,7 @@ using ::dynrpc::testing::EchoRequest;
 using ::dynrpc::testing::EchoService;
 using ::dynrpc::testing::EchoServiceImpl;
 using ::dynrpc::testing::IsOk;
+using ::dynrpc::testing::WaitFor;
 using ::dynrpc::testing::StatusIs;
 using ::grpc::health::v1::Health;
 using ::grpc::health::v1::HealthCheckRequest;
@@ -48,17 +50,6 @@ const std::string& Namespace() {
   static const std::string name_space =
       dynrpc::testing::UniqueNatsNamespace("routing");
   return name_space;
-}
-
-// Polls `done` every 10 ms until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& done,
-             std::chrono::milliseconds timeout) {
-  auto until = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
 }
 
 class TempDir {
@@ -115,6 +106,16 @@ class RoutingTest : public ::testing::TestWithParam<Setup> {
   RequestPlaneKind plane() const { return GetParam().plane; }
   Config config() const {
     return ConfigFor(plane(), dir_.path(), GetParam().backend, name_space_);
+  }
+
+  // `n` workers, and a channel to the service once it lists all of them.
+  std::vector<Worker*> StartWorkers(int n, ChannelOptions options,
+                                    std::shared_ptr<Channel>& channel) {
+    std::vector<Worker*> started;
+    for (int i = 0; i < n; ++i) started.push_back(&StartWorker());
+    channel = ServiceChannel(std::move(options));
+    EXPECT_TRUE(Lists(*channel, n));
+    return started;
   }
 
   Worker& StartWorker(std::optional<Config> config = std::nullopt) {
@@ -174,43 +175,40 @@ class RoutingTest : public ::testing::TestWithParam<Setup> {
 };
 
 TEST_P(RoutingTest, RoundRobinSplitsCallsEvenly) {
-  Worker& a = StartWorker();
-  Worker& b = StartWorker();
-  Worker& c = StartWorker();
-  std::shared_ptr<Channel> channel = ServiceChannel();
-  ASSERT_TRUE(Lists(*channel, 3));
+  std::shared_ptr<Channel> channel;
+  std::vector<Worker*> workers = StartWorkers(3, {}, channel);
   EXPECT_THAT(Calls(channel, 1000), ::testing::IsEmpty());
-  std::vector<int> split = {a.service.calls(), b.service.calls(),
-                            c.service.calls()};
+  std::vector<int> split;
+  for (Worker* w : workers) split.push_back(w->service.calls());
   std::sort(split.begin(), split.end());
   EXPECT_THAT(split, ::testing::ElementsAre(333, 333, 334));
 }
 
 TEST_P(RoutingTest, RandomSpreadsCallsOverEveryInstance) {
-  Worker& a = StartWorker();
-  Worker& b = StartWorker();
-  Worker& c = StartWorker();
   ChannelOptions options;
   options.policy = RoutingPolicy::kRandom;
-  std::shared_ptr<Channel> channel = ServiceChannel(options);
-  ASSERT_TRUE(Lists(*channel, 3));
+  std::shared_ptr<Channel> channel;
+  std::vector<Worker*> workers = StartWorkers(3, options, channel);
   EXPECT_THAT(Calls(channel, 1000), ::testing::IsEmpty());
   // Each share is binomial(1000, 1/3): 333 ± 15; these bounds are ±5.5
   // standard deviations.
-  for (Worker* w : {&a, &b, &c}) {
-    EXPECT_THAT(w->service.calls(), AllOf(::testing::Ge(250), ::testing::Le(417)));
+  int total = 0;
+  for (Worker* w : workers) {
+    EXPECT_THAT(w->service.calls(),
+                AllOf(::testing::Ge(250), ::testing::Le(417)));
+    total += w->service.calls();
   }
-  EXPECT_EQ(a.service.calls() + b.service.calls() + c.service.calls(), 1000);
+  EXPECT_EQ(total, 1000);
 }
 
 TEST_P(RoutingTest, LeastLoadedAvoidsTheBusyInstance) {
-  Worker& busy = StartWorker();
-  Worker& b = StartWorker();
-  Worker& c = StartWorker();
   ChannelOptions options;
   options.policy = RoutingPolicy::kLeastLoaded;
-  std::shared_ptr<Channel> channel = ServiceChannel(options);
-  ASSERT_TRUE(Lists(*channel, 3));
+  std::shared_ptr<Channel> channel;
+  std::vector<Worker*> workers = StartWorkers(3, options, channel);
+  Worker& busy = *workers[0];
+  Worker& b = *workers[1];
+  Worker& c = *workers[2];
   // Eight slow calls held on one instance, through the same channel.
   EchoService::Stub stub(channel);
   std::vector<std::unique_ptr<ClientContext>> held;

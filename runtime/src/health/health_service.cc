@@ -20,25 +20,29 @@ void HealthService::Set(const std::string& service, ServingStatus status) {
   {
     std::lock_guard lock(mu_);
     status_[service] = status;
-    std::erase_if(watchers_, [&](const std::weak_ptr<Signal>& w) {
-      std::shared_ptr<Signal> signal = w.lock();
-      if (signal) wake.push_back(std::move(signal));
-      return signal == nullptr;
-    });
+    wake = LiveWatchersLocked();
   }
   for (const auto& signal : wake) signal->try_send(boost::system::error_code{});
 }
 
 void HealthService::SetAll(ServingStatus status) {
-  std::vector<std::string> services;
+  std::vector<std::shared_ptr<Signal>> wake;
   {
+    // In one step: a watcher woken between two services never reads a mix.
     std::lock_guard lock(mu_);
-    for (const auto& [name, s] : status_) services.push_back(name);
+    status_[""] = status;
+    for (auto& [name, s] : status_) s = status;
+    wake = LiveWatchersLocked();
   }
-  if (std::find(services.begin(), services.end(), "") == services.end()) {
-    services.emplace_back();
+  for (const auto& signal : wake) signal->try_send(boost::system::error_code{});
+}
+
+std::vector<std::shared_ptr<Signal>> HealthService::LiveWatchersLocked() {
+  std::vector<std::shared_ptr<Signal>> live;
+  for (const std::weak_ptr<Signal>& w : watchers_) {
+    if (std::shared_ptr<Signal> signal = w.lock()) live.push_back(signal);
   }
-  for (const std::string& name : services) Set(name, status);
+  return live;
 }
 
 HealthService::ServingStatus HealthService::Get(

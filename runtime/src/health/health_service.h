@@ -35,6 +35,9 @@ class HealthService final : public grpc::health::v1::Health::Service {
       ServerWriter<grpc::health::v1::HealthCheckResponse>& writer) override;
 
  private:
+  // The running Watches' wake-ups, to signal once mu_ is released (a
+  // woken Watch reads its status under mu_).
+  std::vector<std::shared_ptr<Signal>> LiveWatchersLocked();
   // SERVICE_UNKNOWN when `service` is not known here.
   ServingStatus Get(const std::string& service) const;
 
