@@ -347,6 +347,58 @@ TEST_P(RoutingTest, ACallItsHandlerFailedIsNotRetried) {
   EXPECT_GT(b.service.calls(), 1);
 }
 
+// A router of the application's own (dynrpc/routing.h) that counts its
+// picks and takes the first candidate: a retry would pick twice.
+class CountingRouter final : public Router {
+ public:
+  std::size_t Pick(std::span<const Candidate> candidates,
+                   const ClientContext&) override {
+    picks.fetch_add(1);
+    return 0;
+  }
+  std::atomic<int> picks{0};
+};
+
+TEST_P(RoutingTest, CallsRefusedAsInvalidOrTooLargeAreNotRetried) {
+  Config small = config();
+  small.tcp.max_message_size = 1024;
+  small.http.max_message_size = 1024;
+  StartWorker(small);
+  StartWorker(small);
+  auto router = std::make_shared<CountingRouter>();
+  ChannelOptions options;
+  options.router = router;
+  std::shared_ptr<Channel> channel = ServiceChannel(options);
+  ASSERT_TRUE(Lists(*channel, 2));
+
+  // A method no instance has: UNIMPLEMENTED, one pick.
+  ClientContext unknown;
+  EXPECT_THAT(runtime_.Run(channel->CallUnary(
+                  unknown, "/dynrpc.testing.EchoService/Nope", "")),
+              StatusIs(absl::StatusCode::kUnimplemented));
+  EXPECT_EQ(router->picks.load(), 1);
+
+  // Over the servers' limit (the NATS plane's limit is its sender's, so
+  // this part is for the planes whose servers refuse it).
+  if (plane() != RequestPlaneKind::kNats) {
+    EchoService::Stub stub(channel);
+    ClientContext large;
+    EchoRequest request;
+    request.set_payload(std::string(4096, 'x'));
+    EXPECT_THAT(runtime_.Run(stub.Echo(large, request)),
+                StatusIs(absl::StatusCode::kResourceExhausted));
+    EXPECT_EQ(router->picks.load(), 2);
+  }
+  // Neither marked its instance down: both still take calls.
+  int before = router->picks.load();
+  EXPECT_THAT(Calls(channel, 4), ::testing::IsEmpty());
+  EXPECT_EQ(router->picks.load(), before + 4);
+  // All on the first candidate (the lower instance id).
+  EXPECT_EQ(std::max(workers_[0]->service.calls(),
+                     workers_[1]->service.calls()),
+            4);
+}
+
 TEST_P(RoutingTest, NoInstanceIsUnavailableNamingTheService) {
   std::shared_ptr<Channel> channel = ServiceChannel();
   std::vector<absl::Status> failed = Calls(channel, 1);
