@@ -5,8 +5,11 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "boost/asio/signal_set.hpp"
 #include "core/dispatcher.h"
+#include "core/log.h"
 #include "discovery/discovery.h"
 #include "health/health_service.h"
 #include "network_manager.h"
@@ -22,6 +25,38 @@ uint64_t NewInstanceId() {
 }
 
 using grpc::health::v1::HealthCheckResponse;
+
+// The limits a server runs with, by the variables that set them.
+std::string EffectiveLimits(const Config& c) {
+  std::string plane;
+  switch (c.request_plane) {
+    case RequestPlaneKind::kTcp:
+      plane = absl::StrCat(
+          "DYN_TCP_MAX_MESSAGE_SIZE=", c.tcp.max_message_size,
+          " DYN_TCP_MAX_CALLS_PER_CONNECTION=", c.tcp.max_calls_per_connection,
+          " DYN_TCP_MAX_QUEUED_BYTES=", c.tcp.max_queued_bytes,
+          " DYN_TCP_READ_TIMEOUT=", c.tcp.read_timeout.count(), "ms");
+      break;
+    case RequestPlaneKind::kHttp:
+      plane = absl::StrCat(
+          "DYN_HTTP_MAX_MESSAGE_SIZE=", c.http.max_message_size,
+          " DYN_HTTP2_MAX_CONCURRENT_STREAMS=", c.http.max_concurrent_streams,
+          " DYN_HTTP2_MAX_FRAME_SIZE=", c.http.max_frame_size);
+      break;
+    case RequestPlaneKind::kNats:
+      plane = c.nats.max_message_size == 0
+                  ? std::string("DYN_NATS_MAX_MESSAGE_SIZE=unset (the NATS "
+                                "server's max_payload)")
+                  : absl::StrCat("DYN_NATS_MAX_MESSAGE_SIZE=",
+                                 c.nats.max_message_size);
+      break;
+  }
+  return absl::StrCat(plane, " DYN_SERVER_MAX_CONNECTIONS=",
+                      c.limits.max_connections, " DYN_SERVER_MAX_HANDLERS=",
+                      c.limits.max_handlers,
+                      " DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT=",
+                      c.graceful_shutdown_timeout.count(), "ms");
+}
 
 // A drain's last step: no call for this long, and the server closes.
 constexpr std::chrono::milliseconds kDrainQuietPeriod{500};
@@ -107,6 +142,18 @@ absl::Status Server::Start() {
     discovery_ = *std::move(discovery);
     registration_ = *std::move(registration);
   }
+  // One line that shows a misconfiguration at a glance.
+  DYNRPC_LOG(kInfo, "dynrpc::server", "serving ",
+             services_.empty() ? std::string("no service")
+                               : absl::StrJoin(services_, ", "),
+             " on the ", std::string(RequestPlaneName(config_->request_plane)),
+             " request plane at ", address_, " (instance ",
+             absl::StrFormat("%016x", instance_id_), "; discovery: ",
+             discovery_ != nullptr
+                 ? absl::StrCat(discovery_->Describe(), ", namespace ",
+                                config_->discovery.name_space)
+                 : std::string("not registered"),
+             "; limits: ", EffectiveLimits(*config_), ")");
   return absl::OkStatus();
 }
 

@@ -165,6 +165,9 @@ struct Config {
   NatsConfig nats;
   ServerLimits limits;
   DiscoveryConfig discovery;
+  // DYN_LOG: the log's levels, "info" by default; per module too:
+  // "warn,dynrpc::nats=debug" (error, warn, info, debug, trace).
+  std::string log = "info";
   // How long a draining server (Server::Drain(), or Server::Wait() on
   // SIGTERM or SIGINT) lets the calls in flight run before it cancels them.
   std::chrono::milliseconds graceful_shutdown_timeout{30'000};

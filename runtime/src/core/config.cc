@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/log.h"
 
 namespace dynrpc {
 namespace {
@@ -436,6 +437,14 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
   p.Bool("DYN_DISCOVERY_REGISTER", discovery.register_servers);
   p.Duration("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT",
              config.graceful_shutdown_timeout);
+  if (std::optional<std::string> log = p.Get("DYN_LOG")) {
+    absl::StatusOr<internal::LogSpec> spec = internal::ParseLogSpec(*log);
+    if (spec.ok()) {
+      config.log = *log;
+    } else {
+      p.FailRaw(std::string(spec.status().message()));
+    }
+  }
 
   if (absl::Status s = p.Result(); !s.ok()) return s;
   return config;

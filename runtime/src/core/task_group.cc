@@ -1,10 +1,10 @@
 #include "core/task_group.h"
 
 #include "core/deadline.h"
+#include "core/log.h"
 
 #include <condition_variable>
 #include <exception>
-#include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -28,7 +28,9 @@ namespace {
 void Report(std::exception_ptr e, const char* name) {
   absl::Status status =
       StatusFromException(e, std::string("dynrpc task '") + name + "'");
-  if (!absl::IsCancelled(status)) std::cerr << status.message() << "\n";
+  if (!absl::IsCancelled(status)) {
+    DYNRPC_LOG(kError, "dynrpc::core", status.message());
+  }
 }
 
 }  // namespace

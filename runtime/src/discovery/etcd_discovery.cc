@@ -21,6 +21,7 @@
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/use_future.hpp"
+#include "core/log.h"
 #include "core/task_group.h"
 #include "dynrpc/channel.h"
 #include "etcd/etcd_v3.dynrpc.pb.h"
@@ -185,8 +186,7 @@ class EtcdDiscovery final
           // The lease expired (this process was cut off too long): the
           // entries are gone with it; register them again.
           if (absl::Status s = co_await self->GrantAndPut(*lease); !s.ok()) {
-            std::fprintf(stderr, "dynrpc: discovery: %s\n",
-                         std::string(s.message()).c_str());
+            DYNRPC_LOG(kWarn, "dynrpc::discovery", s.message());
             failure = s;
             break;
           }

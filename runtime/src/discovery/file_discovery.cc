@@ -1,5 +1,7 @@
 #include "discovery/file_discovery.h"
 
+#include "core/log.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -165,8 +167,7 @@ asio::awaitable<void> Renew(std::shared_ptr<FileRegistration::State> state) {
     if (absl::Status s = state->WriteAll(); !s.ok()) {
       // Retried at the next renewal; readers keep the entry until it
       // expires.
-      std::fprintf(stderr, "dynrpc: discovery: %s\n",
-                   std::string(s.message()).c_str());
+      DYNRPC_LOG(kWarn, "dynrpc::discovery", s.message());
     }
   }
 }

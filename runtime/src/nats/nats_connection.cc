@@ -1,5 +1,7 @@
 #include "nats/nats_connection.h"
 
+#include "core/log.h"
+
 #include <nats/nats.h>
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
-#include <iostream>
 #include <system_error>
 #include <utility>
 
@@ -574,8 +575,8 @@ void NatsConnection::OnAsyncError(natsConnection*, natsSubscription* sub,
                                   int status, void* closure) {
   auto* listeners = static_cast<Listeners*>(closure);
   if (status != NATS_SLOW_CONSUMER || sub == nullptr) {
-    std::cerr << "dynrpc: NATS: "
-              << natsStatus_GetText(static_cast<natsStatus>(status)) << "\n";
+    DYNRPC_LOG(kWarn, "dynrpc::nats",
+               natsStatus_GetText(static_cast<natsStatus>(status)));
     return;
   }
   // nats.c reports once per episode (until the subscription keeps up).
@@ -589,10 +590,10 @@ void NatsConnection::OnAsyncError(natsConnection*, natsSubscription* sub,
       natsSubscription_GetDropped(sub, &dropped);
     }
   }
-  std::cerr << "dynrpc: NATS slow consumer on " << subject
-            << ": the runtime fell behind and nats.c dropped messages past "
-               "the subscription's pending limits ("
-            << dropped << " so far)\n";
+  DYNRPC_LOG(kWarn, "dynrpc::nats", "slow consumer on ", subject,
+             ": the runtime fell behind and nats.c dropped messages past the "
+             "subscription's pending limits (",
+             dropped, " so far)");
 }
 
 }  // namespace dynrpc::internal::nats

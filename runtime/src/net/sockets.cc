@@ -1,5 +1,7 @@
 #include "net/sockets.h"
 
+#include "core/log.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -93,7 +95,7 @@ absl::StatusOr<Listener> Listen(asio::any_io_executor executor,
                       : absl::StrCat(address.to_string(), ":", port);
   if (std::optional<std::string> notice =
           NonLoopbackNotice(address, advertised, spec)) {
-    std::fprintf(stderr, "dynrpc: %s\n", notice->c_str());
+    DYNRPC_LOG(kWarn, "dynrpc::net", *notice);
   }
   return Listener{std::move(acceptor), std::move(advertised)};
 }
