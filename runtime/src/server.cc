@@ -162,6 +162,8 @@ bool Server::Drain(std::optional<std::chrono::milliseconds> grace) {
     std::lock_guard lock(shutdown_mu_);
     if (plane_ == nullptr || !started_ || draining_) return true;
     draining_ = true;
+    DYNRPC_LOG(kInfo, "dynrpc::server", "draining ", address_,
+               ": NOT_SERVING, leaving discovery, refusing new calls");
     health_->SetAll(HealthCheckResponse::NOT_SERVING);
     if (registration_ != nullptr) registration_->Deregister();
     dispatcher_->StartDrain();
@@ -176,6 +178,14 @@ bool Server::Drain(std::optional<std::chrono::milliseconds> grace) {
   // once could cut it off, and its caller would take the call for
   // unprocessed.
   if (finished) dispatcher_->WaitQuiet(kDrainQuietPeriod, deadline);
+  if (finished) {
+    DYNRPC_LOG(kInfo, "dynrpc::server", "drained ", address_,
+               ": every call finished");
+  } else {
+    DYNRPC_LOG(kWarn, "dynrpc::server", "drain of ", address_,
+               " cut short (DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT or "
+               "Shutdown()): the calls still running are cancelled");
+  }
   Shutdown();
   return finished;
 }

@@ -12,6 +12,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "core/context_access.h"
 #include "core/dispatcher.h"
+#include "core/log.h"
 #include "core/open_once.h"
 #include "grpc/health/v1/health.pb.h"
 
@@ -71,8 +72,13 @@ void ServiceRouter::Update(absl::StatusOr<std::vector<Instance>> listed) {
     std::lock_guard lock(mu_);
     if (!listed.ok()) {
       // Keep routing over what was listed last; report it if nothing was.
+      DYNRPC_LOG(kWarn, "dynrpc::routing", "cannot list ", options_.service,
+                 " (routing over the last listing): ",
+                 listed.status().message());
       discovery_error_ = listed.status();
     } else {
+      DYNRPC_LOG(kDebug, "dynrpc::routing", options_.service, ": ",
+                 listed->size(), " instance(s) listed");
       discovery_error_ = absl::OkStatus();
       std::vector<std::shared_ptr<RoutedInstance>> next;
       for (Instance& i : *listed) {
@@ -226,6 +232,9 @@ void ServiceRouter::MarkDown(uint64_t id, const absl::Status& why) {
     if (target->probing) return;
     target->probing = true;
   }
+  DYNRPC_LOG(kWarn, "dynrpc::routing", "instance ", Hex(id), " of ",
+             options_.service, " at ", target->instance.address,
+             " marked down: ", why.message());
   probes_.Spawn(probes_.NewStrand(), Probe(target), "instance health probe");
 }
 
@@ -250,7 +259,9 @@ asio::awaitable<void> ServiceRouter::Probe(
       std::lock_guard lock(self->mu_);
       if (std::find(self->all_.begin(), self->all_.end(), target) ==
           self->all_.end()) {
-        break;  // no longer listed: nothing to probe
+        std::lock_guard down_lock(target->mu);
+        target->probing = false;  // no longer listed: nothing to probe
+        co_return;
       }
     }
     CallRequest check;
@@ -273,9 +284,18 @@ asio::awaitable<void> ServiceRouter::Probe(
       break;  // back
     }
   }
-  std::lock_guard lock(target->mu);
-  target->probing = false;
-  target->down.store(false);
+  MarkUp(*target);
+}
+
+void ServiceRouter::MarkUp(RoutedInstance& target) {
+  {
+    std::lock_guard lock(target.mu);
+    target.probing = false;
+    target.down.store(false);
+  }
+  DYNRPC_LOG(kInfo, "dynrpc::routing", "instance ", Hex(target.instance.id),
+             " of ", target.instance.service,
+             " is back (its health check answers SERVING)");
 }
 
 asio::awaitable<CallResult> ServiceRouter::Unary(

@@ -121,6 +121,8 @@ class ServiceRouter : public std::enable_shared_from_this<ServiceRouter> {
   absl::StatusOr<RoutedCall> ChooseLocked(const ClientContext& context,
                                           uint64_t exclude);
   boost::asio::awaitable<void> Probe(std::shared_ptr<RoutedInstance> target);
+  // A probe found `target` serving.
+  static void MarkUp(RoutedInstance& target);
 
   const Options options_;
   const std::string plane_name_;
