@@ -15,7 +15,7 @@ PACKAGES=(
   libboost1.81-dev
   pkg-config libnghttp2-dev
   libgrpc++-dev protobuf-compiler-grpc curl
-  libnats-dev nats-server
+  libnats-dev nats-server iproute2
   etcd-server
   libgtest-dev libgmock-dev libbenchmark-dev
 )

@@ -115,11 +115,8 @@ absl::Status Server::Start() {
   if (config_->discovery.register_servers && !services_.empty()) {
     absl::StatusOr<std::shared_ptr<internal::Discovery>> discovery =
         internal::CreateDiscovery(*config_, executor_);
-    absl::StatusOr<std::unique_ptr<internal::Registration>> registration =
-        absl::UnknownError("not registered");
-    if (!discovery.ok()) {
-      registration = discovery.status();
-    } else {
+    absl::Status failed = discovery.status();
+    if (discovery.ok()) {
       std::vector<Instance> instances;
       for (const std::string& service : services_) {
         Instance& i = instances.emplace_back();
@@ -129,18 +126,20 @@ absl::Status Server::Start() {
         i.address = address_;
         i.start_time_unix_ms = internal::ProcessStartUnixMillis();
       }
-      registration = (*discovery)->Register(std::move(instances));
+      absl::StatusOr<std::unique_ptr<internal::Registration>> registration =
+          (*discovery)->Register(std::move(instances));
+      if (registration.ok()) registration_ = *std::move(registration);
+      failed = registration.status();
     }
-    if (!registration.ok()) {
+    if (!failed.ok()) {
       Shutdown();
       return absl::Status(
-          registration.status().code(),
+          failed.code(),
           absl::StrCat("cannot register the server's services: ",
-                       registration.status().message(),
+                       failed.message(),
                        " (DYN_DISCOVERY_REGISTER=false starts without)"));
     }
     discovery_ = *std::move(discovery);
-    registration_ = *std::move(registration);
   }
   // One line that shows a misconfiguration at a glance.
   DYNRPC_LOG(kInfo, "dynrpc::server", "serving ",

@@ -20,12 +20,14 @@
 #include "boost/asio/use_future.hpp"
 #include "dynrpc/dynrpc.h"
 #include "dynrpc/testing/echo.dynrpc.pb.h"
+#include "grpc/health/v1/health.dynrpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/echo_service.h"
 #include "support/nats_server.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
+#include "support/wait_for.h"
 
 namespace dynrpc {
 namespace {
@@ -882,6 +884,98 @@ TEST_P(ConformanceTest, CallsPastTheHandlerLimitAreRefusedWithoutRunning) {
   EXPECT_THAT(b.get(), IsOk());
   ClientContext after;
   EXPECT_THAT(Run(stub->Echo(after, request)), IsOk());
+}
+
+// ---- Health and drain -------------------------------------------------------
+
+using ::grpc::health::v1::Health;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+
+TEST_P(ConformanceTest, EveryServerAnswersHealthChecks) {
+  NewStub();
+  Health::Stub health(channel_);
+  auto check = [&](std::string service) {
+    ClientContext context;
+    HealthCheckRequest request;
+    request.set_service(std::move(service));
+    return Run(health.Check(context, request));
+  };
+  for (std::string service : {"", "dynrpc.testing.EchoService"}) {
+    absl::StatusOr<HealthCheckResponse> r = check(service);
+    ASSERT_THAT(r, IsOk()) << service;
+    EXPECT_EQ(r->status(), HealthCheckResponse::SERVING) << service;
+  }
+  EXPECT_THAT(check("no.Such"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no.Such")));
+}
+
+// Health watches are handlers: DYN_SERVER_MAX_HANDLERS bounds how many a
+// peer holds open (and the health service's list of them).
+TEST_P(ConformanceTest, HealthWatchesCountAgainstTheHandlerLimit) {
+  Config config = ConfigFor(GetParam());
+  config.limits.max_handlers = 2;
+  StartServer(config);
+  NewStub();
+  Health::Stub health(channel_);
+  HealthCheckRequest request;
+  ClientContext a, b, c;
+  ClientReader<HealthCheckResponse> first = health.Watch(a, request);
+  ClientReader<HealthCheckResponse> second = health.Watch(b, request);
+  HealthCheckResponse seen;
+  ASSERT_TRUE(Run(first.Next(seen)));
+  ASSERT_TRUE(Run(second.Next(seen)));
+  ClientReader<HealthCheckResponse> third = health.Watch(c, request);
+  EXPECT_FALSE(Run(third.Next(seen)));
+  EXPECT_THAT(Run(third.Finish()),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("DYN_SERVER_MAX_HANDLERS=2")));
+  // One ends: its place is free again.
+  a.TryCancel();
+  (void)Run(first.Finish());
+  EXPECT_TRUE(dynrpc::testing::WaitFor(
+      [&] {
+        ClientContext d;
+        ClientReader<HealthCheckResponse> next = health.Watch(d, request);
+        HealthCheckResponse r;
+        bool ok = Run(next.Next(r));
+        d.TryCancel();
+        (void)Run(next.Finish());
+        return ok;
+      },
+      std::chrono::seconds(10)));
+}
+
+TEST_P(ConformanceTest, ADrainingServerFinishesCallsInFlightAndRefusesNewOnes) {
+  auto stub = NewStub();
+  ClientContext held;
+  EchoRequest request;
+  std::future<absl::StatusOr<EchoReply>> in_flight =
+      Spawn(stub->Block(held, request));
+  service_.WaitForBlocked(1);
+  std::future<bool> drained = std::async(std::launch::async, [&] {
+    return server_->Drain(std::chrono::seconds(30));
+  });
+  Health::Stub health(channel_);
+  ASSERT_TRUE(dynrpc::testing::WaitFor(
+      [&] {
+        ClientContext context;
+        HealthCheckRequest check;
+        absl::StatusOr<HealthCheckResponse> r =
+            Run(health.Check(context, check));
+        return r.ok() && r->status() == HealthCheckResponse::NOT_SERVING;
+      },
+      std::chrono::seconds(10)));
+  // A new call is refused without running, marked for a retry elsewhere.
+  ClientContext late;
+  EXPECT_THAT(Run(stub->Echo(late, request)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("draining")));
+  EXPECT_EQ(service_.calls(), 1);
+  // The call in flight finishes, then the drain does.
+  service_.ReleaseAll();
+  EXPECT_THAT(in_flight.get(), IsOk());
+  EXPECT_TRUE(drained.get());
 }
 
 INSTANTIATE_TEST_SUITE_P(

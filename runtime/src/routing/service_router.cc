@@ -103,6 +103,11 @@ void ServiceRouter::Update(absl::StatusOr<std::vector<Instance>> listed) {
   for (auto& w : wake) w->try_send(boost::system::error_code{});
 }
 
+bool ServiceRouter::Listed() const {
+  std::lock_guard lock(mu_);
+  return listed_;
+}
+
 std::vector<Instance> ServiceRouter::instances() const {
   std::lock_guard lock(mu_);
   std::vector<Instance> out;
@@ -112,9 +117,11 @@ std::vector<Instance> ServiceRouter::instances() const {
 
 absl::StatusOr<RoutedCall> ServiceRouter::ChooseLocked(
     const ClientContext& context, uint64_t exclude) {
-  const std::string where = absl::StrCat(
-      " (namespace '", options_.name_space, "', ",
-      options_.discovery->Describe(), ")");
+  // For the errors only: not built on the way to a pick.
+  auto where = [this] {
+    return absl::StrCat(" (namespace '", options_.name_space, "', ",
+                        options_.discovery->Describe(), ")");
+  };
   if (std::optional<uint64_t> wanted = context.instance_id()) {
     for (const auto& r : all_) {
       if (r->instance.id != *wanted) continue;
@@ -135,7 +142,7 @@ absl::StatusOr<RoutedCall> ServiceRouter::ChooseLocked(
     }
     return absl::UnavailableError(
         absl::StrCat("instance ", Hex(*wanted), " of ", options_.service,
-                     " is not registered", where));
+                     " is not registered", where()));
   }
   if (options_.router == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -170,7 +177,7 @@ absl::StatusOr<RoutedCall> ServiceRouter::ChooseLocked(
           options_.service, " is registered only on the ", other_plane,
           " request plane; this client uses ", plane_name_,
           " (DYN_REQUEST_PLANE): every process of a deployment must use the "
-          "same request plane", where));
+          "same request plane", where()));
     }
     if (on_plane == 0) {
       if (!discovery_error_.ok()) {
@@ -179,7 +186,7 @@ absl::StatusOr<RoutedCall> ServiceRouter::ChooseLocked(
                          ": ", discovery_error_.message()));
       }
       return absl::UnavailableError(absl::StrCat(
-          "no instance of ", options_.service, " is registered", where));
+          "no instance of ", options_.service, " is registered", where()));
     }
     return absl::UnavailableError(absl::StrCat(
         "every instance of ", options_.service, " (", on_plane,
@@ -310,12 +317,16 @@ asio::awaitable<CallResult> ServiceRouter::Unary(
   uint64_t exclude = 0;
   std::optional<CallResult> first;
   for (;;) {
-    // TryCancel() and the deadline end a wait for discovery's first
-    // listing (the plane's own wait takes the hook over after).
-    auto wake = std::make_shared<Signal>(executor_, 1);
-    cancel->Set([wake](absl::Status) {
-      wake->try_send(boost::system::error_code{});
-    });
+    // Before discovery's first listing, TryCancel() and the deadline end
+    // the wait for it (the plane's own wait takes the hook over after).
+    // Once listed (every call but the first few), nothing to set up.
+    std::shared_ptr<Signal> wake;
+    if (!Listed()) {
+      wake = std::make_shared<Signal>(executor_, 1);
+      cancel->Set([wake](absl::Status) {
+        wake->try_send(boost::system::error_code{});
+      });
+    }
     absl::StatusOr<RoutedCall> routed =
         co_await Choose(context, exclude, deadline, wake);
     if (std::optional<absl::Status> why = cancel->cancelled()) {

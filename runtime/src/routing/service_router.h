@@ -118,6 +118,8 @@ class ServiceRouter : public std::enable_shared_from_this<ServiceRouter> {
   ServiceRouter(Options options, std::shared_ptr<RequestPlaneClient> client,
                 boost::asio::any_io_executor executor);
   void Update(absl::StatusOr<std::vector<Instance>> listed);
+  // Discovery has listed the service at least once.
+  bool Listed() const;
   absl::StatusOr<RoutedCall> ChooseLocked(const ClientContext& context,
                                           uint64_t exclude);
   boost::asio::awaitable<void> Probe(std::shared_ptr<RoutedInstance> target);
