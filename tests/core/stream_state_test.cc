@@ -149,5 +149,41 @@ TEST_F(StreamStateTest, AnOkEndDeliversWhatCameBeforeIt) {
   EXPECT_FALSE(last->has_value());
 }
 
+// An io_context destroyed while a coroutine waits on a stream destroys the
+// coroutine's frame; what the frame owns may end that stream (a client
+// stream's destructor cancels it), which wakes its waiters. The destroyed
+// wait must not be among them: Boost 1.81's channel, its receive abandoned
+// by the shutdown, crashes on a send (seen with an etcd watch pending when
+// its runtime went).
+TEST(StreamStateShutdownTest, AFrameDestroyedWhileWaitingEndsItsStreamSafely) {
+  auto state = std::make_shared<StreamState>(kMax);
+  bool waiting = false;
+  {
+    asio::io_context io;
+    // Ends the stream when the frame that owns it is destroyed.
+    struct EndsOnDestruction {
+      std::shared_ptr<StreamState> state;
+      ~EndsOnDestruction() {
+        if (state) state->End(CallResult(absl::CancelledError("gone")));
+      }
+    };
+    asio::co_spawn(
+        io,
+        [](std::shared_ptr<StreamState> state,
+           bool& waiting) -> asio::awaitable<void> {
+          EndsOnDestruction owner{state};
+          uint32_t grant = 0;
+          waiting = true;
+          (void)co_await state->Read(&grant);
+          waiting = false;  // never: the io_context goes first
+        }(state, waiting),
+        [](std::exception_ptr) {});
+    io.poll();
+    ASSERT_TRUE(waiting);
+  }  // ~io_context destroys the waiting frame
+  EXPECT_TRUE(waiting);
+  EXPECT_THAT(state->end_status(), StatusIs(absl::StatusCode::kCancelled));
+}
+
 }  // namespace
 }  // namespace dynrpc::internal

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
@@ -17,11 +18,16 @@ StreamState::StreamState(std::size_t max_message,
       wire_overhead_(wire ? std::optional<std::size_t>(wire->overhead)
                           : std::nullopt) {}
 
-std::shared_ptr<Signal> StreamState::WaitLocked(
-    const asio::any_io_executor& executor) {
-  auto signal = std::make_shared<Signal>(executor, 1);
-  waiters_.push_back(signal);
-  return signal;
+void StreamState::WaitLocked(const asio::any_io_executor& executor,
+                             Waiting& waiting) {
+  waiting.signal_ = std::make_shared<Signal>(executor, 1);
+  waiters_.push_back(waiting.signal_);
+}
+
+StreamState::Waiting::~Waiting() {
+  if (signal_ == nullptr) return;
+  std::lock_guard lock(state_.mu_);
+  std::erase(state_.waiters_, signal_);
 }
 
 void StreamState::WakeAllLocked() {
@@ -108,7 +114,7 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
   *grant = 0;
   asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
-    std::shared_ptr<Signal> wake;
+    Waiting waiting(*this);
     {
       std::lock_guard lock(mu_);
       if (inbound_ && !inbound_->empty()) {
@@ -124,9 +130,10 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
         co_return end_->status;
       }
       if (peer_done_) co_return std::optional<std::string>();
-      wake = WaitLocked(executor);
+      WaitLocked(executor, waiting);
     }
-    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await waiting.signal().async_receive(
+        asio::as_tuple(asio::use_awaitable));
     if (ec) co_return absl::CancelledError("read cancelled");
   }
 }
@@ -134,7 +141,7 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
 asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
   asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
-    std::shared_ptr<Signal> wake;
+    Waiting waiting(*this);
     {
       std::lock_guard lock(mu_);
       if (end_) {
@@ -149,9 +156,10 @@ asio::awaitable<absl::Status> StreamState::ReserveSend(std::size_t bytes) {
         send_window_ -= static_cast<int64_t>(bytes + kMessageOverhead);
         co_return absl::OkStatus();
       }
-      wake = WaitLocked(executor);
+      WaitLocked(executor, waiting);
     }
-    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await waiting.signal().async_receive(
+        asio::as_tuple(asio::use_awaitable));
     if (ec) co_return absl::CancelledError("write cancelled");
   }
 }
@@ -161,7 +169,7 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
   *grant = 0;
   asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
-    std::shared_ptr<Signal> wake;
+    Waiting waiting(*this);
     {
       std::lock_guard lock(mu_);
       if (end_) co_return *end_;
@@ -179,9 +187,10 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
         *grant = static_cast<uint32_t>(g);
         co_return std::nullopt;  // grant it, then wait again
       }
-      wake = WaitLocked(executor);
+      WaitLocked(executor, waiting);
     }
-    auto [ec] = co_await wake->async_receive(asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await waiting.signal().async_receive(
+        asio::as_tuple(asio::use_awaitable));
     if (ec) co_return CallResult(absl::CancelledError("wait cancelled"));
   }
 }
@@ -195,6 +204,11 @@ asio::awaitable<CallResult> StreamState::TakeEnd() {
       if (!sole_waiter_) sole_waiter_.emplace(executor, 1);
       sole_waiting_ = true;
     }
+    // However the wait ends (see Waiting), it is no longer waiting.
+    absl::Cleanup done = [this] {
+      std::lock_guard lock(mu_);
+      sole_waiting_ = false;
+    };
     auto [ec] = co_await sole_waiter_->async_receive(
         asio::as_tuple(asio::use_awaitable));
     if (ec) co_return CallResult(absl::CancelledError("wait cancelled"));

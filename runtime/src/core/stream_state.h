@@ -104,8 +104,27 @@ class StreamState {
 
  private:
   bool EndLocked(CallResult result, bool discard_unread);
-  // Under mu_: a signal that the next WakeAllLocked() fires.
-  std::shared_ptr<Signal> WaitLocked(const boost::asio::any_io_executor& ex);
+  // A wait in progress: its signal is in waiters_ from WaitLocked() until
+  // this ends, however the wait ends. A coroutine frame destroyed while it
+  // waits (an io_context destroyed with the call pending) thus leaves no
+  // entry behind for a later WakeAllLocked() to fire: Boost 1.81's channel
+  // crashes on a send to a channel whose waiting receive was abandoned by
+  // the io_context's shutdown.
+  class Waiting {
+   public:
+    explicit Waiting(StreamState& state) : state_(state) {}
+    ~Waiting();
+    Waiting(const Waiting&) = delete;
+    Waiting& operator=(const Waiting&) = delete;
+    Signal& signal() { return *signal_; }
+
+   private:
+    friend class StreamState;
+    StreamState& state_;
+    std::shared_ptr<Signal> signal_;  // set under mu_ by WaitLocked()
+  };
+  // Under mu_: registers `waiting` for the next WakeAllLocked().
+  void WaitLocked(const boost::asio::any_io_executor& ex, Waiting& waiting);
   void WakeAllLocked();
   uint32_t TakeGrantLocked(std::size_t consumed);
 
