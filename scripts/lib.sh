@@ -11,7 +11,7 @@ JOBS="${DYNRPC_JOBS:-$(nproc)}"
 PACKAGES=(
   cmake ninja-build g++ ccache python3
   libprotobuf-dev libprotoc-dev protobuf-compiler
-  libabsl-dev
+  libabsl-dev zlib1g-dev
   libboost1.81-dev
   pkg-config libnghttp2-dev
   libgrpc++-dev protobuf-compiler-grpc curl

@@ -24,6 +24,17 @@ namespace asio = boost::asio;
 using internal::CallResult;
 using internal::ContextAccess;
 
+// Compresses `message` in place with `algorithm` when worth it; whether it
+// did.
+bool Compress(Compression algorithm, std::size_t min_bytes,
+              std::string& message) {
+  std::optional<std::string> compressed =
+      internal::MaybeCompress(algorithm, message, min_bytes);
+  if (!compressed) return false;
+  internal::RecycleMessageBuffer(std::exchange(message, *std::move(compressed)));
+  return true;
+}
+
 std::string NewRequestId() {
   thread_local absl::BitGen gen;
   return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen),
@@ -34,7 +45,7 @@ std::string NewRequestId() {
 class FailedRawStream final : public RawClientStream {
  public:
   explicit FailedRawStream(absl::Status status) : status_(std::move(status)) {}
-  asio::awaitable<absl::Status> Write(std::string) override {
+  asio::awaitable<absl::Status> Write(std::string, WriteOptions) override {
     co_return status_;
   }
   asio::awaitable<absl::Status> WritesDone() override { co_return status_; }
@@ -54,8 +65,13 @@ class CoreClientStream final : public RawClientStream {
  public:
   CoreClientStream(std::shared_ptr<internal::ClientStream> plane,
                    ClientContext& context, asio::any_io_executor executor,
-                   Clock::time_point deadline, std::string expired)
-      : plane_(std::move(plane)), context_(context), timer_(executor, deadline) {
+                   Clock::time_point deadline, std::string expired,
+                   Compression compression, std::size_t compression_min_bytes)
+      : plane_(std::move(plane)),
+        context_(context),
+        compression_(compression),
+        compression_min_bytes_(compression_min_bytes),
+        timer_(executor, deadline) {
     std::weak_ptr<internal::ClientStream> weak = plane_;
     timer_.async_wait([weak, expired = std::move(expired)](
                           const boost::system::error_code& ec) {
@@ -77,8 +93,11 @@ class CoreClientStream final : public RawClientStream {
     plane_->Cancel(absl::CancelledError("stream dropped before it ended"));
   }
 
-  asio::awaitable<absl::Status> Write(std::string message) override {
-    return plane_->Write(std::move(message));
+  asio::awaitable<absl::Status> Write(std::string message,
+                                      WriteOptions options) override {
+    bool compressed = !options.no_compression &&
+                      Compress(compression_, compression_min_bytes_, message);
+    return plane_->Write(std::move(message), compressed);
   }
   asio::awaitable<absl::Status> WritesDone() override {
     return plane_->WritesDone();
@@ -120,6 +139,8 @@ class CoreClientStream final : public RawClientStream {
 
   std::shared_ptr<internal::ClientStream> plane_;
   ClientContext& context_;
+  const Compression compression_;  // the call's
+  const std::size_t compression_min_bytes_;
   std::mutex mu_;
   asio::steady_timer timer_;  // cancel() under mu_
   bool ended_ = false;        // guarded by mu_
@@ -148,8 +169,10 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::Create(
       internal::CreateRequestPlaneClient(config, executor);
   if (!client.ok()) return client.status();
   if (absl::Status s = (*client)->CheckTarget(target); !s.ok()) return s;
-  return std::shared_ptr<Channel>(new Channel(
-      std::move(executor), std::move(target), std::move(*client), nullptr));
+  return std::shared_ptr<Channel>(new Channel(std::move(executor),
+                                              std::move(target),
+                                              std::move(*client), nullptr,
+                                              config));
 }
 
 absl::StatusOr<std::shared_ptr<Channel>> Channel::ForService(
@@ -191,16 +214,19 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::ForService(
       internal::ServiceRouter::Start(std::move(routing), *client, executor);
   return std::shared_ptr<Channel>(
       new Channel(std::move(executor), std::move(service), std::move(*client),
-                  std::move(router)));
+                  std::move(router), config));
 }
 
 Channel::Channel(boost::asio::any_io_executor executor, std::string target,
                  std::shared_ptr<internal::RequestPlaneClient> client,
-                 std::shared_ptr<internal::ServiceRouter> router)
+                 std::shared_ptr<internal::ServiceRouter> router,
+                 const Config& config)
     : executor_(std::move(executor)),
       target_(std::move(target)),
       client_(std::move(client)),
-      router_(std::move(router)) {}
+      router_(std::move(router)),
+      compression_(config.compression),
+      compression_min_bytes_(config.compression_min_bytes) {}
 
 Channel::~Channel() = default;
 
@@ -215,9 +241,11 @@ namespace {
 // deadline (the context's, else the plane's default timeout).
 internal::CallRequest MakeHead(const ClientContext& context,
                                std::string_view method_path,
-                               Clock::duration default_timeout) {
+                               Clock::duration default_timeout,
+                               Compression compression) {
   internal::CallRequest call;
   call.method = std::string(method_path);
+  call.encoding = context.compression().value_or(compression);
   call.metadata = context.metadata();
   if (!FindMetadata(call.metadata, "x-request-id")) {
     call.metadata.emplace_back("x-request-id", NewRequestId());
@@ -265,9 +293,11 @@ absl::Status ExpiredStatus(std::string expired, const absl::Status& cause) {
 boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
     ClientContext& context, std::string_view method_path,
     std::string request) {
-  internal::CallRequest call =
-      MakeHead(context, method_path, client_->default_timeout());
+  internal::CallRequest call = MakeHead(
+      context, method_path, client_->default_timeout(), compression_);
   call.payload = std::move(request);
+  call.payload_compressed =
+      Compress(call.encoding, compression_min_bytes_, call.payload);
   Clock::time_point deadline = *call.deadline;
   std::string expired =
       ExpiredMessage(context, method_path, *client_);
@@ -311,9 +341,14 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
 std::unique_ptr<RawClientStream> Channel::StartStream(
     ClientContext& context, std::string_view method_path,
     std::optional<std::string> request) {
-  internal::CallRequest head =
-      MakeHead(context, method_path, client_->default_timeout());
+  internal::CallRequest head = MakeHead(
+      context, method_path, client_->default_timeout(), compression_);
+  if (request) {
+    head.payload_compressed =
+        Compress(head.encoding, compression_min_bytes_, *request);
+  }
   Clock::time_point deadline = *head.deadline;
+  const Compression head_encoding = head.encoding;
   std::shared_ptr<internal::ClientStream> plane =
       router_ != nullptr
           ? router_->StartStream(context, std::move(head), std::move(request))
@@ -324,7 +359,8 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
     plane->Cancel(absl::DeadlineExceededError(expired));
   }
   return std::make_unique<CoreClientStream>(
-      std::move(plane), context, executor_, deadline, std::move(expired));
+      std::move(plane), context, executor_, deadline, std::move(expired),
+      head_encoding, compression_min_bytes_);
 }
 
 std::unique_ptr<RawClientStream> Channel::FailedStream(absl::Status status) {

@@ -99,6 +99,8 @@ absl::Status Server::Start() {
     if (absl::Status s = dispatcher_->Register(*health_); !s.ok()) return s;
   }
   dispatcher_->set_max_handlers(config_->limits.max_handlers);
+  dispatcher_->set_compression(internal::CompressionPolicy{
+      config_->compression, config_->compression_min_bytes});
   absl::StatusOr<std::unique_ptr<internal::RequestPlaneServer>> plane =
       internal::CreateRequestPlaneServer(*config_, executor_);
   if (!plane.ok()) return plane.status();

@@ -765,6 +765,231 @@ TEST_P(ConformanceTest, UnreachableServerFailsTheStreamsFirstOperation) {
   EXPECT_THAT(Run(reader.Read()), StatusIs(absl::StatusCode::kUnavailable));
 }
 
+// ---- Compression --------------------------------------------------------------
+//
+// Whether a message went compressed is seen through the sender's size limit,
+// which counts the bytes on the wire: a 1 MiB compressible message passes a
+// 64 KiB limit only compressed.
+
+constexpr std::size_t kSmallLimit = 64 << 10;
+constexpr std::size_t kCompressible = 1 << 20;
+
+EchoRequest BigEcho(std::size_t bytes, char fill = 'e') {
+  EchoRequest request;
+  request.set_text("big");
+  request.set_payload(std::string(bytes, fill));
+  request.set_no_payload_back(true);
+  return request;
+}
+
+TEST_P(ConformanceTest, CompressedCallsOfEveryKindRoundTrip) {
+  auto stub = NewStub();
+  for (Compression c : {Compression::kDeflate, Compression::kGzip}) {
+    SCOPED_TRACE(CompressionName(c));
+    const std::string name(CompressionName(c));
+    {
+      ClientContext context;
+      context.set_compression(c);
+      context.AddMetadata("x-compress", name);
+      EchoRequest request;
+      request.set_text("unary");
+      request.set_payload(std::string(200 << 10, 'u'));
+      absl::StatusOr<EchoReply> reply = Run(stub->Echo(context, request));
+      ASSERT_THAT(reply, IsOk());
+      EXPECT_EQ(reply->payload(), request.payload());
+    }
+    {
+      ClientContext context;
+      context.set_compression(c);
+      context.AddMetadata("x-compress", name);
+      ClientReader<StreamMessage> reader =
+          stub->Generate(context, Count(3, 100 << 10));
+      std::vector<StreamMessage> got = Run(ReadAll(reader));
+      ASSERT_EQ(got.size(), 3u);
+      for (const StreamMessage& m : got) {
+        EXPECT_EQ(m.payload(), std::string(100 << 10, 'g'));
+      }
+      EXPECT_THAT(Run(reader.Finish()), IsOk());
+    }
+    {
+      ClientContext context;
+      context.set_compression(c);
+      ClientWriter<StreamMessage, StreamSummary> writer =
+          stub->Collect(context);
+      for (int i = 0; i < 3; ++i) {
+        ASSERT_THAT(Run(writer.Write(Numbered(i, std::string(100 << 10, 'c')))),
+                    IsOk());
+      }
+      absl::StatusOr<StreamSummary> summary = Run(writer.Finish());
+      ASSERT_THAT(summary, IsOk());
+      EXPECT_EQ(summary->count(), 3);
+      EXPECT_EQ(summary->bytes(), 300 << 10);
+      EXPECT_TRUE(summary->in_order());
+    }
+    {
+      ClientContext context;
+      context.set_compression(c);
+      context.AddMetadata("x-compress", name);
+      ClientReaderWriter<StreamMessage, StreamMessage> chat =
+          stub->Chat(context);
+      for (const char* text : {"compressed", "uncompressed"}) {
+        StreamMessage m = Numbered(0, std::string(100 << 10, 'b'));
+        m.set_text(text);
+        ASSERT_THAT(Run(chat.Write(m)), IsOk());
+        absl::StatusOr<std::optional<StreamMessage>> back = Run(chat.Read());
+        ASSERT_THAT(back, IsOk());
+        ASSERT_TRUE(back->has_value());
+        EXPECT_EQ((*back)->text(), text);
+        EXPECT_EQ((*back)->payload(), m.payload());
+      }
+      ASSERT_THAT(Run(chat.WritesDone()), IsOk());
+      EXPECT_THAT(Run(chat.Finish()), IsOk());
+    }
+  }
+}
+
+// Requests: what the context asks, else the channel's default; under the
+// threshold, or with WriteOptions::no_compression, a message goes as it is.
+TEST_P(ConformanceTest, RequestsGoCompressedAsTheContextOrChannelSays) {
+  Config small = WithMaxMessage(ConfigFor(GetParam()), kSmallLimit);
+  auto plain = NewStub(small);
+  {
+    ClientContext context;
+    EXPECT_THAT(Run(plain->Echo(context, BigEcho(kCompressible))),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr("exceeds")));
+  }
+  {
+    ClientContext context;
+    context.set_compression(Compression::kGzip);
+    EXPECT_THAT(Run(plain->Echo(context, BigEcho(kCompressible))), IsOk());
+  }
+  Config by_default = small;
+  by_default.compression = Compression::kDeflate;
+  auto compressing = NewStub(by_default);
+  {
+    ClientContext context;
+    EXPECT_THAT(Run(compressing->Echo(context, BigEcho(kCompressible))),
+                IsOk());
+    // A context may still turn it off.
+    ClientContext off;
+    off.set_compression(Compression::kIdentity);
+    EXPECT_THAT(Run(compressing->Echo(off, BigEcho(kCompressible))),
+                StatusIs(absl::StatusCode::kResourceExhausted));
+  }
+  {
+    // Message by message on a stream.
+    ClientContext context;
+    ClientWriter<StreamMessage, StreamSummary> writer =
+        compressing->Collect(context);
+    StreamMessage m = Numbered(0, std::string(kCompressible, 'w'));
+    ASSERT_THAT(Run(writer.Write(m)), IsOk());
+    WriteOptions as_is;
+    as_is.no_compression = true;
+    EXPECT_THAT(Run(writer.Write(Numbered(1, m.payload()), as_is)),
+                StatusIs(absl::StatusCode::kResourceExhausted));
+    absl::StatusOr<StreamSummary> summary = Run(writer.Finish());
+    ASSERT_THAT(summary, IsOk());
+    EXPECT_EQ(summary->count(), 1);  // the stream went on without it
+  }
+  Config high_threshold = by_default;
+  high_threshold.compression_min_bytes = 2 << 20;
+  auto threshold = NewStub(high_threshold);
+  ClientContext context;
+  EXPECT_THAT(Run(threshold->Echo(context, BigEcho(kCompressible))),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+// Responses: what the handler asks, else the server's default.
+TEST_P(ConformanceTest, ResponsesGoCompressedAsTheHandlerOrServerSays) {
+  Config small = WithMaxMessage(ConfigFor(GetParam()), kSmallLimit);
+  StartServer(small);
+  auto stub = NewStub();
+  SizeRequest request;
+  request.set_reply_payload_bytes(kCompressible);
+  {
+    ClientContext context;
+    EXPECT_THAT(Run(stub->Sized(context, request)),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr("exceeds")));
+  }
+  {
+    ClientContext context;
+    context.AddMetadata("x-compress", "gzip");
+    absl::StatusOr<EchoReply> reply = Run(stub->Sized(context, request));
+    ASSERT_THAT(reply, IsOk());
+    EXPECT_EQ(reply->payload().size(), kCompressible);
+  }
+  {
+    ClientContext context;
+    context.AddMetadata("x-compress", "deflate");
+    ClientReader<StreamMessage> reader =
+        stub->Generate(context, Count(2, kCompressible));
+    EXPECT_EQ(Run(ReadAll(reader)).size(), 2u);
+    EXPECT_THAT(Run(reader.Finish()), IsOk());
+  }
+  Config by_default = small;
+  by_default.compression = Compression::kGzip;
+  StartServer(by_default);
+  stub = NewStub();
+  ClientContext context;
+  absl::StatusOr<EchoReply> reply = Run(stub->Sized(context, request));
+  ASSERT_THAT(reply, IsOk());
+  EXPECT_EQ(reply->payload().size(), kCompressible);
+}
+
+// A small compressed message that inflates past the receiver's limit is
+// RESOURCE_EXHAUSTED naming the limit, both ways (the inflation stops at
+// the limit: see compression_test).
+TEST_P(ConformanceTest, InflationBombsAreRefusedNamingTheLimit) {
+  constexpr std::size_t kLimit = 1 << 20;
+  constexpr std::size_t kBomb = 16 << 20;
+  const std::string names_limit =
+      "inflates past the message size limit of " + std::to_string(kLimit);
+  StartServer(WithMaxMessage(ConfigFor(GetParam()), kLimit));
+  auto stub = NewStub();
+  {
+    ClientContext context;
+    context.set_compression(Compression::kGzip);
+    EXPECT_THAT(Run(stub->Echo(context, BigEcho(kBomb, '\0'))),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr(names_limit)));
+  }
+  {
+    ClientContext context;
+    context.set_compression(Compression::kDeflate);
+    ClientWriter<StreamMessage, StreamSummary> writer = stub->Collect(context);
+    (void)Run(writer.Write(Numbered(0, std::string(kBomb, '\0'))));
+    EXPECT_THAT(Run(writer.Finish()),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr(names_limit)));
+  }
+  EXPECT_EQ(service_.calls(), 0);  // Echo's handler never ran
+
+  StartServer(ConfigFor(GetParam()));
+  stub = NewStub(WithMaxMessage(ConfigFor(GetParam()), kLimit));
+  {
+    ClientContext context;
+    context.AddMetadata("x-compress", "gzip");
+    SizeRequest request;
+    request.set_reply_payload_bytes(kBomb);
+    EXPECT_THAT(Run(stub->Sized(context, request)),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr(names_limit)));
+  }
+  {
+    ClientContext context;
+    context.AddMetadata("x-compress", "gzip");
+    ClientReader<StreamMessage> reader =
+        stub->Generate(context, Count(1, kBomb));
+    EXPECT_THAT(Run(reader.Read()),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr(names_limit)));
+    EXPECT_THAT(Run(reader.Finish()),
+                StatusIs(absl::StatusCode::kResourceExhausted));
+  }
+}
+
 // ---- Parity: promises whose copies once drifted between planes -------------
 
 // One message, then a wait the call's end must cut short: Generate with

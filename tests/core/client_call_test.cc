@@ -41,7 +41,7 @@ class FakeLink final : public ClientLink {
     if (bytes <= kMax) return absl::OkStatus();
     return absl::ResourceExhaustedError("over kMax");
   }
-  absl::Status SendMessage(std::string message) override {
+  absl::Status SendMessage(std::string message, bool compressed) override {
     log_->push_back("message " + message);
     if (message == "refused") return absl::ResourceExhaustedError("refused");
     return absl::OkStatus();
@@ -214,7 +214,7 @@ TEST_F(ClientCallTest, ReaderAndWriterOpenTheStreamOnce) {
       plane_->StartStream("t", Head("/s/B"), std::nullopt);
   plane_->hold_open = true;
   auto read = Start(stream->Read());
-  auto write = Start(stream->Write("one"));
+  auto write = Start(stream->Write("one", false));
   EXPECT_FALSE(Ready(write));
   plane_->LetOpen();
   Poll();
@@ -231,11 +231,11 @@ TEST_F(ClientCallTest, ReaderAndWriterOpenTheStreamOnce) {
 TEST_F(ClientCallTest, MessagesGoInOrderAndNoneAfterTheHalfClose) {
   std::unique_ptr<ClientStream> stream =
       plane_->StartStream("t", Head("/s/B"), std::nullopt);
-  EXPECT_THAT(Start(stream->Write("one")).get(), IsOk());
-  EXPECT_THAT(Start(stream->Write("two")).get(), IsOk());
+  EXPECT_THAT(Start(stream->Write("one", false)).get(), IsOk());
+  EXPECT_THAT(Start(stream->Write("two", false)).get(), IsOk());
   EXPECT_THAT(Start(stream->WritesDone()).get(), IsOk());
   EXPECT_THAT(Start(stream->WritesDone()).get(), IsOk());  // once on the wire
-  EXPECT_THAT(Start(stream->Write("three")).get(),
+  EXPECT_THAT(Start(stream->Write("three", false)).get(),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(*plane_->log, ElementsAre("open /s/B", "message one",
                                         "message two", "half-close"));
@@ -244,11 +244,11 @@ TEST_F(ClientCallTest, MessagesGoInOrderAndNoneAfterTheHalfClose) {
 TEST_F(ClientCallTest, AMessageTheWireRefusesIsNotSentAndTheStreamGoesOn) {
   std::unique_ptr<ClientStream> stream =
       plane_->StartStream("t", Head("/s/B"), std::nullopt);
-  EXPECT_THAT(Start(stream->Write(std::string(kMax + 1, 'x'))).get(),
+  EXPECT_THAT(Start(stream->Write(std::string(kMax + 1, 'x'), false)).get(),
               StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_THAT(Start(stream->Write("refused")).get(),
+  EXPECT_THAT(Start(stream->Write("refused", false)).get(),
               StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_THAT(Start(stream->Write("fine")).get(), IsOk());
+  EXPECT_THAT(Start(stream->Write("fine", false)).get(), IsOk());
   EXPECT_THAT(*plane_->log,
               ElementsAre("open /s/B", "message refused", "message fine"));
 }
@@ -257,7 +257,7 @@ TEST_F(ClientCallTest, AServerStreamingCallOpensWithItsMessageHalfClosed) {
   std::unique_ptr<ClientStream> stream =
       plane_->StartStream("t", Head("/s/S"), std::string("req"));
   auto read = Start(stream->Read());
-  EXPECT_THAT(Start(stream->Write("more")).get(),
+  EXPECT_THAT(Start(stream->Write("more", false)).get(),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   plane_->states[0]->End(CallResult(absl::OkStatus()));
   Poll();
@@ -287,7 +287,7 @@ TEST_F(ClientCallTest, CancelWhileOpeningIsSentOnceTheStreamIsOpen) {
       plane_->StartStream("t", Head("/s/B"), std::nullopt);
   plane_->hold_open = true;
   plane_->open_despite_cancel = true;
-  auto write = Start(stream->Write("one"));
+  auto write = Start(stream->Write("one", false));
   stream->Cancel(absl::CancelledError("by the caller"));
   Poll();
   ASSERT_TRUE(Ready(write));
@@ -299,7 +299,7 @@ TEST_F(ClientCallTest, CancelWhileOpeningIsSentOnceTheStreamIsOpen) {
 TEST_F(ClientCallTest, FinishHalfClosesWaitsForTheEndAndReleasesOnce) {
   std::unique_ptr<ClientStream> stream =
       plane_->StartStream("t", Head("/s/C"), std::nullopt);
-  EXPECT_THAT(Start(stream->Write("one")).get(), IsOk());
+  EXPECT_THAT(Start(stream->Write("one", false)).get(), IsOk());
   auto finish = Start(stream->Finish());
   ASSERT_FALSE(Ready(finish));
   plane_->states[0]->End(CallResult(absl::OkStatus()));

@@ -432,5 +432,24 @@ TEST(DiscoveryConfigTest, MalformedValuesNameTheVariable) {
                        HasSubstr("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT='soon'")));
 }
 
+TEST(CompressionConfigTest, DefaultsVariablesAndErrors) {
+  absl::StatusOr<Config> d = Parse({});
+  ASSERT_THAT(d, IsOk());
+  EXPECT_EQ(d->compression, Compression::kIdentity);
+  EXPECT_EQ(d->compression_min_bytes, 1024u);
+  absl::StatusOr<Config> c = Parse(
+      {{"DYN_COMPRESSION", "GZip"}, {"DYN_COMPRESSION_MIN_BYTES", "4KiB"}});
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->compression, Compression::kGzip);
+  EXPECT_EQ(c->compression_min_bytes, 4096u);
+  EXPECT_THAT(Parse({{"DYN_COMPRESSION", "brotli"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("DYN_COMPRESSION='brotli'"),
+                             HasSubstr("identity, deflate or gzip"))));
+  EXPECT_THAT(Parse({{"DYN_COMPRESSION_MIN_BYTES", "-1"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("DYN_COMPRESSION_MIN_BYTES")));
+}
+
 }  // namespace
 }  // namespace dynrpc

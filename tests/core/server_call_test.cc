@@ -34,8 +34,10 @@ struct FakeCall final : FramedServerCall {
     if (bytes <= kMax) return absl::OkStatus();
     return absl::ResourceExhaustedError("over kMax");
   }
+  std::size_t max_message_size() const override { return kMax; }
   absl::Status SendMessage(std::string message,
-                           const Metadata* initial_metadata) override {
+                           const Metadata* initial_metadata,
+                           Compression encoding, bool compressed) override {
     std::string entry = "message " + message;
     if (initial_metadata != nullptr) {
       entry += " with " + std::to_string(initial_metadata->size()) + " initial";
@@ -131,8 +133,8 @@ TEST_F(ServerCallTest, InitialMetadataGoesWithTheFirstMessageOnly) {
   auto call = StreamingCall();
   handler_.stream = [](ServerStream& s) -> asio::awaitable<CallResult> {
     Metadata initial = {{"a", "1"}, {"b", "2"}};
-    absl::Status one = co_await s.Write("one", initial);
-    absl::Status two = co_await s.Write("two", initial);
+    absl::Status one = co_await s.Write("one", initial, Compression::kIdentity, false);
+    absl::Status two = co_await s.Write("two", initial, Compression::kIdentity, false);
     co_return CallResult(one.ok() && two.ok() ? absl::OkStatus()
                                               : absl::InternalError("write"));
   };
@@ -146,12 +148,12 @@ TEST_F(ServerCallTest, AMessageNotSentIsRetriedWithItsInitialMetadata) {
   auto call = StreamingCall();
   handler_.stream = [](ServerStream& s) -> asio::awaitable<CallResult> {
     Metadata initial = {{"a", "1"}};
-    absl::Status refused = co_await s.Write("refused", initial);
+    absl::Status refused = co_await s.Write("refused", initial, Compression::kIdentity, false);
     EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
     absl::Status too_big =
-        co_await s.Write(std::string(kMax + 1, 'x'), initial);
+        co_await s.Write(std::string(kMax + 1, 'x'), initial, Compression::kIdentity, false);
     EXPECT_THAT(too_big, StatusIs(absl::StatusCode::kResourceExhausted));
-    co_return CallResult(co_await s.Write("ok", initial));
+    co_return CallResult(co_await s.Write("ok", initial, Compression::kIdentity, false));
   };
   Serve(call);
   EXPECT_THAT(call->log, ElementsAre("message refused with 1 initial",

@@ -72,7 +72,7 @@ class FakeRawClientStream final : public dynrpc::RawClientStream {
         end_(std::move(end)),
         written_(written) {}
 
-  Awaitable<absl::Status> Write(std::string message) override {
+  Awaitable<absl::Status> Write(std::string message, dynrpc::WriteOptions) override {
     if (writes_done_) {
       co_return absl::FailedPreconditionError("Write() after WritesDone()");
     }

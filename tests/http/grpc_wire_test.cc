@@ -18,11 +18,21 @@
 #include "support/status_matchers.h"
 
 namespace dynrpc::internal::http {
+
+// Messages compare with their bytes, in these tests.
+bool operator==(const GrpcMessage& m, std::string_view bytes) {
+  return m.bytes == bytes;
+}
+void PrintTo(const GrpcMessage& m, std::ostream* os) {
+  *os << '"' << m.bytes << '"';
+}
+
 namespace {
 
 using ::dynrpc::testing::IsOk;
 using ::dynrpc::testing::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Optional;
@@ -75,7 +85,7 @@ TEST(GrpcMessageDecoder, StartsAtBoundary) {
 
 TEST(GrpcMessageDecoder, OneMessageInOneFeed) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   ASSERT_THAT(decoder.Feed(Frame("hello"), "request", out), IsOk());
   EXPECT_THAT(out, ElementsAre("hello"));
   EXPECT_TRUE(decoder.AtBoundary());
@@ -84,7 +94,7 @@ TEST(GrpcMessageDecoder, OneMessageInOneFeed) {
 
 TEST(GrpcMessageDecoder, EmptyFeedDoesNothing) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   ASSERT_THAT(decoder.Feed("", "request", out), IsOk());
   EXPECT_THAT(out, IsEmpty());
   EXPECT_TRUE(decoder.AtBoundary());
@@ -104,7 +114,7 @@ TEST(GrpcMessageDecoder, EmptyFeedDoesNothing) {
 
 TEST(GrpcMessageDecoder, EmptyMessageIsCompleteWithItsPrefix) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   ASSERT_THAT(decoder.Feed(Frame(""), "request", out), IsOk());
   EXPECT_THAT(out, ElementsAre(""));
   EXPECT_TRUE(decoder.AtBoundary());
@@ -112,7 +122,7 @@ TEST(GrpcMessageDecoder, EmptyMessageIsCompleteWithItsPrefix) {
 
 TEST(GrpcMessageDecoder, EmptyMessageWithZeroLimit) {
   GrpcMessageDecoder decoder(0, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   ASSERT_THAT(decoder.Feed(Frame("") + Frame(""), "request", out), IsOk());
   EXPECT_THAT(out, ElementsAre("", ""));
   EXPECT_THAT(decoder.Feed(Frame("x"), "request", out),
@@ -122,7 +132,7 @@ TEST(GrpcMessageDecoder, EmptyMessageWithZeroLimit) {
 
 TEST(GrpcMessageDecoder, AppendsToWhatOutHolds) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out = {"earlier"};
+  std::vector<GrpcMessage> out = {GrpcMessage{"earlier"}};
   ASSERT_THAT(
       decoder.Feed(Frame("a") + Frame("") + Frame("bc"), "response", out),
       IsOk());
@@ -131,7 +141,7 @@ TEST(GrpcMessageDecoder, AppendsToWhatOutHolds) {
 
 TEST(GrpcMessageDecoder, MessageBytesArePreservedExactly) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   std::string all = AllBytes();
   ASSERT_THAT(decoder.Feed(Frame(all), "request", out), IsOk());
   ASSERT_EQ(out.size(), 1u);
@@ -157,14 +167,14 @@ TEST(GrpcMessageDecoder, EverySplitPoint) {
   for (std::size_t split = 0; split <= wire.size(); ++split) {
     SCOPED_TRACE(split);
     GrpcMessageDecoder decoder(1024, "LIMIT");
-    std::vector<std::string> out;
+    std::vector<GrpcMessage> out;
     ASSERT_THAT(
         decoder.Feed(std::string_view(wire).substr(0, split), "request", out),
         IsOk());
     ASSERT_THAT(
         decoder.Feed(std::string_view(wire).substr(split), "request", out),
         IsOk());
-    EXPECT_EQ(out, messages);
+    EXPECT_THAT(out, ElementsAreArray(messages));
     EXPECT_TRUE(decoder.AtBoundary());
   }
 }
@@ -177,12 +187,12 @@ TEST(GrpcMessageDecoder, EveryPairOfSplitPoints) {
     for (std::size_t b = a; b <= wire.size(); ++b) {
       SCOPED_TRACE(::testing::Message() << "splits at " << a << ", " << b);
       GrpcMessageDecoder decoder(1024, "LIMIT");
-      std::vector<std::string> out;
+      std::vector<GrpcMessage> out;
       std::string_view w(wire);
       ASSERT_THAT(decoder.Feed(w.substr(0, a), "request", out), IsOk());
       ASSERT_THAT(decoder.Feed(w.substr(a, b - a), "request", out), IsOk());
       ASSERT_THAT(decoder.Feed(w.substr(b), "request", out), IsOk());
-      EXPECT_EQ(out, messages);
+      EXPECT_THAT(out, ElementsAreArray(messages));
       EXPECT_TRUE(decoder.AtBoundary());
     }
   }
@@ -192,11 +202,11 @@ TEST(GrpcMessageDecoder, OneByteFeeds) {
   const std::vector<std::string> messages = SampleMessages();
   const std::string wire = Concatenated(messages);
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   for (char c : wire) {
     ASSERT_THAT(decoder.Feed(std::string_view(&c, 1), "request", out), IsOk());
   }
-  EXPECT_EQ(out, messages);
+  EXPECT_THAT(out, ElementsAreArray(messages));
   EXPECT_TRUE(decoder.AtBoundary());
 }
 
@@ -204,7 +214,7 @@ TEST(GrpcMessageDecoder, BufferedAndAtBoundaryTrackAPartialMessage) {
   std::string payload(1000, 'p');
   std::string frame = Frame(payload);
   GrpcMessageDecoder decoder(4096, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   for (std::size_t i = 0; i + 1 < frame.size(); ++i) {
     ASSERT_THAT(decoder.Feed(std::string_view(&frame[i], 1), "request", out),
                 IsOk());
@@ -226,7 +236,7 @@ TEST(GrpcMessageDecoder, RandomChunkings) {
   for (int round = 0; round < 200; ++round) {
     SCOPED_TRACE(round);
     GrpcMessageDecoder decoder(1024, "LIMIT");
-    std::vector<std::string> out;
+    std::vector<GrpcMessage> out;
     std::string_view rest(wire);
     while (!rest.empty()) {
       std::size_t n = std::uniform_int_distribution<std::size_t>(
@@ -234,14 +244,14 @@ TEST(GrpcMessageDecoder, RandomChunkings) {
       ASSERT_THAT(decoder.Feed(rest.substr(0, n), "request", out), IsOk());
       rest.remove_prefix(n);
     }
-    EXPECT_EQ(out, messages);
+    EXPECT_THAT(out, ElementsAreArray(messages));
     EXPECT_TRUE(decoder.AtBoundary());
   }
 }
 
 TEST(GrpcMessageDecoder, MessageOfExactlyTheLimitIsAccepted) {
   GrpcMessageDecoder decoder(10, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   ASSERT_THAT(decoder.Feed(Frame(std::string(10, 'z')), "request", out),
               IsOk());
   EXPECT_THAT(out, ElementsAre(std::string(10, 'z')));
@@ -264,7 +274,7 @@ TEST(GrpcMessageDecoder, OversizeMessageNamesWhatAndTheLimit) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.want);
     GrpcMessageDecoder decoder(c.limit, "MAX");
-    std::vector<std::string> out;
+    std::vector<GrpcMessage> out;
     // The prefix alone is enough: no payload byte has arrived.
     EXPECT_THAT(decoder.Feed(EncodeGrpcPrefix(c.length), c.what, out),
                 StatusIs(absl::StatusCode::kResourceExhausted, c.want));
@@ -275,7 +285,7 @@ TEST(GrpcMessageDecoder, OversizeMessageNamesWhatAndTheLimit) {
 TEST(GrpcMessageDecoder, ErrorComesWithTheLastPrefixByte) {
   const std::string prefix = EncodeGrpcPrefix(1u << 30);
   GrpcMessageDecoder decoder(1024, "DYN_HTTP_MAX_MESSAGE_SIZE");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   for (std::size_t i = 0; i + 1 < prefix.size(); ++i) {
     ASSERT_THAT(decoder.Feed(prefix.substr(i, 1), "request", out), IsOk());
   }
@@ -287,22 +297,64 @@ TEST(GrpcMessageDecoder, ErrorComesWithTheLastPrefixByte) {
   EXPECT_LE(decoder.buffered(), kGrpcPrefixSize);
 }
 
-TEST(GrpcMessageDecoder, CompressedFlagIsUnimplemented) {
+// gRPC's compression spec: the flag without a grpc-encoding that names a
+// compression is INTERNAL.
+TEST(GrpcMessageDecoder, CompressedFlagWithoutAnEncodingIsInternal) {
+  for (std::optional<std::string_view> header :
+       {std::optional<std::string_view>(),
+        std::optional<std::string_view>("identity")}) {
+    GrpcMessageDecoder decoder(1024, "LIMIT");
+    decoder.set_encoding(header);
+    std::vector<GrpcMessage> out;
+    std::string wire = Frame("abc");
+    wire[0] = '\x01';
+    EXPECT_THAT(decoder.Feed(wire, "response", out),
+                StatusIs(absl::StatusCode::kInternal,
+                         AllOf(HasSubstr("response message is compressed"),
+                               HasSubstr("grpc-encoding"))));
+    EXPECT_THAT(out, IsEmpty());
+  }
+}
+
+// With an encoding we do not support: UNIMPLEMENTED naming those we do.
+TEST(GrpcMessageDecoder, CompressedFlagWithAnUnknownEncodingIsUnimplemented) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  decoder.set_encoding("br");
+  std::vector<GrpcMessage> out;
   std::string wire = Frame("abc");
   wire[0] = '\x01';
-  EXPECT_THAT(
-      decoder.Feed(wire, "response", out),
-      StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("response")));
-  EXPECT_THAT(out, IsEmpty());
+  EXPECT_THAT(decoder.Feed(wire, "response", out),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       AllOf(HasSubstr("'br'"),
+                             HasSubstr("identity,deflate,gzip"))));
+  // Uncompressed messages of such a stream are fine.
+  GrpcMessageDecoder plain(1024, "LIMIT");
+  plain.set_encoding("br");
+  ASSERT_THAT(plain.Feed(Frame("abc"), "response", out), IsOk());
+  EXPECT_THAT(out, ElementsAre("abc"));
+}
+
+// Flagged messages come out marked with the stream's encoding; others not.
+TEST(GrpcMessageDecoder, FlaggedMessagesCarryTheStreamsEncoding) {
+  GrpcMessageDecoder decoder(1024, "LIMIT");
+  decoder.set_encoding("gzip");
+  std::vector<GrpcMessage> out;
+  std::string flagged = Frame("zz");
+  flagged[0] = '\x01';
+  ASSERT_THAT(decoder.Feed(Frame("aa") + flagged, "request", out), IsOk());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].compressed_with, Compression::kIdentity);
+  EXPECT_EQ(out[1].compressed_with, Compression::kGzip);
+  EXPECT_EQ(out[1].bytes, "zz");
+  // The prefix we write says so too.
+  EXPECT_EQ(EncodeGrpcPrefix(2, /*compressed=*/true)[0], '\x01');
 }
 
 TEST(GrpcMessageDecoder, OtherFlagsAreMalformed) {
   for (int flag : {2, 3, 0x7F, 0x80, 0xFF}) {
     SCOPED_TRACE(flag);
     GrpcMessageDecoder decoder(1024, "LIMIT");
-    std::vector<std::string> out;
+    std::vector<GrpcMessage> out;
     std::string wire = Frame("abc");
     wire[0] = static_cast<char>(flag);
     EXPECT_THAT(decoder.Feed(wire, "request", out),
@@ -315,16 +367,16 @@ TEST(GrpcMessageDecoder, OtherFlagsAreMalformed) {
 TEST(GrpcMessageDecoder, FlagIsJudgedBeforeTheLength) {
   // A compressed, oversize message: the flag is what is wrong first.
   GrpcMessageDecoder decoder(10, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   std::string prefix = EncodeGrpcPrefix(1000);
   prefix[0] = '\x01';
   EXPECT_THAT(decoder.Feed(prefix, "request", out),
-              StatusIs(absl::StatusCode::kUnimplemented));
+              StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(GrpcMessageDecoder, ErrorIsSticky) {
   GrpcMessageDecoder decoder(10, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   absl::Status first = decoder.Feed(EncodeGrpcPrefix(11), "request", out);
   ASSERT_THAT(first, StatusIs(absl::StatusCode::kResourceExhausted));
   // Valid bytes, empty bytes, another `what`: the same error again.
@@ -336,7 +388,7 @@ TEST(GrpcMessageDecoder, ErrorIsSticky) {
 
 TEST(GrpcMessageDecoder, MessagesBeforeABadPrefixAreStillDelivered) {
   GrpcMessageDecoder decoder(1024, "LIMIT");
-  std::vector<std::string> out;
+  std::vector<GrpcMessage> out;
   std::string bad = Frame("zz");
   bad[0] = '\x05';
   EXPECT_THAT(decoder.Feed(Frame("one") + Frame("") + bad + Frame("after"),

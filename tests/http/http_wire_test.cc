@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include <zlib.h>
+
 #include "dynrpc/dynrpc.h"
 #include "dynrpc/testing/echo.pb.h"
 #include "gmock/gmock.h"
@@ -43,6 +45,7 @@ using ::dynrpc::testing::RawH2Client;
 using ::dynrpc::testing::RawRequest;
 using ::dynrpc::testing::RawStream;
 using ::dynrpc::testing::Subprocess;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Optional;
@@ -477,19 +480,188 @@ TEST_F(HttpWireTest, AnUnfinishedRequestEndsAtItsDeadline) {
   EXPECT_EQ(service_.calls(), 0);
 }
 
-TEST_F(HttpWireTest, CompressedMessageIsUnimplemented) {
+// ---- Compression (gRPC's compression spec) --------------------------------
+
+// `bytes` in gzip's format, by zlib directly (not dynrpc's code).
+std::string Gzip(const std::string& bytes) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+                         Z_DEFAULT_STRATEGY),
+            Z_OK);
+  std::string out(deflateBound(&z, bytes.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  z.avail_in = static_cast<uInt>(bytes.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+std::string Gunzip(const std::string& bytes) {
+  z_stream z{};
+  EXPECT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  std::string out(1 << 22, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  z.avail_in = static_cast<uInt>(bytes.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return out;
+}
+
+// One message of a body, with its flag.
+struct WireMessage {
+  uint8_t flag = 0;
+  std::string bytes;
+};
+std::vector<WireMessage> FlaggedMessages(std::string_view data) {
+  std::vector<WireMessage> out;
+  while (data.size() >= 5) {
+    uint32_t length = 0;
+    for (int i = 1; i <= 4; ++i) {
+      length = (length << 8) | static_cast<uint8_t>(data[i]);
+    }
+    if (data.size() - 5 < length) break;
+    out.push_back({static_cast<uint8_t>(data[0]),
+                   std::string(data.substr(5, length))});
+    data.remove_prefix(5 + length);
+  }
+  EXPECT_TRUE(data.empty()) << "a partial message ends the body";
+  return out;
+}
+
+// The compressed flag without a grpc-encoding naming a compression is
+// INTERNAL (a gRPC client that compresses always sends one).
+TEST_F(HttpWireTest, CompressedFlagWithoutAnEncodingIsInternal) {
   StartServer();
   std::unique_ptr<RawH2Client> client = Connect();
   ASSERT_NE(client, nullptr);
-  int32_t id =
+  int32_t bare =
       client->Submit(Grpc(std::string(kEcho), Framed(MakeEcho("zip"), 1)));
+  int32_t identity = client->Submit(Grpc(std::string(kEcho),
+                                         Framed(MakeEcho("zip"), 1),
+                                         {{"grpc-encoding", "identity"}}));
+  ASSERT_GT(bare, 0);
+  ASSERT_GT(identity, 0);
+  ASSERT_THAT(client->Run(kTimeout), IsOk());
+  for (int32_t id : {bare, identity}) {
+    const RawStream& stream = client->stream(id);
+    EXPECT_THAT(stream.StatusField("grpc-status"), Optional(std::string("13")));
+    EXPECT_THAT(stream.StatusField("grpc-message"),
+                Optional(HasSubstr("grpc-encoding")));
+  }
+  EXPECT_EQ(service_.calls(), 0);
+  ExpectConnectionServes(*client);
+}
+
+// An encoding we do not support: UNIMPLEMENTED, naming those we do, in the
+// message and in grpc-accept-encoding.
+TEST_F(HttpWireTest, AnUnknownEncodingIsUnimplementedNamingTheSupported) {
+  StartServer();
+  std::unique_ptr<RawH2Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  int32_t id = client->Submit(Grpc(std::string(kEcho),
+                                   Framed(MakeEcho("zip"), 1),
+                                   {{"grpc-encoding", "br"}}));
   ASSERT_GT(id, 0);
   ASSERT_THAT(client->Run(kTimeout), IsOk());
   const RawStream& stream = client->stream(id);
   EXPECT_THAT(stream.StatusField("grpc-status"), Optional(std::string("12")));
-  EXPECT_THAT(Messages(stream.data), IsEmpty());
+  EXPECT_THAT(stream.StatusField("grpc-message"),
+              Optional(AllOf(HasSubstr("'br'"),
+                             HasSubstr("identity,deflate,gzip"))));
+  EXPECT_THAT(stream.Header("grpc-accept-encoding"),
+              Optional(std::string("identity,deflate,gzip")));
   EXPECT_EQ(service_.calls(), 0);
   ExpectConnectionServes(*client);
+}
+
+// A gzip request is inflated for the handler; the handler's gzip response
+// goes with grpc-encoding and the flag, because the caller accepts gzip.
+TEST_F(HttpWireTest, GzipBothWaysWhenTheCallerAcceptsIt) {
+  StartServer();
+  std::unique_ptr<RawH2Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  const std::string payload(50'000, 'z');
+  std::string request = MakeEcho("gz", payload).SerializeAsString();
+  std::string compressed = Gzip(request);
+  ASSERT_LT(compressed.size(), request.size() / 10);
+  std::string body =
+      Prefix(1, static_cast<uint32_t>(compressed.size())) + compressed;
+  int32_t id = client->Submit(Grpc(std::string(kEcho), body,
+                                   {{"grpc-encoding", "gzip"},
+                                    {"grpc-accept-encoding", "gzip"},
+                                    {"x-compress", "gzip"}}));
+  ASSERT_GT(id, 0);
+  ASSERT_THAT(client->Run(kTimeout), IsOk());
+  const RawStream& stream = client->stream(id);
+  ASSERT_THAT(stream.StatusField("grpc-status"), Optional(std::string("0")));
+  EXPECT_THAT(stream.Header("grpc-encoding"), Optional(std::string("gzip")));
+  std::vector<WireMessage> messages = FlaggedMessages(stream.data);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].flag, 1);
+  EchoReply reply;
+  ASSERT_TRUE(reply.ParseFromString(Gunzip(messages[0].bytes)));
+  EXPECT_EQ(reply.text(), "gz");
+  EXPECT_EQ(reply.payload(), payload);
+}
+
+// A caller that accepts no compression (no grpc-accept-encoding) gets its
+// response uncompressed, whatever the handler asked.
+TEST_F(HttpWireTest, ACallerThatAcceptsNoCompressionGetsNone) {
+  StartServer();
+  std::unique_ptr<RawH2Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  const std::string payload(50'000, 'z');
+  int32_t id = client->Submit(Grpc(std::string(kEcho),
+                                   Framed(MakeEcho("plain", payload)),
+                                   {{"x-compress", "gzip"}}));
+  ASSERT_GT(id, 0);
+  ASSERT_THAT(client->Run(kTimeout), IsOk());
+  const RawStream& stream = client->stream(id);
+  ASSERT_THAT(stream.StatusField("grpc-status"), Optional(std::string("0")));
+  EXPECT_EQ(stream.Header("grpc-encoding"), std::nullopt);
+  std::vector<std::string> messages = Messages(stream.data);  // flag 0
+  ASSERT_EQ(messages.size(), 1u);
+  EchoReply reply;
+  ASSERT_TRUE(reply.ParseFromString(messages[0]));
+  EXPECT_EQ(reply.payload(), payload);
+}
+
+// A handler's stream compresses message by message: one written with
+// WriteOptions::no_compression goes with flag 0 on a gzip stream.
+TEST_F(HttpWireTest, AStreamsMessagesAreCompressedOneByOne) {
+  StartServer();
+  std::unique_ptr<RawH2Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  std::string body;
+  for (const char* text : {"squeezed", "uncompressed"}) {
+    dynrpc::testing::StreamMessage m;
+    m.set_text(text);
+    m.set_payload(std::string(50'000, 'm'));
+    body += Framed(m);
+  }
+  int32_t id = client->Submit(
+      Grpc("/dynrpc.testing.EchoService/Chat", body,
+           {{"grpc-accept-encoding", "identity,gzip"}, {"x-compress", "gzip"}}));
+  ASSERT_GT(id, 0);
+  ASSERT_THAT(client->Run(kTimeout), IsOk());
+  const RawStream& stream = client->stream(id);
+  ASSERT_THAT(stream.StatusField("grpc-status"), Optional(std::string("0")));
+  EXPECT_THAT(stream.Header("grpc-encoding"), Optional(std::string("gzip")));
+  std::vector<WireMessage> messages = FlaggedMessages(stream.data);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0].flag, 1);
+  EXPECT_EQ(messages[1].flag, 0);
+  dynrpc::testing::StreamMessage first, second;
+  ASSERT_TRUE(first.ParseFromString(Gunzip(messages[0].bytes)));
+  ASSERT_TRUE(second.ParseFromString(messages[1].bytes));
+  EXPECT_EQ(first.text(), "squeezed");
+  EXPECT_EQ(second.text(), "uncompressed");
 }
 
 // ---- JSON

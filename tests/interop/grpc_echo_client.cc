@@ -4,8 +4,8 @@
 //
 // Usage: grpc_echo_client <host:port> <scenario>
 // Scenarios: unary, error, deadline, cancel, server_streaming, health,
-// client_streaming, bidi, unknown_method, large, all (each of the others in
-// order).
+// client_streaming, bidi, unknown_method, large, compression, all (each of
+// the others in order).
 //
 // Prints "PASS <scenario>" and exits 0, or "FAIL <scenario>: <what differed,
 // with the actual values>" and exits 1; `all` prints a line per scenario,
@@ -660,6 +660,72 @@ void Health(Target& t, Failures& f) {
   }
 }
 
+// Compressed calls both ways: gRPC compresses its requests (gzip, then
+// deflate), and asks the dynrpc handler ("x-compress") to compress its
+// responses, which gRPC then inflates.
+void Compression(Target& t, Failures& f) {
+  for (grpc_compression_algorithm algorithm :
+       {GRPC_COMPRESS_GZIP, GRPC_COMPRESS_DEFLATE}) {
+    const std::string name =
+        algorithm == GRPC_COMPRESS_GZIP ? "gzip" : "deflate";
+    {
+      grpc::ClientContext context;
+      SetTimeout(context, t);
+      context.set_compression_algorithm(algorithm);
+      context.AddMetadata("x-compress", name);
+      EchoRequest request;
+      request.set_text("compressed");
+      request.set_payload(std::string(200 << 10, 'c'));
+      EchoReply reply;
+      const std::string what = Cat("Echo with ", name);
+      if (f.ExpectOk(what, t.stub->Echo(&context, request, &reply))) {
+        f.ExpectSameBytes(what, reply.payload(), request.payload());
+      }
+    }
+    {
+      grpc::ClientContext context;
+      SetTimeout(context, t);
+      context.set_compression_algorithm(algorithm);
+      StreamSummary summary;
+      std::unique_ptr<grpc::ClientWriter<StreamMessage>> writer =
+          t.stub->Collect(&context, &summary);
+      for (int i = 0; i < 3; ++i) {
+        StreamMessage m;
+        m.set_sequence(i);
+        m.set_payload(std::string(100 << 10, 'w'));
+        f.Expect(writer->Write(m), Cat("Collect with ", name, ": write"));
+      }
+      writer->WritesDone();
+      const std::string what = Cat("Collect with ", name);
+      if (f.ExpectOk(what, writer->Finish())) {
+        f.ExpectEq(what, std::to_string(summary.bytes()),
+                   std::to_string(300 << 10));
+      }
+    }
+    {
+      grpc::ClientContext context;
+      SetTimeout(context, t);
+      context.set_compression_algorithm(algorithm);
+      context.AddMetadata("x-compress", name);
+      std::unique_ptr<grpc::ClientReaderWriter<StreamMessage, StreamMessage>>
+          chat = t.stub->Chat(&context);
+      const std::string what = Cat("Chat with ", name);
+      for (int i = 0; i < 3; ++i) {
+        StreamMessage m;
+        m.set_sequence(i);
+        m.set_payload(std::string(100 << 10, 'b'));
+        f.Expect(chat->Write(m), Cat(what, ": write"));
+        StreamMessage back;
+        if (f.Expect(chat->Read(&back), Cat(what, ": no echo"))) {
+          f.ExpectSameBytes(what, back.payload(), m.payload());
+        }
+      }
+      chat->WritesDone();
+      f.ExpectOk(what, chat->Finish());
+    }
+  }
+}
+
 struct Scenario {
   std::string_view name;
   void (*run)(Target&, Failures&);
@@ -676,6 +742,7 @@ constexpr Scenario kScenarios[] = {
     {"unknown_method", UnknownMethod},
     {"large", Large},
     {"health", Health},
+    {"compression", Compression},
 };
 
 // Runs `scenario` on a channel of its own and prints its PASS or FAIL line.

@@ -71,6 +71,16 @@ void EchoMetadata(grpc::ServerContextBase& context) {
   }
 }
 
+// The caller's "x-compress: gzip|deflate" has the responses compressed, as
+// dynrpc's echo service does.
+void CompressAsAsked(grpc::ServerContextBase& context) {
+  std::optional<std::string> name = FindClientMetadata(context, "x-compress");
+  if (name == "gzip") context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+  if (name == "deflate") {
+    context.set_compression_algorithm(GRPC_COMPRESS_DEFLATE);
+  }
+}
+
 // A channel argument set that never routes through an HTTP proxy from the
 // environment: every peer here is on loopback.
 grpc::ChannelArguments DirectChannelArguments() {
@@ -102,6 +112,7 @@ class EchoServiceImpl final
   grpc::Status Echo(grpc::ServerContext* context, const EchoRequest* request,
                     EchoReply* reply) override {
     EchoMetadata(*context);
+    CompressAsAsked(*context);
     if (request->text() == "deadline-ms") {
       // The time the handler has left, as a chain would pass it on.
       const auto deadline = context->deadline();
@@ -125,7 +136,7 @@ class EchoServiceImpl final
     } else {
       reply->set_text(request->text());
     }
-    reply->set_payload(request->payload());
+    if (!request->no_payload_back()) reply->set_payload(request->payload());
     return grpc::Status::OK;
   }
 
@@ -148,6 +159,7 @@ class EchoServiceImpl final
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "reply_payload_bytes out of range");
     }
+    CompressAsAsked(*context);
     reply->set_payload(std::string(request->reply_payload_bytes(), 'r'));
     return grpc::Status::OK;
   }
@@ -161,6 +173,7 @@ class EchoServiceImpl final
                           "payload_bytes out of range");
     }
     EchoMetadata(*context);
+    CompressAsAsked(*context);
     const std::string payload(request->payload_bytes(), 'g');
     for (int64_t i = 0; request->forever() || i < request->count(); ++i) {
       if (request->fail_after() > 0 && i == request->fail_after()) {
@@ -198,6 +211,7 @@ class EchoServiceImpl final
   grpc::Status Chat(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<StreamMessage, StreamMessage>* stream) override {
+    CompressAsAsked(*context);
     StreamMessage message;
     while (stream->Read(&message)) {
       if (!stream->Write(message)) {

@@ -50,6 +50,7 @@ using ::dynrpc::testing::StreamSummary;
 using ::dynrpc::testing::Subprocess;
 using ::testing::Contains;
 using ::testing::Eq;
+using ::testing::HasSubstr;
 
 // How long a server may take to print its address.
 constexpr std::chrono::seconds kStartTimeout(30);
@@ -169,7 +170,7 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, GrpcClientToDynrpcServer,
                                            "cancel", "server_streaming",
                                            "client_streaming", "bidi",
                                            "unknown_method", "large",
-                                           "health"),
+                                           "health", "compression"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
@@ -500,6 +501,107 @@ TEST_F(DynrpcClientToGrpcServer, FourMiBMessagesRoundTrip) {
     EXPECT_EQ(reply->payload().size(), kBytes);
     EXPECT_TRUE(reply->payload() == std::string(kBytes, 'r'));
   }
+}
+
+// Our compressed requests inflate at gRPC's server: a 1 MiB request passes
+// our 64 KiB limit (which counts the bytes on the wire) only compressed.
+TEST_F(DynrpcClientToGrpcServer, CompressedRequestsAreInflatedByGrpc) {
+  Config config;
+  config.request_plane = RequestPlaneKind::kHttp;
+  config.http.root_path = "/";
+  config.http.max_message_size = 64 << 10;
+  absl::StatusOr<std::shared_ptr<Channel>> channel =
+      Channel::Create(runtime_.executor(), address_, config);
+  ASSERT_THAT(channel, IsOk());
+  EchoService::Stub stub(*channel);
+  EchoRequest request;
+  request.set_text("compressed");
+  request.set_payload(std::string(1 << 20, 'c'));
+  request.set_no_payload_back(true);
+  for (Compression c : {Compression::kGzip, Compression::kDeflate}) {
+    SCOPED_TRACE(CompressionName(c));
+    ClientContext context;
+    SetTimeout(context);
+    context.set_compression(c);
+    absl::StatusOr<EchoReply> reply = Run(stub.Echo(context, request));
+    ASSERT_THAT(reply, IsOk());
+    EXPECT_EQ(reply->text(), "compressed");
+  }
+  ClientContext plain;
+  SetTimeout(plain);
+  EXPECT_THAT(Run(stub.Echo(plain, request)),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+// gRPC's compressed responses (it compresses when asked, "x-compress")
+// inflate at our client, unary and streamed, and a stream of ours
+// compressed both ways goes through.
+TEST_F(DynrpcClientToGrpcServer, CompressedResponsesAreInflatedByUs) {
+  for (const char* name : {"gzip", "deflate"}) {
+    SCOPED_TRACE(name);
+    {
+      ClientContext context;
+      SetTimeout(context);
+      context.AddMetadata("x-compress", name);
+      SizeRequest request;
+      request.set_reply_payload_bytes(1 << 20);
+      absl::StatusOr<EchoReply> reply = Run(stub_->Sized(context, request));
+      ASSERT_THAT(reply, IsOk());
+      EXPECT_EQ(reply->payload(), std::string(1 << 20, 'r'));
+    }
+    {
+      ClientContext context;
+      SetTimeout(context);
+      context.AddMetadata("x-compress", name);
+      StreamRequest request;
+      request.set_count(3);
+      request.set_payload_bytes(100 << 10);
+      ClientReader<StreamMessage> reader = stub_->Generate(context, request);
+      std::vector<StreamMessage> got = Run(ReadAll(reader));
+      ASSERT_EQ(got.size(), 3u);
+      EXPECT_EQ(got[2].payload(), std::string(100 << 10, 'g'));
+      EXPECT_THAT(Run(reader.Finish()), IsOk());
+    }
+    {
+      ClientContext context;
+      SetTimeout(context);
+      context.AddMetadata("x-compress", name);
+      context.set_compression(*ParseCompression(name));
+      ClientReaderWriter<StreamMessage, StreamMessage> chat =
+          stub_->Chat(context);
+      StreamMessage m;
+      m.set_payload(std::string(100 << 10, 'b'));
+      ASSERT_THAT(Run(chat.Write(m)), IsOk());
+      absl::StatusOr<std::optional<StreamMessage>> back = Run(chat.Read());
+      ASSERT_THAT(back, IsOk());
+      ASSERT_TRUE(back->has_value());
+      EXPECT_EQ((*back)->payload(), m.payload());
+      ASSERT_THAT(Run(chat.WritesDone()), IsOk());
+      EXPECT_THAT(Run(chat.Finish()), IsOk());
+    }
+  }
+}
+
+// A gRPC server's compressed response that inflates past our limit is
+// refused, naming it.
+TEST_F(DynrpcClientToGrpcServer, AnInflationBombFromGrpcIsRefused) {
+  Config config;
+  config.request_plane = RequestPlaneKind::kHttp;
+  config.http.root_path = "/";
+  config.http.max_message_size = 1 << 20;
+  absl::StatusOr<std::shared_ptr<Channel>> channel =
+      Channel::Create(runtime_.executor(), address_, config);
+  ASSERT_THAT(channel, IsOk());
+  EchoService::Stub stub(*channel);
+  ClientContext context;
+  SetTimeout(context);
+  context.AddMetadata("x-compress", "gzip");
+  SizeRequest request;
+  request.set_reply_payload_bytes(4 << 20);
+  EXPECT_THAT(Run(stub.Sized(context, request)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("inflates past the message size limit of "
+                                 "1048576 bytes")));
 }
 
 TEST_F(DynrpcClientToGrpcServer, UnknownMethodIsUnimplemented) {

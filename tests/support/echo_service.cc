@@ -15,12 +15,25 @@ namespace dynrpc::testing {
 
 namespace asio = boost::asio;
 
+namespace {
+// A caller's "x-compress: <algorithm>" asks the handler to compress its
+// responses with it (ServerContext::set_compression).
+void CompressAsAsked(ServerContext& context) {
+  if (auto name = FindMetadata(context.client_metadata(), "x-compress")) {
+    if (std::optional<Compression> c = ParseCompression(*name)) {
+      context.set_compression(*c);
+    }
+  }
+}
+}  // namespace
+
 asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Echo(
     ServerContext& context, const EchoRequest& request) {
   {
     std::lock_guard lock(mu_);
     ++calls_;
   }
+  CompressAsAsked(context);
   if (request.delay_ms() > 0) {
     asio::steady_timer timer(co_await asio::this_coro::executor,
                              std::chrono::milliseconds(request.delay_ms()));
@@ -50,7 +63,7 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Echo(
   } else {
     reply.set_text(request.text());
   }
-  reply.set_payload(request.payload());
+  if (!request.no_payload_back()) reply.set_payload(request.payload());
   co_return reply;
 }
 
@@ -110,6 +123,7 @@ asio::awaitable<absl::StatusOr<EchoReply>> EchoServiceImpl::Sized(
   if (auto echo = FindMetadata(context.client_metadata(), "x-echo")) {
     context.AddInitialMetadata("x-echo-initial", std::string(*echo));
   }
+  CompressAsAsked(context);
   EchoReply reply;
   reply.set_payload(std::string(request.reply_payload_bytes(), 'r'));
   co_return reply;
@@ -122,6 +136,7 @@ asio::awaitable<absl::Status> EchoServiceImpl::Generate(
     context.AddInitialMetadata("x-echo-initial", std::string(*echo));
     context.AddTrailingMetadata("x-echo-trailing", std::string(*echo));
   }
+  CompressAsAsked(context);
   const std::string payload(request.payload_bytes(), 'g');
   for (int64_t i = 0; request.forever() || i < request.count(); ++i) {
     if (request.fail_after() > 0 && i == request.fail_after()) {
@@ -189,7 +204,11 @@ asio::awaitable<absl::Status> EchoServiceImpl::Chat(
       co_return message.status();
     }
     if (!message->has_value()) co_return absl::OkStatus();
-    absl::Status written = co_await stream.Write(**message);
+    CompressAsAsked(context);
+    // "uncompressed" in a message's text: this one goes as it is.
+    WriteOptions options;
+    options.no_compression = (*message)->text() == "uncompressed";
+    absl::Status written = co_await stream.Write(**message, options);
     if (!written.ok()) {
       NoteCancelledStream();
       co_return written;

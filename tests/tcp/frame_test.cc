@@ -73,6 +73,18 @@ TEST(Frame, CancelAndSetCallId) {
   EXPECT_EQ(header->payload_len, 0u);
 }
 
+// A compressed payload says its algorithm in the frame's flags.
+TEST(Frame, CompressionTravelsInTheFlags) {
+  for (Compression c :
+       {Compression::kIdentity, Compression::kDeflate, Compression::kGzip}) {
+    absl::StatusOr<FrameHeader> h =
+        DecodeFrameHeader(EncodeMessagePrefix(7, 10, CompressionFlag(c)));
+    ASSERT_THAT(h, IsOk());
+    EXPECT_EQ(CompressionOf(h->flags), c);
+  }
+  EXPECT_EQ(CompressionFlag(Compression::kIdentity), 0);
+}
+
 TEST(Frame, MalformedHeadersAreInternalErrors) {
   std::string good = EncodeCancel(1);
   struct Case {
@@ -88,12 +100,14 @@ TEST(Frame, MalformedHeadersAreInternalErrors) {
   zero_type[1] = 0;
   std::string bad_flags = good;
   bad_flags[2] = '\x80';  // flag bits nobody defined
+  std::string both = EncodeMessagePrefix(1, 0, kFlagDeflate | kFlagGzip);
   for (const Case& c : std::vector<Case>{
            {"short", good.substr(0, 19), "header of 19 bytes"},
            {"bad magic", bad_magic, "bad magic byte"},
            {"unknown type", bad_type, "unknown frame type 10"},
            {"type zero", zero_type, "unknown frame type 0"},
            {"flags", bad_flags, "unknown flags"},
+           {"two compressions", both, "a payload flagged both deflate and gzip"},
        }) {
     SCOPED_TRACE(c.name);
     EXPECT_THAT(DecodeFrameHeader(c.bytes),

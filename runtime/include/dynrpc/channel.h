@@ -172,12 +172,17 @@ class Channel {
  private:
   Channel(boost::asio::any_io_executor executor, std::string target,
           std::shared_ptr<internal::RequestPlaneClient> client,
-          std::shared_ptr<internal::ServiceRouter> router);
+          std::shared_ptr<internal::ServiceRouter> router,
+          const Config& config);
 
   boost::asio::any_io_executor executor_;
   std::string target_;
   std::shared_ptr<internal::RequestPlaneClient> client_;
   std::shared_ptr<internal::ServiceRouter> router_;  // bound to a service
+  // Requests' compression when a context does not say (DYN_COMPRESSION),
+  // and the size below which none is.
+  Compression compression_;
+  std::size_t compression_min_bytes_;
 };
 
 namespace internal {

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "dynrpc/context.h"
 
 namespace dynrpc {
 
@@ -171,6 +172,12 @@ struct Config {
   // How long a draining server (Server::Drain(), or Server::Wait() on
   // SIGTERM or SIGINT) lets the calls in flight run before it cancels them.
   std::chrono::milliseconds graceful_shutdown_timeout{30'000};
+  // DYN_COMPRESSION: how channels compress requests and servers responses
+  // unless a call's context says otherwise (ClientContext::set_compression,
+  // ServerContext::set_compression): identity (default), deflate or gzip.
+  Compression compression = Compression::kIdentity;
+  // DYN_COMPRESSION_MIN_BYTES: messages smaller than this go uncompressed.
+  std::size_t compression_min_bytes = 1024;
 
   // Looks a variable up by name; nullopt when it is not set.
   using Lookup = std::function<std::optional<std::string>(std::string_view)>;

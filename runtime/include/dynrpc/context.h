@@ -32,6 +32,25 @@ std::optional<std::string_view> FindMetadata(const Metadata& metadata,
 
 using Clock = std::chrono::steady_clock;
 
+// How a call's messages are compressed, gRPC's names: "identity" (not at
+// all), "deflate" (zlib's format) and "gzip". One algorithm per direction
+// of a call; messages smaller than the threshold
+// (DYN_COMPRESSION_MIN_BYTES) and those that would not shrink go
+// uncompressed. A receiver inflates messages up to its message size limit
+// and refuses larger ones (RESOURCE_EXHAUSTED), however small they were on
+// the wire.
+enum class Compression : uint8_t { kIdentity = 0, kDeflate = 1, kGzip = 2 };
+// "identity", "deflate" or "gzip".
+std::string_view CompressionName(Compression compression);
+// nullopt for another name.
+std::optional<Compression> ParseCompression(std::string_view name);
+
+// Per-message options of a stream's Write().
+struct WriteOptions {
+  // Sends this message uncompressed whatever the call's compression.
+  bool no_compression = false;
+};
+
 class ClientContext;
 class ServerContext;
 namespace internal {
@@ -67,6 +86,11 @@ class ClientContext {
   const Metadata& metadata() const { return metadata_; }
   Metadata& mutable_metadata() { return metadata_; }
 
+  // Compresses the request messages with `compression` (the channel's
+  // default, DYN_COMPRESSION, otherwise). Set before the call starts.
+  void set_compression(Compression compression) { compression_ = compression; }
+  std::optional<Compression> compression() const { return compression_; }
+
   // On a channel bound to a service (Channel::ForService): the call goes
   // to the instance with this id (Instance::id, Server::instance_id()),
   // whatever the channel's policy, and fails UNAVAILABLE when that instance
@@ -100,6 +124,7 @@ class ClientContext {
   std::optional<Clock::time_point> deadline_;
   Metadata metadata_;
   std::optional<uint64_t> instance_id_;
+  std::optional<Compression> compression_;
   std::optional<uint64_t> routed_to_;
   Metadata initial_metadata_;
   Metadata trailing_metadata_;
@@ -149,6 +174,14 @@ class ServerContext {
     trailing_metadata_.emplace_back(std::move(key), std::move(value));
   }
 
+  // Compresses the response messages with `compression` (the server's
+  // default, DYN_COMPRESSION, otherwise), if the caller accepts it (else
+  // they go uncompressed). Takes effect from the next response: a stream's
+  // compression is fixed by its first Write(), after which only
+  // WriteOptions::no_compression changes it, message by message.
+  void set_compression(Compression compression) { compression_ = compression; }
+  std::optional<Compression> compression() const { return compression_; }
+
  private:
   friend struct internal::ContextAccess;
 
@@ -158,6 +191,7 @@ class ServerContext {
   std::string peer_;
   Metadata initial_metadata_;
   Metadata trailing_metadata_;
+  std::optional<Compression> compression_;
   // Set by the plane; shared with it, so it outlives either side.
   std::shared_ptr<std::atomic<bool>> cancelled_;
 };

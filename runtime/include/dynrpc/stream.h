@@ -44,9 +44,11 @@ namespace dynrpc {
 class RawClientStream {
  public:
   virtual ~RawClientStream() = default;
-  // Sends one message. Waits while the send window is full. An error means
-  // the call is over: Finish() says why.
-  virtual boost::asio::awaitable<absl::Status> Write(std::string message) = 0;
+  // Sends one message (compressed as the context says, unless `options`
+  // says not). Waits while the send window is full. An error means the call
+  // is over: Finish() says why.
+  virtual boost::asio::awaitable<absl::Status> Write(std::string message,
+                                                     WriteOptions options) = 0;
   // No more messages from this side (half-close). Idempotent.
   virtual boost::asio::awaitable<absl::Status> WritesDone() = 0;
   // The next message; nullopt when the server ended the stream with OK; the
@@ -71,9 +73,11 @@ class RawServerStream {
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
   Read() = 0;
   // Sends one message (the first also sends the context's initial
-  // metadata). Waits while the client has not read enough; an error means
-  // the call is over (the handler should return).
-  virtual boost::asio::awaitable<absl::Status> Write(std::string message) = 0;
+  // metadata; the first fixes the call's compression). Waits while the
+  // client has not read enough; an error means the call is over (the
+  // handler should return).
+  virtual boost::asio::awaitable<absl::Status> Write(std::string message,
+                                                     WriteOptions options) = 0;
 };
 
 namespace internal {
@@ -111,10 +115,11 @@ class ClientStreamBase {
 
  protected:
   template <typename T>
-  boost::asio::awaitable<absl::Status> WriteTyped(const T& message) {
+  boost::asio::awaitable<absl::Status> WriteTyped(const T& message,
+                                                  WriteOptions options) {
     absl::StatusOr<std::string> bytes = Serialize(message);
     if (!bytes.ok()) co_return bytes.status();
-    co_return co_await raw_->Write(*std::move(bytes));
+    co_return co_await raw_->Write(*std::move(bytes), options);
   }
   template <typename T>
   boost::asio::awaitable<absl::StatusOr<std::optional<T>>> ReadTyped() {
@@ -180,8 +185,9 @@ class ClientWriter : private internal::ClientStreamBase {
   ClientWriter& operator=(ClientWriter&&) = default;
 
   // An error means the call is over; Finish() says why.
-  boost::asio::awaitable<absl::Status> Write(const Request& request) {
-    return WriteTyped(request);
+  boost::asio::awaitable<absl::Status> Write(const Request& request,
+                                             WriteOptions options = {}) {
+    return WriteTyped(request, options);
   }
   // Half-closes and waits for the response or the call's status.
   boost::asio::awaitable<absl::StatusOr<Response>> Finish() {
@@ -207,8 +213,9 @@ class ClientReaderWriter : private internal::ClientStreamBase {
   ClientReaderWriter(ClientReaderWriter&&) = default;
   ClientReaderWriter& operator=(ClientReaderWriter&&) = default;
 
-  boost::asio::awaitable<absl::Status> Write(const Request& request) {
-    return WriteTyped(request);
+  boost::asio::awaitable<absl::Status> Write(const Request& request,
+                                             WriteOptions options = {}) {
+    return WriteTyped(request, options);
   }
   boost::asio::awaitable<absl::Status> WritesDone() {
     return raw_->WritesDone();
@@ -263,10 +270,11 @@ class ServerWriter {
   explicit ServerWriter(RawServerStream& raw) : raw_(raw) {}
   // Waits while the client lags behind. An error means the call is over:
   // the handler should return.
-  boost::asio::awaitable<absl::Status> Write(const Response& response) {
+  boost::asio::awaitable<absl::Status> Write(const Response& response,
+                                             WriteOptions options = {}) {
     absl::StatusOr<std::string> bytes = internal::Serialize(response);
     if (!bytes.ok()) co_return bytes.status();
-    co_return co_await raw_.Write(*std::move(bytes));
+    co_return co_await raw_.Write(*std::move(bytes), options);
   }
 
  private:

@@ -28,6 +28,20 @@ std::shared_ptr<Signal> OpenCancel::Arm(const asio::any_io_executor& executor) {
 
 namespace {
 
+// A response message that came compressed, inflated (up to `limit`); the
+// call's status says why when it does not.
+void InflateResponse(CallResult& result, std::size_t limit) {
+  if (!result.payload_compressed) return;
+  result.payload_compressed = false;
+  absl::Status inflated =
+      InflateInPlace(result.encoding, result.payload, limit, "response");
+  if (!inflated.ok()) {
+    result.status = std::move(inflated);
+    result.has_message = false;
+    result.payload.clear();
+  }
+}
+
 absl::Status TooLate() {
   return absl::DeadlineExceededError(
       "the call's deadline passed before it was sent");
@@ -53,7 +67,8 @@ class FramedClientStream final : public ClientStream {
     Cancel(absl::CancelledError("stream dropped before it ended"));
   }
 
-  asio::awaitable<absl::Status> Write(std::string message) override {
+  asio::awaitable<absl::Status> Write(std::string message,
+                                      bool compressed) override {
     DYNRPC_CO_RETURN_IF_ERROR(co_await EnsureOpen());
     if (writes_done()) {
       co_return absl::FailedPreconditionError("Write() after WritesDone()");
@@ -75,7 +90,7 @@ class FramedClientStream final : public ClientStream {
       if (writes_done_) {
         after_done = true;
       } else {
-        sent = link_->SendMessage(std::move(message));
+        sent = link_->SendMessage(std::move(message), compressed);
       }
     }
     if (after_done || absl::IsResourceExhausted(sent)) {
@@ -110,8 +125,10 @@ class FramedClientStream final : public ClientStream {
     absl::StatusOr<std::optional<std::string>> message =
         co_await state_->Read(&grant);
     if (grant > 0) link_->SendWindow(grant);
-    if (absl::IsCancelled(message.status()) && !state_->ended()) {
-      Cancel(message.status());  // our wait was cancelled (Asio)
+    if (!message.ok() && !state_->ended()) {
+      // Our wait was cancelled (Asio), or a message did not inflate: the
+      // call ends with why, and the server is told.
+      Cancel(message.status());
     }
     if (state_->ended()) ReleaseLink();
     co_return message;
@@ -132,6 +149,7 @@ class FramedClientStream final : public ClientStream {
           Cancel(end->status);  // our wait was cancelled (Asio)
         }
         ReleaseLink();
+        InflateResponse(*end, state_->max_message());
         co_return *std::move(end);
       }
       link_->SendWindow(grant);
@@ -321,6 +339,8 @@ asio::awaitable<CallResult> FramedPlaneClient::Unary(
   // server (at once if they came while it opened: after its head, then).
   cancel->Set(std::shared_ptr<CancelHook::Target>(call));
   CallResult end = co_await call->state.TakeEnd();
+  // The limit the plane refined when it opened the call.
+  InflateResponse(end, call->state.max_message());
   co_return std::move(end);
 }
 

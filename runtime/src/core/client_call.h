@@ -42,10 +42,11 @@ class ClientLink {
   virtual boost::asio::awaitable<absl::Status> Ready();
   // Refuses a message the wire cannot carry, naming the limit.
   virtual absl::Status CheckMessage(std::size_t bytes) const = 0;
-  // One request message, its window already taken. An error means it was
-  // not sent: RESOURCE_EXHAUSTED (too large for the wire; the call goes on
-  // without it), anything else ends the call.
-  virtual absl::Status SendMessage(std::string message) = 0;
+  // One request message, its window already taken; `compressed`: with the
+  // head's encoding. An error means it was not sent: RESOURCE_EXHAUSTED
+  // (too large for the wire; the call goes on without it), anything else
+  // ends the call.
+  virtual absl::Status SendMessage(std::string message, bool compressed) = 0;
   virtual void SendHalfClose() = 0;
   // The caller read `bytes`: the server may send that much more.
   virtual void SendWindow(uint32_t bytes) = 0;
@@ -92,7 +93,10 @@ class FramedPlaneClient
   // from `head.method`, `head.metadata` and `*first_message`. From then on
   // its reader delivers what arrives for the call to `state` and ends it
   // when the server does; for a unary call (`streaming` false) the end
-  // carries the response message. On error nothing was sent.
+  // carries the response message (with payload_compressed and encoding as
+  // it came: the core inflates it). `head.payload_compressed` says whether
+  // `*first_message` is compressed with `head.encoding`. On error nothing
+  // was sent.
   virtual boost::asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>>
   Open(std::string_view target, CallRequest& head, std::string* first_message,
        bool streaming, std::shared_ptr<StreamState> state,

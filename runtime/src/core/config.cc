@@ -437,6 +437,17 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
   p.Bool("DYN_DISCOVERY_REGISTER", discovery.register_servers);
   p.Duration("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT",
              config.graceful_shutdown_timeout);
+  if (std::optional<std::string> c = p.Get("DYN_COMPRESSION")) {
+    std::optional<Compression> parsed =
+        ParseCompression(absl::AsciiStrToLower(*c));
+    if (parsed) {
+      config.compression = *parsed;
+    } else {
+      p.Fail("DYN_COMPRESSION", *c, "identity, deflate or gzip");
+    }
+  }
+  p.Size("DYN_COMPRESSION_MIN_BYTES", 0, std::numeric_limits<int32_t>::max(),
+         config.compression_min_bytes);
   if (std::optional<std::string> log = p.Get("DYN_LOG")) {
     absl::StatusOr<internal::LogSpec> spec = internal::ParseLogSpec(*log);
     if (spec.ok()) {

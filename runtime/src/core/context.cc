@@ -14,6 +14,26 @@ std::optional<std::string_view> FindMetadata(const Metadata& metadata,
   return std::nullopt;
 }
 
+std::string_view CompressionName(Compression compression) {
+  switch (compression) {
+    case Compression::kDeflate:
+      return "deflate";
+    case Compression::kGzip:
+      return "gzip";
+    case Compression::kIdentity:
+      break;
+  }
+  return "identity";
+}
+
+std::optional<Compression> ParseCompression(std::string_view name) {
+  for (Compression c :
+       {Compression::kIdentity, Compression::kDeflate, Compression::kGzip}) {
+    if (name == CompressionName(c)) return c;
+  }
+  return std::nullopt;
+}
+
 void ClientContext::TryCancel() {
   std::function<void()> cancel;
   {

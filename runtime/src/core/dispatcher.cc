@@ -44,22 +44,60 @@ asio::awaitable<absl::StatusOr<std::string>> Guarded(const std::string& method,
                                 absl::StatusCode::kUnknown);
 }
 
+// A call's response compression: the handler's choice, else the server's,
+// if the caller accepts it; identity otherwise.
+class ResponseCompression {
+ public:
+  ResponseCompression(const CompressionPolicy& policy,
+                      CompressionSet accepts)
+      : policy_(policy), accepts_(accepts) {}
+
+  // The call's algorithm, fixed by its first use.
+  Compression Fix(const ServerContext& context) {
+    if (!fixed_) {
+      Compression wanted = context.compression().value_or(policy_.algorithm);
+      fixed_ = (accepts_ & Bit(wanted)) ? wanted : Compression::kIdentity;
+    }
+    return *fixed_;
+  }
+  // Compresses `message` in place when worth it; whether it did.
+  bool Apply(const ServerContext& context, std::string& message) {
+    std::optional<std::string> compressed =
+        MaybeCompress(Fix(context), message, policy_.min_bytes);
+    if (!compressed) return false;
+    RecycleMessageBuffer(std::exchange(message, *std::move(compressed)));
+    return true;
+  }
+
+ private:
+  const CompressionPolicy& policy_;
+  const CompressionSet accepts_;
+  std::optional<Compression> fixed_;
+};
+
 // The public stream a handler sees, over the plane's.
 class HandlerStream final : public RawServerStream {
  public:
-  HandlerStream(ServerStream& plane, ServerContext& context)
-      : plane_(plane), context_(context) {}
+  HandlerStream(ServerStream& plane, ServerContext& context,
+                ResponseCompression& compression)
+      : plane_(plane), context_(context), compression_(compression) {}
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
     return plane_.Read();
   }
-  asio::awaitable<absl::Status> Write(std::string message) override {
+  asio::awaitable<absl::Status> Write(std::string message,
+                                      WriteOptions options) override {
+    Compression encoding = compression_.Fix(context_);
+    bool compressed =
+        !options.no_compression && compression_.Apply(context_, message);
     return plane_.Write(std::move(message),
-                        ContextAccess::InitialMetadata(context_));
+                        ContextAccess::InitialMetadata(context_), encoding,
+                        compressed);
   }
 
  private:
   ServerStream& plane_;
   ServerContext& context_;
+  ResponseCompression& compression_;
 };
 
 // Runs `run` under the request's deadline and turns its outcome into the
@@ -71,6 +109,7 @@ class HandlerStream final : public RawServerStream {
 asio::awaitable<CallResult> Run(
     ServerContext& context, const std::optional<Clock::time_point>& deadline,
     const ServerCallInfo& info, bool has_message,
+    ResponseCompression& compression,
     asio::awaitable<absl::StatusOr<std::string>> run) {
   absl::StatusOr<std::string> outcome;
   if (deadline) {
@@ -96,6 +135,10 @@ asio::awaitable<CallResult> Run(
   if (outcome.ok()) {
     result.has_message = has_message;
     result.payload = *std::move(outcome);
+    if (has_message) {
+      result.encoding = compression.Fix(context);
+      result.payload_compressed = compression.Apply(context, result.payload);
+    }
   } else {
     result.status = outcome.status();
   }
@@ -257,12 +300,14 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);
+  ResponseCompression compression(compression_, request.accepts);
   const std::string& payload = request.payload;
   auto handle = [&]() { return method.unary(context, payload); };
   asio::awaitable<absl::StatusOr<std::string>> run =
       Guarded(method.path, handle);
-  CallResult result = co_await Run(context, request.deadline, info,
-                                   /*has_message=*/true, std::move(run));
+  CallResult result =
+      co_await Run(context, request.deadline, info,
+                   /*has_message=*/true, compression, std::move(run));
   RecycleMessageBuffer(std::move(request.payload));
   co_return result;
 }
@@ -279,13 +324,15 @@ asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);
-  HandlerStream handler_stream(stream, context);
+  ResponseCompression compression(compression_, request.accepts);
+  HandlerStream handler_stream(stream, context, compression);
   auto handle = [&]() { return method.stream(context, handler_stream); };
   asio::awaitable<absl::StatusOr<std::string>> run =
       Guarded(method.path, handle);
   CallResult result =
       co_await Run(context, request.deadline, info,
-                   method.kind == MethodKind::kClientStreaming, std::move(run));
+                   method.kind == MethodKind::kClientStreaming, compression,
+                   std::move(run));
   co_return result;
 }
 

@@ -23,6 +23,9 @@ class Dispatcher final : public CallHandler {
   absl::Status Register(Service& service);
   // At most `max_handlers` handlers run at once; a call past it ends with
   // RESOURCE_EXHAUSTED without running. Set before the first call.
+  // How responses are compressed when a handler does not say
+  // (ServerContext::set_compression).
+  void set_compression(CompressionPolicy policy) { compression_ = policy; }
   void set_max_handlers(std::size_t max_handlers) {
     handlers_.emplace(max_handlers);
   }
@@ -56,6 +59,7 @@ class Dispatcher final : public CallHandler {
   std::vector<std::string> MethodPaths() const override;
 
  private:
+  CompressionPolicy compression_;
   // Counts a running handler for a drain, from construction to destruction.
   class Running;
 

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
+#include "core/compression.h"
 #include "dynrpc/context.h"
 #include "dynrpc/service.h"
 
@@ -34,6 +35,14 @@ struct CallRequest {
   // Absolute; the plane carries it to the server (as remaining time).
   std::optional<Clock::time_point> deadline;
   std::string payload;  // the serialized request message (unary calls)
+  // The caller's compression (grpc-encoding): every request message it
+  // compresses uses it. The plane carries, per message, whether it did:
+  // `payload_compressed` for `payload` (or a stream's first message).
+  Compression encoding = Compression::kIdentity;
+  bool payload_compressed = false;
+  // The compressions the caller accepts for responses (grpc-accept-encoding;
+  // every dynrpc caller accepts all).
+  CompressionSet accepts = kAllCompressions;
 };
 
 // How a call ended: exactly one status, with the server's metadata and, for
@@ -46,6 +55,9 @@ struct CallResult {
   // calls that succeeded; it may be empty bytes).
   bool has_message = false;
   std::string payload;
+  // `payload` is compressed with `encoding`, the server's compression.
+  bool payload_compressed = false;
+  Compression encoding = Compression::kIdentity;
   Metadata initial_metadata;
   Metadata trailing_metadata;
   // UNAVAILABLE before any handler could have run it: the call was never
@@ -101,9 +113,12 @@ class ServerStream {
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
   Read() = 0;
   // Sends one message, after `initial_metadata` on the first call. Waits for
-  // the client's window.
+  // the client's window. `encoding` is the call's response compression
+  // (the same on every call: the first fixes it), `compressed` whether this
+  // message is.
   virtual boost::asio::awaitable<absl::Status> Write(
-      std::string message, const Metadata& initial_metadata) = 0;
+      std::string message, const Metadata& initial_metadata,
+      Compression encoding, bool compressed) = 0;
 };
 
 // The core's side of a server plane: a plane hands it every decoded call.
@@ -210,9 +225,11 @@ class ClientStream {
   // Cancels the call if it has not ended.
   virtual ~ClientStream() = default;
   // Opens the call if needed, then sends one message once the server's
-  // window allows. An error means the call has ended (Finish says how) or
-  // the message is over the size limit.
-  virtual boost::asio::awaitable<absl::Status> Write(std::string message) = 0;
+  // window allows; `compressed`: with the head's encoding. An error means
+  // the call has ended (Finish says how) or the message is over the size
+  // limit.
+  virtual boost::asio::awaitable<absl::Status> Write(std::string message,
+                                                     bool compressed) = 0;
   virtual boost::asio::awaitable<absl::Status> WritesDone() = 0;
   // The next message; nullopt when the call ended with OK; else its status.
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>

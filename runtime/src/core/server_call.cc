@@ -24,16 +24,20 @@ class FramedServerStream final : public ServerStream {
     return ReadMessage(state_, link_);
   }
 
-  asio::awaitable<absl::Status> Write(
-      std::string message, const Metadata& initial_metadata) override {
+  asio::awaitable<absl::Status> Write(std::string message,
+                                      const Metadata& initial_metadata,
+                                      Compression encoding,
+                                      bool compressed) override {
     DYNRPC_CO_RETURN_IF_ERROR(link_.CheckMessage(message.size()));
     const std::size_t size = message.size();
     DYNRPC_CO_RETURN_IF_ERROR(co_await state_.ReserveSend(size));
     if (link_.paced_by_wire()) {
       DYNRPC_CO_RETURN_IF_ERROR(co_await link_.Ready());
     }
-    absl::Status sent = link_.SendMessage(
-        std::move(message), initial_sent_ ? nullptr : &initial_metadata);
+    absl::Status sent =
+        link_.SendMessage(std::move(message),
+                          initial_sent_ ? nullptr : &initial_metadata,
+                          encoding, compressed);
     if (!sent.ok()) {
       // Not sent: its window comes back.
       state_.AddSendWindow(
@@ -60,6 +64,11 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadMessage(
   absl::StatusOr<std::optional<std::string>> message =
       co_await state.Read(&grant);
   if (grant > 0) link.SendWindow(grant);
+  // A message that did not inflate (or a cancelled read): the call ends
+  // with why, whatever the handler makes of it.
+  if (!message.ok() && !state.ended()) {
+    state.End(CallResult(message.status()), /*discard_unread=*/true);
+  }
   co_return message;
 }
 
@@ -100,9 +109,19 @@ asio::awaitable<void> FramedServerCall::Serve(
                       [call](absl::Status why) { call->Cancel(why); }};
   std::optional<FramedServerStream> stream;
   if (call->stream != nullptr) stream.emplace(*call->stream, *call);
-  CallResult result =
-      co_await RunHandler(handler, std::move(request), std::move(info),
-                          stream ? &*stream : nullptr);
+  CallResult result;
+  absl::Status inflated;
+  if (request.payload_compressed) {
+    inflated = InflateInPlace(request.encoding, request.payload,
+                              call->max_message_size(), "request");
+    request.payload_compressed = false;
+  }
+  if (inflated.ok()) {
+    result = co_await RunHandler(handler, std::move(request), std::move(info),
+                                 stream ? &*stream : nullptr);
+  } else {
+    result = CallResult(std::move(inflated));
+  }
   bool initial_sent = false;
   if (stream) {
     result = SettleServerCall(std::move(result), call->stream->end_status());

@@ -75,11 +75,17 @@ class ServerLink {
   virtual ~ServerLink() = default;
   // Refuses a response message the wire cannot carry, naming the limit.
   virtual absl::Status CheckMessage(std::size_t bytes) const = 0;
+  // The largest request message the server accepts (a compressed one
+  // inflated).
+  virtual std::size_t max_message_size() const = 0;
   // One response message of a streaming call, its window already taken;
   // with the handler's initial metadata when `initial_metadata` is set (the
-  // first message). An error means it was not sent.
+  // first message). `encoding`: the call's response compression (the same
+  // on every call); `compressed`: whether this message is. An error means
+  // it was not sent.
   virtual absl::Status SendMessage(std::string message,
-                                   const Metadata* initial_metadata) = 0;
+                                   const Metadata* initial_metadata,
+                                   Compression encoding, bool compressed) = 0;
   // The handler read `bytes`: the caller may send that much more.
   virtual void SendWindow(uint32_t bytes) = 0;
   // Forgets the call (its frames are no longer delivered) and sends its end.

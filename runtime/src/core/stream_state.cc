@@ -39,7 +39,7 @@ void StreamState::WakeAllLocked() {
   }
 }
 
-bool StreamState::Deliver(std::string message) {
+bool StreamState::Deliver(std::string message, Compression compressed_with) {
   std::lock_guard lock(mu_);
   if (end_) return true;  // ended meanwhile: dropped, nobody reads it
   if (!wire_overhead_) {
@@ -51,7 +51,7 @@ bool StreamState::Deliver(std::string message) {
   }
   heard_ = true;
   if (!inbound_) inbound_.emplace();
-  inbound_->push_back(std::move(message));
+  inbound_->push_back(Inbound{std::move(message), compressed_with});
   WakeAllLocked();
   return true;
 }
@@ -115,22 +115,47 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
   asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
     Waiting waiting(*this);
+    std::optional<Inbound> taken;  // a compressed message, to inflate
+    std::size_t limit = 0;
     {
       std::lock_guard lock(mu_);
       if (inbound_ && !inbound_->empty()) {
-        std::string message = std::move(inbound_->front());
+        Inbound message = std::move(inbound_->front());
         inbound_->pop_front();
+        const std::size_t size = message.bytes.size();
         *grant = wire_overhead_
-                     ? static_cast<uint32_t>(message.size() + *wire_overhead_)
-                     : TakeGrantLocked(message.size() + kMessageOverhead);
-        co_return std::optional<std::string>(std::move(message));
+                     ? static_cast<uint32_t>(size + *wire_overhead_)
+                     : TakeGrantLocked(size + kMessageOverhead);
+        if (message.compressed_with == Compression::kIdentity) {
+          co_return std::optional<std::string>(std::move(message.bytes));
+        }
+        taken = std::move(message);
+        limit = max_message_;
+      } else {
+        if (end_) {
+          if (end_->status.ok()) co_return std::optional<std::string>();
+          co_return end_->status;
+        }
+        if (peer_done_) co_return std::optional<std::string>();
+        WaitLocked(executor, waiting);
       }
-      if (end_) {
-        if (end_->status.ok()) co_return std::optional<std::string>();
-        co_return end_->status;
+    }
+    if (taken) {
+      // Inflated outside the lock: the connection's reader may deliver
+      // meanwhile.
+      absl::Status inflated = InflateInPlace(taken->compressed_with,
+                                             taken->bytes, limit, "streamed");
+      if (!inflated.ok()) {
+        // The call fails, even if the peer has ended it OK meanwhile.
+        std::lock_guard lock(mu_);
+        if (end_ && end_->status.ok()) {
+          end_->status = inflated;
+          end_->has_message = false;
+          end_->payload.clear();
+        }
+        co_return inflated;
       }
-      if (peer_done_) co_return std::optional<std::string>();
-      WaitLocked(executor, waiting);
+      co_return std::optional<std::string>(std::move(taken->bytes));
     }
     auto [ec] = co_await waiting.signal().async_receive(
         asio::as_tuple(asio::use_awaitable));
@@ -175,8 +200,8 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
       if (end_) co_return *end_;
       std::size_t dropped = 0;
       if (inbound_) {
-        for (const std::string& m : *inbound_) {
-          dropped += m.size() + wire_overhead_.value_or(kMessageOverhead);
+        for (const Inbound& m : *inbound_) {
+          dropped += m.bytes.size() + wire_overhead_.value_or(kMessageOverhead);
         }
         inbound_.reset();
       }
@@ -218,6 +243,11 @@ asio::awaitable<CallResult> StreamState::TakeEnd() {
 void StreamState::set_max_message(std::size_t max_message) {
   std::lock_guard lock(mu_);
   max_message_ = max_message;
+}
+
+std::size_t StreamState::max_message() const {
+  std::lock_guard lock(mu_);
+  return max_message_;
 }
 
 std::optional<CallResult> StreamState::result() const {

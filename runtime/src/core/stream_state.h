@@ -52,7 +52,10 @@ class StreamState {
 
   // --- the connection's reader ---
   // False when the peer overran its window: the caller ends the call.
-  bool Deliver(std::string message);
+  // `compressed_with`: the algorithm that compressed it (Read() inflates
+  // it, up to the message size limit).
+  bool Deliver(std::string message,
+               Compression compressed_with = Compression::kIdentity);
   // The peer sends no more messages (client half-close, seen by the server).
   void PeerDone();
   // The peer read `bytes` more: the send window grows, never beyond
@@ -75,7 +78,10 @@ class StreamState {
   // --- the stream's users ---
   // The next message; nullopt after PeerDone() or an OK end; the end's
   // status otherwise. `*grant` is set to the bytes to announce to the peer in
-  // a WINDOW frame (0: none yet). A cancelled wait yields CANCELLED.
+  // a WINDOW frame (0: none yet). A cancelled wait yields CANCELLED. A
+  // compressed message that inflates past the limit yields
+  // RESOURCE_EXHAUSTED, a corrupt one INTERNAL, without ending the stream:
+  // the caller ends the call (and tells the peer).
   boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read(
       uint32_t* grant);
   // Waits until the send window is positive, then takes `bytes` from it.
@@ -95,6 +101,7 @@ class StreamState {
   // The peer's largest message, once the plane knows it (NATS: the server's
   // max_payload, learnt when connected).
   void set_max_message(std::size_t max_message);
+  std::size_t max_message() const;
 
   // The result, once ended.
   std::optional<CallResult> result() const;
@@ -133,7 +140,11 @@ class StreamState {
   // Set for a wire with its own flow control: each message's framing.
   const std::optional<std::size_t> wire_overhead_;
   // Made with the first message: a unary call's state never allocates one.
-  std::optional<std::deque<std::string>> inbound_;
+  struct Inbound {
+    std::string bytes;
+    Compression compressed_with;
+  };
+  std::optional<std::deque<Inbound>> inbound_;
   bool peer_done_ = false;
   std::optional<CallResult> end_;
   Metadata initial_metadata_;

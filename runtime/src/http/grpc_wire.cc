@@ -165,8 +165,9 @@ absl::Status CheckMessageSize(std::string_view what, std::size_t bytes,
                    " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", max, " bytes"));
 }
 
-std::string EncodeGrpcPrefix(uint32_t length) {
+std::string EncodeGrpcPrefix(uint32_t length, bool compressed) {
   std::string prefix(kGrpcPrefixSize, '\0');
+  prefix[0] = compressed ? 1 : 0;
   prefix[1] = static_cast<char>((length >> 24) & 0xff);
   prefix[2] = static_cast<char>((length >> 16) & 0xff);
   prefix[3] = static_cast<char>((length >> 8) & 0xff);
@@ -178,9 +179,25 @@ GrpcMessageDecoder::GrpcMessageDecoder(std::size_t max_message_size,
                                        std::string limit_name)
     : max_message_size_(max_message_size), limit_name_(std::move(limit_name)) {}
 
+void GrpcMessageDecoder::set_encoding(
+    std::optional<std::string_view> grpc_encoding) {
+  encoding_.reset();
+  unsupported_encoding_.clear();
+  if (!grpc_encoding) return;
+  encoding_ = ParseCompression(*grpc_encoding);
+  if (!encoding_) unsupported_encoding_ = std::string(*grpc_encoding);
+}
+
+absl::Status UnsupportedEncoding(std::string_view name) {
+  return absl::UnimplementedError(absl::StrCat(
+      "grpc-encoding '", absl::CHexEscape(AsAbsl(name)),
+      "' is not supported (grpc-accept-encoding: ", AsAbsl(kAcceptEncoding),
+      ")"));
+}
+
 absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
                                       std::string_view what,
-                                      std::vector<std::string>& out) {
+                                      std::vector<GrpcMessage>& out) {
   if (!error_.ok()) return error_;
   while (!bytes.empty()) {
     if (!message_.has_value()) {
@@ -195,14 +212,20 @@ absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
       for (std::size_t i = 1; i < kGrpcPrefixSize; ++i) {
         length = (length << 8) | static_cast<uint8_t>(prefix_[i]);
       }
-      if (flag == 1) {
-        error_ = absl::UnimplementedError(absl::StrCat(
-            AsAbsl(what),
-            " message is compressed (flag 1), but no compression is "
-            "negotiated"));
+      if (flag == 1 && !unsupported_encoding_.empty()) {
+        error_ = UnsupportedEncoding(unsupported_encoding_);
         return error_;
       }
-      if (flag != 0) {
+      if (flag == 1 && encoding_.value_or(Compression::kIdentity) ==
+                           Compression::kIdentity) {
+        error_ = absl::InternalError(absl::StrCat(
+            AsAbsl(what),
+            " message is compressed (flag 1), but grpc-encoding names no "
+            "compression (",
+            encoding_ ? "identity" : "no grpc-encoding header", ")"));
+        return error_;
+      }
+      if (flag > 1) {
         error_ = absl::InternalError(absl::StrFormat(
             "malformed gRPC message prefix: compressed flag 0x%02x", flag));
         return error_;
@@ -221,6 +244,7 @@ absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
         message_->reserve(std::min<std::size_t>(length, kFirstChunk));
       }
       expected_ = length;
+      compressed_ = flag == 1;
     } else {
       std::size_t n = std::min(expected_ - message_->size(), bytes.size());
       if (message_->capacity() < message_->size() + n) {
@@ -231,7 +255,9 @@ absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
       bytes.remove_prefix(n);
     }
     if (message_->size() == expected_) {
-      out.push_back(std::move(*message_));
+      out.push_back(GrpcMessage{
+          std::move(*message_),
+          compressed_ ? *encoding_ : Compression::kIdentity});
       message_.reset();
       prefix_len_ = 0;
       expected_ = 0;

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/compression.h"
 #include "dynrpc/context.h"
 
 namespace dynrpc::internal::http {
@@ -26,31 +27,49 @@ namespace dynrpc::internal::http {
 // A message on the wire: a 1-byte compressed flag (0: not compressed), a
 // 4-byte big-endian length, the bytes.
 inline constexpr std::size_t kGrpcPrefixSize = 5;
-std::string EncodeGrpcPrefix(uint32_t length);
+std::string EncodeGrpcPrefix(uint32_t length, bool compressed = false);
+// UNIMPLEMENTED: grpc-encoding `name` is not one we support (naming those we
+// do, as gRPC's compression spec asks).
+absl::Status UnsupportedEncoding(std::string_view name);
 
 // OK when a `what` message ("request", "response") of `bytes` is within
 // DYN_HTTP_MAX_MESSAGE_SIZE=`max`; else RESOURCE_EXHAUSTED naming both.
 absl::Status CheckMessageSize(std::string_view what, std::size_t bytes,
                               std::size_t max);
 
+// One message off the wire, compressed with `compressed_with` (identity:
+// not compressed).
+struct GrpcMessage {
+  std::string bytes;
+  Compression compressed_with = Compression::kIdentity;
+};
+
 // Splits a stream of DATA bytes into messages, whatever the chunking.
 class GrpcMessageDecoder {
  public:
   // `max_message_size` and `limit_name` (the variable that set it, for
-  // messages) bound every message.
+  // messages) bound every message (as it is on the wire: the core bounds
+  // what a compressed one inflates to).
   GrpcMessageDecoder(std::size_t max_message_size, std::string limit_name);
+
+  // The stream's grpc-encoding header (nullopt: none): what a message with
+  // the compressed flag is compressed with.
+  void set_encoding(std::optional<std::string_view> grpc_encoding);
 
   // Appends the messages `bytes` completes to `out`. Errors, reported as
   // soon as the prefix that causes them is read (before the message's
   // bytes are buffered):
   //  - RESOURCE_EXHAUSTED: "<what> message of N bytes exceeds <limit_name>=M
   //    bytes" (`what` is "request" or "response", given at Feed);
-  //  - UNIMPLEMENTED: compressed flag 1 (no compression is negotiated);
-  //  - INTERNAL: a flag other than 0 or 1 ("malformed gRPC message prefix").
+  //  - INTERNAL: compressed flag 1 without a grpc-encoding that names a
+  //    compression (gRPC's compression spec), or a flag other than 0 or 1
+  //    ("malformed gRPC message prefix");
+  //  - UNIMPLEMENTED: compressed flag 1 with a grpc-encoding we do not
+  //    support, naming those we do.
   // Messages completed before the bad prefix are still appended. After an
   // error every later call returns it again.
   absl::Status Feed(std::string_view bytes, std::string_view what,
-                    std::vector<std::string>& out);
+                    std::vector<GrpcMessage>& out);
   // True when no partial message is buffered (the stream may end here).
   bool AtBoundary() const;
   // Bytes of the partial message (prefix included) held so far.
@@ -62,6 +81,11 @@ class GrpcMessageDecoder {
   char prefix_[kGrpcPrefixSize];
   std::size_t prefix_len_ = 0;
   std::optional<std::string> message_;  // once its prefix is complete
+  bool compressed_ = false;              // message_'s flag
+  // From set_encoding(): nullopt for no grpc-encoding header; the name when
+  // it is one we do not support.
+  std::optional<Compression> encoding_;
+  std::string unsupported_encoding_;
   std::size_t expected_ = 0;
   absl::Status error_;
 };

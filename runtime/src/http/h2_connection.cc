@@ -645,6 +645,9 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
         }
         stream->headers_done = true;
         stream->header_list_size = 0;  // the trailers count afresh
+        // What the peer's compressed messages are compressed with.
+        stream->decoder.set_encoding(
+            FindHeader(stream->headers, "grpc-encoding"));
         if (self->role_ == Role::kServer) {
           self->ChooseBodyMode(*stream);
           if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
@@ -732,7 +735,7 @@ int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
     stream->raw_body.append(bytes);
     return 0;
   }
-  std::vector<std::string> messages;
+  std::vector<GrpcMessage> messages;
   absl::Status fed = stream->decoder.Feed(bytes, stream->what, messages);
   // Window bytes of complete messages come back as they are read. Those of
   // the message still arriving come back at once if the reader waits for
@@ -754,9 +757,10 @@ int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
   } else {
     stream->partial_held += to_partial;
   }
-  for (std::string& m : messages) {
+  for (GrpcMessage& m : messages) {
     if (stream->deliver) {
-      stream->state->Deliver(std::move(m));  // never refused: our window
+      // Never refused: our window.
+      stream->state->Deliver(std::move(m.bytes), m.compressed_with);
       ++stream->unread;
     } else {
       stream->inbound.push_back(std::move(m));

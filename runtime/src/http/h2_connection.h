@@ -78,7 +78,7 @@ struct H2Stream {
   std::size_t max_message;
   std::string what;  // "request" or "response", for size errors
   std::string raw_body;
-  std::deque<std::string> inbound;
+  std::deque<GrpcMessage> inbound;
   // Stream-window bytes of complete messages not yet read: given back as
   // they are read, so a reader that stops reading stops the peer. (Bytes of
   // a message still arriving are given back at once: a message may be

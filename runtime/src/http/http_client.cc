@@ -107,7 +107,9 @@ CallResult ResultFrom(H2Stream& stream, std::string_view target, bool unary) {
         " messages instead of one"));
   } else {
     result.has_message = true;
-    result.payload = std::move(stream.inbound.front());
+    result.payload = std::move(stream.inbound.front().bytes);
+    result.encoding = stream.inbound.front().compressed_with;
+    result.payload_compressed = result.encoding != Compression::kIdentity;
     stream.inbound.clear();
   }
   return result;
@@ -310,6 +312,11 @@ absl::StatusOr<Headers> HttpClient::RequestHeaders(
     headers.emplace_back("grpc-timeout",
                          EncodeGrpcTimeout(*request.deadline - Clock::now()));
   }
+  if (request.encoding != Compression::kIdentity) {
+    headers.emplace_back("grpc-encoding",
+                         std::string(CompressionName(request.encoding)));
+  }
+  headers.emplace_back("grpc-accept-encoding", std::string(kAcceptEncoding));
   for (const auto& [key, value] : request.metadata) {
     std::string name = absl::AsciiStrToLower(key);
     headers.emplace_back(name, EncodeMetadataValue(name, value));
@@ -339,9 +346,9 @@ class HttpLink final : public ClientLink {
   absl::Status CheckMessage(std::size_t bytes) const override {
     return CheckMessageSize("request", bytes, max_message_);
   }
-  absl::Status SendMessage(std::string message) override {
+  absl::Status SendMessage(std::string message, bool compressed) override {
     std::string prefix =
-        EncodeGrpcPrefix(static_cast<uint32_t>(message.size()));
+        EncodeGrpcPrefix(static_cast<uint32_t>(message.size()), compressed);
     connection_->QueueData(stream_, std::move(prefix), std::move(message),
                            /*end=*/false);
     return absl::OkStatus();
@@ -397,7 +404,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> HttpClient::Open(
   if (first_message != nullptr) {
     stream->out_bytes = kGrpcPrefixSize + first_message->size();
     stream->out.push_back(
-        EncodeGrpcPrefix(static_cast<uint32_t>(first_message->size())));
+        EncodeGrpcPrefix(static_cast<uint32_t>(first_message->size()),
+                         head.payload_compressed));
     if (!first_message->empty()) {
       stream->out.push_back(std::move(*first_message));
     }

@@ -70,8 +70,10 @@ class ServerCall final : public FramedServerCall {
         max_message_(max_message) {}
 
   absl::Status CheckMessage(std::size_t bytes) const override;
+  std::size_t max_message_size() const override { return max_message_; }
   absl::Status SendMessage(std::string message,
-                           const Metadata* initial_metadata) override;
+                           const Metadata* initial_metadata,
+                           Compression encoding, bool compressed) override;
   void SendWindow(uint32_t bytes) override;
   void SendEnd(CallResult result, bool initial_sent) override;
   bool paced_by_wire() const override { return true; }
@@ -220,8 +222,16 @@ class HttpServerConnection final : public H2Connection {
 
 namespace {
 
-Headers GrpcResponseHeaders(const Metadata& initial_metadata) {
-  Headers headers = {{":status", "200"}, {"content-type", "application/grpc"}};
+// `encoding`: the compression of the response messages that have the flag.
+Headers GrpcResponseHeaders(const Metadata& initial_metadata,
+                            Compression encoding = Compression::kIdentity) {
+  Headers headers = {{":status", "200"},
+                     {"content-type", "application/grpc"},
+                     {"grpc-accept-encoding", std::string(kAcceptEncoding)}};
+  if (encoding != Compression::kIdentity) {
+    headers.emplace_back("grpc-encoding",
+                         std::string(CompressionName(encoding)));
+  }
   for (const auto& [key, value] : initial_metadata) {
     std::string name = absl::AsciiStrToLower(key);
     headers.emplace_back(name, EncodeMetadataValue(name, value));
@@ -289,12 +299,17 @@ class Responder {
     } else {
       if (!headers_sent) {
         (void)connection_->SubmitResponse(
-            stream_, GrpcResponseHeaders(result.initial_metadata),
+            stream_,
+            GrpcResponseHeaders(result.initial_metadata,
+                                with_message && result.payload_compressed
+                                    ? result.encoding
+                                    : Compression::kIdentity),
             /*body=*/true);
       }
       std::string prefix, payload;
       if (with_message) {
-        prefix = EncodeGrpcPrefix(static_cast<uint32_t>(result.payload.size()));
+        prefix = EncodeGrpcPrefix(static_cast<uint32_t>(result.payload.size()),
+                                  result.payload_compressed);
         payload = std::move(result.payload);
       }
       connection_->QueueData(stream_, std::move(prefix), std::move(payload),
@@ -486,6 +501,23 @@ asio::awaitable<void> HttpServer::ServeStream(
     co_return;
   }
   request.metadata = *std::move(metadata);
+  // What the caller compresses with, and accepts (a caller that does not
+  // say accepts no compression: JSON callers, say).
+  std::optional<std::string_view> encoding =
+      FindHeader(headers, "grpc-encoding");
+  if (kind == ContentKind::kGrpc && encoding) {
+    std::optional<Compression> known = ParseCompression(*encoding);
+    if (!known) {
+      co_await respond.Grpc(CallResult(UnsupportedEncoding(*encoding)));
+      co_return;
+    }
+    request.encoding = *known;
+  }
+  std::optional<std::string_view> accepts =
+      FindHeader(headers, "grpc-accept-encoding");
+  request.accepts = kind == ContentKind::kGrpc && accepts
+                        ? ParseAcceptEncoding(*accepts)
+                        : Bit(Compression::kIdentity);
 
   if (kind == ContentKind::kJson) {
     ServerCallInfo info{connection->peer(), call->cancelled,
@@ -581,14 +613,16 @@ absl::Status ServerCall::CheckMessage(std::size_t bytes) const {
 }
 
 absl::Status ServerCall::SendMessage(std::string message,
-                                     const Metadata* initial_metadata) {
+                                     const Metadata* initial_metadata,
+                                     Compression encoding, bool compressed) {
   std::shared_ptr<HttpServerConnection> c = connection.lock();
   if (c == nullptr) return absl::UnavailableError("the connection was lost");
   if (initial_metadata != nullptr) {
     DYNRPC_RETURN_IF_ERROR(c->SubmitResponse(
-        h2, GrpcResponseHeaders(*initial_metadata), /*body=*/true));
+        h2, GrpcResponseHeaders(*initial_metadata, encoding), /*body=*/true));
   }
-  std::string prefix = EncodeGrpcPrefix(static_cast<uint32_t>(message.size()));
+  std::string prefix =
+      EncodeGrpcPrefix(static_cast<uint32_t>(message.size()), compressed);
   c->QueueData(h2, std::move(prefix), std::move(message), /*end=*/false);
   return absl::OkStatus();
 }

@@ -152,8 +152,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
     auto call = std::make_shared<ClientCall>();
     call->streaming = streaming;
     call->method_subject = std::move(method_subject);
-    state->set_max_message(static_cast<std::size_t>(
-        std::max<int64_t>(connection_->max_payload(), 1)));
+    state->set_max_message(
+        ReceiveLimit(config_, connection_->max_payload()));
     call->state = std::move(state);
     std::lock_guard lock(mu_);
     call->n = next_call_++;
@@ -188,6 +188,7 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       DYNRPC_RETURN_IF_ERROR(
           CheckMessageSize(config_, message->size(), "request message"));
       headers.emplace_back(kHasMessage, "1");
+      if (head.payload_compressed) AddCompression(headers, head.encoding);
     }
     if (done) headers.emplace_back(kDone, "1");
     return connection_->Publish(call.method_subject, call.reply, headers,
@@ -366,13 +367,18 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       if (const std::string* md = m.Header(kTrailingMetadata)) {
         result.trailing_metadata = DecodeMetadata(*md).value_or(Metadata());
       }
-      if (result.status.ok() && m.Header(kHasMessage)) {
+      absl::StatusOr<Compression> compression = CompressionFrom(m);
+      if (!compression.ok()) {
+        result = CallResult(compression.status());
+      } else if (result.status.ok() && m.Header(kHasMessage)) {
         if (call->streaming) {
           // A client-streaming call's response is read as its one message.
-          (void)call->state->Deliver(std::move(m.data));
+          (void)call->state->Deliver(std::move(m.data), *compression);
         } else {
           result.has_message = true;
           result.payload = std::move(m.data);
+          result.encoding = *compression;
+          result.payload_compressed = *compression != Compression::kIdentity;
         }
       }
       call->state->End(std::move(result));
@@ -449,8 +455,10 @@ namespace {
 class NatsLink final : public ClientLink {
  public:
   NatsLink(std::shared_ptr<ClientState> client,
-           std::shared_ptr<ClientCall> call)
-      : client_(std::move(client)), call_(std::move(call)) {}
+           std::shared_ptr<ClientCall> call, Compression encoding)
+      : client_(std::move(client)),
+        call_(std::move(call)),
+        encoding_(encoding) {}
 
   asio::awaitable<absl::Status> Ready() override {
     return client_->WaitAccepted(*call_);
@@ -458,10 +466,11 @@ class NatsLink final : public ClientLink {
   absl::Status CheckMessage(std::size_t bytes) const override {
     return CheckMessageSize(client_->config(), bytes, "request message");
   }
-  absl::Status SendMessage(std::string message) override {
-    absl::Status sent = client_->SendToServer(
-        *call_, {{kType, "msg"}, {kSeq, std::to_string(seq_)}}, message,
-        "request message");
+  absl::Status SendMessage(std::string message, bool compressed) override {
+    NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_)}};
+    if (compressed) AddCompression(headers, encoding_);
+    absl::Status sent = client_->SendToServer(*call_, std::move(headers),
+                                              message, "request message");
     if (sent.ok()) ++seq_;
     return sent;
   }
@@ -474,6 +483,7 @@ class NatsLink final : public ClientLink {
  private:
   const std::shared_ptr<ClientState> client_;
   const std::shared_ptr<ClientCall> call_;
+  const Compression encoding_;  // the call's
   int64_t seq_ = 0;  // the next message's number
 };
 
@@ -518,7 +528,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> NatsClient::Open(
     client->Forget(*call);
     co_return opened;
   }
-  co_return std::make_shared<NatsLink>(std::move(client), std::move(call));
+  co_return std::make_shared<NatsLink>(std::move(client), std::move(call),
+                                       head.encoding);
 }
 
 }  // namespace dynrpc::internal::nats

@@ -54,8 +54,10 @@ struct ServedCall final : FramedServerCall {
       : FramedServerCall(std::move(strand)), server_(server) {}
 
   absl::Status CheckMessage(std::size_t bytes) const override;
+  std::size_t max_message_size() const override;
   absl::Status SendMessage(std::string message,
-                           const Metadata* initial_metadata) override;
+                           const Metadata* initial_metadata,
+                           Compression encoding, bool compressed) override;
   void SendWindow(uint32_t bytes) override;
   void SendEnd(CallResult result, bool initial_sent) override;
 
@@ -204,14 +206,21 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       }
       request.metadata = *std::move(metadata);
     }
+    absl::StatusOr<Compression> compression = CompressionFrom(m);
+    if (!compression.ok()) {
+      NatsHeaders end = {{kType, "end"}};
+      AddStatus(end, compression.status());
+      Send(*call, end);
+      return;
+    }
     bool streaming = m.Header(kKind) && *m.Header(kKind) == "stream";
     bool has_message = m.Header(kHasMessage) != nullptr;
     bool done = m.Header(kDone) != nullptr;
     if (streaming) {
       // Before the call is published: a cancel may end it at once.
-      call->stream = std::make_shared<StreamState>(static_cast<std::size_t>(
-          std::max<int64_t>(connection_->max_payload(), 1)));
-      if (has_message) call->stream->Deliver(std::move(m.data));
+      call->stream = std::make_shared<StreamState>(
+          ReceiveLimit(config_, connection_->max_payload()));
+      if (has_message) call->stream->Deliver(std::move(m.data), *compression);
       if (done) call->stream->PeerDone();
     }
     {
@@ -228,6 +237,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
         return;
       }
       request.payload = std::move(m.data);
+      request.encoding = *compression;
+      request.payload_compressed = *compression != Compression::kIdentity;
     } else {
       Send(*call, {{kType, "accept"}, {kCall, call->subject}});
     }
@@ -315,7 +326,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     NatsHeaders with_status = headers;
     AddStatus(with_status, result.status);
     bool with_message = result.status.ok() && result.has_message;
-    if (with_message) with_status.emplace_back(kHasMessage, "1");
+    if (with_message) {
+      with_status.emplace_back(kHasMessage, "1");
+      if (result.payload_compressed) AddCompression(with_status, result.encoding);
+    }
     absl::Status sent = connection_->Publish(
         call.reply, "", with_status, with_message ? result.payload : "",
         "response message");
@@ -379,9 +393,15 @@ absl::Status ServedCall::CheckMessage(std::size_t bytes) const {
   return CheckMessageSize(server_.config_, bytes, "response message");
 }
 
+std::size_t ServedCall::max_message_size() const {
+  return ReceiveLimit(server_.config_, server_.connection_->max_payload());
+}
+
 absl::Status ServedCall::SendMessage(std::string message,
-                                     const Metadata* initial_metadata) {
+                                     const Metadata* initial_metadata,
+                                     Compression encoding, bool compressed) {
   NatsHeaders headers = {{kType, "msg"}, {kSeq, std::to_string(seq_)}};
+  if (compressed) AddCompression(headers, encoding);
   if (initial_metadata != nullptr && !initial_metadata->empty()) {
     headers.emplace_back(kInitialMetadata, EncodeMetadata(*initial_metadata));
   }

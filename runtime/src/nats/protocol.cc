@@ -1,5 +1,6 @@
 #include "nats/protocol.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/random/random.h"
@@ -151,10 +152,40 @@ absl::Status CheckSequence(const NatsMessage& message, int64_t* expected) {
   return absl::OkStatus();
 }
 
+std::size_t ReceiveLimit(const NatsConfig& config, int64_t max_payload) {
+  std::size_t limit =
+      static_cast<std::size_t>(std::max<int64_t>(max_payload, 1));
+  if (config.max_message_size != 0) {
+    limit = std::min(limit, config.max_message_size);
+  }
+  return limit;
+}
+
+void AddCompression(NatsHeaders& headers, Compression compression) {
+  if (compression == Compression::kIdentity) return;
+  headers.emplace_back(kEncoding, std::string(CompressionName(compression)));
+}
+
+absl::StatusOr<Compression> CompressionFrom(const NatsMessage& message) {
+  const std::string* name = message.Header(kEncoding);
+  if (name == nullptr) return Compression::kIdentity;
+  std::optional<Compression> compression = ParseCompression(*name);
+  if (!compression) {
+    return absl::UnimplementedError(absl::StrCat(
+        "a message compressed with '", absl::CHexEscape(*name),
+        "', which is not supported (supported: ", std::string(kAcceptEncoding), ")"));
+  }
+  return *compression;
+}
+
 absl::Status DeliverInOrder(NatsMessage& message, int64_t* expected,
                             StreamState& state, std::string_view peer) {
   DYNRPC_RETURN_IF_ERROR(CheckSequence(message, expected));
-  if (state.Deliver(std::move(message.data))) return absl::OkStatus();
+  absl::StatusOr<Compression> compression = CompressionFrom(message);
+  if (!compression.ok()) return compression.status();
+  if (state.Deliver(std::move(message.data), *compression)) {
+    return absl::OkStatus();
+  }
   return absl::ResourceExhaustedError(absl::StrCat(
       std::string(peer), " sent beyond the stream's credit"));
 }

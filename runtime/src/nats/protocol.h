@@ -55,6 +55,15 @@ inline constexpr char kSeq[] = "Dyn-Seq";
 inline constexpr char kCredit[] = "Dyn-Credit";
 inline constexpr char kCode[] = "Dyn-Code";
 inline constexpr char kMessage[] = "Dyn-Message";
+// On a message whose data is compressed: "gzip" or "deflate".
+inline constexpr char kEncoding[] = "Dyn-Enc";
+
+// Says in `headers` that the data is compressed with `compression` (nothing
+// for identity).
+void AddCompression(NatsHeaders& headers, Compression compression);
+// How a message's data is compressed: UNIMPLEMENTED for an algorithm we do
+// not know, naming those we do.
+absl::StatusOr<Compression> CompressionFrom(const NatsMessage& message);
 
 // "/pkg.Service/Method" -> "pkg.Service.Method"; nullopt if malformed.
 std::optional<std::string> MethodSubjectSuffix(std::string_view method_path);
@@ -77,6 +86,10 @@ absl::Status StatusFrom(const NatsMessage& message);
 // checked at publishing.
 absl::Status CheckMessageSize(const NatsConfig& config, std::size_t size,
                               std::string_view what);
+
+// The largest message a side accepts (a compressed one inflated): the
+// plane's own limit if set, never above the NATS server's `max_payload`.
+std::size_t ReceiveLimit(const NatsConfig& config, int64_t max_payload);
 
 // Runs `tick` every kHeartbeatInterval until it returns false or the task is
 // cancelled: the heartbeat loop of a client or a server.

@@ -369,9 +369,10 @@ class RoutedClientStream final : public ClientStream {
         first_message_(std::move(first_message)),
         wake_(std::make_shared<Signal>(executor, 1)) {}
 
-  asio::awaitable<absl::Status> Write(std::string message) override {
+  asio::awaitable<absl::Status> Write(std::string message,
+                                      bool compressed) override {
     if (absl::Status s = co_await Open(); !s.ok()) co_return s;
-    co_return co_await inner_->Write(std::move(message));
+    co_return co_await inner_->Write(std::move(message), compressed);
   }
   asio::awaitable<absl::Status> WritesDone() override {
     if (absl::Status s = co_await Open(); !s.ok()) co_return s;

@@ -148,6 +148,9 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(std::string_view bytes) {
   if ((flags & ~kKnownFlags) != 0) {
     return Malformed(absl::StrCat("unknown flags ", flags));
   }
+  if ((flags & kFlagDeflate) && (flags & kFlagGzip)) {
+    return Malformed("a payload flagged both deflate and gzip");
+  }
   h.type = static_cast<FrameType>(type);
   h.flags = flags;
   return h;
@@ -210,21 +213,40 @@ absl::StatusOr<std::string> EncodeHeaders(uint64_t call_id,
 
 namespace {
 std::string BareFrame(FrameType type, uint64_t call_id,
-                      std::size_t payload_len = 0) {
+                      std::size_t payload_len = 0, uint16_t flags = 0) {
   std::string out;
   out.reserve(kFrameHeaderSize);
   Writer w(out);
-  WriteHeader(w, type, call_id, 0, payload_len);
+  WriteHeader(w, type, call_id, 0, payload_len, flags);
   return out;
 }
 }  // namespace
+
+uint16_t CompressionFlag(Compression compression) {
+  switch (compression) {
+    case Compression::kDeflate:
+      return kFlagDeflate;
+    case Compression::kGzip:
+      return kFlagGzip;
+    case Compression::kIdentity:
+      break;
+  }
+  return 0;
+}
+
+Compression CompressionOf(uint16_t flags) {
+  if (flags & kFlagGzip) return Compression::kGzip;
+  if (flags & kFlagDeflate) return Compression::kDeflate;
+  return Compression::kIdentity;
+}
 
 std::string EncodeCancel(uint64_t call_id) {
   return BareFrame(FrameType::kCancel, call_id);
 }
 
-std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len) {
-  return BareFrame(FrameType::kMessage, call_id, payload_len);
+std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len,
+                                uint16_t flags) {
+  return BareFrame(FrameType::kMessage, call_id, payload_len, flags);
 }
 
 std::string EncodeHalfClose(uint64_t call_id) {

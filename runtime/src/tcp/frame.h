@@ -35,8 +35,19 @@ enum class FrameType : uint8_t {
 inline constexpr uint16_t kFlagHasMessage = 0x1;  // REQUEST/RESPONSE payload
 inline constexpr uint16_t kFlagEndStream = 0x2;   // REQUEST: no more messages
 inline constexpr uint16_t kFlagStreaming = 0x4;   // REQUEST: a streaming call
-inline constexpr uint16_t kKnownFlags =
-    kFlagHasMessage | kFlagEndStream | kFlagStreaming;
+// REQUEST, RESPONSE, MESSAGE: the payload is compressed (zlib's format, or
+// gzip). At most one of the two.
+inline constexpr uint16_t kFlagDeflate = 0x8;
+inline constexpr uint16_t kFlagGzip = 0x10;
+inline constexpr uint16_t kKnownFlags = kFlagHasMessage | kFlagEndStream |
+                                        kFlagStreaming | kFlagDeflate |
+                                        kFlagGzip;
+
+// The flag for a payload compressed with `compression` (0 for identity),
+// and the compression a frame's flags say (DecodeFrameHeader refuses both
+// flags at once).
+uint16_t CompressionFlag(Compression compression);
+Compression CompressionOf(uint16_t flags);
 
 struct FrameHeader {
   FrameType type = FrameType::kRequest;
@@ -79,7 +90,8 @@ absl::StatusOr<std::string> EncodeResponsePrefix(
 absl::StatusOr<std::string> EncodeHeaders(uint64_t call_id,
                                           const Metadata& metadata);
 std::string EncodeCancel(uint64_t call_id);
-std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len);
+std::string EncodeMessagePrefix(uint64_t call_id, std::size_t payload_len,
+                                uint16_t flags = 0);
 std::string EncodeHalfClose(uint64_t call_id);
 std::string EncodeWindow(uint64_t call_id, uint32_t bytes);
 std::string EncodePing();

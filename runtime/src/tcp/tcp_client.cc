@@ -176,7 +176,8 @@ class ClientConnection final
                      /*discard_unread=*/true);
           return false;
         }
-        if (!stream.Deliver(std::move(frame.payload))) {
+        if (!stream.Deliver(std::move(frame.payload),
+                            CompressionOf(frame.header.flags))) {
           stream.End(CallResult(absl::ResourceExhaustedError(absl::StrCat(
                          "the server at ", socket_->peer(),
                          " sent beyond the stream's flow-control window"))),
@@ -198,8 +199,8 @@ class ClientConnection final
         std::string payload = std::move(frame.payload);
         CallResult result = ToReply(std::move(frame));
         if (result.status.ok() && has_message) {
-          stream.Deliver(std::move(payload));  // its window is not checked:
-                                               // it ends the call
+          // Its window is not checked: it ends the call.
+          stream.Deliver(std::move(payload), CompressionOf(frame.header.flags));
           result.has_message = false;
           result.payload.clear();
         }
@@ -243,6 +244,8 @@ class ClientConnection final
     if (result.status.ok()) {
       result.has_message = (frame.header.flags & kFlagHasMessage) != 0;
       result.payload = std::move(frame.payload);
+      result.encoding = CompressionOf(frame.header.flags);
+      result.payload_compressed = result.encoding != Compression::kIdentity;
     }
     return result;
   }
@@ -317,19 +320,22 @@ uint64_t TimeLeftUs(const std::optional<Clock::time_point>& deadline) {
 // the core releases it.
 class TcpLink final : public ClientLink {
  public:
-  TcpLink(ConnectionPool::Lease lease, uint64_t id, std::size_t max_message)
+  TcpLink(ConnectionPool::Lease lease, uint64_t id, std::size_t max_message,
+          Compression encoding)
       : connection_(lease.shared<ClientConnection>()),
         lease_(std::move(lease)),
         id_(id),
-        max_message_(max_message) {}
+        max_message_(max_message),
+        compressed_flag_(CompressionFlag(encoding)) {}
 
   absl::Status CheckMessage(std::size_t bytes) const override {
     if (bytes <= max_message_) return absl::OkStatus();
     return OversizedError("request", bytes, max_message_);
   }
-  absl::Status SendMessage(std::string message) override {
+  absl::Status SendMessage(std::string message, bool compressed) override {
     // Its own statement: arguments are evaluated in no set order.
-    std::string prefix = EncodeMessagePrefix(id_, message.size());
+    std::string prefix = EncodeMessagePrefix(
+        id_, message.size(), compressed ? compressed_flag_ : 0);
     socket().Send(std::move(prefix), std::move(message));
     return absl::OkStatus();
   }
@@ -347,6 +353,7 @@ class TcpLink final : public ClientLink {
   std::optional<ConnectionPool::Lease> lease_;
   const uint64_t id_;
   const std::size_t max_message_;
+  const uint16_t compressed_flag_;  // the call's compression
 };
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
@@ -365,7 +372,10 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
   wire.method = std::move(head.method);
   wire.metadata = std::move(head.metadata);
   uint16_t flags = streaming ? kFlagStreaming : 0;
-  if (first_message != nullptr) flags |= kFlagHasMessage | kFlagEndStream;
+  if (first_message != nullptr) {
+    flags |= kFlagHasMessage | kFlagEndStream;
+    if (head.payload_compressed) flags |= CompressionFlag(head.encoding);
+  }
   absl::StatusOr<std::string> prefix =
       EncodeRequestPrefix(0, wire, payload.size(), flags);
   if (!prefix.ok()) co_return prefix.status();
@@ -380,7 +390,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
       std::move(state), streaming, *std::move(prefix), std::move(payload));
   if (!id.ok()) co_return id.status();
   co_return std::make_shared<TcpLink>(*std::move(lease), *id,
-                                      config_.max_message_size);
+                                      config_.max_message_size, head.encoding);
 }
 
 }  // namespace dynrpc::internal::tcp

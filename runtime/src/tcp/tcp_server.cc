@@ -65,6 +65,9 @@ struct ServerConnection {
     head.metadata = std::move(result.trailing_metadata);
     uint16_t flags = result.has_message && result.status.ok() ? kFlagHasMessage : 0;
     if (!flags) result.payload.clear();
+    if (flags && result.payload_compressed) {
+      flags |= CompressionFlag(result.encoding);
+    }
     absl::StatusOr<std::string> prefix =
         EncodeResponsePrefix(id, head, result.payload.size(), flags);
     if (!prefix.ok()) {
@@ -100,8 +103,10 @@ class TcpServerCall final : public FramedServerCall {
     if (bytes <= max_message_) return absl::OkStatus();
     return OversizedError("response", bytes, max_message_);
   }
+  std::size_t max_message_size() const override { return max_message_; }
   absl::Status SendMessage(std::string message,
-                           const Metadata* initial_metadata) override {
+                           const Metadata* initial_metadata,
+                           Compression encoding, bool compressed) override {
     FramedSocket& socket = *connection_->socket;
     if (initial_metadata != nullptr) {
       absl::StatusOr<std::string> headers =
@@ -109,7 +114,8 @@ class TcpServerCall final : public FramedServerCall {
       if (!headers.ok()) return headers.status();
       socket.Send(*std::move(headers));
     }
-    std::string prefix = EncodeMessagePrefix(id_, message.size());
+    std::string prefix = EncodeMessagePrefix(
+        id_, message.size(), compressed ? CompressionFlag(encoding) : 0);
     socket.Send(std::move(prefix), std::move(message));
     return absl::OkStatus();
   }
@@ -167,7 +173,8 @@ asio::awaitable<void> TcpServer::ServeConnection(
           absl::Status error = OversizedError("request", header,
                                               config_.max_message_size);
           call->Cancel(error);
-        } else if (!call->stream->Deliver(std::move(frame->payload))) {
+        } else if (!call->stream->Deliver(std::move(frame->payload),
+                                          CompressionOf(header.flags))) {
           call->Cancel(absl::ResourceExhaustedError(absl::StrCat(
               "the caller at ", socket->peer(),
               " sent beyond the stream's flow-control window")));
@@ -233,10 +240,15 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
                                               id, config_.max_message_size);
   if (!unary) {
     call->stream = std::make_shared<StreamState>(config_.max_message_size);
-    if (has_message) call->stream->Deliver(std::move(frame.payload));
+    if (has_message) {
+      call->stream->Deliver(std::move(frame.payload),
+                            CompressionOf(header.flags));
+    }
     if (end_stream) call->stream->PeerDone();
   } else {
     request.payload = std::move(frame.payload);
+    request.encoding = CompressionOf(header.flags);
+    request.payload_compressed = request.encoding != Compression::kIdentity;
   }
   bool over_limit = false;
   {
