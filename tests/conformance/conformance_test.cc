@@ -932,10 +932,25 @@ TEST_P(ConformanceTest, ResponsesGoCompressedAsTheHandlerOrServerSays) {
   by_default.compression = Compression::kGzip;
   StartServer(by_default);
   stub = NewStub();
+  {
+    ClientContext context;
+    absl::StatusOr<EchoReply> reply = Run(stub->Sized(context, request));
+    ASSERT_THAT(reply, IsOk());
+    EXPECT_EQ(reply->payload().size(), kCompressible);
+  }
+  // Every response compressed, however small: a client stream's one
+  // response too.
+  by_default.compression_min_bytes = 0;
+  StartServer(by_default);
+  stub = NewStub();
   ClientContext context;
-  absl::StatusOr<EchoReply> reply = Run(stub->Sized(context, request));
-  ASSERT_THAT(reply, IsOk());
-  EXPECT_EQ(reply->payload().size(), kCompressible);
+  ClientWriter<StreamMessage, StreamSummary> writer = stub->Collect(context);
+  StreamMessage m = Numbered(0);
+  m.set_text(std::string(32 << 10, 't'));
+  ASSERT_THAT(Run(writer.Write(m)), IsOk());
+  absl::StatusOr<StreamSummary> summary = Run(writer.Finish());
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->texts(), m.text());
 }
 
 // A small compressed message that inflates past the receiver's limit is

@@ -190,6 +190,7 @@ asio::awaitable<absl::StatusOr<StreamSummary>> EchoServiceImpl::Collect(
     if ((*message)->sequence() != summary.count()) summary.set_in_order(false);
     summary.set_count(summary.count() + 1);
     summary.set_bytes(summary.bytes() + (*message)->payload().size());
+    summary.mutable_texts()->append((*message)->text());
   }
   co_return summary;
 }

@@ -31,7 +31,7 @@ namespace {
 // A response message that came compressed, inflated (up to `limit`); the
 // call's status says why when it does not.
 void InflateResponse(CallResult& result, std::size_t limit) {
-  if (!result.payload_compressed) return;
+  if (!result.payload_compressed || !result.has_message) return;
   result.payload_compressed = false;
   absl::Status inflated =
       InflateInPlace(result.encoding, result.payload, limit, "response");

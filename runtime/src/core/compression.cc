@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -113,6 +114,15 @@ absl::StatusOr<std::string> Decompress(Compression algorithm,
                                        std::string_view message,
                                        std::size_t limit,
                                        std::string_view what) {
+  // zlib counts in 32 bits: no message or limit beyond them (the planes'
+  // limits stop at 2 GiB anyway).
+  constexpr std::size_t kMaxBytes = std::numeric_limits<uInt>::max() - 1;
+  limit = std::min(limit, kMaxBytes);
+  if (message.size() > kMaxBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a compressed ", std::string(what), " message of ", message.size(),
+        " bytes is too large to inflate"));
+  }
   z_stream* z = InflaterFor(algorithm).Reset();
   if (z == nullptr) {
     return absl::InternalError("zlib could not be set up to inflate");
@@ -144,7 +154,8 @@ absl::StatusOr<std::string> Decompress(Compression algorithm,
       out.resize(produced);
       return out;
     }
-    if (rc == Z_BUF_ERROR && z->avail_in == 0 && z->avail_out != 0) {
+    if (rc == Z_BUF_ERROR && z->avail_out != 0) {
+      // No progress with room to write: the input ran out mid-stream.
       return absl::InternalError(absl::StrCat(subject, " is truncated"));
     }
     if (rc != Z_OK && rc != Z_BUF_ERROR) {

@@ -172,9 +172,11 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   // first message.
   absl::Status Open(const ClientCall& call, const CallRequest& head,
                     bool streaming, const std::string* message, bool done) {
-    NatsHeaders headers = {{kType, "open"},
-                           {kKind, streaming ? "stream" : "unary"},
-                           {kMethod, head.method}};
+    NatsHeaders headers = {
+        {kType, "open"},
+        {kKind, streaming ? "stream" : "unary"},
+        {kMethod, head.method},
+        {nats::kAcceptEncoding, std::string(internal::kAcceptEncoding)}};
     if (head.deadline) {
       int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                        *head.deadline - Clock::now())

@@ -213,6 +213,9 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       Send(*call, end);
       return;
     }
+    const std::string* accepts = m.Header(nats::kAcceptEncoding);
+    request.accepts = accepts ? ParseAcceptEncoding(*accepts)
+                              : Bit(Compression::kIdentity);
     bool streaming = m.Header(kKind) && *m.Header(kKind) == "stream";
     bool has_message = m.Header(kHasMessage) != nullptr;
     bool done = m.Header(kDone) != nullptr;

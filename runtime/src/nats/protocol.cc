@@ -173,7 +173,7 @@ absl::StatusOr<Compression> CompressionFrom(const NatsMessage& message) {
   if (!compression) {
     return absl::UnimplementedError(absl::StrCat(
         "a message compressed with '", absl::CHexEscape(*name),
-        "', which is not supported (supported: ", std::string(kAcceptEncoding), ")"));
+        "', which is not supported (supported: ", std::string(internal::kAcceptEncoding), ")"));
   }
   return *compression;
 }

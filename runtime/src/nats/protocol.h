@@ -57,6 +57,9 @@ inline constexpr char kCode[] = "Dyn-Code";
 inline constexpr char kMessage[] = "Dyn-Message";
 // On a message whose data is compressed: "gzip" or "deflate".
 inline constexpr char kEncoding[] = "Dyn-Enc";
+// On an "open": the compressions the caller accepts for responses, as
+// grpc-accept-encoding says them; without it, responses go uncompressed.
+inline constexpr char kAcceptEncoding[] = "Dyn-Accept-Enc";
 
 // Says in `headers` that the data is compressed with `compression` (nothing
 // for identity).

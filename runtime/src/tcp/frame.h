@@ -39,9 +39,12 @@ inline constexpr uint16_t kFlagStreaming = 0x4;   // REQUEST: a streaming call
 // gzip). At most one of the two.
 inline constexpr uint16_t kFlagDeflate = 0x8;
 inline constexpr uint16_t kFlagGzip = 0x10;
+// REQUEST: the caller accepts compressed responses (deflate and gzip);
+// without it, a server answers uncompressed.
+inline constexpr uint16_t kFlagAcceptsCompression = 0x20;
 inline constexpr uint16_t kKnownFlags = kFlagHasMessage | kFlagEndStream |
                                         kFlagStreaming | kFlagDeflate |
-                                        kFlagGzip;
+                                        kFlagGzip | kFlagAcceptsCompression;
 
 // The flag for a payload compressed with `compression` (0 for identity),
 // and the compression a frame's flags say (DecodeFrameHeader refuses both

@@ -203,6 +203,7 @@ class ClientConnection final
           stream.Deliver(std::move(payload), CompressionOf(frame.header.flags));
           result.has_message = false;
           result.payload.clear();
+          result.payload_compressed = false;
         }
         stream.End(std::move(result));
         return true;
@@ -371,7 +372,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
   RequestHead wire;
   wire.method = std::move(head.method);
   wire.metadata = std::move(head.metadata);
-  uint16_t flags = streaming ? kFlagStreaming : 0;
+  uint16_t flags =
+      (streaming ? kFlagStreaming : 0) | kFlagAcceptsCompression;
   if (first_message != nullptr) {
     flags |= kFlagHasMessage | kFlagEndStream;
     if (head.payload_compressed) flags |= CompressionFlag(head.encoding);

@@ -226,6 +226,9 @@ bool TcpServer::OpenCall(const std::shared_ptr<ServerConnection>& connection,
   }
   bool has_message = (header.flags & kFlagHasMessage) != 0;
   bool end_stream = (header.flags & kFlagEndStream) != 0;
+  request.accepts = (header.flags & kFlagAcceptsCompression)
+                        ? kAllCompressions
+                        : Bit(Compression::kIdentity);
   // The caller says which kind of call this is; the dispatcher refuses a
   // method of the other kind.
   bool unary = (header.flags & kFlagStreaming) == 0;
