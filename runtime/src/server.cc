@@ -1,6 +1,10 @@
 #include "dynrpc/server.h"
 
 #include <csignal>
+#include <initializer_list>
+#include <set>
+#include <string>
+#include <vector>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -12,6 +16,7 @@
 #include "core/log.h"
 #include "discovery/discovery.h"
 #include "health/health_service.h"
+#include "reflection/reflection_service.h"
 #include "network_manager.h"
 
 namespace dynrpc {
@@ -73,9 +78,25 @@ Server::Server(boost::asio::any_io_executor executor, Config config)
       config_(std::move(config)),
       dispatcher_(std::make_unique<internal::Dispatcher>()),
       health_(std::make_unique<internal::HealthService>()),
+      reflection_(std::make_unique<internal::ReflectionServices>()),
       instance_id_(NewInstanceId()) {}
 
 Server::~Server() { Shutdown(); }
+
+namespace {
+// Every service `dispatcher` serves ("pkg.Service"), sorted: what
+// reflection lists.
+std::vector<std::string> ServedServices(const internal::Dispatcher& dispatcher) {
+  std::set<std::string> names;
+  for (const std::string& path : dispatcher.MethodPaths()) {
+    std::size_t slash = path.rfind('/');
+    if (slash != std::string::npos && slash > 1) {
+      names.insert(path.substr(1, slash - 1));
+    }
+  }
+  return std::vector<std::string>(names.begin(), names.end());
+}
+}  // namespace
 
 absl::Status Server::AddService(Service& service) {
   // Runtime threads read the method table once the server has started.
@@ -98,6 +119,14 @@ absl::Status Server::Start() {
   if (dispatcher_->FindMethod("/grpc.health.v1.Health/Check") == nullptr) {
     if (absl::Status s = dispatcher_->Register(*health_); !s.ok()) return s;
   }
+  // Reflection, both versions, unless the application brought its own.
+  for (Service* reflection : std::initializer_list<Service*>{
+           &reflection_->v1, &reflection_->v1alpha}) {
+    std::string info = "/" + reflection->full_name() + "/ServerReflectionInfo";
+    if (dispatcher_->FindMethod(info) != nullptr) continue;
+    if (absl::Status s = dispatcher_->Register(*reflection); !s.ok()) return s;
+  }
+  reflection_->index.set_services(ServedServices(*dispatcher_));
   dispatcher_->set_max_handlers(config_->limits.max_handlers);
   dispatcher_->set_compression(internal::CompressionPolicy{
       config_->compression, config_->compression_min_bytes});

@@ -4,8 +4,8 @@
 //
 // Usage: grpc_echo_client <host:port> <scenario>
 // Scenarios: unary, error, deadline, cancel, server_streaming, health,
-// client_streaming, bidi, unknown_method, large, compression, all (each of
-// the others in order).
+// client_streaming, bidi, unknown_method, large, compression, reflection,
+// all (each of the others in order).
 //
 // Prints "PASS <scenario>" and exits 0, or "FAIL <scenario>: <what differed,
 // with the actual values>" and exits 1; `all` prints a line per scenario,
@@ -28,7 +28,10 @@
 #include <vector>
 
 #include "dynrpc/testing/echo.grpc.pb.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 
 namespace {
 
@@ -726,6 +729,75 @@ void Compression(Target& t, Failures& f) {
   }
 }
 
+// gRPC's reflection client (what grpcurl and grpc_cli speak), v1 and
+// v1alpha: the services a dynrpc server lists, and the file that declares
+// one, with its imports.
+template <typename Reflection>
+void ReflectionOf(Target& t, Failures& f, std::string_view version) {
+  auto stub = Reflection::ServerReflection::NewStub(t.channel);
+  grpc::ClientContext context;
+  SetTimeout(context, t);
+  auto stream = stub->ServerReflectionInfo(&context);
+  typename Reflection::ServerReflectionRequest list;
+  list.set_list_services("");
+  typename Reflection::ServerReflectionResponse response;
+  const std::string what = Cat("reflection ", version);
+  if (f.Expect(stream->Write(list) && stream->Read(&response),
+               Cat(what, ": no answer to list_services"))) {
+    std::string names;
+    for (const auto& s : response.list_services_response().service()) {
+      names += Cat(s.name(), " ");
+    }
+    f.ExpectEq(Cat(what, " services"), names,
+               "dynrpc.testing.EchoService grpc.health.v1.Health "
+               "grpc.reflection.v1.ServerReflection "
+               "grpc.reflection.v1alpha.ServerReflection ");
+  }
+  typename Reflection::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("dynrpc.testing.EchoService.Chat");
+  if (f.Expect(stream->Write(symbol) && stream->Read(&response),
+               Cat(what, ": no answer to file_containing_symbol"))) {
+    const auto& files = response.file_descriptor_response().file_descriptor_proto();
+    google::protobuf::FileDescriptorProto file;
+    if (f.Expect(files.size() >= 1 && file.ParseFromString(files[0]),
+                 Cat(what, ": no file descriptor"))) {
+      f.ExpectEq(Cat(what, " file"), file.name(), "dynrpc/testing/echo.proto");
+      f.ExpectEq(Cat(what, " service"),
+                 file.service_size() > 0 ? file.service(0).name() : "",
+                 "EchoService");
+    }
+  }
+  typename Reflection::ServerReflectionRequest unknown;
+  unknown.set_file_containing_symbol("no.Such");
+  if (f.Expect(stream->Write(unknown) && stream->Read(&response),
+               Cat(what, ": no answer for an unknown symbol"))) {
+    f.ExpectEq(Cat(what, " unknown symbol"),
+               std::to_string(response.error_response().error_code()),
+               std::to_string(grpc::StatusCode::NOT_FOUND));
+  }
+  stream->WritesDone();
+  f.ExpectOk(what, stream->Finish());
+}
+
+struct V1 {
+  using ServerReflection = grpc::reflection::v1::ServerReflection;
+  using ServerReflectionRequest = grpc::reflection::v1::ServerReflectionRequest;
+  using ServerReflectionResponse =
+      grpc::reflection::v1::ServerReflectionResponse;
+};
+struct V1Alpha {
+  using ServerReflection = grpc::reflection::v1alpha::ServerReflection;
+  using ServerReflectionRequest =
+      grpc::reflection::v1alpha::ServerReflectionRequest;
+  using ServerReflectionResponse =
+      grpc::reflection::v1alpha::ServerReflectionResponse;
+};
+
+void Reflection(Target& t, Failures& f) {
+  ReflectionOf<V1>(t, f, "v1");
+  ReflectionOf<V1Alpha>(t, f, "v1alpha");
+}
+
 struct Scenario {
   std::string_view name;
   void (*run)(Target&, Failures&);
@@ -743,6 +815,7 @@ constexpr Scenario kScenarios[] = {
     {"large", Large},
     {"health", Health},
     {"compression", Compression},
+    {"reflection", Reflection},
 };
 
 // Runs `scenario` on a channel of its own and prints its PASS or FAIL line.

@@ -15,6 +15,7 @@
 //
 // Block uses the callback API (it waits for OnCancel, no polling); every
 // other method the synchronous API.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -248,6 +249,8 @@ int main() {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
 
   EchoServiceImpl service;
+  // gRPC's own reflection service, for dynrpc's command line to read.
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),

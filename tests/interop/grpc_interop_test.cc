@@ -50,6 +50,7 @@ using ::dynrpc::testing::StreamSummary;
 using ::dynrpc::testing::Subprocess;
 using ::testing::Contains;
 using ::testing::Eq;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // How long a server may take to print its address.
@@ -170,7 +171,8 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, GrpcClientToDynrpcServer,
                                            "cancel", "server_streaming",
                                            "client_streaming", "bidi",
                                            "unknown_method", "large",
-                                           "health", "compression"),
+                                           "health", "compression",
+                                           "reflection"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
@@ -192,14 +194,24 @@ class DynrpcClientToGrpcServer : public ::testing::Test {
     address_ = *address;
     budget_end_ = Clock::now() + kTestBudget;
 
+    stub_ = NewStub();
+    ASSERT_NE(stub_, nullptr);
+  }
+
+  // A stub on a channel of its own to the gRPC server, whose message size
+  // limit is `max_message` when given.
+  std::unique_ptr<EchoService::Stub> NewStub(
+      std::optional<std::size_t> max_message = std::nullopt) {
     Config config;
     config.request_plane = RequestPlaneKind::kHttp;
     config.http.root_path = "/";  // the bare gRPC path, as gRPC serves it
+    if (max_message) config.http.max_message_size = *max_message;
     absl::StatusOr<std::shared_ptr<Channel>> channel =
         Channel::Create(runtime_.executor(), address_, config);
-    ASSERT_THAT(channel, IsOk());
+    EXPECT_THAT(channel, IsOk());
+    if (!channel.ok()) return nullptr;
     channel_ = *channel;
-    stub_ = std::make_unique<EchoService::Stub>(channel_);
+    return std::make_unique<EchoService::Stub>(channel_);
   }
 
   // Gives a call that does not test deadlines its deadline.
@@ -506,14 +518,9 @@ TEST_F(DynrpcClientToGrpcServer, FourMiBMessagesRoundTrip) {
 // Our compressed requests inflate at gRPC's server: a 1 MiB request passes
 // our 64 KiB limit (which counts the bytes on the wire) only compressed.
 TEST_F(DynrpcClientToGrpcServer, CompressedRequestsAreInflatedByGrpc) {
-  Config config;
-  config.request_plane = RequestPlaneKind::kHttp;
-  config.http.root_path = "/";
-  config.http.max_message_size = 64 << 10;
-  absl::StatusOr<std::shared_ptr<Channel>> channel =
-      Channel::Create(runtime_.executor(), address_, config);
-  ASSERT_THAT(channel, IsOk());
-  EchoService::Stub stub(*channel);
+  std::unique_ptr<EchoService::Stub> small = NewStub(64 << 10);
+  ASSERT_NE(small, nullptr);
+  EchoService::Stub& stub = *small;
   EchoRequest request;
   request.set_text("compressed");
   request.set_payload(std::string(1 << 20, 'c'));
@@ -585,14 +592,9 @@ TEST_F(DynrpcClientToGrpcServer, CompressedResponsesAreInflatedByUs) {
 // A gRPC server's compressed response that inflates past our limit is
 // refused, naming it.
 TEST_F(DynrpcClientToGrpcServer, AnInflationBombFromGrpcIsRefused) {
-  Config config;
-  config.request_plane = RequestPlaneKind::kHttp;
-  config.http.root_path = "/";
-  config.http.max_message_size = 1 << 20;
-  absl::StatusOr<std::shared_ptr<Channel>> channel =
-      Channel::Create(runtime_.executor(), address_, config);
-  ASSERT_THAT(channel, IsOk());
-  EchoService::Stub stub(*channel);
+  std::unique_ptr<EchoService::Stub> small = NewStub(1 << 20);
+  ASSERT_NE(small, nullptr);
+  EchoService::Stub& stub = *small;
   ClientContext context;
   SetTimeout(context);
   context.AddMetadata("x-compress", "gzip");
@@ -602,6 +604,37 @@ TEST_F(DynrpcClientToGrpcServer, AnInflationBombFromGrpcIsRefused) {
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("inflates past the message size limit of "
                                  "1048576 bytes")));
+}
+
+// dynrpc's command line reads a gRPC server's reflection (gRPC's own
+// implementation) and calls it, over the HTTP plane.
+TEST_F(DynrpcClientToGrpcServer, TheCommandLineListsAndCallsAGrpcServer) {
+  auto run = [&](std::vector<std::string> args) {
+    Subprocess cli(DYNRPC_CLI_PATH, args,
+                   {"DYN_REQUEST_PLANE=http", "DYN_HTTP_RPC_ROOT_PATH=/"});
+    std::vector<std::string> out;
+    while (std::optional<std::string> line = cli.ReadLine(kLineTimeout)) {
+      out.push_back(*line);
+    }
+    return std::make_pair(cli.Wait(), out);
+  };
+  auto [listed, services] = run({"list", address_});
+  EXPECT_EQ(listed, 0);
+  EXPECT_THAT(services, Contains("dynrpc.testing.EchoService"));
+  auto [described, text] =
+      run({"describe", address_, "dynrpc.testing.EchoService.Sized"});
+  EXPECT_EQ(described, 0);
+  EXPECT_THAT(text, Contains(HasSubstr("rpc Sized(")));
+  auto [called, reply] = run({"call", address_, "dynrpc.testing.EchoService/Echo",
+                              R"({"text":"via grpc"})", "--compression",
+                              "gzip"});
+  EXPECT_EQ(called, 0);
+  EXPECT_THAT(reply, ElementsAre(R"({"text":"via grpc"})"));
+  auto [failed, nothing] = run({"call", address_,
+                                "dynrpc.testing.EchoService/Fail",
+                                R"({"code":9,"message":"no"})"});
+  EXPECT_EQ(failed, 9);  // FAILED_PRECONDITION
+  EXPECT_THAT(nothing, ::testing::IsEmpty());
 }
 
 TEST_F(DynrpcClientToGrpcServer, UnknownMethodIsUnimplemented) {

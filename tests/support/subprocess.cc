@@ -86,6 +86,15 @@ bool StopChild(pid_t pid) {
 
 void ContinueChild(pid_t pid) { ::kill(pid, SIGCONT); }
 
+int Subprocess::Wait() {
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  pid_t waited = waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (waited <= 0 || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
 void Subprocess::Kill() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);

@@ -34,6 +34,9 @@ class Subprocess {
   std::optional<std::string> ReadLine(std::chrono::milliseconds timeout);
   // SIGKILL, then wait for the child to end.
   void Kill();
+  // Waits for the child to end by itself: its exit status, or -1 when a
+  // signal ended it.
+  int Wait();
   // The child's pid; -1 once killed.
   pid_t pid() const { return pid_; }
 

@@ -36,6 +36,7 @@ namespace internal {
 class Discovery;
 class Dispatcher;
 class HealthService;
+struct ReflectionServices;
 class Registration;
 class RequestPlaneServer;
 }  // namespace internal
@@ -101,6 +102,7 @@ class Server {
   absl::StatusOr<Config> config_;
   std::unique_ptr<internal::Dispatcher> dispatcher_;
   std::unique_ptr<internal::HealthService> health_;
+  std::unique_ptr<internal::ReflectionServices> reflection_;
   std::vector<std::string> services_;  // full names, as added
   std::unique_ptr<internal::RequestPlaneServer> plane_;
   std::shared_ptr<internal::Discovery> discovery_;
