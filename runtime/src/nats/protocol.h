@@ -14,6 +14,9 @@
 // sequence number; "hb" heartbeats; "end" with the status, metadata and, for
 // unary and client-streaming calls, the response). The client sends "msg",
 // "done" (half-close), "credit", "hb" and "cancel" to the call subject.
+// A message whose data is compressed says how in Dyn-Enc (gzip, deflate);
+// an "open" says in Dyn-Accept-Enc which compressions the caller inflates
+// (without it, responses go uncompressed).
 // Credits are bytes (each message costs its size plus 20), granted by the
 // reader as it reads, so a writer never floods a reader. Liveness is the
 // core's policy in heartbeat form (CallLiveness): both sides send a
