@@ -209,6 +209,9 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
 absl::StatusOr<Config> MakeConfig(const Options& o) {
   absl::StatusOr<Config> config = Config::FromEnvironment();
   if (!config.ok()) return config.status();
+  // A command is not a process to watch: no system server of its own (it
+  // would take the port of the service it is run beside).
+  config->system_port.reset();
   if (o.plane) {
     absl::StatusOr<RequestPlaneKind> plane = ParseRequestPlane(*o.plane);
     if (!plane.ok()) return plane.status();

@@ -12,10 +12,12 @@
 #include "boost/asio/this_coro.hpp"
 #include "core/context_access.h"
 #include "core/deadline.h"
+#include "core/metrics.h"
 #include "core/request_plane.h"
 #include "discovery/discovery.h"
 #include "network_manager.h"
 #include "routing/service_router.h"
+#include "system/system_server.h"
 
 namespace dynrpc {
 namespace {
@@ -33,6 +35,13 @@ bool Compress(Compression algorithm, std::size_t min_bytes,
   if (!compressed) return false;
   internal::RecycleMessageBuffer(std::exchange(message, *std::move(compressed)));
   return true;
+}
+
+// The process's system server, when `config` asks for one (a process
+// with channels only has its metrics too).
+absl::Status StartSystemServer(const Config& config) {
+  if (!config.system_port) return absl::OkStatus();
+  return internal::SystemServer::StartFor(config).status();
 }
 
 std::string NewRequestId() {
@@ -66,11 +75,14 @@ class CoreClientStream final : public RawClientStream {
   CoreClientStream(std::shared_ptr<internal::ClientStream> plane,
                    ClientContext& context, asio::any_io_executor executor,
                    Clock::time_point deadline, std::string expired,
-                   Compression compression, std::size_t compression_min_bytes)
+                   Compression compression, std::size_t compression_min_bytes,
+                   internal::CallStats* stats)
       : plane_(std::move(plane)),
         context_(context),
         compression_(compression),
         compression_min_bytes_(compression_min_bytes),
+        stats_(stats),
+        counted_(stats),
         timer_(executor, deadline) {
     std::weak_ptr<internal::ClientStream> weak = plane_;
     timer_.async_wait([weak, expired = std::move(expired)](
@@ -95,9 +107,13 @@ class CoreClientStream final : public RawClientStream {
 
   asio::awaitable<absl::Status> Write(std::string message,
                                       WriteOptions options) override {
+    const std::size_t size = message.size();
     bool compressed = !options.no_compression &&
                       Compress(compression_, compression_min_bytes_, message);
-    return plane_->Write(std::move(message), compressed);
+    const std::size_t wire = message.size();
+    absl::Status written = co_await plane_->Write(std::move(message), compressed);
+    if (stats_ && written.ok()) stats_->Sent(size, wire);
+    co_return written;
   }
   asio::awaitable<absl::Status> WritesDone() override {
     return plane_->WritesDone();
@@ -105,6 +121,9 @@ class CoreClientStream final : public RawClientStream {
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
     absl::StatusOr<std::optional<std::string>> message =
         co_await plane_->Read();
+    if (stats_ && message.ok() && message->has_value()) {
+      stats_->Received((*message)->size());
+    }
     if (!message.ok() || !message->has_value()) {
       // The call has ended: record it without another wait (which, in a
       // cancelled coroutine, Asio would turn into an exception).
@@ -130,6 +149,7 @@ class CoreClientStream final : public RawClientStream {
     std::lock_guard lock(mu_);
     if (ended_) return;
     ended_ = true;
+    counted_.End(result.status.code());
     timer_.cancel();
     ContextAccess::ClearCanceller(context_);
     ContextAccess::SetServerMetadata(context_,
@@ -141,7 +161,9 @@ class CoreClientStream final : public RawClientStream {
   ClientContext& context_;
   const Compression compression_;  // the call's
   const std::size_t compression_min_bytes_;
+  internal::CallStats* const stats_;  // null: not counted
   std::mutex mu_;
+  internal::CountedCall counted_;  // End() under mu_
   asio::steady_timer timer_;  // cancel() under mu_
   bool ended_ = false;        // guarded by mu_
 };
@@ -169,6 +191,7 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::Create(
       internal::CreateRequestPlaneClient(config, executor);
   if (!client.ok()) return client.status();
   if (absl::Status s = (*client)->CheckTarget(target); !s.ok()) return s;
+  if (absl::Status s = StartSystemServer(config); !s.ok()) return s;
   return std::shared_ptr<Channel>(new Channel(std::move(executor),
                                               std::move(target),
                                               std::move(*client), nullptr,
@@ -199,6 +222,7 @@ absl::StatusOr<std::shared_ptr<Channel>> Channel::ForService(
   absl::StatusOr<std::shared_ptr<internal::Discovery>> discovery =
       internal::CreateDiscovery(config, executor);
   if (!discovery.ok()) return discovery.status();
+  if (absl::Status s = StartSystemServer(config); !s.ok()) return s;
   internal::ServiceRouter::Options routing;
   routing.service = service;
   routing.plane = config.request_plane;
@@ -226,7 +250,8 @@ Channel::Channel(boost::asio::any_io_executor executor, std::string target,
       client_(std::move(client)),
       router_(std::move(router)),
       compression_(config.compression),
-      compression_min_bytes_(config.compression_min_bytes) {}
+      compression_min_bytes_(config.compression_min_bytes),
+      plane_name_(RequestPlaneName(config.request_plane)) {}
 
 Channel::~Channel() = default;
 
@@ -293,16 +318,22 @@ absl::Status ExpiredStatus(std::string expired, const absl::Status& cause) {
 boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
     ClientContext& context, std::string_view method_path,
     std::string request) {
+  internal::CallStats* stats = internal::Metrics::Global().For(
+      internal::Metrics::Side::kClient, method_path, plane_name_);
+  internal::CountedCall counted(stats);
   internal::CallRequest call = MakeHead(
       context, method_path, client_->default_timeout(), compression_);
   call.payload = std::move(request);
+  const std::size_t request_size = call.payload.size();
   call.payload_compressed =
       Compress(call.encoding, compression_min_bytes_, call.payload);
+  if (stats) stats->Sent(request_size, call.payload.size());
   Clock::time_point deadline = *call.deadline;
   std::string expired =
       ExpiredMessage(context, method_path, *client_);
   // Already too late: the call is never sent (as gRPC does).
   if (Clock::now() >= deadline) {
+    counted.End(absl::StatusCode::kDeadlineExceeded);
     co_return absl::DeadlineExceededError(std::move(expired));
   }
   // The deadline and TryCancel() end the call through the plane's hook: one
@@ -333,7 +364,9 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   if (absl::IsDeadlineExceeded(result.status) && Clock::now() >= deadline) {
     result.status = ExpiredStatus(std::move(expired), result.status);
   }
+  counted.End(result.status.code());
   if (!result.status.ok()) co_return result.status;
+  if (stats) stats->Received(result.payload.size());
   co_return std::move(result.payload);
 }
 #pragma GCC diagnostic pop
@@ -341,11 +374,15 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
 std::unique_ptr<RawClientStream> Channel::StartStream(
     ClientContext& context, std::string_view method_path,
     std::optional<std::string> request) {
+  internal::CallStats* stats = internal::Metrics::Global().For(
+      internal::Metrics::Side::kClient, method_path, plane_name_);
   internal::CallRequest head = MakeHead(
       context, method_path, client_->default_timeout(), compression_);
   if (request) {
+    const std::size_t size = request->size();
     head.payload_compressed =
         Compress(head.encoding, compression_min_bytes_, *request);
+    if (stats) stats->Sent(size, request->size());
   }
   Clock::time_point deadline = *head.deadline;
   const Compression head_encoding = head.encoding;
@@ -360,7 +397,7 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
   }
   return std::make_unique<CoreClientStream>(
       std::move(plane), context, executor_, deadline, std::move(expired),
-      head_encoding, compression_min_bytes_);
+      head_encoding, compression_min_bytes_, stats);
 }
 
 std::unique_ptr<RawClientStream> Channel::FailedStream(absl::Status status) {

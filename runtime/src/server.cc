@@ -17,6 +17,7 @@
 #include "discovery/discovery.h"
 #include "health/health_service.h"
 #include "reflection/reflection_service.h"
+#include "system/system_server.h"
 #include "network_manager.h"
 
 namespace dynrpc {
@@ -81,7 +82,10 @@ Server::Server(boost::asio::any_io_executor executor, Config config)
       reflection_(std::make_unique<internal::ReflectionServices>()),
       instance_id_(NewInstanceId()) {}
 
-Server::~Server() { Shutdown(); }
+Server::~Server() {
+  Shutdown();
+  if (system_ != nullptr) system_->RemoveHealth(health_.get());
+}
 
 namespace {
 // Every service `dispatcher` serves ("pkg.Service"), sorted: what
@@ -127,6 +131,13 @@ absl::Status Server::Start() {
     if (absl::Status s = dispatcher_->Register(*reflection); !s.ok()) return s;
   }
   reflection_->index.set_services(ServedServices(*dispatcher_));
+  if (config_->system_port) {
+    absl::StatusOr<internal::SystemServer*> system =
+        internal::SystemServer::StartFor(*config_);
+    if (!system.ok()) return system.status();
+    system_ = *system;
+    dispatcher_->set_metrics(RequestPlaneName(config_->request_plane));
+  }
   dispatcher_->set_max_handlers(config_->limits.max_handlers);
   dispatcher_->set_compression(internal::CompressionPolicy{
       config_->compression, config_->compression_min_bytes});
@@ -142,6 +153,7 @@ absl::Status Server::Start() {
     health_->Set(service, HealthCheckResponse::SERVING);
   }
   health_->Set("", HealthCheckResponse::SERVING);
+  if (system_ != nullptr) system_->AddHealth(health_.get());
 
   if (config_->discovery.register_servers && !services_.empty()) {
     absl::StatusOr<std::shared_ptr<internal::Discovery>> discovery =
@@ -194,9 +206,11 @@ bool Server::Drain(std::optional<std::chrono::milliseconds> grace) {
     draining_ = true;
     DYNRPC_LOG(kInfo, "dynrpc::server", "draining ", address_,
                ": NOT_SERVING, leaving discovery, refusing new calls");
+    // Refusing first: whoever sees NOT_SERVING (or the entry gone) finds
+    // new calls refused too.
+    dispatcher_->StartDrain();
     health_->SetAll(HealthCheckResponse::NOT_SERVING);
     if (registration_ != nullptr) registration_->Deregister();
-    dispatcher_->StartDrain();
   }
   // Not under shutdown_mu_: a Shutdown() meanwhile ends these waits.
   Clock::time_point deadline =

@@ -87,6 +87,14 @@ if [ "$out" != "$expected" ]; then
   printf 'client printed:\n%s\nexpected:\n%s\n' "$out" "$expected"
   exit 1
 fi
+if [ "$mode" = installed ]; then
+  # The command line came with the package, and reaches the server.
+  listed=$("$work/prefix/bin/dynrpc" list "$address" --plane tcp)
+  if ! grep -qx 'first.Greeter' <<< "$listed"; then
+    printf 'the installed dynrpc list printed:\n%s\n' "$listed"
+    exit 1
+  fi
+fi
 # Server::Wait() returns on SIGINT and main() exits 0.
 kill -INT $server
 wait $server

@@ -451,5 +451,27 @@ TEST(CompressionConfigTest, DefaultsVariablesAndErrors) {
                        HasSubstr("DYN_COMPRESSION_MIN_BYTES")));
 }
 
+TEST(SystemConfigTest, PortAndHost) {
+  absl::StatusOr<Config> d = Parse({});
+  ASSERT_THAT(d, IsOk());
+  EXPECT_EQ(d->system_port, std::nullopt);  // off
+  EXPECT_EQ(d->system_host, "127.0.0.1");
+  absl::StatusOr<Config> c =
+      Parse({{"DYN_SYSTEM_PORT", "9090"}, {"DYN_SYSTEM_HOST", "0.0.0.0"}});
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->system_port, 9090);
+  EXPECT_EQ(c->system_host, "0.0.0.0");
+  absl::StatusOr<Config> any = Parse({{"DYN_SYSTEM_PORT", "0"}});
+  ASSERT_THAT(any, IsOk());
+  EXPECT_EQ(any->system_port, 0);
+  EXPECT_THAT(Parse({{"DYN_SYSTEM_PORT", "70000"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("DYN_SYSTEM_PORT='70000'"),
+                             HasSubstr("from 0 to 65535"))));
+  EXPECT_THAT(Parse({{"DYN_SYSTEM_HOST", "not a host"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("DYN_SYSTEM_HOST")));
+}
+
 }  // namespace
 }  // namespace dynrpc

@@ -767,6 +767,17 @@ void ReflectionOf(Target& t, Failures& f, std::string_view version) {
                  "EchoService");
     }
   }
+  typename Reflection::ServerReflectionRequest by_name;
+  by_name.set_file_by_filename("grpc/health/v1/health.proto");
+  if (f.Expect(stream->Write(by_name) && stream->Read(&response),
+               Cat(what, ": no answer to file_by_filename"))) {
+    const auto& files = response.file_descriptor_response().file_descriptor_proto();
+    google::protobuf::FileDescriptorProto file;
+    if (f.Expect(files.size() == 1 && file.ParseFromString(files[0]),
+                 Cat(what, ": not one file descriptor by name"))) {
+      f.ExpectEq(Cat(what, " file by name"), file.package(), "grpc.health.v1");
+    }
+  }
   typename Reflection::ServerReflectionRequest unknown;
   unknown.set_file_containing_symbol("no.Such");
   if (f.Expect(stream->Write(unknown) && stream->Read(&response),

@@ -183,6 +183,7 @@ class Channel {
   // and the size below which none is.
   Compression compression_;
   std::size_t compression_min_bytes_;
+  std::string_view plane_name_;  // for metrics: "tcp", "http", "nats"
 };
 
 namespace internal {

@@ -178,6 +178,12 @@ struct Config {
   Compression compression = Compression::kIdentity;
   // DYN_COMPRESSION_MIN_BYTES: messages smaller than this go uncompressed.
   std::size_t compression_min_bytes = 1024;
+  // DYN_SYSTEM_PORT: the port of the process's system server (/health,
+  // /live, /metrics); unset: none, and no metrics are counted. 0: the OS
+  // picks one.
+  std::optional<uint16_t> system_port;
+  // DYN_SYSTEM_HOST: the address it listens on.
+  std::string system_host = "127.0.0.1";
 
   // Looks a variable up by name; nullopt when it is not set.
   using Lookup = std::function<std::optional<std::string>(std::string_view)>;

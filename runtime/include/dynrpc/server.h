@@ -37,6 +37,7 @@ class Discovery;
 class Dispatcher;
 class HealthService;
 struct ReflectionServices;
+class SystemServer;
 class Registration;
 class RequestPlaneServer;
 }  // namespace internal
@@ -103,6 +104,7 @@ class Server {
   std::unique_ptr<internal::Dispatcher> dispatcher_;
   std::unique_ptr<internal::HealthService> health_;
   std::unique_ptr<internal::ReflectionServices> reflection_;
+  internal::SystemServer* system_ = nullptr;  // the process's, when on
   std::vector<std::string> services_;  // full names, as added
   std::unique_ptr<internal::RequestPlaneServer> plane_;
   std::shared_ptr<internal::Discovery> discovery_;

@@ -448,6 +448,12 @@ absl::StatusOr<Config> Config::FromLookup(const Lookup& lookup) {
   }
   p.Size("DYN_COMPRESSION_MIN_BYTES", 0, std::numeric_limits<int32_t>::max(),
          config.compression_min_bytes);
+  if (p.Get("DYN_SYSTEM_PORT")) {
+    uint16_t port = 0;
+    p.Integer("DYN_SYSTEM_PORT", 0, 65535, port);
+    config.system_port = port;
+  }
+  p.Host("DYN_SYSTEM_HOST", config.system_host);
   if (std::optional<std::string> log = p.Get("DYN_LOG")) {
     absl::StatusOr<internal::LogSpec> spec = internal::ParseLogSpec(*log);
     if (spec.ok()) {

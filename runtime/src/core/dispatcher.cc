@@ -79,25 +79,37 @@ class ResponseCompression {
 class HandlerStream final : public RawServerStream {
  public:
   HandlerStream(ServerStream& plane, ServerContext& context,
-                ResponseCompression& compression)
-      : plane_(plane), context_(context), compression_(compression) {}
+                ResponseCompression& compression, CallStats* stats)
+      : plane_(plane),
+        context_(context),
+        compression_(compression),
+        stats_(stats) {}
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    return plane_.Read();
+    absl::StatusOr<std::optional<std::string>> message = co_await plane_.Read();
+    if (stats_ && message.ok() && message->has_value()) {
+      stats_->Received((*message)->size());
+    }
+    co_return message;
   }
   asio::awaitable<absl::Status> Write(std::string message,
                                       WriteOptions options) override {
     Compression encoding = compression_.Fix(context_);
+    const std::size_t size = message.size();
     bool compressed =
         !options.no_compression && compression_.Apply(context_, message);
-    return plane_.Write(std::move(message),
-                        ContextAccess::InitialMetadata(context_), encoding,
-                        compressed);
+    const std::size_t wire = message.size();
+    absl::Status written = co_await plane_.Write(
+        std::move(message), ContextAccess::InitialMetadata(context_), encoding,
+        compressed);
+    if (stats_ && written.ok()) stats_->Sent(size, wire);
+    co_return written;
   }
 
  private:
   ServerStream& plane_;
   ServerContext& context_;
   ResponseCompression& compression_;
+  CallStats* const stats_;  // null: not counted
 };
 
 // Runs `run` under the request's deadline and turns its outcome into the
@@ -109,7 +121,7 @@ class HandlerStream final : public RawServerStream {
 asio::awaitable<CallResult> Run(
     ServerContext& context, const std::optional<Clock::time_point>& deadline,
     const ServerCallInfo& info, bool has_message,
-    ResponseCompression& compression,
+    ResponseCompression& compression, CallStats* stats,
     asio::awaitable<absl::StatusOr<std::string>> run) {
   absl::StatusOr<std::string> outcome;
   if (deadline) {
@@ -136,8 +148,10 @@ asio::awaitable<CallResult> Run(
     result.has_message = has_message;
     result.payload = *std::move(outcome);
     if (has_message) {
+      const std::size_t size = result.payload.size();
       result.encoding = compression.Fix(context);
       result.payload_compressed = compression.Apply(context, result.payload);
+      if (stats) stats->Sent(size, result.payload.size());
     }
   } else {
     result.status = outcome.status();
@@ -160,6 +174,15 @@ absl::Status WrongKind(const std::string& method, bool streaming) {
 }
 
 }  // namespace
+
+void Dispatcher::set_metrics(std::string_view plane) {
+  for (const auto& [path, entry] : methods_) {
+    if (CallStats* stats =
+            Metrics::Global().For(Metrics::Side::kServer, path, plane)) {
+      stats_[path] = stats;
+    }
+  }
+}
 
 const MethodEntry* Dispatcher::FindMethod(std::string_view path) const {
   auto it = methods_.find(absl::string_view(path.data(), path.size()));
@@ -291,12 +314,18 @@ CallResult Refused(absl::Status why) {
 
 asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                                                     ServerCallInfo info) {
+  CallStats* stats = StatsFor(request.method);
+  CountedCall counted(stats);
   std::optional<Admission::Token> slot;
   std::optional<Running> running;
   absl::StatusOr<const MethodEntry*> admitted =
       Admit(request, /*streaming=*/false, slot, running);
-  if (!admitted.ok()) co_return Refused(admitted.status());
+  if (!admitted.ok()) {
+    counted.End(admitted.status().code());
+    co_return Refused(admitted.status());
+  }
   const MethodEntry& method = **admitted;
+  if (stats) stats->Received(request.payload.size());
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);
@@ -307,32 +336,39 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
       Guarded(method.path, handle);
   CallResult result =
       co_await Run(context, request.deadline, info,
-                   /*has_message=*/true, compression, std::move(run));
+                   /*has_message=*/true, compression, stats, std::move(run));
   RecycleMessageBuffer(std::move(request.payload));
+  counted.End(result.status.code());
   co_return result;
 }
 
 asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
                                                      ServerCallInfo info,
                                                      ServerStream& stream) {
+  CallStats* stats = StatsFor(request.method);
+  CountedCall counted(stats);
   std::optional<Admission::Token> slot;
   std::optional<Running> running;
   absl::StatusOr<const MethodEntry*> admitted =
       Admit(request, /*streaming=*/true, slot, running);
-  if (!admitted.ok()) co_return Refused(admitted.status());
+  if (!admitted.ok()) {
+    counted.End(admitted.status().code());
+    co_return Refused(admitted.status());
+  }
   const MethodEntry& method = **admitted;
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);
   ResponseCompression compression(compression_, request.accepts);
-  HandlerStream handler_stream(stream, context, compression);
+  HandlerStream handler_stream(stream, context, compression, stats);
   auto handle = [&]() { return method.stream(context, handler_stream); };
   asio::awaitable<absl::StatusOr<std::string>> run =
       Guarded(method.path, handle);
   CallResult result =
       co_await Run(context, request.deadline, info,
                    method.kind == MethodKind::kClientStreaming, compression,
-                   std::move(run));
+                   stats, std::move(run));
+  counted.End(result.status.code());
   co_return result;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "core/admission.h"
+#include "core/metrics.h"
 #include "core/request_plane.h"
 #include "dynrpc/service.h"
 
@@ -26,6 +27,9 @@ class Dispatcher final : public CallHandler {
   // How responses are compressed when a handler does not say
   // (ServerContext::set_compression).
   void set_compression(CompressionPolicy policy) { compression_ = policy; }
+  // Counts each registered method's calls, messages and bytes on `plane`
+  // (core/metrics.h), once the process's metrics are on. Before Start().
+  void set_metrics(std::string_view plane);
   void set_max_handlers(std::size_t max_handlers) {
     handlers_.emplace(max_handlers);
   }
@@ -59,6 +63,13 @@ class Dispatcher final : public CallHandler {
   std::vector<std::string> MethodPaths() const override;
 
  private:
+  // The stats of each registered method, when metrics are on.
+  absl::flat_hash_map<std::string, CallStats*> stats_;
+  CallStats* StatsFor(const std::string& path) const {
+    if (stats_.empty()) return nullptr;
+    auto it = stats_.find(path);
+    return it == stats_.end() ? nullptr : it->second;
+  }
   CompressionPolicy compression_;
   // Counts a running handler for a drain, from construction to destruction.
   class Running;

@@ -25,6 +25,11 @@ class HealthService final : public grpc::health::v1::Health::Service {
   void Set(const std::string& service, ServingStatus status);
   // Every service known here, and the server, to `status`.
   void SetAll(ServingStatus status);
+  // The status of `service` ("" for the server); SERVICE_UNKNOWN when it is
+  // not known here. Thread-safe.
+  ServingStatus Status(const std::string& service) const {
+    return Get(service);
+  }
 
   Reply<grpc::health::v1::HealthCheckResponse> Check(
       ServerContext& context,
