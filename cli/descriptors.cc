@@ -34,12 +34,21 @@ RemoteDescriptors::Ask(const ServerReflectionRequest& request) {
         channel_.StartStream(context, method, std::nullopt);
     absl::Status written = co_await stream->Write(request.SerializeAsString(),
                                                   WriteOptions{});
-    if (written.ok()) written = co_await stream->WritesDone();
     absl::StatusOr<std::optional<std::string>> answer = co_await stream->Read();
+    // The answer is what counts: a server may end the stream as soon as it
+    // has answered, before our half-close goes out.
+    (void)co_await stream->WritesDone();
     absl::Status finished = co_await stream->Finish();
-    absl::Status status = !written.ok()  ? written
-                          : !answer.ok() ? answer.status()
-                                         : finished;
+    absl::Status status = absl::OkStatus();
+    if (!answer.ok()) {
+      status = answer.status();
+    } else if (!answer->has_value()) {
+      status = !finished.ok()  ? finished
+               : !written.ok() ? written
+                               : absl::InternalError(
+                                     "reflection: the server ended the stream "
+                                     "without an answer");
+    }
     if (absl::IsUnimplemented(status) && !v1alpha_) {
       v1alpha_ = true;  // an older server: ask again in v1alpha
       continue;

@@ -204,6 +204,16 @@ TEST_P(SystemServerTest, MetricsShowTheExactCountsOfKnownTraffic) {
   EXPECT_GT(wire, 2 * echo.ByteSizeLong());
   EXPECT_THAT(metrics,
               HasSubstr("# TYPE dynrpc_server_call_duration_seconds histogram\n"));
+  // One connection carried every call: the server holds it, the channel's
+  // pool has it.
+  if (GetParam() != RequestPlaneKind::kNats) {
+    EXPECT_EQ(Sample(metrics, "dynrpc_server_connections",
+                     "plane=\"" + plane + "\""),
+              "1");
+    EXPECT_EQ(Sample(metrics, "dynrpc_client_connections",
+                     "plane=\"" + plane + "\""),
+              "1");
+  }
 }
 
 TEST_P(SystemServerTest, HealthFollowsTheServersAndLiveIsAlwaysUp) {

@@ -28,6 +28,17 @@ ConnectionPool::~ConnectionPool() {
   for (auto& connection : connections_) {
     connection->Close(absl::UnavailableError("the channel was destroyed"));
   }
+  connections_.clear();
+  ReportLocked();  // no other user is left
+}
+
+void ConnectionPool::ReportLocked() {
+  if (options_.connections_gauge == nullptr) return;
+  options_.connections_gauge->fetch_add(
+      static_cast<int64_t>(connections_.size()) -
+          static_cast<int64_t>(reported_),
+      std::memory_order_relaxed);
+  reported_ = connections_.size();
 }
 
 std::optional<ConnectionPool::Lease> ConnectionPool::TryAcquire() {
@@ -37,6 +48,7 @@ std::optional<ConnectionPool::Lease> ConnectionPool::TryAcquire() {
 
 std::optional<ConnectionPool::Lease> ConnectionPool::TryAcquireLocked() {
   std::erase_if(connections_, [](const auto& c) { return !c->accepting(); });
+  ReportLocked();
   std::shared_ptr<PooledConnection> best;
   for (const auto& c : connections_) {
     if (c->calls_ < c->capacity() &&
@@ -112,6 +124,7 @@ ConnectionPool::Acquire() {
           (*connection)->calls_ = 1;
           (*connection)->OnCallsOpen(true);
           connections_.push_back(*connection);
+          ReportLocked();
         }
         absl::Status outcome =
             connection.ok() || absl::IsCancelled(connection.status())
@@ -145,6 +158,7 @@ void ConnectionPool::Release(PooledConnection& connection) {
       if (idle > options_.max_idle && it != connections_.end()) {
         closing = std::move(*it);
         connections_.erase(it);
+        ReportLocked();
       }
     }
     WakeSlotWaiterLocked();
@@ -168,6 +182,7 @@ bool ConnectionPool::CloseIfIdle(PooledConnection& connection,
     if (it != connections_.end()) {
       closing = std::move(*it);
       connections_.erase(it);
+      ReportLocked();
     }
   }
   connection.Close(std::move(why));

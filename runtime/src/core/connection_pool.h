@@ -5,6 +5,7 @@
 #ifndef DYNRPC_RUNTIME_SRC_CORE_CONNECTION_POOL_H_
 #define DYNRPC_RUNTIME_SRC_CORE_CONNECTION_POOL_H_
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <limits>
@@ -57,6 +58,8 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
     std::size_t max_connections = std::numeric_limits<std::size_t>::max();
     std::size_t max_idle = std::numeric_limits<std::size_t>::max();
     std::string max_idle_setting;  // "DYN_HTTP2_POOL_MAX_IDLE_PER_HOST=100"
+    // Counts the pool's connections (the process's metrics), if set.
+    std::atomic<int64_t>* connections_gauge = nullptr;
   };
   // Opens a new connection for `pool` (which the connection may keep
   // weakly, for CloseIfIdle()). Cancelling the awaiting coroutine abandons
@@ -125,6 +128,9 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   const Options options_;
   const Dialer dial_;
   mutable std::mutex mu_;
+  // Brings options_.connections_gauge to connections_.size(). Under mu_.
+  void ReportLocked();
+  std::size_t reported_ = 0;  // under mu_
   std::vector<std::shared_ptr<PooledConnection>> connections_;
   bool dialing_ = false;  // one dial at a time
   // Callers waiting for the dial in progress; told its failure.

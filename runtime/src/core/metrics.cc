@@ -189,6 +189,28 @@ std::string Metrics::Render() const {
                         " received, after decompression."),
            [](const CallStats& s) { return s.bytes_received.load(); });
   }
+  for (const char* side : {"server", "client"}) {
+    const bool server = std::string_view(side) == "server";
+    absl::StrAppend(
+        &out, "# HELP dynrpc_", side, "_connections ",
+        server ? "Connections the process's servers hold, by plane."
+               : "Connections in the process's channels' pools, by plane.",
+        "\n# TYPE dynrpc_", side, "_connections gauge\n");
+    for (int plane : {0, 1}) {
+      const int64_t n = server ? server_connections_[plane].load()
+                               : client_connections_[plane].load();
+      absl::StrAppend(&out, "dynrpc_", side, "_connections{plane=\"",
+                      plane == 0 ? "tcp" : "http", "\"} ", n, "\n");
+    }
+  }
+  absl::StrAppend(
+      &out,
+      "# HELP dynrpc_nats_connected Connections to a NATS server that are up.\n"
+      "# TYPE dynrpc_nats_connected gauge\n"
+      "dynrpc_nats_connected ", nats_connected_.load(), "\n",
+      "# HELP dynrpc_nats_reconnects_total Times a NATS connection came back.\n"
+      "# TYPE dynrpc_nats_reconnects_total counter\n"
+      "dynrpc_nats_reconnects_total ", nats_reconnects_.load(), "\n");
   return out;
 }
 

@@ -102,6 +102,18 @@ class Metrics {
   CallStats* For(Side side, std::string_view method_path,
                  std::string_view plane);
 
+  // Connections, counted always (they come and go rarely): a server's
+  // accepted ones and a client's pooled ones per plane (0 tcp, 1 http),
+  // and the NATS plane's connections to its NATS server.
+  std::atomic<int64_t>& server_connections(int plane) {
+    return server_connections_[plane];
+  }
+  std::atomic<int64_t>& client_connections(int plane) {
+    return client_connections_[plane];
+  }
+  std::atomic<int64_t>& nats_connected() { return nats_connected_; }
+  std::atomic<uint64_t>& nats_reconnects() { return nats_reconnects_; }
+
   // Every family in Prometheus's text exposition format (0.0.4).
   std::string Render() const;
 
@@ -111,6 +123,10 @@ class Metrics {
     std::string service, method, plane;
   };
   std::atomic<bool> enabled_{false};
+  std::array<std::atomic<int64_t>, 2> server_connections_{};
+  std::array<std::atomic<int64_t>, 2> client_connections_{};
+  std::atomic<int64_t> nats_connected_{0};
+  std::atomic<uint64_t> nats_reconnects_{0};
   mutable std::shared_mutex mu_;
   // "<side>\n<method path>\n<plane>" -> its stats; entries are never
   // removed, so the pointers stay valid.

@@ -12,6 +12,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/metrics.h"
 #include "core/connection_pool.h"
 #include "core/liveness.h"
 #include "net/sockets.h"
@@ -265,6 +266,7 @@ HttpClient::HttpClient(HttpConfig config, asio::any_io_executor executor)
       pools_([this](std::string_view target) {
         ConnectionPool::Options options;
         options.max_idle = config_.pool_max_idle_per_host;
+        options.connections_gauge = &Metrics::Global().client_connections(1);
         options.max_idle_setting =
             absl::StrCat("DYN_HTTP2_POOL_MAX_IDLE_PER_HOST=",
                          config_.pool_max_idle_per_host);

@@ -17,6 +17,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
+#include "core/metrics.h"
 #include "core/deadline.h"
 #include "core/server_call.h"
 #include "dynrpc/status_macros.h"
@@ -396,7 +397,8 @@ asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
 HttpServer::HttpServer(HttpConfig config, const ServerLimits& limits,
                        asio::any_io_executor executor)
     : SocketServer({config.host, config.port, "DYN_HTTP_RPC_HOST",
-                    "DYN_HTTP_RPC_PORT", config.port_from_environment},
+                    "DYN_HTTP_RPC_PORT", config.port_from_environment,
+                    &Metrics::Global().server_connections(1)},
                    limits, std::move(executor), "http accept loop"),
       config_(std::move(config)) {}
 

@@ -1,5 +1,6 @@
 #include "nats/nats_connection.h"
 
+#include "core/metrics.h"
 #include "core/log.h"
 
 #include <nats/nats.h>
@@ -329,7 +330,11 @@ void NatsConnection::ConnectLoop() {
     bool stop = false;
     {
       std::lock_guard lock(state_mu_);
-      if (s == NATS_OK) nc_.store(nc, std::memory_order_release);
+      if (s == NATS_OK) {
+        nc_.store(nc, std::memory_order_release);
+        Metrics::Global().nats_connected().fetch_add(1,
+                                                     std::memory_order_relaxed);
+      }
       outcome_ = outcome;
       waiters.swap(waiters_);
       stop = stopping_;
@@ -564,10 +569,13 @@ void NatsConnection::Listeners::Notify(bool connected) {
 }
 
 void NatsConnection::OnDisconnected(natsConnection*, void* closure) {
+  Metrics::Global().nats_connected().fetch_sub(1, std::memory_order_relaxed);
   static_cast<Listeners*>(closure)->Notify(false);
 }
 
 void NatsConnection::OnReconnected(natsConnection*, void* closure) {
+  Metrics::Global().nats_connected().fetch_add(1, std::memory_order_relaxed);
+  Metrics::Global().nats_reconnects().fetch_add(1, std::memory_order_relaxed);
   static_cast<Listeners*>(closure)->Notify(true);
 }
 

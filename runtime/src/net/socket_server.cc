@@ -13,7 +13,7 @@ SocketServer::SocketServer(ListenSpec spec, const ServerLimits& limits,
     : spec_(std::move(spec)),
       accept_task_name_(accept_task_name),
       executor_(std::move(executor)),
-      connections_(limits.max_connections),
+      connections_(limits.max_connections, spec_.connections_gauge),
       tasks_(executor_) {}
 
 SocketServer::~SocketServer() { Shutdown(); }

@@ -4,6 +4,7 @@
 #ifndef DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
 #define DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -27,6 +28,8 @@ struct ListenSpec {
   std::string_view host_variable;  // "DYN_TCP_RPC_HOST"
   std::string_view port_variable;  // "DYN_TCP_RPC_PORT"
   bool port_from_environment = false;  // else the default (for messages)
+  // Counts the server's connections (the process's metrics), if set.
+  std::atomic<int64_t>* connections_gauge = nullptr;
 };
 
 // The line a server prints when it binds `address`, advertised as

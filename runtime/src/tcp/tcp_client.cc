@@ -18,6 +18,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "net/sockets.h"
 #include "tcp/framed_socket.h"
+#include "core/metrics.h"
 #include "core/deadline.h"
 #include "dynrpc/status_macros.h"
 #include "tcp/limits.h"
@@ -292,6 +293,7 @@ TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
       pools_([this](std::string_view target) {
         ConnectionPool::Options options;
         options.max_connections = config_.pool_size;
+        options.connections_gauge = &Metrics::Global().client_connections(0);
         return std::make_shared<ConnectionPool>(
             std::move(options), [target = std::string(target),
                                  config = config_, tasks = tasks_](

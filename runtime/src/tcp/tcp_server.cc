@@ -17,6 +17,7 @@
 #include "dynrpc/status_macros.h"
 #include "net/sockets.h"
 #include "tcp/limits.h"
+#include "core/metrics.h"
 #include "core/server_call.h"
 #include "core/stream_state.h"
 
@@ -28,7 +29,8 @@ using asio::ip::tcp;
 TcpServer::TcpServer(TcpConfig config, const ServerLimits& limits,
                      asio::any_io_executor executor)
     : SocketServer({config.host, config.port, "DYN_TCP_RPC_HOST",
-                    "DYN_TCP_RPC_PORT", config.port_from_environment},
+                    "DYN_TCP_RPC_PORT", config.port_from_environment,
+                    &Metrics::Global().server_connections(0)},
                    limits, std::move(executor), "tcp accept loop"),
       config_(std::move(config)) {}
 
