@@ -119,10 +119,11 @@ class CoreClientStream final : public RawClientStream {
     return plane_->WritesDone();
   }
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+    std::size_t wire = 0;
     absl::StatusOr<std::optional<std::string>> message =
-        co_await plane_->Read();
+        co_await plane_->Read(&wire);
     if (stats_ && message.ok() && message->has_value()) {
-      stats_->Received((*message)->size());
+      stats_->Received((*message)->size(), wire);
     }
     if (!message.ok() || !message->has_value()) {
       // The call has ended: record it without another wait (which, in a
@@ -366,7 +367,11 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   }
   counted.End(result.status.code());
   if (!result.status.ok()) co_return result.status;
-  if (stats) stats->Received(result.payload.size());
+  if (stats) {
+    stats->Received(result.payload.size(), result.wire_size != 0
+                                               ? result.wire_size
+                                               : result.payload.size());
+  }
   co_return std::move(result.payload);
 }
 #pragma GCC diagnostic pop

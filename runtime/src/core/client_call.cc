@@ -31,7 +31,9 @@ namespace {
 // A response message that came compressed, inflated (up to `limit`); the
 // call's status says why when it does not.
 void InflateResponse(CallResult& result, std::size_t limit) {
-  if (!result.payload_compressed || !result.has_message) return;
+  if (!result.has_message) return;
+  result.wire_size = result.payload.size();
+  if (!result.payload_compressed) return;
   result.payload_compressed = false;
   absl::Status inflated =
       InflateInPlace(result.encoding, result.payload, limit, "response");
@@ -118,12 +120,13 @@ class FramedClientStream final : public ClientStream {
     co_return absl::OkStatus();
   }
 
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read(
+      std::size_t* wire_bytes) override {
     absl::Status open = co_await EnsureOpen();
     if (!open.ok()) co_return open;
     uint32_t grant = 0;
     absl::StatusOr<std::optional<std::string>> message =
-        co_await state_->Read(&grant);
+        co_await state_->Read(&grant, wire_bytes);
     if (grant > 0) link_->SendWindow(grant);
     if (!message.ok() && !state_->ended()) {
       // Our wait was cancelled (Asio), or a message did not inflate: the

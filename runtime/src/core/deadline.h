@@ -3,6 +3,8 @@
 #ifndef DYNRPC_RUNTIME_SRC_CORE_DEADLINE_H_
 #define DYNRPC_RUNTIME_SRC_CORE_DEADLINE_H_
 
+#include <array>
+#include <tuple>
 #include <exception>
 #include <memory>
 #include <string>
@@ -68,16 +70,26 @@ boost::asio::awaitable<R> WithDeadline(boost::asio::awaitable<R> op,
       })) {
     co_return R(absl::CancelledError("call cancelled by the caller"));
   }
-  // bind_executor: co_spawn then delivers cancellation to the op through its
-  // strand instead of on the canceller's thread.
+  using Outcome =
+      std::tuple<std::array<std::size_t, 3>, std::exception_ptr, R,
+                 boost::system::error_code, boost::system::error_code>;
+  // The race runs on the strand, so its launch and its completion never
+  // overlap: Asio 1.81's parallel_group may still be emitting cancellations
+  // into its operations (the timer, `cancel`'s channel) on the launching
+  // thread after the group completed on another, and by then the caller
+  // could have destroyed them. bind_executor: co_spawn delivers cancellation
+  // to `op` through its strand instead of on the canceller's thread.
+  auto race = [](asio::awaitable<R> op, asio::strand<asio::any_io_executor> on,
+                 asio::steady_timer& timer,
+                 Signal& cancel) -> asio::awaitable<Outcome> {
+    co_return co_await asio::experimental::make_parallel_group(
+        asio::co_spawn(on, std::move(op), asio::bind_executor(on, asio::deferred)),
+        timer.async_wait(asio::deferred), cancel.async_receive(asio::deferred))
+        .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+  };
   auto [order, exception, result, timer_ec, cancel_ec] =
-      co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(strand, std::move(op),
-                         asio::bind_executor(strand, asio::deferred)),
-          timer.async_wait(asio::deferred),
-          cancel->async_receive(asio::deferred))
-          .async_wait(asio::experimental::wait_for_one(),
-                      asio::use_awaitable);
+      co_await asio::co_spawn(strand, race(std::move(op), strand, timer, *cancel),
+                              asio::use_awaitable);
   if (context != nullptr) ContextAccess::ClearCanceller(*context);
   switch (order[0]) {
     case 0:

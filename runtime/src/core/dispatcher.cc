@@ -85,9 +85,11 @@ class HandlerStream final : public RawServerStream {
         compression_(compression),
         stats_(stats) {}
   asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    absl::StatusOr<std::optional<std::string>> message = co_await plane_.Read();
+    std::size_t wire = 0;
+    absl::StatusOr<std::optional<std::string>> message =
+        co_await plane_.Read(&wire);
     if (stats_ && message.ok() && message->has_value()) {
-      stats_->Received((*message)->size());
+      stats_->Received((*message)->size(), wire);
     }
     co_return message;
   }
@@ -325,7 +327,11 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
     co_return Refused(admitted.status());
   }
   const MethodEntry& method = **admitted;
-  if (stats) stats->Received(request.payload.size());
+  if (stats) {
+    stats->Received(request.payload.size(), request.wire_size != 0
+                                                ? request.wire_size
+                                                : request.payload.size());
+  }
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);

@@ -188,6 +188,11 @@ std::string Metrics::Render() const {
            absl::StrCat("Bytes of the messages ", who,
                         " received, after decompression."),
            [](const CallStats& s) { return s.bytes_received.load(); });
+    simple("received_wire_bytes_total", "counter",
+           absl::StrCat("Bytes of the messages ", who,
+                        " received, as they came on the wire (before "
+                        "decompression)."),
+           [](const CallStats& s) { return s.wire_bytes_received.load(); });
   }
   for (const char* side : {"server", "client"}) {
     const bool server = std::string_view(side) == "server";

@@ -43,6 +43,7 @@ struct CallStats {
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<uint64_t> wire_bytes_sent{0};
   std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> wire_bytes_received{0};
 
   void Start() {
     started.fetch_add(1, std::memory_order_relaxed);
@@ -54,9 +55,11 @@ struct CallStats {
     bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
     wire_bytes_sent.fetch_add(wire_bytes, std::memory_order_relaxed);
   }
-  void Received(std::size_t bytes) {
+  // `wire_bytes`: as it came (compressed, when it was).
+  void Received(std::size_t bytes, std::size_t wire_bytes) {
     messages_received.fetch_add(1, std::memory_order_relaxed);
     bytes_received.fetch_add(bytes, std::memory_order_relaxed);
+    wire_bytes_received.fetch_add(wire_bytes, std::memory_order_relaxed);
   }
 };
 

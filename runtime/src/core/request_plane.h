@@ -35,6 +35,9 @@ struct CallRequest {
   // Absolute; the plane carries it to the server (as remaining time).
   std::optional<Clock::time_point> deadline;
   std::string payload;  // the serialized request message (unary calls)
+  // `payload`'s size as it came on the wire (before the core inflated it);
+  // 0: its size.
+  std::size_t wire_size = 0;
   // The caller's compression (grpc-encoding): every request message it
   // compresses uses it. The plane carries, per message, whether it did:
   // `payload_compressed` for `payload` (or a stream's first message).
@@ -57,6 +60,8 @@ struct CallResult {
   std::string payload;
   // `payload` is compressed with `encoding`, the server's compression.
   bool payload_compressed = false;
+  // `payload`'s size as it came on the wire; 0: its size.
+  std::size_t wire_size = 0;
   Compression encoding = Compression::kIdentity;
   Metadata initial_metadata;
   Metadata trailing_metadata;
@@ -109,9 +114,10 @@ class ServerStream {
  public:
   virtual ~ServerStream() = default;
   // The next request message; nullopt once the client half-closed; an error
-  // when the call was cancelled or lost.
+  // when the call was cancelled or lost. `*wire_bytes` (if given): its size
+  // as it came (compressed, when it was).
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
-  Read() = 0;
+  Read(std::size_t* wire_bytes = nullptr) = 0;
   // Sends one message, after `initial_metadata` on the first call. Waits for
   // the client's window. `encoding` is the call's response compression
   // (the same on every call: the first fixes it), `compressed` whether this
@@ -232,8 +238,9 @@ class ClientStream {
                                                      bool compressed) = 0;
   virtual boost::asio::awaitable<absl::Status> WritesDone() = 0;
   // The next message; nullopt when the call ended with OK; else its status.
+  // `*wire_bytes` (if given): its size as it came.
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>>
-  Read() = 0;
+  Read(std::size_t* wire_bytes = nullptr) = 0;
   // Half-closes, drops unread messages and waits for the end.
   virtual boost::asio::awaitable<CallResult> Finish() = 0;
   // Ends the call with `why` (CANCELLED, DEADLINE_EXCEEDED) from any thread:

@@ -20,8 +20,9 @@ class FramedServerStream final : public ServerStream {
   FramedServerStream(StreamState& state, ServerLink& link)
       : state_(state), link_(link) {}
 
-  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read() override {
-    return ReadMessage(state_, link_);
+  asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read(
+      std::size_t* wire_bytes) override {
+    return ReadMessage(state_, link_, wire_bytes);
   }
 
   asio::awaitable<absl::Status> Write(std::string message,
@@ -59,10 +60,10 @@ class FramedServerStream final : public ServerStream {
 }  // namespace
 
 asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadMessage(
-    StreamState& state, ServerLink& link) {
+    StreamState& state, ServerLink& link, std::size_t* wire_bytes) {
   uint32_t grant = 0;
   absl::StatusOr<std::optional<std::string>> message =
-      co_await state.Read(&grant);
+      co_await state.Read(&grant, wire_bytes);
   if (grant > 0) link.SendWindow(grant);
   // A message that did not inflate (or a cancelled read): the call ends
   // with why, whatever the handler makes of it.
@@ -111,6 +112,7 @@ asio::awaitable<void> FramedServerCall::Serve(
   if (call->stream != nullptr) stream.emplace(*call->stream, *call);
   CallResult result;
   absl::Status inflated;
+  if (request.wire_size == 0) request.wire_size = request.payload.size();
   if (request.payload_compressed) {
     inflated = InflateInPlace(request.encoding, request.payload,
                               call->max_message_size(), "request");

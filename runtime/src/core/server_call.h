@@ -109,7 +109,7 @@ class ServerLink {
 // The next message the caller sent, from `state`, granting its window back
 // through `link` as it is read.
 boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>> ReadMessage(
-    StreamState& state, ServerLink& link);
+    StreamState& state, ServerLink& link, std::size_t* wire_bytes = nullptr);
 
 // Runs `handler` on a call with Asio's cancellation in force (once the call
 // is cancelled, every co_await of the handler throws, as on every plane),

@@ -110,7 +110,7 @@ uint32_t StreamState::TakeGrantLocked(std::size_t consumed) {
 }
 
 asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
-    uint32_t* grant) {
+    uint32_t* grant, std::size_t* wire_bytes) {
   *grant = 0;
   asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
@@ -123,6 +123,7 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
         Inbound message = std::move(inbound_->front());
         inbound_->pop_front();
         const std::size_t size = message.bytes.size();
+        if (wire_bytes != nullptr) *wire_bytes = size;
         *grant = wire_overhead_
                      ? static_cast<uint32_t>(size + *wire_overhead_)
                      : TakeGrantLocked(size + kMessageOverhead);

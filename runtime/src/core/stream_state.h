@@ -82,8 +82,9 @@ class StreamState {
   // compressed message that inflates past the limit yields
   // RESOURCE_EXHAUSTED, a corrupt one INTERNAL, without ending the stream:
   // the caller ends the call (and tells the peer).
+  // `*wire_bytes` (if given): the message's size as it came.
   boost::asio::awaitable<absl::StatusOr<std::optional<std::string>>> Read(
-      uint32_t* grant);
+      uint32_t* grant, std::size_t* wire_bytes = nullptr);
   // Waits until the send window is positive, then takes `bytes` from it.
   // The end's status if the stream ends first (FAILED_PRECONDITION after an
   // OK end: the peer finished while we were still writing).

@@ -361,7 +361,8 @@ class Responder {
 // call's deadline passes first (a caller that never finishes its request
 // must not hold the call for ever): then DEADLINE_EXCEEDED.
 asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
-    ServerCall& call, std::optional<Clock::time_point> deadline) {
+    ServerCall& call, std::optional<Clock::time_point> deadline,
+    std::size_t* wire_bytes = nullptr) {
   std::shared_ptr<StreamState> state = call.h2->state;
   std::optional<asio::steady_timer> timer;
   if (deadline) {
@@ -375,7 +376,7 @@ asio::awaitable<absl::StatusOr<std::string>> ReadUnaryRequest(
     });
   }
   absl::StatusOr<std::optional<std::string>> message =
-      co_await ReadMessage(*state, call);
+      co_await ReadMessage(*state, call, wire_bytes);
   absl::StatusOr<std::optional<std::string>> more = std::nullopt;
   if (message.ok() && message->has_value()) {
     more = co_await ReadMessage(*state, call);
@@ -591,14 +592,16 @@ asio::awaitable<void> HttpServer::ServeStream(
   bool unary = declared ? *declared == "unary"
                         : entry->kind == MethodKind::kUnary;
   if (unary) {
+    std::size_t wire = 0;
     absl::StatusOr<std::string> message =
-        co_await ReadUnaryRequest(*call, request.deadline);
+        co_await ReadUnaryRequest(*call, request.deadline, &wire);
     if (!message.ok()) {
       bool caller_gone = connection->Locked([&] { return stream->closed; });
       if (!caller_gone) co_await respond.Grpc(CallResult(message.status()));
       co_return;
     }
     request.payload = *std::move(message);
+    request.wire_size = wire;
   } else {
     call->stream = stream->state;  // the core runs the stream over it
   }
