@@ -26,16 +26,7 @@ namespace asio = boost::asio;
 using internal::CallResult;
 using internal::ContextAccess;
 
-// Compresses `message` in place with `algorithm` when worth it; whether it
-// did.
-bool Compress(Compression algorithm, std::size_t min_bytes,
-              std::string& message) {
-  std::optional<std::string> compressed =
-      internal::MaybeCompress(algorithm, message, min_bytes);
-  if (!compressed) return false;
-  internal::RecycleMessageBuffer(std::exchange(message, *std::move(compressed)));
-  return true;
-}
+using internal::CompressInPlace;
 
 // The process's system server, when `config` asks for one (a process
 // with channels only has its metrics too).
@@ -109,7 +100,7 @@ class CoreClientStream final : public RawClientStream {
                                       WriteOptions options) override {
     const std::size_t size = message.size();
     bool compressed = !options.no_compression &&
-                      Compress(compression_, compression_min_bytes_, message);
+                      CompressInPlace(compression_, compression_min_bytes_, message);
     const std::size_t wire = message.size();
     absl::Status written = co_await plane_->Write(std::move(message), compressed);
     if (stats_ && written.ok()) stats_->Sent(size, wire);
@@ -327,7 +318,7 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   call.payload = std::move(request);
   const std::size_t request_size = call.payload.size();
   call.payload_compressed =
-      Compress(call.encoding, compression_min_bytes_, call.payload);
+      CompressInPlace(call.encoding, compression_min_bytes_, call.payload);
   if (stats) stats->Sent(request_size, call.payload.size());
   Clock::time_point deadline = *call.deadline;
   std::string expired =
@@ -386,7 +377,7 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
   if (request) {
     const std::size_t size = request->size();
     head.payload_compressed =
-        Compress(head.encoding, compression_min_bytes_, *request);
+        CompressInPlace(head.encoding, compression_min_bytes_, *request);
     if (stats) stats->Sent(size, request->size());
   }
   Clock::time_point deadline = *head.deadline;

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "dynrpc/message_buffers.h"
 
 namespace dynrpc::internal {
 
@@ -108,6 +109,15 @@ std::optional<std::string> MaybeCompress(Compression algorithm,
     return std::nullopt;
   }
   return DeflaterFor(algorithm).Compress(message);
+}
+
+bool CompressInPlace(Compression algorithm, std::size_t min_bytes,
+                     std::string& message) {
+  std::optional<std::string> compressed =
+      MaybeCompress(algorithm, message, min_bytes);
+  if (!compressed) return false;
+  RecycleMessageBuffer(std::exchange(message, *std::move(compressed)));
+  return true;
 }
 
 absl::StatusOr<std::string> Decompress(Compression algorithm,

@@ -47,6 +47,11 @@ std::optional<std::string> MaybeCompress(Compression algorithm,
                                          std::string_view message,
                                          std::size_t min_bytes);
 
+// MaybeCompress in place: `message` becomes its compressed form (its old
+// buffer recycled) when worth it. Whether it did.
+bool CompressInPlace(Compression algorithm, std::size_t min_bytes,
+                     std::string& message);
+
 // `message`, compressed with `algorithm`, inflated. Never holds more than
 // `limit` + a chunk: a message that inflates past `limit` is
 // RESOURCE_EXHAUSTED naming the limit ("... inflates past the message size

@@ -62,11 +62,7 @@ class ResponseCompression {
   }
   // Compresses `message` in place when worth it; whether it did.
   bool Apply(const ServerContext& context, std::string& message) {
-    std::optional<std::string> compressed =
-        MaybeCompress(Fix(context), message, policy_.min_bytes);
-    if (!compressed) return false;
-    RecycleMessageBuffer(std::exchange(message, *std::move(compressed)));
-    return true;
+    return CompressInPlace(Fix(context), policy_.min_bytes, message);
   }
 
  private:
