@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "dynrpc/message_buffers.h"
@@ -99,6 +100,13 @@ CompressionSet ParseAcceptEncoding(std::string_view value) {
     if (std::optional<Compression> c = ParseCompression(lower)) set |= Bit(*c);
   }
   return set;
+}
+
+absl::Status UnsupportedCompression(std::string_view name) {
+  return absl::UnimplementedError(absl::StrCat(
+      "compression '",
+      absl::CHexEscape(absl::string_view(name.data(), name.size())),
+      "' is not supported (supported: ", std::string(kAcceptEncoding), ")"));
 }
 
 std::optional<std::string> MaybeCompress(Compression algorithm,

@@ -33,6 +33,10 @@ inline constexpr std::string_view kAcceptEncoding = "identity,deflate,gzip";
 // ignored, and identity is always in.
 CompressionSet ParseAcceptEncoding(std::string_view value);
 
+// UNIMPLEMENTED: a peer compressed with `name`, which we do not support;
+// names those we do (as gRPC's compression spec asks).
+absl::Status UnsupportedCompression(std::string_view name);
+
 // How the process compresses by default (Config: DYN_COMPRESSION,
 // DYN_COMPRESSION_MIN_BYTES).
 struct CompressionPolicy {

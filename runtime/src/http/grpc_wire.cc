@@ -188,13 +188,6 @@ void GrpcMessageDecoder::set_encoding(
   if (!encoding_) unsupported_encoding_ = std::string(*grpc_encoding);
 }
 
-absl::Status UnsupportedEncoding(std::string_view name) {
-  return absl::UnimplementedError(absl::StrCat(
-      "grpc-encoding '", absl::CHexEscape(AsAbsl(name)),
-      "' is not supported (grpc-accept-encoding: ", AsAbsl(kAcceptEncoding),
-      ")"));
-}
-
 absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
                                       std::string_view what,
                                       std::vector<GrpcMessage>& out) {
@@ -213,7 +206,7 @@ absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
         length = (length << 8) | static_cast<uint8_t>(prefix_[i]);
       }
       if (flag == 1 && !unsupported_encoding_.empty()) {
-        error_ = UnsupportedEncoding(unsupported_encoding_);
+        error_ = UnsupportedCompression(unsupported_encoding_);
         return error_;
       }
       if (flag == 1 && encoding_.value_or(Compression::kIdentity) ==

@@ -28,9 +28,6 @@ namespace dynrpc::internal::http {
 // 4-byte big-endian length, the bytes.
 inline constexpr std::size_t kGrpcPrefixSize = 5;
 std::string EncodeGrpcPrefix(uint32_t length, bool compressed = false);
-// UNIMPLEMENTED: grpc-encoding `name` is not one we support (naming those we
-// do, as gRPC's compression spec asks).
-absl::Status UnsupportedEncoding(std::string_view name);
 
 // OK when a `what` message ("request", "response") of `bytes` is within
 // DYN_HTTP_MAX_MESSAGE_SIZE=`max`; else RESOURCE_EXHAUSTED naming both.

@@ -511,7 +511,7 @@ asio::awaitable<void> HttpServer::ServeStream(
   if (kind == ContentKind::kGrpc && encoding) {
     std::optional<Compression> known = ParseCompression(*encoding);
     if (!known) {
-      co_await respond.Grpc(CallResult(UnsupportedEncoding(*encoding)));
+      co_await respond.Grpc(CallResult(UnsupportedCompression(*encoding)));
       co_return;
     }
     request.encoding = *known;

@@ -170,11 +170,7 @@ absl::StatusOr<Compression> CompressionFrom(const NatsMessage& message) {
   const std::string* name = message.Header(kEncoding);
   if (name == nullptr) return Compression::kIdentity;
   std::optional<Compression> compression = ParseCompression(*name);
-  if (!compression) {
-    return absl::UnimplementedError(absl::StrCat(
-        "a message compressed with '", absl::CHexEscape(*name),
-        "', which is not supported (supported: ", std::string(internal::kAcceptEncoding), ")"));
-  }
+  if (!compression) return UnsupportedCompression(*name);
   return *compression;
 }
 
