@@ -15,10 +15,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
 namespace dynrpc::testing {
@@ -39,6 +41,31 @@ std::chrono::milliseconds Left(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - Clock::now());
   return left.count() > 0 ? left : std::chrono::milliseconds(0);
+}
+
+// The lowest port of the kernel's ephemeral range (what a bind to port 0
+// gets); 32768, Linux's default, when it cannot be read.
+int FirstEphemeralPort() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  if (in >> low && low > 2048) return low;
+  return 32768;
+}
+
+// Whether 127.0.0.1:`port` can be bound now.
+bool PortIsFree(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool free =
+      bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  close(fd);
+  return free;
 }
 
 // The server's first line, which a NATS server sends unasked
@@ -121,8 +148,28 @@ absl::StatusOr<std::unique_ptr<NatsServerProcess>> NatsServerProcess::Start(
       return absl::InternalError("cannot write " + server->config_path_);
     }
   }
-  if (absl::Status s = server->Launch(-1, ready_timeout); !s.ok()) return s;
-  return server;
+  // The port is taken below the kernel's ephemeral range: a port nats-server
+  // chose itself (port 0) could, once it is stopped, go to any socket bound
+  // to port 0 meanwhile (a test's own TCP server did, once), and Restart()
+  // would find it in use. Below the range only an explicit bind competes;
+  // a port lost to one between the check and the launch is tried again.
+  const int below = FirstEphemeralPort();
+  const int lowest = below > 12000 ? below - 10000 : 1024;
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> pick(lowest, below - 1);
+  absl::Status launched =
+      absl::UnavailableError("no free port below " + std::to_string(below));
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    const int port = pick(random);
+    if (!PortIsFree(port)) continue;
+    launched = server->Launch(port, ready_timeout);
+    if (launched.ok()) return server;
+    server->Stop();
+    if (!absl::StrContains(launched.message(), "address already in use")) {
+      return launched;
+    }
+  }
+  return launched;
 }
 
 NatsServerProcess::~NatsServerProcess() {

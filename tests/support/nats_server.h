@@ -50,7 +50,8 @@ class NatsServerProcess {
   // as its configuration file, and waits, up to `ready_timeout`, until it
   // accepts clients: a connection to its port is greeted with INFO.
   // The address and port are set on the command line and override any in
-  // `extra_config`. Fails with UNAVAILABLE, and the server's log, if it
+  // `extra_config`; the port lies below the kernel's ephemeral range, so
+  // that no bind to port 0 can take it while the server is stopped. Fails with UNAVAILABLE, and the server's log, if it
   // does not become ready in time or exits.
   static absl::StatusOr<std::unique_ptr<NatsServerProcess>> Start(
       std::string extra_config = "",
