@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/use_future.hpp"
@@ -318,7 +319,34 @@ TEST_P(RoutingTest, AKilledInstanceIsSkippedWithNoCallLost) {
   std::shared_ptr<Channel> channel = ServiceChannel();
   ASSERT_TRUE(Lists(*channel, 3));
   EXPECT_THAT(Calls(channel, 30), ::testing::IsEmpty());
+  std::string victim_address;
+  for (const Instance& instance : channel->instances()) {
+    if (instance.id != workers_[0]->server->instance_id() &&
+        instance.id != workers_[1]->server->instance_id()) {
+      victim_address = instance.address;
+    }
+  }
+  ASSERT_FALSE(victim_address.empty());
   victim.Kill();
+  if (plane() == RequestPlaneKind::kNats) {
+    // A NATS server forgets a killed subscriber only once it reads the
+    // closed socket; a request it routes there before then is lost with the
+    // process, and its caller, who cannot know it was not processed, gets
+    // UNAVAILABLE after the heartbeat (CI saw one). From the moment the
+    // server refuses the victim's subjects, the promise below holds: wait
+    // for that, with real requests, each on a channel of its own.
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          absl::StatusOr<std::shared_ptr<Channel>> direct =
+              Channel::Create(runtime_.executor(), victim_address, config());
+          if (!direct.ok()) return false;
+          std::vector<absl::Status> failed = Calls(*direct, 1);
+          return failed.size() == 1 &&
+                 absl::StrContains(failed[0].message(),
+                                   "no server subscribes");
+        },
+        std::chrono::seconds(30)));
+  }
   // Its entry stays (a 30 s lease), but every call it gets is refused
   // before it could be processed: marked down, retried elsewhere.
   EXPECT_THAT(Calls(channel, 300), ::testing::IsEmpty());
