@@ -1,8 +1,11 @@
 #include "dynrpc/message_buffers.h"
 
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
 
 namespace dynrpc::internal {
@@ -10,8 +13,8 @@ namespace {
 
 constexpr std::size_t kMiB = 1024 * 1024;
 
-// Empties this thread's cache: every cached buffer fits 64 KiB, so each take
-// removes (and frees) one while there are any.
+// Empties the process's cache: every cached buffer fits 64 KiB, so each
+// take removes (and frees) one while there are any.
 void Drain() {
   for (int i = 0; i < 8; ++i) TakeMessageBuffer(64 * 1024);
 }
@@ -49,7 +52,7 @@ TEST(MessageBuffersTest, PicksTheSmallestBufferThatFits) {
   EXPECT_EQ(TakeMessageBuffer(2 * kMiB).data(), big_memory);
 }
 
-TEST(MessageBuffersTest, KeepsAtMost64MiBPerThread) {
+TEST(MessageBuffersTest, KeepsAtMost64MiBPerProcess) {
   Drain();
   std::string first = TakeMessageBuffer(40 * kMiB);
   std::string second = TakeMessageBuffer(40 * kMiB);
@@ -63,7 +66,25 @@ TEST(MessageBuffersTest, KeepsAtMost64MiBPerThread) {
   EXPECT_LT(next.capacity(), kMiB);
 }
 
-TEST(MessageBuffersTest, BuffersStayOnTheirThread) {
+TEST(MessageBuffersTest, KeepsAtMostFourBuffers) {
+  Drain();
+  std::vector<std::string> buffers;
+  std::set<const char*> kept;
+  for (int i = 0; i < 5; ++i) buffers.push_back(TakeMessageBuffer(kMiB));
+  for (int i = 0; i < 4; ++i) kept.insert(buffers[i].data());
+  for (std::string& b : buffers) RecycleMessageBuffer(std::move(b));
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(kept.count(TakeMessageBuffer(kMiB).data()), 1u) << i;
+  }
+  // The fifth was freed: nothing is left to take.
+  std::string out;
+  EXPECT_FALSE(TakeRecycledForOverwrite(kMiB, out));
+}
+
+// A buffer freed on one thread serves the next large message on another: a
+// request's buffer, parsed on the connection's thread, is the one its
+// response is serialized into wherever the handler resumed.
+TEST(MessageBuffersTest, BuffersAreSharedByThreads) {
   Drain();
   std::string a = TakeMessageBuffer(kMiB);
   const char* memory = a.data();
@@ -72,11 +93,49 @@ TEST(MessageBuffersTest, BuffersStayOnTheirThread) {
   std::thread([&] {
     std::string b = TakeMessageBuffer(kMiB);
     other = b.data();
-    // Keep it alive past the comparison's allocation on this thread.
     RecycleMessageBuffer(std::move(b));
   }).join();
-  EXPECT_NE(other, memory);
-  EXPECT_EQ(TakeMessageBuffer(kMiB).data(), memory);
+  EXPECT_EQ(other, memory);
+}
+
+// A buffer taken for overwrite keeps the memory and the length it was
+// recycled with: nothing is zeroed up to that length, so bytes written
+// before are still there (a fresh take would have zero-filled them).
+TEST(MessageBuffersTest, TakeForOverwriteKeepsTheRecycledBytes) {
+  Drain();
+  std::string a(kMiB, 'x');
+  const char* memory = a.data();
+  RecycleMessageBuffer(std::move(a));
+  std::string out = "untouched";
+  ASSERT_TRUE(TakeRecycledForOverwrite(kMiB / 2, out));
+  EXPECT_EQ(out.data(), memory);
+  ASSERT_EQ(out.size(), kMiB / 2);
+  EXPECT_EQ(out, std::string(kMiB / 2, 'x'));
+  // Nothing fits now: `out` is left alone.
+  std::string other = "untouched";
+  EXPECT_FALSE(TakeRecycledForOverwrite(kMiB, other));
+  EXPECT_EQ(other, "untouched");
+}
+
+TEST(MessageBuffersTest, SmallMessagesAreNeverTakenForOverwrite) {
+  Drain();
+  RecycleMessageBuffer(std::string(kMiB, 'x'));
+  std::string out;
+  EXPECT_FALSE(TakeRecycledForOverwrite(1000, out));
+  EXPECT_TRUE(out.empty());
+}
+
+// SerializeToBuffer writes a message in place into a recycled buffer, and
+// the bytes are exactly protobuf's.
+TEST(MessageBuffersTest, SerializesInPlaceIntoARecycledBuffer) {
+  Drain();
+  google::protobuf::StringValue message;
+  message.set_value(std::string(200 * 1024, 'v'));
+  RecycleMessageBuffer(std::string(kMiB, 'x'));
+  std::string out;
+  ASSERT_TRUE(SerializeToBuffer(message, out));
+  EXPECT_EQ(out, message.SerializeAsString());
+  EXPECT_GE(out.capacity(), kMiB);  // the recycled one
 }
 
 }  // namespace

@@ -3,14 +3,19 @@
 //
 // A fresh multi-megabyte std::string costs more than its copy: glibc serves
 // it from newly mapped pages (or pages it has just returned to the kernel),
-// so every 4 KiB of it takes a page fault and a zeroing. Each thread keeps a
-// few freed buffers of 64 KiB and more (at most 64 MiB in all, per thread)
-// and hands them out again, so a steady stream of large messages reuses warm
-// memory. Small messages are not recycled.
+// so every 4 KiB of it takes a page fault and a zeroing; and std::string
+// zero-fills what it grows by before anyone writes it. The process keeps a
+// few freed buffers of 64 KiB and more (at most 4 buffers and 64 MiB in all,
+// shared by every thread) and hands them out again with their length, so a
+// steady stream of large messages reuses warm memory that is neither faulted
+// in nor zeroed again: a request's buffer, freed once it is parsed, is the
+// buffer its response is serialized into. Small messages are not recycled.
 #ifndef DYNRPC_RUNTIME_INCLUDE_DYNRPC_MESSAGE_BUFFERS_H_
 #define DYNRPC_RUNTIME_INCLUDE_DYNRPC_MESSAGE_BUFFERS_H_
 
+#include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace dynrpc::internal {
@@ -19,18 +24,33 @@ namespace dynrpc::internal {
 // when this thread has one, else a new one.
 std::string TakeMessageBuffer(std::size_t capacity);
 
-// A recycled buffer whose capacity is at least `capacity` if this thread has
-// one, else an empty string with nothing reserved.
+// A recycled buffer whose capacity is at least `capacity` if the process
+// has one, else an empty string with nothing reserved.
 std::string TakeRecycledBuffer(std::size_t capacity);
 
-// Gives `buffer`'s memory back for reuse on this thread (or frees it).
+// When the process has a recycled buffer of at least `size` bytes: makes
+// `out` that buffer, `size` bytes long, its contents unspecified (to be
+// overwritten: only bytes past the length it was recycled with are zeroed),
+// and returns true. Otherwise leaves `out` alone and returns false.
+bool TakeRecycledForOverwrite(std::size_t size, std::string& out);
+
+// Gives `buffer`'s memory back for reuse (or frees it).
 void RecycleMessageBuffer(std::string&& buffer);
 
-// Serializes `message` into a buffer from TakeMessageBuffer(); false when
-// protobuf refuses (a message over 2 GiB, or missing required fields).
+// Serializes `message` into a buffer from TakeMessageBuffer() (written in
+// place when a recycled one fits); false when protobuf refuses (a message
+// over 2 GiB, or missing required fields).
 template <typename T>
 bool SerializeToBuffer(const T& message, std::string& out) {
-  out = TakeMessageBuffer(message.ByteSizeLong());
+  const std::size_t size = message.ByteSizeLong();
+  if (size <= static_cast<std::size_t>(INT_MAX) && message.IsInitialized() &&
+      TakeRecycledForOverwrite(size, out)) {
+    // ByteSizeLong() cached the sizes the in-place write needs.
+    message.SerializeWithCachedSizesToArray(
+        reinterpret_cast<uint8_t*>(out.data()));
+    return true;
+  }
+  out = TakeMessageBuffer(size);
   return message.SerializeToString(&out);
 }
 

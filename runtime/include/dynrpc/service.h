@@ -46,12 +46,12 @@ template <typename Response>
 using Reply = boost::asio::awaitable<absl::StatusOr<Response>>;
 using StreamReply = boost::asio::awaitable<absl::Status>;
 
-// A type-erased unary handler: takes the serialized request, yields the
-// serialized response or the call's error status. `request` stays valid until
-// the returned awaitable completes.
+// A type-erased unary handler: takes the serialized request (its buffer is
+// the handler's, recycled once parsed), yields the serialized response or the
+// call's error status.
 using RawUnaryHandler =
     std::function<boost::asio::awaitable<absl::StatusOr<std::string>>(
-        ServerContext& context, std::string_view request)>;
+        ServerContext& context, std::string request)>;
 
 // A type-erased streaming handler: reads and writes through `stream`, and
 // yields the call's status with, for client-streaming methods, the
@@ -98,9 +98,10 @@ class Service {
           ServerContext&, const Request&)) {
     Derived* self = static_cast<Derived*>(this);
     MethodEntry& m = AddMethod<Request, Response>(method_name, MethodKind::kUnary);
-    m.unary = [self, handler](ServerContext& context, std::string_view bytes)
+    m.unary = [self, handler](ServerContext& context, std::string bytes)
         -> boost::asio::awaitable<absl::StatusOr<std::string>> {
-      return Invoke<Request, Response>(self, handler, context, bytes);
+      return Invoke<Request, Response>(self, handler, context,
+                                       std::move(bytes));
     };
   }
 
@@ -159,11 +160,14 @@ class Service {
       Derived* self,
       boost::asio::awaitable<absl::StatusOr<Response>> (Derived::*handler)(
           ServerContext&, const Request&),
-      ServerContext& context, std::string_view bytes) {
+      ServerContext& context, std::string bytes) {
     Request request;
-    if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    const std::size_t size = bytes.size();
+    // The buffer goes back for reuse before the handler runs: the response
+    // is serialized into it.
+    if (!internal::ParseAndRecycle(std::move(bytes), request)) {
       co_return absl::InternalError(
-          "failed to parse request of " + std::to_string(bytes.size()) +
+          "failed to parse request of " + std::to_string(size) +
           " bytes as " + Request::descriptor()->full_name() + " for " +
           context.method());
     }

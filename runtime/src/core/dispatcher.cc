@@ -332,14 +332,15 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
                         request.deadline, std::move(info.peer));
   ContextAccess::SetCancelledFlag(context, info.cancelled);
   ResponseCompression compression(compression_, request.accepts);
-  const std::string& payload = request.payload;
-  auto handle = [&]() { return method.unary(context, payload); };
+  // The handler owns the request's bytes (and recycles them once parsed).
+  auto handle = [&]() {
+    return method.unary(context, std::move(request.payload));
+  };
   asio::awaitable<absl::StatusOr<std::string>> run =
       Guarded(method.path, handle);
   CallResult result =
       co_await Run(context, request.deadline, info,
                    /*has_message=*/true, compression, stats, std::move(run));
-  RecycleMessageBuffer(std::move(request.payload));
   counted.End(result.status.code());
   co_return result;
 }

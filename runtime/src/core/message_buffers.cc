@@ -1,6 +1,7 @@
 #include "dynrpc/message_buffers.h"
 
 #include <algorithm>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -11,14 +12,40 @@ constexpr std::size_t kMinRecycled = 64 * 1024;
 constexpr std::size_t kMaxCachedBytes = 64 * 1024 * 1024;
 constexpr std::size_t kMaxCachedBuffers = 4;
 
+// One per process: a buffer freed on one thread (a request's, once parsed)
+// serves the next large message on any other (its response, serialized
+// wherever the handler resumed). Taken only for messages of 64 KiB and more,
+// whose copies cost far more than the lock.
 struct Cache {
-  std::vector<std::string> buffers;
-  std::size_t bytes = 0;
+  std::mutex mu;
+  std::vector<std::string> buffers;  // each keeps the length it came with
+  std::size_t bytes = 0;             // their capacities
 };
 
-Cache& ThreadCache() {
-  thread_local Cache cache;
-  return cache;
+Cache& TheCache() {
+  static Cache* cache = new Cache;  // never destroyed: threads may outlive main
+  return *cache;
+}
+
+// The smallest cached buffer of at least `capacity`, removed from the cache;
+// false when none fits.
+bool TakeFitting(std::size_t capacity, std::string& out) {
+  if (capacity < kMinRecycled) return false;
+  Cache& cache = TheCache();
+  std::lock_guard lock(cache.mu);
+  // The smallest buffer that fits, so large ones stay for large messages.
+  auto best = cache.buffers.end();
+  for (auto it = cache.buffers.begin(); it != cache.buffers.end(); ++it) {
+    if (it->capacity() >= capacity &&
+        (best == cache.buffers.end() || it->capacity() < best->capacity())) {
+      best = it;
+    }
+  }
+  if (best == cache.buffers.end()) return false;
+  out = std::move(*best);
+  cache.buffers.erase(best);
+  cache.bytes -= out.capacity();
+  return true;
 }
 
 }  // namespace
@@ -34,29 +61,25 @@ std::string TakeMessageBuffer(std::size_t capacity) {
 
 std::string TakeRecycledBuffer(std::size_t capacity) {
   std::string out;
-  if (capacity < kMinRecycled) return out;
-  Cache& cache = ThreadCache();
-  // The smallest buffer that fits, so large ones stay for large messages.
-  auto best = cache.buffers.end();
-  for (auto it = cache.buffers.begin(); it != cache.buffers.end(); ++it) {
-    if (it->capacity() >= capacity &&
-        (best == cache.buffers.end() || it->capacity() < best->capacity())) {
-      best = it;
-    }
-  }
-  if (best == cache.buffers.end()) return out;
-  out = std::move(*best);
-  cache.buffers.erase(best);
-  cache.bytes -= out.capacity();
-  out.clear();
+  if (TakeFitting(capacity, out)) out.clear();
   return out;
+}
+
+bool TakeRecycledForOverwrite(std::size_t size, std::string& out) {
+  std::string buffer;
+  if (!TakeFitting(size, buffer)) return false;
+  buffer.resize(size);  // zero-fills only past the length it kept
+  out = std::move(buffer);
+  return true;
 }
 
 void RecycleMessageBuffer(std::string&& buffer) {
   std::string owned = std::move(buffer);
   std::size_t size = owned.capacity();
   if (size < kMinRecycled || size > kMaxCachedBytes) return;
-  Cache& cache = ThreadCache();
+  Cache& cache = TheCache();
+  std::vector<std::string> dropped;  // freed after the lock is released
+  std::lock_guard lock(cache.mu);
   // Make room by dropping the smallest buffers, but only for a larger one.
   while (cache.buffers.size() >= kMaxCachedBuffers ||
          cache.bytes + size > kMaxCachedBytes) {
@@ -69,6 +92,7 @@ void RecycleMessageBuffer(std::string&& buffer) {
       return;
     }
     cache.bytes -= smallest->capacity();
+    dropped.push_back(std::move(*smallest));
     cache.buffers.erase(smallest);
   }
   cache.bytes += size;

@@ -198,11 +198,16 @@ asio::awaitable<boost::system::error_code> FramedSocket::ReadExact(
 asio::awaitable<boost::system::error_code> FramedSocket::ReadPayload(
     std::string& payload, std::size_t n) {
   // A recycled buffer large enough for the whole message is already
-  // resident: take it (no growth, no copies); else start small and grow. The
-  // buffer is written (and zeroed first) only a step ahead of the bytes that
-  // have arrived: at most as many again, or kPayloadStep.
+  // resident: the bytes go straight into it (no growth, no zeroing, no
+  // copy beyond the socket's). Otherwise start small and grow: the buffer is
+  // written (and zeroed first) only a step ahead of the bytes that have
+  // arrived, at most as many again or kPayloadStep, so a peer that claims a
+  // large payload and sends little makes us hold little.
+  if (TakeRecycledForOverwrite(n, payload)) {
+    co_return co_await ReadExact(payload.data(), n);
+  }
   std::size_t first = std::min(n, kFirstPayloadChunk);
-  payload = TakeRecycledBuffer(n);
+  payload.clear();
   if (payload.capacity() < first) payload.reserve(first);
   while (payload.size() < n) {
     std::size_t have = payload.size();
