@@ -38,7 +38,7 @@ def fmt(x, digits=1):
 
 
 # How a system is named in tables and plots (its benchmark name otherwise).
-DISPLAY = {"nats-floor": "nats floor"}
+DISPLAY = {"nats-floor": "nats floor", "event-floor": "event floor"}
 
 
 def display(system):
@@ -68,6 +68,96 @@ def version(cmd):
         return (out.stdout or out.stderr).splitlines()[0].strip()
     except (OSError, IndexError):
         return "unknown"
+
+
+def peak_rss(table, system):
+    return max([b.get("server_peak_rss_mib", 0) for row in table.values()
+                for name, b in row.items() if name == system] or [0])
+
+
+def targets_section(unary, throughput, stream, h2, planes, systems):
+    """Issue 14's targets, each with the worst ratio measured and whether it
+    is met; a target whose figures were not measured (a partial run) says
+    so."""
+    def get(table, key, system, field):
+        b = table.get(key, {}).get(system)
+        return None if b is None else b.get(field)
+
+    rows = []
+
+    def check(target, pairs, bound, higher_is_better):
+        """pairs: (where, value, reference); the ratio value/reference must be
+        >= bound (higher_is_better) or <= bound."""
+        ratios = [(where, v / r) for where, v, r in pairs
+                  if v is not None and r]
+        if not ratios:
+            rows.append(f"| {target} | not measured | – |")
+            return
+        pick = min if higher_is_better else max
+        where, worst = pick(ratios, key=lambda x: x[1])
+        met = all((r >= bound) if higher_is_better else (r <= bound)
+                  for _, r in ratios)
+        rows.append(f"| {target} | {worst:.2f}× at {where} "
+                    f"({len(ratios)} figures) | {'met' if met else 'missed'} |")
+
+    small = [p for p in sorted(unary) if p <= 64 << 10]
+    flights = [k for k in sorted(throughput)
+               if k[0] in (8, 64) and k[1] <= 64 << 10]
+    where = lambda k: f"{k[0]} in flight, {human_bytes(k[1])}"
+    if "dynrpc-tcp" in planes:
+        t = "dynrpc-tcp"
+        check("TCP: unary p50 ≤ 1.3× the floor, 16 B to 64 KiB",
+              [(human_bytes(p), get(unary, p, t, "p50_us"),
+                get(unary, p, "floor", "p50_us")) for p in small], 1.3, False)
+        check("TCP: calls/s ≥ 3× gRPC at 8 and 64 in flight, up to 64 KiB",
+              [(where(k), get(throughput, k, t, "calls_per_s"),
+                get(throughput, k, "grpc", "calls_per_s")) for k in flights],
+              3.0, True)
+        check("TCP: calls/s ≥ 0.8× the event floor at 8 and 64, up to 64 KiB",
+              [(where(k), get(throughput, k, t, "calls_per_s"),
+                get(throughput, k, "event-floor", "calls_per_s"))
+               for k in flights], 0.8, True)
+        check("TCP: one stream ≥ 5× gRPC (messages/s)",
+              [("1 stream", get(stream, 1, t, "msgs_per_s"),
+                get(stream, 1, "grpc", "msgs_per_s"))], 5.0, True)
+        check("TCP: 1 MiB and 16 MiB unary ≤ 1.2× the floor's time (p50)",
+              [(human_bytes(p), get(unary, p, t, "p50_us"),
+                get(unary, p, "floor", "p50_us"))
+               for p in sorted(unary) if p >= 1 << 20], 1.2, False)
+    if "dynrpc-http" in planes:
+        t = "dynrpc-http"
+        check("HTTP: h2load calls/s ≥ 0.8× the bare nghttp2 echo at 8 and 64",
+              [(f"{n} streams", h2("dynrpc-grpc", n, "calls_per_s"),
+                h2("h2-floor", n, "calls_per_s")) for n in (8, 64)], 0.8, True)
+        check("HTTP: h2load p50 ≤ 1.3× the bare nghttp2 echo",
+              [("1 stream", h2("dynrpc-grpc", 1, "p50_us"),
+                h2("h2-floor", 1, "p50_us"))], 1.3, False)
+        check("HTTP: calls/s ≥ 2× gRPC C++ at 8 and 64, up to 64 KiB",
+              [(where(k), get(throughput, k, t, "calls_per_s"),
+                get(throughput, k, "grpc", "calls_per_s")) for k in flights],
+              2.0, True)
+    if "dynrpc-nats" in planes and "nats-floor" in systems:
+        t = "dynrpc-nats"
+        check("NATS: unary p50 ≤ 1.2× bare nats.c, up to 1 MiB",
+              [(human_bytes(p), get(unary, p, t, "p50_us"),
+                get(unary, p, "nats-floor", "p50_us"))
+               for p in sorted(unary) if p <= 1 << 20], 1.2, False)
+        check("NATS: calls/s ≥ 0.8× the nats floor at 8 and 64",
+              [(where(k), get(throughput, k, t, "calls_per_s"),
+                get(throughput, k, "nats-floor", "calls_per_s"))
+               for k in sorted(throughput) if k[0] in (8, 64)], 0.8, True)
+    if "floor" in systems:
+        floor_peak = max(peak_rss(unary, "floor"), peak_rss(throughput, "floor"))
+        check("Memory: server peak RSS ≤ 2× the floor's",
+              [(p, max(peak_rss(unary, p), peak_rss(throughput, p)),
+                floor_peak) for p in planes], 2.0, False)
+    if not rows:
+        return []
+    return ["", "## Issue 14's targets", "",
+            "Each target's worst ratio over the figures it covers, from the "
+            "tables above; a missed one is explained in the README's "
+            "Performance section.", "",
+            "| target | worst | |", "|---|---|---|"] + rows
 
 
 def main():
@@ -100,6 +190,10 @@ def main():
             stream[int(parts[2])][system] = b
     planes = [s for s in systems if s.startswith("dynrpc-")]
     http_planes = [p for p in planes if p.endswith("-http")]
+    # The event-driven floor's ratio columns (the TCP plane's calls in
+    # flight), when it was measured.
+    event_planes = ([p for p in planes if p.endswith("-tcp")]
+                    if "event-floor" in systems else [])
     # The NATS floor's ratio columns, when it was measured.
     nats_planes = ([p for p in planes if p.endswith("-nats")]
                    if "nats-floor" in systems else [])
@@ -153,7 +247,13 @@ def main():
     lines += [
         "",
         "The floor is a blocking length-prefixed echo over a raw socket: what "
-        "any TCP request plane must pay. "
+        "any TCP request plane must pay; with calls in flight it spends a "
+        "thread and a connection per call. "
+        + ("The event floor is the same echo served by one epoll thread "
+           "(bench/event_floor_server.cc), its calls in flight pipelined on "
+           "one connection as dynrpc's TCP plane multiplexes them, read and "
+           "written in batches on both sides: the floor for calls in flight "
+           "(`/ event floor` columns). " if event_planes else "")
         + ("The h2 floor is a bare nghttp2 echo (bench/h2_floor_server.cc), "
            "what any HTTP/2 plane must pay; h2load is its client, so `/ h2 "
            "floor` columns set dynrpc's own client and server against h2load "
@@ -207,9 +307,11 @@ def main():
         f"{display(s)} calls/s | {display(s)} CPU µs" for s in systems) + " | " + " | ".join(
         f"{p} / grpc | {p} / floor" for p in planes) + "".join(
         f" | {p} / h2 floor" for p in http_planes) + "".join(
-        f" | {p} / nats floor" for p in nats_planes) + " |"
+        f" | {p} / nats floor" for p in nats_planes) + "".join(
+        f" | {p} / event floor" for p in event_planes) + " |"
     lines += [header, "|" + "---|" * (2 + 2 * len(systems) + 2 * len(planes)
-                                      + len(http_planes) + len(nats_planes))]
+                                      + len(http_planes) + len(nats_planes)
+                                      + len(event_planes))]
     for key in sorted(throughput):
         row = [str(key[0]), human_bytes(key[1])]
         for s in systems:
@@ -226,6 +328,9 @@ def main():
         for p in nats_planes:
             row.append(ratio(get(throughput, key, p, "calls_per_s"),
                              get(throughput, key, "nats-floor", "calls_per_s")))
+        for p in event_planes:
+            row.append(ratio(get(throughput, key, p, "calls_per_s"),
+                             get(throughput, key, "event-floor", "calls_per_s")))
         lines.append("| " + " | ".join(row) + " |")
 
     lines += ["", "## Server streaming (16-byte messages/s)", ""]
@@ -331,6 +436,8 @@ def main():
             row += [ratio(h2(t, 1, "p50_us"), h2("h2-floor", 1, "p50_us")),
                     ratio(h2(t, 1, "mean_us"), h2("h2-floor", 1, "mean_us"))]
             lines.append("| " + " | ".join(row) + " |")
+
+    lines += targets_section(unary, throughput, stream, h2, planes, systems)
 
     peak = {s: max([b.get("server_peak_rss_mib", 0) for t in (unary, throughput)
                     for row in t.values() for name, b in row.items() if name == s]

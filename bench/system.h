@@ -48,7 +48,9 @@ class ServerProcess {
   std::string address_;
 };
 
-// A benchmarked system: its server process and a client to it.
+// A benchmarked system: its server process and a client to it. A payload
+// of n bytes is always n times 'p', so a system may reuse a request built for
+// a payload of the same size.
 class System {
  public:
   virtual ~System() = default;
