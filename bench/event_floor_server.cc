@@ -162,7 +162,8 @@ int main(int argc, char** argv) {
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = 0;
-  if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+  if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) !=
+          0 ||
       listen(listener, 1024) != 0) {
     std::perror("event_floor_server");
     return 1;
@@ -174,7 +175,8 @@ int main(int argc, char** argv) {
   e.events = EPOLLIN;
   e.data.fd = listener;
   epoll_ctl(g_epoll, EPOLL_CTL_ADD, listener, &e);
-  bench::AnnounceAddress("127.0.0.1:" + std::to_string(ntohs(address.sin_port)));
+  bench::AnnounceAddress("127.0.0.1:" +
+                         std::to_string(ntohs(address.sin_port)));
 
   std::unordered_map<int, std::unique_ptr<Connection>> connections;
   epoll_event events[256];

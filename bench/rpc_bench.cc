@@ -1,9 +1,10 @@
 // The benchmark suite: every system serves bench.Echo in its own process
 // (pinned to CPU 1 when there are two), and this client (pinned to CPU 0)
 // measures it with Google Benchmark:
-//   Unary/<system>/<payload bytes>            one call at a time: mean, p50, p99
-//   Throughput/<system>/<in flight>/<bytes>   calls/s and bytes/s
-//   Stream/<system>/<streams>                 16-byte messages/s, server streaming
+//   Unary/<system>/<payload bytes>            one call at a time: mean, p50,
+//   p99 Throughput/<system>/<in flight>/<bytes>   calls/s and bytes/s
+//   Stream/<system>/<streams>                 16-byte messages/s, server
+//   streaming
 // plus the server's CPU time per call and its peak memory (over NATS, also
 // the nats-server's CPU time per call, when ./scripts/bench started it and
 // says its pid). A payload a system refuses (over the NATS server's
@@ -23,7 +24,8 @@
 // HTTP/2 servers are also measured with h2load (nghttp2-client), run as a
 // subprocess (pinned with us to CPU 0), one connection, 16-byte payloads:
 //   H2load/<target>/<in flight>   calls/s, latency (p50 and p99 from h2load's
-//                                 --log-file; its mean, min, max, sd), server CPU
+//                                 --log-file; its mean, min, max, sd), server
+//                                 CPU
 // Targets: h2-floor (h2_floor_server, a bare nghttp2 echo: what any HTTP/2
 // plane pays), and dynrpc's HTTP plane at its JSON endpoint (dynrpc-json) and
 // its gRPC endpoint (dynrpc-grpc), the same server as Unary/dynrpc-http/.
@@ -113,7 +115,8 @@ class DynrpcSystem final : public bench::System {
       // the other planes.
       absl::StatusOr<dynrpc::Config> env = dynrpc::Config::FromEnvironment();
       if (!env.ok()) {
-        std::fprintf(stderr, "%s\n", std::string(env.status().message()).c_str());
+        std::fprintf(stderr, "%s\n",
+                     std::string(env.status().message()).c_str());
         std::exit(1);
       }
       config.nats = env->nats;
@@ -131,8 +134,8 @@ class DynrpcSystem final : public bench::System {
     // sizes, not contents, keeps a 16 MiB memcmp out of the measured call.
     if (request_.data().size() != payload.size()) request_.set_data(payload);
     dynrpc::ClientContext context;
-    auto reply = asio::co_spawn(io_, stub_->Unary(context, request_),
-                                asio::use_future);
+    auto reply =
+        asio::co_spawn(io_, stub_->Unary(context, request_), asio::use_future);
     RunUntil(reply);
     absl::StatusOr<bench::Payload> result = reply.get();
     return result.ok() ? "" : result.status().ToString();
@@ -278,7 +281,9 @@ class FloorSystem final : public bench::System {
     int64_t received = 0;
     int done = 0;
     while (done < calls) {
-      pollfd p{fd, static_cast<short>(POLLIN | (out_at < out.size() ? POLLOUT : 0)), 0};
+      pollfd p{fd,
+               static_cast<short>(POLLIN | (out_at < out.size() ? POLLOUT : 0)),
+               0};
       if (poll(&p, 1, -1) < 0) {
         if (errno == EINTR) continue;
         std::abort();
@@ -292,7 +297,8 @@ class FloorSystem final : public bench::System {
           received += k;
           if (static_cast<size_t>(k) < in.size()) break;
         }
-        int completed = static_cast<int>(received / static_cast<int64_t>(frame.size()));
+        int completed =
+            static_cast<int>(received / static_cast<int64_t>(frame.size()));
         for (; done < completed; ++done) {
           if (issued < calls) {
             out += frame;
@@ -394,12 +400,12 @@ class NatsFloorSystem final : public bench::System {
 
   std::string Probe(const std::string& payload) override {
     natsMsg* reply = nullptr;
-    natsStatus s = natsConnection_Request(&reply, nc_, subject_.c_str(),
-                                          payload.data(),
-                                          static_cast<int>(payload.size()),
-                                          kTimeoutMs);
+    natsStatus s =
+        natsConnection_Request(&reply, nc_, subject_.c_str(), payload.data(),
+                               static_cast<int>(payload.size()), kTimeoutMs);
     if (s != NATS_OK) return LastError(s);
-    bool echoed = natsMsg_GetDataLength(reply) == static_cast<int>(payload.size());
+    bool echoed =
+        natsMsg_GetDataLength(reply) == static_cast<int>(payload.size());
     natsMsg_Destroy(reply);
     return echoed ? "" : "the NATS floor's reply is not the request's size";
   }
@@ -469,7 +475,7 @@ class NatsFloorSystem final : public bench::System {
 
   std::string subject_;  // what nats_floor_server serves
   natsConnection* nc_ = nullptr;
-  std::string inbox_;    // replies arrive on <inbox>.<slot>
+  std::string inbox_;  // replies arrive on <inbox>.<slot>
   natsSubscription* replies_ = nullptr;
   std::vector<std::string> slots_;  // reply subjects, one per call in flight
   std::mutex mu_;
@@ -480,7 +486,8 @@ class NatsFloorSystem final : public bench::System {
 
 // Systems by name, started on first use, stopped (killed) at exit.
 std::map<std::string, std::unique_ptr<bench::System>>& Systems() {
-  static auto* systems = new std::map<std::string, std::unique_ptr<bench::System>>;
+  static auto* systems =
+      new std::map<std::string, std::unique_ptr<bench::System>>;
   return *systems;
 }
 
@@ -563,7 +570,8 @@ void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
     Clock::time_point start = Clock::now();
     s.UnaryOnce(payload);
     micros.push_back(
-        std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+        std::chrono::duration<double, std::micro>(Clock::now() - start)
+            .count());
   }
   double cpu = ServerCpuMicros(s.server_pid()) - cpu_before;
   if (nats_pid > 0) {
@@ -572,7 +580,10 @@ void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
         (ServerCpuMicros(nats_pid) - nats_before) / micros.size();
   }
   std::sort(micros.begin(), micros.end());
-  auto pct = [&](double p) { return micros[std::min(micros.size() - 1, static_cast<size_t>(p * micros.size()))]; };
+  auto pct = [&](double p) {
+    return micros[std::min(micros.size() - 1,
+                           static_cast<size_t>(p * micros.size()))];
+  };
   state.counters["p50_us"] = pct(0.50);
   state.counters["p99_us"] = pct(0.99);
   state.counters["server_cpu_us_per_call"] = cpu / micros.size();
@@ -580,8 +591,8 @@ void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
   state.SetBytesProcessed(state.iterations() * bytes * 2);
 }
 
-void BM_Throughput(benchmark::State& state, std::string system,
-                   int in_flight, int64_t bytes) {
+void BM_Throughput(benchmark::State& state, std::string system, int in_flight,
+                   int64_t bytes) {
   bench::System& s = Get(system);
   std::string payload(bytes, 'p');
   int batch = std::max(in_flight * 4, bytes >= (1 << 20) ? 16 : 256);
@@ -627,8 +638,8 @@ void BM_Stream(benchmark::State& state, std::string system, int streams) {
     state.SetIterationTime(
         std::chrono::duration<double>(Clock::now() - start).count());
   }
-  state.counters["msgs_per_s"] =
-      benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
+  state.counters["msgs_per_s"] = benchmark::Counter(
+      static_cast<double>(total), benchmark::Counter::kIsRate);
 }
 
 // --- h2load ---------------------------------------------------------------
@@ -637,10 +648,10 @@ constexpr int64_t kH2loadPayload = 16;
 
 // What one h2load run printed, parsed.
 struct H2loadRun {
-  double seconds = 0;       // "finished in"
-  double calls_per_s = 0;   // req/s
+  double seconds = 0;      // "finished in"
+  double calls_per_s = 0;  // req/s
   int64_t succeeded = 0, failed = 0, errored = 0, timeout = 0, ok_2xx = 0;
-  int64_t data_bytes = 0;   // response bodies, all requests
+  int64_t data_bytes = 0;  // response bodies, all requests
   double min_us = 0, max_us = 0, mean_us = 0, sd_us = 0;  // time for request
 };
 
@@ -664,8 +675,9 @@ std::optional<H2loadRun> ParseH2load(const std::string& out) {
   run.calls_per_s = std::stod(m[3]);
   if (!std::regex_search(
           out, m,
-          std::regex(R"(requests: \d+ total, \d+ started, \d+ done, (\d+) )"
-                     R"(succeeded, (\d+) failed, (\d+) errored, (\d+) timeout)"))) {
+          std::regex(
+              R"(requests: \d+ total, \d+ started, \d+ done, (\d+) )"
+              R"(succeeded, (\d+) failed, (\d+) errored, (\d+) timeout)"))) {
     return std::nullopt;
   }
   run.succeeded = std::stoll(m[1]);
@@ -751,11 +763,12 @@ H2loadTarget MakeH2loadTarget(const std::string& name) {
   std::string message = payload.SerializeAsString();
   std::string grpc_body(5, '\0');  // uncompressed, 4-byte big-endian length
   for (int i = 0; i < 4; ++i) {
-    grpc_body[1 + i] = static_cast<char>((message.size() >> (8 * (3 - i))) & 0xff);
+    grpc_body[1 + i] =
+        static_cast<char>((message.size() >> (8 * (3 - i))) & 0xff);
   }
   grpc_body += message;
-  const std::vector<std::string> grpc_headers = {"content-type: application/grpc",
-                                                 "te: trailers"};
+  const std::vector<std::string> grpc_headers = {
+      "content-type: application/grpc", "te: trailers"};
   const std::string method = "/v1/rpc/bench.Echo/Unary";
   if (name == "h2-floor") {
     // The gRPC request, echoed as it is: the same bytes on the wire.
@@ -773,8 +786,10 @@ H2loadTarget MakeH2loadTarget(const std::string& name) {
   if (!google::protobuf::util::MessageToJsonString(payload, &json).ok()) {
     std::abort();
   }
-  return {s.server_pid(), "http://" + s.server_address() + method,
-          TempFile("payload.json", json), {"content-type: application/json"},
+  return {s.server_pid(),
+          "http://" + s.server_address() + method,
+          TempFile("payload.json", json),
+          {"content-type: application/json"},
           json.size()};
 }
 
@@ -782,8 +797,8 @@ H2loadTarget MakeH2loadTarget(const std::string& name) {
 std::string H2loadCommand(const H2loadTarget& target, int64_t requests,
                           int in_flight, const std::string& log_file = "") {
   std::string command = "h2load -n " + std::to_string(requests) +
-                        " -c 1 -t 1 -m " + std::to_string(in_flight) +
-                        " -d '" + target.body_file + "'";
+                        " -c 1 -t 1 -m " + std::to_string(in_flight) + " -d '" +
+                        target.body_file + "'";
   if (!log_file.empty()) command += " --log-file='" + log_file + "'";
   for (const std::string& h : target.headers) command += " -H '" + h + "'";
   return command + " '" + target.url + "'";
@@ -913,7 +928,8 @@ void RegisterAll() {
     }
     for (int in_flight : {1, 8, 64}) {
       for (int64_t bytes : payloads) {
-        if (bytes > (1 << 20) || (bytes == (1 << 20) && in_flight > 8)) continue;
+        if (bytes > (1 << 20) || (bytes == (1 << 20) && in_flight > 8))
+          continue;
         benchmark::RegisterBenchmark(
             ("Throughput/" + system + "/" + std::to_string(in_flight) + "/" +
              std::to_string(bytes))
