@@ -75,6 +75,65 @@ def peak_rss(table, system):
                 for name, b in row.items() if name == system] or [0])
 
 
+def scaling_section(idle, streams_at, throughput, systems):
+    """The scaling runs: idle connections, concurrent streams, and where the
+    in-flight curve (calls/s against calls in flight, 16 B) is."""
+    def get(table, key, system, field):
+        b = table.get(key, {}).get(system)
+        return None if b is None else b.get(field)
+
+    lines = []
+    if idle:
+        cols = [s for s in systems if any(s in row for row in idle.values())]
+        lines += ["", "## Scaling: idle connections", "",
+                  "N connections held open to the server that make no call "
+                  "(over HTTP/2 past the preface and SETTINGS), beside one "
+                  "client making one 16-byte call at a time: its p50, the "
+                  "client process's and the server's CPU per call, and the "
+                  "server's memory per idle connection (VmRSS with them less "
+                  "before, over N; at N = 1 that is noise). The NATS plane's "
+                  "server holds one connection, to the NATS server, whatever "
+                  "its clients do: it has no row. Plots: idle.svg, "
+                  "idle_memory.svg.", ""]
+        lines += ["| idle connections | " + " | ".join(
+            f"{display(s)} p50 µs | {display(s)} client CPU µs | "
+            f"{display(s)} server CPU µs | {display(s)} KiB per connection"
+            for s in cols) + " |", "|" + "---|" * (1 + 4 * len(cols))]
+        for n in sorted(idle):
+            row = [f"{n:,}"]
+            for s in cols:
+                row += [fmt(get(idle, n, s, "p50_us")),
+                        fmt(get(idle, n, s, "client_cpu_us_per_call")),
+                        fmt(get(idle, n, s, "server_cpu_us_per_call")),
+                        fmt(get(idle, n, s, "server_kib_per_connection"))]
+            lines.append("| " + " | ".join(row) + " |")
+    if streams_at:
+        cols = [s for s in systems
+                if any(s in row for row in streams_at.values())]
+        lines += ["", "## Scaling: concurrent streams", "",
+                  "S server streams at once from one client, 16-byte "
+                  "messages, 200,000 in all (at least 10 a stream): messages/s "
+                  "and the server's memory per stream (its largest VmRSS "
+                  "meanwhile less before, over S). Plot: streams.svg.", ""]
+        lines += ["| streams | " + " | ".join(
+            f"{display(s)} messages/s | {display(s)} KiB per stream"
+            for s in cols) + " |", "|" + "---|" * (1 + 2 * len(cols))]
+        for n in sorted(streams_at):
+            row = [f"{n:,}"]
+            for s in cols:
+                row += [fmt(get(streams_at, n, s, "msgs_per_s")),
+                        fmt(get(streams_at, n, s, "server_kib_per_stream"))]
+            lines.append("| " + " | ".join(row) + " |")
+    flights = sorted({k[0] for k in throughput if k[1] == 16})
+    if len(flights) > 3:
+        lines += ["", "## Scaling: calls in flight", "",
+                  "Calls/s against calls in flight from "
+                  f"{flights[0]} to {flights[-1]:,}, 16 B (the blocking "
+                  "floor stops at 64: a thread per call): the 16 B rows of the "
+                  "throughput table, plotted in throughput.svg.", ""]
+    return lines
+
+
 def targets_section(unary, throughput, stream, h2, planes, systems):
     """Issue 14's targets, each with the worst ratio measured and whether it
     is met; a target whose figures were not measured (a partial run) says
@@ -169,6 +228,8 @@ def main():
     throughput = defaultdict(dict)  # (in_flight, payload) -> system -> b
     stream = defaultdict(dict)      # streams -> system -> b
     h2load = defaultdict(dict)      # target -> in_flight -> b
+    idle = defaultdict(dict)        # idle connections -> system -> b
+    streams_at = defaultdict(dict)  # concurrent streams -> system -> b
     systems = []
     failed = []                     # (name, message)
     for b in data["benchmarks"]:
@@ -188,6 +249,10 @@ def main():
             throughput[(int(parts[2]), int(parts[3]))][system] = b
         elif kind == "Stream":
             stream[int(parts[2])][system] = b
+        elif kind == "Idle":
+            idle[int(parts[2])][system] = b
+        elif kind == "Streams":
+            streams_at[int(parts[2])][system] = b
     planes = [s for s in systems if s.startswith("dynrpc-")]
     http_planes = [p for p in planes if p.endswith("-http")]
     # The event-driven floor's ratio columns (the TCP plane's calls in
@@ -438,6 +503,7 @@ def main():
             lines.append("| " + " | ".join(row) + " |")
 
     lines += targets_section(unary, throughput, stream, h2, planes, systems)
+    lines += scaling_section(idle, streams_at, throughput, systems)
 
     peak = {s: max([b.get("server_peak_rss_mib", 0) for t in (unary, throughput)
                     for row in t.values() for name, b in row.items() if name == s]
@@ -486,6 +552,18 @@ def main():
                 f.write("\n\n")
         return len(series)
 
+    idle_series = [(display(s), [(n, get(idle, n, s, "p50_us"))
+                                 for n in sorted(idle)]) for s in systems]
+    memory_series = [(display(s), [(n, get(idle, n, s,
+                                           "server_kib_per_connection"))
+                                   for n in sorted(idle) if n >= 100])
+                     for s in systems]
+    streams_series = [(display(s), [(n, get(streams_at, n, s, "msgs_per_s"))
+                                    for n in sorted(streams_at)])
+                      for s in systems]
+    n_idle = write_series("idle.dat", idle_series)
+    n_memory = write_series("idle_memory.dat", memory_series)
+    n_streams = write_series("streams.dat", streams_series)
     n_latency = write_series("latency.dat", latency_series)
     n_throughput = write_series("throughput.dat", throughput_series)
     # A plot with no points (a partial run, filtered) is left out: gnuplot
@@ -503,6 +581,28 @@ set logscale xy
 set xlabel 'payload (bytes)'
 set ylabel 'µs'
 plot for [i=0:{n_latency - 1}] '{out_dir}/latency.dat' index i using 1:2 with linespoints title columnheader(1)
+""")
+    plots = [
+        (n_idle, "idle", "p50 of one active client beside N idle "
+         "connections, 16 B (lower is better)", "idle connections held open",
+         "µs", "set logscale x 10"),
+        (n_memory, "idle_memory", "Server memory per idle connection "
+         "(lower is better)", "idle connections held open",
+         "KiB per connection", "set logscale x 10"),
+        (n_streams, "streams", "Server streaming, 16-byte messages "
+         "(higher is better)", "concurrent streams", "messages/s",
+         "set logscale x 10"),
+    ]
+    for n, name, title, xlabel, ylabel, scale in plots:
+        if n == 0:
+            continue
+        subprocess.run(["gnuplot"], text=True, check=True, input=head + f"""
+set output '{out_dir}/{name}.svg'
+set title '{title}'
+{scale}
+set xlabel '{xlabel}'
+set ylabel '{ylabel}'
+plot for [i=0:{n - 1}] '{out_dir}/{name}.dat' index i using 1:2 with linespoints title columnheader(1)
 """)
     if n_throughput > 0:
         subprocess.run(["gnuplot"], text=True, check=True, input=head + f"""

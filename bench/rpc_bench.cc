@@ -39,6 +39,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -105,7 +106,10 @@ class DynrpcSystem final : public bench::System {
         DYNRPC_BENCH_DIR "/dynrpc_server",
         {"DYN_REQUEST_PLANE=" + std::string(dynrpc::RequestPlaneName(plane)),
          "DYN_TCP_RPC_HOST=127.0.0.1", "DYN_TCP_RPC_PORT=0",
-         "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0"});
+         "DYN_HTTP_RPC_HOST=127.0.0.1", "DYN_HTTP_RPC_PORT=0",
+         // Room for the scaling runs: 10,000 idle connections beside the
+         // client's, 10,000 streams at once.
+         "DYN_SERVER_MAX_CONNECTIONS=20000", "DYN_SERVER_MAX_HANDLERS=20000"});
     dynrpc::Config config;
     config.request_plane = plane;
     if (plane == dynrpc::RequestPlaneKind::kNats) {
@@ -165,6 +169,7 @@ class DynrpcSystem final : public bench::System {
 
   int64_t Stream(int streams, int64_t count) override {
     int64_t received = 0;
+    absl::Status failure;
     std::vector<std::future<void>> readers;
     for (int s = 0; s < streams; ++s) {
       readers.push_back(asio::co_spawn(
@@ -179,7 +184,11 @@ class DynrpcSystem final : public bench::System {
                 stub_->Stream(context, request);
             for (;;) {
               auto m = co_await reader.Read();
-              if (!m.ok()) std::abort();  // a failed stream is not a result
+              if (!m.ok()) {
+                // Fewer messages than asked for: the caller reports it.
+                if (failure.ok()) failure = m.status();
+                break;
+              }
               if (!m->has_value()) break;
               ++received;
             }
@@ -187,6 +196,9 @@ class DynrpcSystem final : public bench::System {
           asio::use_future));
     }
     for (auto& r : readers) RunUntil(r);
+    if (!failure.ok()) {
+      std::fprintf(stderr, "a stream failed: %s\n", failure.ToString().c_str());
+    }
     return received;
   }
 
@@ -544,13 +556,239 @@ double ServerCpuMicros(pid_t pid) {
   return ns / 1000;
 }
 
-double ServerPeakRssMiB(pid_t pid) {
+// A field of /proc/PID/status in MiB ("VmHWM:", "VmRSS:").
+double StatusMiB(pid_t pid, std::string_view field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.starts_with("VmHWM:")) return std::stod(line.substr(6)) / 1024;
+    if (line.starts_with(field)) {
+      return std::stod(line.substr(field.size())) / 1024;
+    }
   }
   return 0;
+}
+
+double ServerPeakRssMiB(pid_t pid) { return StatusMiB(pid, "VmHWM:"); }
+double ServerRssMiB(pid_t pid) { return StatusMiB(pid, "VmRSS:"); }
+
+int OpenFds(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// Polls `done()` for up to 30 s; false if it never held.
+template <typename Done>
+bool Await(Done done) {
+  const Clock::time_point until = Clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    if (Clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// The largest VmRSS of `pid` seen while this lives (sampled every 2 ms on a
+// thread of its own): a measurement, not a synchronisation.
+class RssSampler {
+ public:
+  explicit RssSampler(pid_t pid)
+      : thread_([this, pid] {
+          while (!stop_.load()) {
+            double rss = ServerRssMiB(pid);
+            if (rss > max_.load()) max_.store(rss);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          }
+        }) {}
+  ~RssSampler() {
+    stop_.store(true);
+    thread_.join();
+  }
+  double max() const { return max_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<double> max_{0};
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+// --- scaling ---------------------------------------------------------------
+
+// Whether `system` speaks HTTP/2 (an idle connection then opens with the
+// connection preface and SETTINGS, as a client's would).
+bool SpeaksH2(const std::string& system) {
+  return system == "grpc" || system == "dynrpc-http";
+}
+
+// `n` connections to `address` ("ip:port") that make no call: connected
+// (over HTTP/2 also past the preface and the SETTINGS exchange, so the
+// server has taken each in), then left alone. Closed when destroyed.
+class IdleConnections {
+ public:
+  IdleConnections(const std::string& address, int n, bool h2) {
+    std::size_t colon = address.rfind(':');
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(std::stoi(address.substr(colon + 1)));
+    inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+    // The client preface, then an empty SETTINGS frame.
+    static const std::string kPreface =
+        std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+        std::string("\0\0\0\x04\0\0\0\0\0", 9);
+    static const std::string kSettingsAck("\0\0\0\x04\x01\0\0\0\0", 9);
+    for (int i = 0; i < n; ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0 ||
+          connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        error_ = "idle connection " + std::to_string(i) + " of " +
+                 std::to_string(n) + ": " + std::strerror(errno);
+        if (fd >= 0) close(fd);
+        return;
+      }
+      fds_.push_back(fd);
+      if (h2 && !WriteFull(fd, kPreface)) {
+        error_ = "cannot write the HTTP/2 preface";
+        return;
+      }
+    }
+    if (!h2) return;
+    // The server's SETTINGS frame proves it took the connection in; ours
+    // acknowledges it, as a client must.
+    for (int fd : fds_) {
+      char header[9];
+      if (!ReadFull(fd, header, sizeof header) || header[3] != 0x04) {
+        error_ = "no SETTINGS from the server";
+        return;
+      }
+      std::size_t length =
+          (std::size_t{static_cast<uint8_t>(header[0])} << 16) |
+          (std::size_t{static_cast<uint8_t>(header[1])} << 8) |
+          static_cast<uint8_t>(header[2]);
+      std::string body(length, '\0');
+      if (!ReadFull(fd, body.data(), length) || !WriteFull(fd, kSettingsAck)) {
+        error_ = "the HTTP/2 SETTINGS exchange failed";
+        return;
+      }
+    }
+  }
+  ~IdleConnections() {
+    for (int fd : fds_) close(fd);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  static bool WriteFull(int fd, const std::string& bytes) {
+    return write(fd, bytes.data(), bytes.size()) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  static bool ReadFull(int fd, char* p, std::size_t n) {
+    pollfd pfd{fd, POLLIN, 0};
+    while (n > 0) {
+      if (poll(&pfd, 1, 10'000) <= 0) return false;
+      ssize_t k = read(fd, p, n);
+      if (k <= 0) return false;
+      p += k;
+      n -= static_cast<std::size_t>(k);
+    }
+    return true;
+  }
+
+  std::vector<int> fds_;
+  std::string error_;
+};
+
+// With `idle` connections held open to the server: an active client's p50
+// (one 16-byte call at a time) and CPU per call (the whole client process's,
+// so gRPC's own threads count), and the server's memory per connection
+// (VmRSS with them, less before, over their number).
+void BM_Idle(benchmark::State& state, std::string system, int idle) {
+  bench::System& s = Get(system);
+  const std::string payload(16, 'p');
+  if (std::string why = s.Probe(payload); !why.empty()) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  const pid_t pid = s.server_pid();
+  const int fds_before = OpenFds(pid);
+  const double rss_before = ServerRssMiB(pid);
+  double rss_with = 0;
+  {
+    IdleConnections connections(s.server_address(), idle, SpeaksH2(system));
+    if (!connections.error().empty()) {
+      state.SkipWithError(connections.error().c_str());
+      return;
+    }
+    // The server holds every one (it accepted them: their sockets are its).
+    if (!Await([&] { return OpenFds(pid) >= fds_before + idle; })) {
+      state.SkipWithError("the server did not accept every idle connection");
+      return;
+    }
+    s.UnaryOnce(payload);
+    rss_with = ServerRssMiB(pid);
+    std::vector<double> micros;
+    double cpu_before = ServerCpuMicros(pid);
+    double client_before = ServerCpuMicros(getpid());
+    for (auto _ : state) {
+      Clock::time_point start = Clock::now();
+      s.UnaryOnce(payload);
+      micros.push_back(
+          std::chrono::duration<double, std::micro>(Clock::now() - start)
+              .count());
+    }
+    const double calls = static_cast<double>(micros.size());
+    state.counters["server_cpu_us_per_call"] =
+        (ServerCpuMicros(pid) - cpu_before) / calls;
+    state.counters["client_cpu_us_per_call"] =
+        (ServerCpuMicros(getpid()) - client_before) / calls;
+    std::sort(micros.begin(), micros.end());
+    state.counters["p50_us"] = micros[micros.size() / 2];
+  }
+  state.counters["idle_connections"] = idle;
+  state.counters["server_kib_per_connection"] =
+      (rss_with - rss_before) * 1024 / idle;
+  state.counters["server_rss_mib"] = rss_with;
+  // The next run starts from a server that has let them all go.
+  Await([&] { return OpenFds(pid) <= fds_before; });
+}
+
+// `streams` concurrent server streams of 16-byte messages, `total` messages
+// in all (at least 10 a stream): messages/s, and the server's memory per
+// stream (its largest VmRSS meanwhile, less before, over their number).
+void BM_Streams(benchmark::State& state, std::string system, int streams) {
+  bench::System& s = Get(system);
+  const int64_t total = g_quick ? 20'000 : 200'000;
+  const int64_t each = std::max<int64_t>(10, total / streams);
+  const pid_t pid = s.server_pid();
+  if (std::string why = s.Probe(std::string(16, 'p')); !why.empty()) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  const double rss_before = ServerRssMiB(pid);
+  double peak = 0;
+  int64_t received = 0;
+  for (auto _ : state) {
+    RssSampler sampler(pid);
+    Clock::time_point start = Clock::now();
+    int64_t got = s.Stream(streams, each);
+    state.SetIterationTime(
+        std::chrono::duration<double>(Clock::now() - start).count());
+    if (got != streams * each) {
+      state.SkipWithError("a stream ended early");
+      return;
+    }
+    received += got;
+    peak = std::max(peak, sampler.max());
+  }
+  state.counters["msgs_per_s"] = benchmark::Counter(
+      static_cast<double>(received), benchmark::Counter::kIsRate);
+  state.counters["streams"] = streams;
+  state.counters["server_kib_per_stream"] =
+      std::max(0.0, peak - rss_before) * 1024 / streams;
 }
 
 void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
@@ -632,6 +870,10 @@ void BM_Stream(benchmark::State& state, std::string system, int streams) {
     int64_t got = s.Stream(streams, per_stream);
     if (got < 0) {
       state.SkipWithError("not supported");
+      return;
+    }
+    if (got != streams * per_stream) {
+      state.SkipWithError("a stream ended early");
       return;
     }
     total += got;
@@ -926,10 +1168,15 @@ void RegisterAll() {
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
     }
-    for (int in_flight : {1, 8, 64}) {
+    for (int in_flight : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}) {
       for (int64_t bytes : payloads) {
         if (bytes > (1 << 20) || (bytes == (1 << 20) && in_flight > 8))
           continue;
+        // Beyond 1, 8 and 64 the curve is drawn at 16 bytes, and the
+        // blocking floor (a thread per call in flight) stops at 64.
+        const bool column = in_flight == 1 || in_flight == 8 || in_flight == 64;
+        if (!column && (bytes != 16 || g_quick)) continue;
+        if (system == "floor" && in_flight > 64) continue;
         benchmark::RegisterBenchmark(
             ("Throughput/" + system + "/" + std::to_string(in_flight) + "/" +
              std::to_string(bytes))
@@ -947,6 +1194,31 @@ void RegisterAll() {
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       }
+    }
+  }
+  // Scaling: each plane beside gRPC. The NATS plane's server holds one
+  // connection (to the NATS server) whatever its clients do, so idle
+  // connections are measured where a server accepts them.
+  for (const std::string& system : systems) {
+    if (system.ends_with("floor")) continue;
+    if (!OverNats(system)) {
+      for (int idle : {1, 100, 1000, 10000}) {
+        if (g_quick && idle > 100) continue;
+        benchmark::RegisterBenchmark(
+            ("Idle/" + system + "/" + std::to_string(idle)).c_str(), BM_Idle,
+            system, idle)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+    for (int streams : {1, 100, 10000}) {
+      if (g_quick && streams > 100) continue;
+      benchmark::RegisterBenchmark(
+          ("Streams/" + system + "/" + std::to_string(streams)).c_str(),
+          BM_Streams, system, streams)
+          ->Iterations(g_quick ? 1 : 3)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
     }
   }
   std::vector<std::string> h2_targets = {"h2-floor"};
