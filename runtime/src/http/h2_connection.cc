@@ -24,6 +24,10 @@ namespace {
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 // A write gathers at most this much of what the session has to send.
 constexpr std::size_t kWriteBatch = 1 << 20;
+// DATA payload pieces shorter than this are copied into the write batch
+// (one buffer for many small messages); longer ones are written from where
+// they are.
+constexpr std::size_t kCopyBelow = 4096;
 // Flow-control windows. Fixed (DYN_HTTP2_ADAPTIVE_WINDOW=false): hyper's
 // defaults, the library the guide's original plane used. Adaptive: from
 // HTTP/2's default, doubled toward the measured bandwidth-delay product.
@@ -92,33 +96,33 @@ absl::Status H2Connection::Start() {
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks,
                                                           &OnBeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &OnHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks,
-                                                       &OnFrameRecv);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &OnFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks,
                                                             &OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks,
                                                          &OnStreamClose);
   nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks,
                                                                  &DataLength);
-  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks,
-                                                       &OnFrameSend);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, &OnFrameSend);
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, &SendData);
   nghttp2_option* option = nullptr;
   nghttp2_option_new(&option);
   // Windows are given back as the application reads (GiveBackLocked).
   nghttp2_option_set_no_auto_window_update(option, 1);
   // Metadata values may begin or end with spaces (gRPC allows it).
   nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(option, 1);
-  int rv = role_ == Role::kClient
-               ? nghttp2_session_client_new2(&session_, callbacks, this, option)
-               : nghttp2_session_server_new2(&session_, callbacks, this, option);
+  int rv =
+      role_ == Role::kClient
+          ? nghttp2_session_client_new2(&session_, callbacks, this, option)
+          : nghttp2_session_server_new2(&session_, callbacks, this, option);
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) {
     return absl::InternalError(
         absl::StrCat("nghttp2 session: ", nghttp2_strerror(rv)));
   }
-  window_ = config_.adaptive_window ? kAdaptiveInitialWindow
-                                    : kFixedStreamWindow;
+  window_ =
+      config_.adaptive_window ? kAdaptiveInitialWindow : kFixedStreamWindow;
   std::vector<nghttp2_settings_entry> settings = {
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE,
        static_cast<uint32_t>(config_.max_frame_size)},
@@ -129,10 +133,9 @@ absl::Status H2Connection::Start() {
        static_cast<uint32_t>(kMaxHeaderBytes)},
   };
   if (role_ == Role::kServer) {
-    settings.push_back(
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-         static_cast<uint32_t>(std::min<std::size_t>(
-             config_.max_concurrent_streams, 0x7fffffff))});
+    settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                        static_cast<uint32_t>(std::min<std::size_t>(
+                            config_.max_concurrent_streams, 0x7fffffff))});
   } else {
     settings.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
   }
@@ -172,11 +175,10 @@ asio::awaitable<void> H2Connection::Read() {
                                                     as_tuple(use_awaitable));
     if (ec) {
       Close(absl::UnavailableError(
-          ec == asio::error::eof
-              ? absl::StrCat("HTTP/2 connection to ", peer_,
-                             " closed by the peer")
-              : absl::StrCat("HTTP/2 connection to ", peer_,
-                             " lost: ", ec.message())));
+          ec == asio::error::eof ? absl::StrCat("HTTP/2 connection to ", peer_,
+                                                " closed by the peer")
+                                 : absl::StrCat("HTTP/2 connection to ", peer_,
+                                                " lost: ", ec.message())));
       break;
     }
     last_read_ = Clock::now();
@@ -204,37 +206,76 @@ asio::awaitable<void> H2Connection::Read() {
   }
 }
 
+void H2Connection::BatchCopy(const char* data, std::size_t size) {
+  if (size == 0) return;
+  if (!batch_pieces_.empty() && batch_pieces_.back().data == nullptr) {
+    batch_pieces_.back().size += size;  // the bytes follow on
+  } else {
+    batch_pieces_.push_back({nullptr, batch_bytes_.size(), size});
+  }
+  batch_bytes_.append(data, size);
+  batch_size_ += size;
+}
+
+void H2Connection::BatchPayload(const char* data, std::size_t size) {
+  if (size < kCopyBelow) {
+    BatchCopy(data, size);
+    return;
+  }
+  batch_pieces_.push_back({data, 0, size});
+  batch_size_ += size;
+}
+
+void H2Connection::ReleaseBatch() {
+  batch_bytes_.clear();
+  batch_pieces_.clear();
+  batch_size_ = 0;
+  for (std::string& done : batch_done_) RecycleMessageBuffer(std::move(done));
+  batch_done_.clear();
+  batch_streams_.clear();
+}
+
 asio::awaitable<void> H2Connection::Write() {
   co_await asio::this_coro::throw_if_cancelled(false);
-  std::string out;
+  std::vector<asio::const_buffer> buffers;
   for (;;) {
-    out.clear();
     bool finished = false;
     absl::Status failure;
     {
       std::lock_guard lock(mu_);
+      ReleaseBatch();
       if (closed_) break;
-      while (out.size() < kWriteBatch) {
+      while (batch_size_ < kWriteBatch) {
         const uint8_t* data = nullptr;
+        // DATA frames come through SendData() meanwhile.
         ssize_t n = nghttp2_session_mem_send(session_, &data);
         if (n < 0) {
-          failure = absl::InternalError(absl::StrCat(
-              "HTTP/2 session failed: ", nghttp2_strerror(static_cast<int>(n))));
+          failure = absl::InternalError(
+              absl::StrCat("HTTP/2 session failed: ",
+                           nghttp2_strerror(static_cast<int>(n))));
           break;
         }
         if (n == 0) break;
-        out.append(reinterpret_cast<const char*>(data), n);
+        BatchCopy(reinterpret_cast<const char*>(data), n);
       }
-      finished = closed_ || (out.empty() && !nghttp2_session_want_read(session_) &&
-                             !nghttp2_session_want_write(session_));
+      finished = closed_ ||
+                 (batch_size_ == 0 && !nghttp2_session_want_read(session_) &&
+                  !nghttp2_session_want_write(session_));
+      buffers.clear();
+      for (const BatchPiece& piece : batch_pieces_) {
+        buffers.push_back(asio::buffer(piece.data != nullptr
+                                           ? piece.data
+                                           : batch_bytes_.data() + piece.offset,
+                                       piece.size));
+      }
     }
     if (!failure.ok()) {
       Close(std::move(failure));  // outside the mutex: it closes the socket
       break;
     }
-    if (!out.empty()) {
-      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out),
-                                                as_tuple(use_awaitable));
+    if (!buffers.empty()) {
+      auto [ec, n] =
+          co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
       if (ec) {
         Close(absl::UnavailableError(absl::StrCat(
             "HTTP/2 connection to ", peer_, " lost: ", ec.message())));
@@ -250,6 +291,8 @@ asio::awaitable<void> H2Connection::Write() {
     auto [ec] = co_await wake_->async_receive(as_tuple(use_awaitable));
     if (ec) break;
   }
+  std::lock_guard lock(mu_);
+  ReleaseBatch();
 }
 
 void H2Connection::Close(absl::Status why) {
@@ -353,8 +396,8 @@ absl::StatusOr<int32_t> H2Connection::SubmitRequest(
   std::lock_guard lock(mu_);
   if (closed_) return close_reason_;
   if (goaway_) {
-    return absl::UnavailableError(absl::StrCat(
-        "HTTP/2 connection to ", peer_, " is going away (GOAWAY)"));
+    return absl::UnavailableError(absl::StrCat("HTTP/2 connection to ", peer_,
+                                               " is going away (GOAWAY)"));
   }
   nghttp2_data_provider provider;
   provider.source.ptr = stream.get();
@@ -499,8 +542,8 @@ void H2Connection::Consumed(const std::shared_ptr<H2Stream>& stream,
 
 asio::awaitable<absl::Status> H2Connection::WaitForSettings(
     std::chrono::milliseconds timeout, std::string_view timeout_variable) {
-  auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(),
-                                                    timeout);
+  auto timer =
+      std::make_shared<asio::steady_timer>(socket_.get_executor(), timeout);
   std::weak_ptr<H2Connection> weak = shared_from_this();
   timer->async_wait([weak, timer, timeout,
                      variable = std::string(timeout_variable)](
@@ -532,8 +575,7 @@ asio::awaitable<absl::Status> H2Connection::WaitForSettings(
 asio::awaitable<void> H2Connection::WaitSent(
     const std::shared_ptr<H2Stream>& stream) {
   (void)co_await Wait(
-      stream,
-      [](const H2Stream& s) { return s.end_sent; },
+      stream, [](const H2Stream& s) { return s.end_sent; },
       /*stop_on_error=*/false);
 }
 
@@ -566,8 +608,8 @@ void H2Connection::OnBdpSampleLocked(std::size_t bytes) {
     // The window limited the round trip: grow it to twice what it held.
     // Otherwise probe less and less often (100 ms, doubling to 10 s), as
     // gRPC's BDP estimator does, so steady traffic costs few PINGs.
-    int32_t grown = static_cast<int32_t>(std::min<std::size_t>(
-        kMaxWindow, 2 * bdp_bytes_));
+    int32_t grown =
+        static_cast<int32_t>(std::min<std::size_t>(kMaxWindow, 2 * bdp_bytes_));
     if (bdp_bytes_ * 3 < static_cast<std::size_t>(window_) * 2 ||
         grown <= window_) {
       bdp_delay_ = std::clamp<Clock::duration>(2 * bdp_delay_,
@@ -605,8 +647,8 @@ int H2Connection::OnBeginHeaders(nghttp2_session* session,
 
 int H2Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                            const uint8_t* name, size_t namelen,
-                           const uint8_t* value, size_t valuelen,
-                           uint8_t flags, void* user) {
+                           const uint8_t* value, size_t valuelen, uint8_t flags,
+                           void* user) {
   auto* self = static_cast<H2Connection*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id);
@@ -617,13 +659,14 @@ int H2Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
   stream->header_list_size += namelen + valuelen + kHeaderFieldOverhead;
   if (stream->header_list_size > kMaxHeaderBytes) {
     self->FailStreamLocked(
-        *stream, absl::ResourceExhaustedError(absl::StrCat(
-                     "header block of more than ", kMaxHeaderBytes,
-                     " bytes (metadata limit)")));
+        *stream, absl::ResourceExhaustedError(
+                     absl::StrCat("header block of more than ", kMaxHeaderBytes,
+                                  " bytes (metadata limit)")));
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  block.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen),
-                     std::string(reinterpret_cast<const char*>(value), valuelen));
+  block.emplace_back(
+      std::string(reinterpret_cast<const char*>(name), namelen),
+      std::string(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 
@@ -725,11 +768,10 @@ int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
     nghttp2_session_consume_stream(session, stream_id, len);
     if (stream->raw_body.size() + len > stream->max_message) {
       self->FailStreamLocked(
-          *stream,
-          absl::ResourceExhaustedError(absl::StrCat(
-              stream->what, " body of more than ", stream->max_message,
-              " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=", stream->max_message,
-              " bytes")));
+          *stream, absl::ResourceExhaustedError(absl::StrCat(
+                       stream->what, " body of more than ", stream->max_message,
+                       " bytes exceeds DYN_HTTP_MAX_MESSAGE_SIZE=",
+                       stream->max_message, " bytes")));
       return 0;
     }
     stream->raw_body.append(bytes);
@@ -741,9 +783,8 @@ int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
   // the message still arriving come back at once if the reader waits for
   // it (else a message larger than the window could never arrive), or when
   // the reader has caught up.
-  std::size_t to_partial = messages.empty()
-                               ? len
-                               : std::min(len, stream->decoder.buffered());
+  std::size_t to_partial =
+      messages.empty() ? len : std::min(len, stream->decoder.buffered());
   if (!messages.empty()) {
     stream->unconsumed += std::exchange(stream->partial_held, 0);
   }
@@ -789,8 +830,9 @@ int H2Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
   if (error_code != NGHTTP2_NO_ERROR) {
     stream->reset_code = error_code;
     // A status the peer sent in full still stands.
-    if (!stream->trailers_done && !(stream->peer_ended && stream->headers_done &&
-                                    self->role_ == Role::kClient)) {
+    if (!stream->trailers_done &&
+        !(stream->peer_ended && stream->headers_done &&
+          self->role_ == Role::kClient)) {
       if (stream->error.ok()) stream->error = StatusFromResetCode(error_code);
     }
   }
@@ -806,7 +848,8 @@ int H2Connection::OnFrameSend(nghttp2_session* session,
   auto* self = static_cast<H2Connection*>(user);
   if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-    if (std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id)) {
+    if (std::shared_ptr<H2Stream> stream =
+            self->FindLocked(frame->hd.stream_id)) {
       stream->end_sent = true;
       self->WakeStreamLocked(*stream);
     }
@@ -814,42 +857,85 @@ int H2Connection::OnFrameSend(nghttp2_session* session,
   return 0;
 }
 
+// Hands nghttp2 the length of the next DATA frame, not its bytes
+// (NGHTTP2_DATA_FLAG_NO_COPY): SendData() then puts them in the write batch
+// by reference. nghttp2 sends each frame before it asks for the next, and
+// the queue only grows meanwhile, so the first `n` bytes stay put.
 ssize_t H2Connection::ReadData(nghttp2_session* session, int32_t stream_id,
                                uint8_t* buf, size_t length,
                                uint32_t* data_flags,
                                nghttp2_data_source* source, void* user) {
-  auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<H2Stream*>(source->ptr);
-  std::size_t copied = 0;
-  while (copied < length && !stream->out.empty()) {
-    std::string& front = stream->out.front();
-    std::size_t n =
-        std::min(length - copied, front.size() - stream->out_offset);
-    std::memcpy(buf + copied, front.data() + stream->out_offset, n);
-    copied += n;
-    stream->out_offset += n;
-    if (stream->out_offset == front.size()) {
-      RecycleMessageBuffer(std::move(front));
-      stream->out.pop_front();
-      stream->out_offset = 0;
-    }
-  }
-  stream->out_bytes -= copied;
-  if (copied > 0) self->WakeStreamLocked(*stream);
-  if (stream->out.empty() && stream->out_end) {
+  const std::size_t n = std::min(length, stream->out_bytes);
+  if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == stream->out_bytes && stream->out_end) {
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     if (stream->out_trailers) {
       *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       std::vector<nghttp2_nv> nv = ToNv(*stream->out_trailers);
       nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size());
     }
-    return copied;
+    return static_cast<ssize_t>(n);
   }
-  if (copied == 0) {
+  if (n == 0) {
     stream->data_deferred = true;
     return NGHTTP2_ERR_DEFERRED;
   }
-  return copied;
+  return static_cast<ssize_t>(n);
+}
+
+// A DATA frame ReadData() sized: its header, then `length` bytes off the
+// front of the stream's queue, into the write batch (by reference when
+// large). Padding is never asked for, but is honoured.
+int H2Connection::SendData(nghttp2_session* session, nghttp2_frame* frame,
+                           const uint8_t* framehd, size_t length,
+                           nghttp2_data_source* source, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto* stream = static_cast<H2Stream*>(source->ptr);
+  self->BatchCopy(reinterpret_cast<const char*>(framehd), 9);
+  const std::size_t padlen = frame->data.padlen;
+  if (padlen > 0) {
+    const char pad_length = static_cast<char>(padlen - 1);
+    self->BatchCopy(&pad_length, 1);
+  }
+  bool referenced_queue = false;
+  std::size_t left = length;
+  while (left > 0 && !stream->out.empty()) {
+    std::string& front = stream->out.front();
+    const std::size_t at = stream->out_offset;
+    const std::size_t n = std::min(left, front.size() - at);
+    left -= n;
+    if (at + n < front.size()) {
+      // Part of it: it stays queued (and in place) for the next frame.
+      self->BatchPayload(front.data() + at, n);
+      referenced_queue |= n >= kCopyBelow;
+      stream->out_offset += n;
+      break;
+    }
+    if (front.size() >= kCopyBelow) {
+      // Earlier frames of this batch may reference it too: it lives until
+      // the write ends. (Moving a heap-allocated string keeps its bytes
+      // where they are.)
+      self->batch_done_.push_back(std::move(front));
+      self->BatchPayload(self->batch_done_.back().data() + at, n);
+    } else {
+      self->BatchPayload(front.data() + at, n);
+      RecycleMessageBuffer(std::move(front));
+    }
+    stream->out.pop_front();
+    stream->out_offset = 0;
+  }
+  if (referenced_queue) {
+    if (std::shared_ptr<H2Stream> owner =
+            self->FindLocked(frame->hd.stream_id)) {
+      self->batch_streams_.push_back(std::move(owner));
+    }
+  }
+  if (padlen > 1)
+    self->BatchCopy(std::string(padlen - 1, '\0').data(), padlen - 1);
+  stream->out_bytes -= length - left;
+  self->WakeStreamLocked(*stream);
+  return 0;
 }
 
 ssize_t H2Connection::DataLength(nghttp2_session* session, uint8_t frame_type,
@@ -859,9 +945,9 @@ ssize_t H2Connection::DataLength(nghttp2_session* session, uint8_t frame_type,
                                  uint32_t remote_max_frame_size, void* user) {
   // Frames as large as the peer allows (and the windows hold), so a large
   // message goes out in few frames.
-  int64_t n = std::min<int64_t>(
-      {static_cast<int64_t>(remote_max_frame_size), session_remote_window_size,
-       stream_remote_window_size, 1 << 20});
+  int64_t n = std::min<int64_t>({static_cast<int64_t>(remote_max_frame_size),
+                                 session_remote_window_size,
+                                 stream_remote_window_size, 1 << 20});
   return static_cast<ssize_t>(std::max<int64_t>(n, 1));
 }
 

@@ -28,8 +28,8 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "core/deadline.h"
-#include "core/stream_state.h"
 #include "core/request_plane.h"
+#include "core/stream_state.h"
 #include "dynrpc/config.h"
 #include "http/grpc_wire.h"
 
@@ -91,14 +91,14 @@ struct H2Stream {
   // Why the stream failed (an oversized or malformed message, a reset by
   // the peer, the connection lost): the first error wins.
   absl::Status error;
-  bool closed = false;  // nghttp2 closed the stream
+  bool closed = false;      // nghttp2 closed the stream
   uint32_t reset_code = 0;  // the peer's RST_STREAM code, once closed by one
 
   // Outbound DATA: what the data provider hands nghttp2.
   std::deque<std::string> out;
-  std::size_t out_offset = 0;  // into out.front()
-  std::size_t out_bytes = 0;   // queued, not yet taken by nghttp2
-  bool out_end = false;        // no more DATA after `out`
+  std::size_t out_offset = 0;           // into out.front()
+  std::size_t out_bytes = 0;            // queued, not yet taken by nghttp2
+  bool out_end = false;                 // no more DATA after `out`
   std::optional<Headers> out_trailers;  // sent after the last DATA
   bool data_deferred = false;
   bool end_sent = false;  // a frame with END_STREAM went out
@@ -204,7 +204,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void Consumed(const std::shared_ptr<H2Stream>& stream, std::size_t bytes);
   // Waits until our side of the stream has ended on the wire (a frame with
   // END_STREAM went out) or the stream closed, even if it has failed.
-  boost::asio::awaitable<void> WaitSent(const std::shared_ptr<H2Stream>& stream);
+  boost::asio::awaitable<void> WaitSent(
+      const std::shared_ptr<H2Stream>& stream);
 
   // Runs `f` under the connection's mutex.
   template <typename F>
@@ -260,11 +261,19 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static int OnFrameSend(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t ReadData(nghttp2_session*, int32_t, uint8_t*, size_t,
                           uint32_t*, nghttp2_data_source*, void*);
+  static int SendData(nghttp2_session*, nghttp2_frame*, const uint8_t*, size_t,
+                      nghttp2_data_source*, void*);
   static ssize_t DataLength(nghttp2_session*, uint8_t, int32_t, int32_t,
                             int32_t, uint32_t, void*);
 
   boost::asio::awaitable<void> Read();
   boost::asio::awaitable<void> Write();
+  // The batch Write() is assembling (under mu_): bytes nghttp2 serialized.
+  void BatchCopy(const char* data, std::size_t size);
+  // DATA payload bytes, referenced where they are unless few.
+  void BatchPayload(const char* data, std::size_t size);
+  // Everything a write holds on to, let go once it is written.
+  void ReleaseBatch();
   std::shared_ptr<H2Stream> FindLocked(int32_t id) const;
   void FailStreamLocked(H2Stream& stream, absl::Status why);
   void WakeStreamLocked(H2Stream& stream);
@@ -291,6 +300,25 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   absl::Status close_reason_;
   absl::flat_hash_map<int32_t, std::shared_ptr<H2Stream>> streams_;
   H2Stats stats_;
+
+  // The write batch (mu_; only the writer and the callbacks of its
+  // nghttp2_session_mem_send use it). DATA payloads are not copied into
+  // nghttp2's buffers (NGHTTP2_DATA_FLAG_NO_COPY): SendData() lists them
+  // here by reference, between the bytes nghttp2 serialized.
+  struct BatchPiece {
+    const char* data;  // null: batch_bytes_[offset, offset + size)
+    std::size_t offset;
+    std::size_t size;
+  };
+  std::string batch_bytes_;
+  std::vector<BatchPiece> batch_pieces_;
+  std::size_t batch_size_ = 0;
+  // Payloads the batch references and the streams own no more; recycled
+  // after the write. A deque: moving one in keeps the others in place.
+  std::deque<std::string> batch_done_;
+  // Streams whose payload (still queued, partly sent) the batch references:
+  // kept alive until the write ends. Their queue only grows meanwhile.
+  std::vector<std::shared_ptr<H2Stream>> batch_streams_;
 
   // PINGs in flight, by opaque data.
   uint64_t next_ping_ = 1;
