@@ -27,7 +27,8 @@ namespace dynrpc {
 // destruction (which stops the context and joins the threads).
 class Runtime {
  public:
-  // `threads` <= 0: std::thread::hardware_concurrency() (at least 1).
+  // `threads` <= 0: one per CPU this process may run on (its affinity mask,
+  // so a container's cpuset or taskset counts), at least 1.
   explicit Runtime(int threads = 0);
   ~Runtime();
   Runtime(const Runtime&) = delete;
