@@ -1,7 +1,7 @@
 // The threads that run dynrpc's coroutines.
 //
 // Example:
-//   dynrpc::Runtime runtime;               // one thread per core
+//   dynrpc::Runtime runtime;               // one thread per CPU it may use
 //   dynrpc::Server server(runtime.executor());
 //
 // A process normally has one Runtime. Servers and channels created on its

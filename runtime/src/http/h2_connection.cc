@@ -169,10 +169,13 @@ asio::awaitable<void> H2Connection::WriteLoop(
 
 asio::awaitable<void> H2Connection::Read() {
   co_await asio::this_coro::throw_if_cancelled(false);
-  std::vector<uint8_t> buffer(kReadBufferSize);
+  // Not zeroed: a page of it is touched only when bytes arrive there, so an
+  // idle connection holds one or two of its 16 pages, not all of them.
+  std::unique_ptr<uint8_t[]> buffer =
+      std::make_unique_for_overwrite<uint8_t[]>(kReadBufferSize);
   for (;;) {
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer),
-                                                    as_tuple(use_awaitable));
+    auto [ec, n] = co_await socket_.async_read_some(
+        asio::buffer(buffer.get(), kReadBufferSize), as_tuple(use_awaitable));
     if (ec) {
       Close(absl::UnavailableError(
           ec == asio::error::eof ? absl::StrCat("HTTP/2 connection to ", peer_,
@@ -187,7 +190,7 @@ asio::awaitable<void> H2Connection::Read() {
     {
       std::lock_guard lock(mu_);
       if (closed_) break;
-      ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), n);
+      ssize_t rv = nghttp2_session_mem_recv(session_, buffer.get(), n);
       if (rv < 0) {
         // A connection error: nghttp2 has queued a GOAWAY; the writer sends
         // it and then closes (the session wants neither read nor write).
