@@ -82,6 +82,18 @@ def scaling_section(idle, streams_at, throughput, systems):
         b = table.get(key, {}).get(system)
         return None if b is None else b.get(field)
 
+    def system_table(first, table, cols, fields):
+        """A row per key of `table`; per system, a column per (title,
+        field)."""
+        out = ["| " + first + " | " + " | ".join(
+            f"{display(s)} {title}" for s in cols for title, _ in fields) +
+            " |", "|" + "---|" * (1 + len(fields) * len(cols))]
+        for n in sorted(table):
+            row = [f"{n:,}"] + [fmt(get(table, n, s, field))
+                                for s in cols for _, field in fields]
+            out.append("| " + " | ".join(row) + " |")
+        return out
+
     lines = []
     if idle:
         cols = [s for s in systems if any(s in row for row in idle.values())]
@@ -95,18 +107,10 @@ def scaling_section(idle, streams_at, throughput, systems):
                   "server holds one connection, to the NATS server, whatever "
                   "its clients do: it has no row. Plots: idle.svg, "
                   "idle_memory.svg.", ""]
-        lines += ["| idle connections | " + " | ".join(
-            f"{display(s)} p50 µs | {display(s)} client CPU µs | "
-            f"{display(s)} server CPU µs | {display(s)} KiB per connection"
-            for s in cols) + " |", "|" + "---|" * (1 + 4 * len(cols))]
-        for n in sorted(idle):
-            row = [f"{n:,}"]
-            for s in cols:
-                row += [fmt(get(idle, n, s, "p50_us")),
-                        fmt(get(idle, n, s, "client_cpu_us_per_call")),
-                        fmt(get(idle, n, s, "server_cpu_us_per_call")),
-                        fmt(get(idle, n, s, "server_kib_per_connection"))]
-            lines.append("| " + " | ".join(row) + " |")
+        lines += system_table("idle connections", idle, cols, [
+            ("p50 µs", "p50_us"), ("client CPU µs", "client_cpu_us_per_call"),
+            ("server CPU µs", "server_cpu_us_per_call"),
+            ("KiB per connection", "server_kib_per_connection")])
     if streams_at:
         cols = [s for s in systems
                 if any(s in row for row in streams_at.values())]
@@ -115,15 +119,9 @@ def scaling_section(idle, streams_at, throughput, systems):
                   "messages, 200,000 in all (at least 10 a stream): messages/s "
                   "and the server's memory per stream (its largest VmRSS "
                   "meanwhile less before, over S). Plot: streams.svg.", ""]
-        lines += ["| streams | " + " | ".join(
-            f"{display(s)} messages/s | {display(s)} KiB per stream"
-            for s in cols) + " |", "|" + "---|" * (1 + 2 * len(cols))]
-        for n in sorted(streams_at):
-            row = [f"{n:,}"]
-            for s in cols:
-                row += [fmt(get(streams_at, n, s, "msgs_per_s")),
-                        fmt(get(streams_at, n, s, "server_kib_per_stream"))]
-            lines.append("| " + " | ".join(row) + " |")
+        lines += system_table("streams", streams_at, cols, [
+            ("messages/s", "msgs_per_s"),
+            ("KiB per stream", "server_kib_per_stream")])
     flights = sorted({k[0] for k in throughput if k[1] == 16})
     if len(flights) > 3:
         lines += ["", "## Scaling: calls in flight", "",

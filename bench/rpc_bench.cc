@@ -616,6 +616,22 @@ class RssSampler {
   std::thread thread_;  // last: starts once the rest is built
 };
 
+// One call at a time for as long as `state` runs: each call's time in
+// microseconds, sorted.
+std::vector<double> TimeUnaryCalls(benchmark::State& state, bench::System& s,
+                                   const std::string& payload) {
+  std::vector<double> micros;
+  for (auto _ : state) {
+    Clock::time_point start = Clock::now();
+    s.UnaryOnce(payload);
+    micros.push_back(
+        std::chrono::duration<double, std::micro>(Clock::now() - start)
+            .count());
+  }
+  std::sort(micros.begin(), micros.end());
+  return micros;
+}
+
 // --- scaling ---------------------------------------------------------------
 
 // Whether `system` speaks HTTP/2 (an idle connection then opens with the
@@ -732,22 +748,14 @@ void BM_Idle(benchmark::State& state, std::string system, int idle) {
     }
     s.UnaryOnce(payload);
     rss_with = ServerRssMiB(pid);
-    std::vector<double> micros;
     double cpu_before = ServerCpuMicros(pid);
     double client_before = ServerCpuMicros(getpid());
-    for (auto _ : state) {
-      Clock::time_point start = Clock::now();
-      s.UnaryOnce(payload);
-      micros.push_back(
-          std::chrono::duration<double, std::micro>(Clock::now() - start)
-              .count());
-    }
+    std::vector<double> micros = TimeUnaryCalls(state, s, payload);
     const double calls = static_cast<double>(micros.size());
     state.counters["server_cpu_us_per_call"] =
         (ServerCpuMicros(pid) - cpu_before) / calls;
     state.counters["client_cpu_us_per_call"] =
         (ServerCpuMicros(getpid()) - client_before) / calls;
-    std::sort(micros.begin(), micros.end());
     state.counters["p50_us"] = micros[micros.size() / 2];
   }
   state.counters["idle_connections"] = idle;
@@ -801,24 +809,16 @@ void BM_Unary(benchmark::State& state, std::string system, int64_t bytes) {
     state.SkipWithError(why.c_str());
     return;
   }
-  std::vector<double> micros;
   const pid_t nats_pid = OverNats(system) ? NatsServerPid() : -1;
   double nats_before = nats_pid > 0 ? ServerCpuMicros(nats_pid) : 0;
   double cpu_before = ServerCpuMicros(s.server_pid());
-  for (auto _ : state) {
-    Clock::time_point start = Clock::now();
-    s.UnaryOnce(payload);
-    micros.push_back(
-        std::chrono::duration<double, std::micro>(Clock::now() - start)
-            .count());
-  }
+  std::vector<double> micros = TimeUnaryCalls(state, s, payload);
   double cpu = ServerCpuMicros(s.server_pid()) - cpu_before;
   if (nats_pid > 0) {
     // The broker's share: every call crosses it twice.
     state.counters["nats_server_cpu_us_per_call"] =
         (ServerCpuMicros(nats_pid) - nats_before) / micros.size();
   }
-  std::sort(micros.begin(), micros.end());
   auto pct = [&](double p) {
     return micros[std::min(micros.size() - 1,
                            static_cast<size_t>(p * micros.size()))];
