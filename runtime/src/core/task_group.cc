@@ -1,8 +1,5 @@
 #include "core/task_group.h"
 
-#include "core/deadline.h"
-#include "core/log.h"
-
 #include <condition_variable>
 #include <exception>
 #include <map>
@@ -17,6 +14,8 @@
 #include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/system/system_error.hpp"
+#include "core/deadline.h"
+#include "core/log.h"
 
 namespace dynrpc::internal {
 
@@ -53,9 +52,18 @@ TaskGroup::TaskGroup(asio::any_io_executor executor)
 
 TaskGroup::~TaskGroup() { CancelAll(); }
 
-asio::any_io_executor TaskGroup::NewStrand() {
-  return asio::make_strand(executor_);
+asio::any_io_executor MakeStrand(const asio::any_io_executor& executor) {
+  using IoExecutor = asio::io_context::executor_type;
+  if (const IoExecutor* plain = executor.target<IoExecutor>()) {
+    return asio::make_strand(*plain);
+  }
+  if (const auto* strand = executor.target<asio::strand<IoExecutor>>()) {
+    return asio::make_strand(strand->get_inner_executor());
+  }
+  return asio::make_strand(executor);
 }
+
+asio::any_io_executor TaskGroup::NewStrand() { return MakeStrand(executor_); }
 
 void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
                       const char* name,
@@ -69,20 +77,18 @@ void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
   std::lock_guard lock(state_->mu);
   uint64_t id = state_->next_id++;
   state_->tasks.emplace(id, State::Task{strand, signal});
-  asio::co_spawn(
-      strand, std::move(task),
-      asio::bind_cancellation_slot(
-          signal->slot(),
-          [state = state_, id, name, signal](std::exception_ptr e) {
-            if (e) Report(e, name);
-            std::lock_guard lock(state->mu);
-            state->tasks.erase(id);
-            if (state->tasks.empty()) state->done.notify_all();
-          }));
+  asio::co_spawn(strand, std::move(task),
+                 asio::bind_cancellation_slot(
+                     signal->slot(),
+                     [state = state_, id, name, signal](std::exception_ptr e) {
+                       if (e) Report(e, name);
+                       std::lock_guard lock(state->mu);
+                       state->tasks.erase(id);
+                       if (state->tasks.empty()) state->done.notify_all();
+                     }));
   if (state_->cancelled) {
-    asio::post(strand, [signal] {
-      signal->emit(asio::cancellation_type::terminal);
-    });
+    asio::post(strand,
+               [signal] { signal->emit(asio::cancellation_type::terminal); });
   }
 }
 

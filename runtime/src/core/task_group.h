@@ -12,6 +12,16 @@
 
 namespace dynrpc::internal {
 
+// A new strand of `executor`. On an io_context's own executor (the
+// Runtime's) it is a strand of that concrete executor, which fits inside an
+// any_io_executor: copying it, and the work-tracking preferences Asio takes
+// of it on every completion, allocate nothing. A strand of the type-erased
+// executor (asio::make_strand(any_io_executor)) does not fit, and each of
+// those preferences allocated a new one (perf: a third of a small call's
+// mallocs on the server).
+boost::asio::any_io_executor MakeStrand(
+    const boost::asio::any_io_executor& executor);
+
 // Each task runs on the strand Spawn() is given (from NewStrand(); tasks
 // that share state, like a connection's reader and writer, share one). A
 // task's
@@ -33,9 +43,10 @@ class TaskGroup {
   //
   // `signal`, when given, is the task's cancellation signal, for the caller
   // to cancel this one task: emit on it through `strand` only.
-  void Spawn(boost::asio::any_io_executor strand,
-             boost::asio::awaitable<void> task, const char* name,
-             std::shared_ptr<boost::asio::cancellation_signal> signal = nullptr);
+  void Spawn(
+      boost::asio::any_io_executor strand, boost::asio::awaitable<void> task,
+      const char* name,
+      std::shared_ptr<boost::asio::cancellation_signal> signal = nullptr);
   // A new strand of the group's executor, for a task and the objects it owns.
   boost::asio::any_io_executor NewStrand();
 

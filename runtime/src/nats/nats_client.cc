@@ -280,7 +280,7 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
     absl::StatusOr<std::unique_ptr<NatsSubscription>> inbox =
         connection_->Subscribe(
             absl::StrCat(config_.name_space, ".inbox.", client_id_, ".*"), "",
-            asio::make_strand(executor_), [weak](NatsMessage m) {
+            MakeStrand(executor_), [weak](NatsMessage m) {
               if (auto self = weak.lock()) self->OnInbox(std::move(m));
             });
     if (!inbox.ok()) return inbox.status();

@@ -156,7 +156,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
                          std::function<void(NatsMessage)> handler) {
     // One strand per subscription: nats.c delivers in order, and so do we.
     absl::StatusOr<std::unique_ptr<NatsSubscription>> sub =
-        connection_->Subscribe(subject, queue, asio::make_strand(executor_),
+        connection_->Subscribe(subject, queue, MakeStrand(executor_),
                                std::move(handler));
     if (!sub.ok()) return sub.status();
     subscriptions_.push_back(*std::move(sub));

@@ -21,7 +21,7 @@ SocketServer::~SocketServer() { Shutdown(); }
 absl::StatusOr<std::string> SocketServer::Start(CallHandler& handler) {
   handler_ = &handler;
   absl::StatusOr<Listener> listener =
-      Listen(asio::make_strand(executor_), spec_);
+      Listen(MakeStrand(executor_), spec_);
   if (!listener.ok()) return listener.status();
   acceptor_.emplace(std::move(listener->acceptor));
   tasks_.Spawn(acceptor_->get_executor(), AcceptLoop(), accept_task_name_);
