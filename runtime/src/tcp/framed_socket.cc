@@ -125,19 +125,19 @@ void FramedSocket::ArmWatchdog() {
   if (watchdog_armed_) return;
   watchdog_armed_ = true;
   watchdog_.expires_at(stall_deadline_);
-  watchdog_.async_wait([weak = weak_from_this()](
-                           const boost::system::error_code& ec) {
-    auto self = weak.lock();
-    if (ec || self == nullptr) return;
-    self->watchdog_armed_ = false;
-    if (!self->in_frame_ || self->closed_) return;
-    if (std::chrono::steady_clock::now() < self->stall_deadline_) {
-      self->ArmWatchdog();  // bytes came meanwhile: wait for the new limit
-      return;
-    }
-    self->stalled_ = true;
-    self->Close();
-  });
+  watchdog_.async_wait(
+      [weak = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (ec || self == nullptr) return;
+        self->watchdog_armed_ = false;
+        if (!self->in_frame_ || self->closed_) return;
+        if (std::chrono::steady_clock::now() < self->stall_deadline_) {
+          self->ArmWatchdog();  // bytes came meanwhile: wait for the new limit
+          return;
+        }
+        self->stalled_ = true;
+        self->Close();
+      });
 }
 
 asio::awaitable<boost::system::error_code> FramedSocket::ReadSome(
@@ -236,11 +236,14 @@ asio::awaitable<boost::system::error_code> FramedSocket::Discard(
   co_return boost::system::error_code{};
 }
 
-absl::Status FramedSocket::ReadError(const boost::system::error_code& ec) const {
+absl::Status FramedSocket::ReadError(
+    const boost::system::error_code& ec) const {
   if (stalled_) {
-    return absl::UnavailableError(absl::StrCat(
-        "connection to ", peer_, " closed: a frame stalled for longer than "
-        "DYN_TCP_READ_TIMEOUT=", read_timeout_.count(), " ms"));
+    return absl::UnavailableError(
+        absl::StrCat("connection to ", peer_,
+                     " closed: a frame stalled for longer than "
+                     "DYN_TCP_READ_TIMEOUT=",
+                     read_timeout_.count(), " ms"));
   }
   return SocketError(ec, absl::StrCat("connection to ", peer_));
 }
@@ -252,7 +255,11 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
     if (auto ec = co_await Discard(n)) co_return ReadError(ec);
     in_frame_ = false;
   }
-  if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
+  // (Each awaited helper is a coroutine frame of its own: the checks before
+  // them keep a frame that has arrived whole from allocating any.)
+  if (buffered() < kFrameHeaderSize) {
+    if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
+  }
   absl::StatusOr<FrameHeader> header = DecodeFrameHeader(
       std::string_view(read_buffer_.get() + read_begin_, kFrameHeaderSize));
   if (!header.ok()) co_return header.status();
@@ -269,9 +276,18 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
     in_frame_ = false;
     co_return frame;
   }
-  if (buffered() < std::size_t{header->head_len} + header->payload_len) {
-    StartFrameClock();
+  const std::size_t body = std::size_t{header->head_len} + header->payload_len;
+  if (buffered() >= body) {
+    // All of it is here (the common case for small calls): copied out as
+    // it is, no waiting.
+    const char* at = read_buffer_.get() + read_begin_;
+    frame.head.assign(at, header->head_len);
+    frame.payload.assign(at + header->head_len, header->payload_len);
+    read_begin_ += body;
+    in_frame_ = false;
+    co_return frame;
   }
+  StartFrameClock();  // part of it is still to come
   frame.head.resize(header->head_len);
   boost::system::error_code ec =
       co_await ReadExact(frame.head.data(), frame.head.size());
