@@ -329,7 +329,7 @@ def main():
            "asynchronous publishes with a reply subject per call in flight "
            "otherwise), both ends connected with send-asap as dynrpc's NATS "
            "plane connects: what any NATS request plane must pay. The NATS "
-           "target (issues 4 and 6: unary p50 within 1.3× of bare nats.c "
+           "plane's p50 target (issue 14: within 1.2× of bare nats.c "
            "request/reply) is "
            "the `p50 / nats floor p50` column. Server CPU is the echo "
            "server's alone; the nats-server's is in the NATS section. "
@@ -414,8 +414,9 @@ def main():
                   "Both through the same nats-server. Unary latency one call "
                   "at a time (µs); server CPU is the echo server's and "
                   "nats-server CPU the broker's, both µs per call (the "
-                  "broker's only when ./scripts/bench started it). The 1.3× "
-                  "target is the p50 ratio.", ""]
+                  "broker's only when ./scripts/bench started it). Issue "
+                  "14's targets are the p50 ratio (1.2×) and the calls/s "
+                  "ratio at 8 and 64 in flight (0.8×).", ""]
         lines += ["| payload | " + f"{p} p50 | nats floor p50 | p50 ratio | "
                   f"{p} p99 | nats floor p99 | {p} server CPU | nats floor "
                   f"server CPU | {p} nats-server CPU | nats floor nats-server "
@@ -478,9 +479,9 @@ def main():
                   "te: trailers), both to `/v1/rpc/bench.Echo/Unary` of the "
                   "dynrpc-http server. Latency at 1 in flight: p50 and p99 "
                   "from h2load's per-request log (--log-file), and its mean. "
-                  "Issue 4's HTTP target (unary p50 within 1.5× of a bare "
-                  "nghttp2 echo) is the `p50 / h2 floor` column of dynrpc "
-                  "gRPC.", ""]
+                  "Issue 14's HTTP targets are dynrpc gRPC's `p50 / h2 "
+                  "floor` (1.3×) and its calls/s at 8 and 64 against the h2 "
+                  "floor's (0.8×).", ""]
         header = ("| target | " + " | ".join(
             f"calls/s at {n}" for n in flights) +
             " | p50 µs at 1 | p99 µs at 1 | mean µs at 1 "
