@@ -59,14 +59,19 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
 }
 
 void FramedSocket::Send(std::string prefix, std::string payload) {
-  queued_bytes_.fetch_add(prefix.size() + payload.size(),
-                          std::memory_order_relaxed);
-  asio::post(strand_, [self = shared_from_this(), prefix = std::move(prefix),
-                       payload = std::move(payload)]() mutable {
-    if (self->closed_) return;
-    self->outbox_.emplace_back(std::move(prefix), std::move(payload));
-    self->wake_.cancel();
-  });
+  const std::size_t bytes = prefix.size() + payload.size();
+  bool wake = false;
+  {
+    std::lock_guard lock(out_mu_);
+    if (out_closed_) return;
+    queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    outbox_.emplace_back(std::move(prefix), std::move(payload));
+    // One wake-up per batch: the writer takes everything queued by then.
+    wake = !std::exchange(wake_posted_, true);
+  }
+  if (wake) {
+    asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+  }
 }
 
 asio::awaitable<void> FramedSocket::WriteLoop(
@@ -80,7 +85,17 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
   std::vector<std::pair<std::string, std::string>> batch;
   std::vector<asio::const_buffer> buffers;
   while (!closed_) {
-    if (outbox_.empty()) {
+    {
+      std::lock_guard lock(out_mu_);
+      // From here on a Send() posts a new wake-up: it runs once the writer
+      // waits (both are on the strand), or finds it writing (and it looks
+      // again before it waits), so no frame is left behind.
+      wake_posted_ = false;
+      batch.assign(std::make_move_iterator(outbox_.begin()),
+                   std::make_move_iterator(outbox_.end()));
+      outbox_.clear();
+    }
+    if (batch.empty()) {
       wake_.expires_at(asio::steady_timer::time_point::max());
       co_await wake_.async_wait(as_tuple(use_awaitable));
       // Woken by Send() (more to write) or Close(), or the task was
@@ -90,9 +105,6 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
       if (state.cancelled() != asio::cancellation_type::none) break;
       continue;
     }
-    batch.assign(std::make_move_iterator(outbox_.begin()),
-                 std::make_move_iterator(outbox_.end()));
-    outbox_.clear();
     buffers.clear();
     for (const auto& [prefix, payload] : batch) {
       buffers.push_back(asio::buffer(prefix));
@@ -315,7 +327,11 @@ void FramedSocket::Close() {
     boost::system::error_code ec;
     self->socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     self->socket_.close(ec);
-    self->outbox_.clear();
+    {
+      std::lock_guard lock(self->out_mu_);
+      self->out_closed_ = true;
+      self->outbox_.clear();
+    }
     self->wake_.cancel();
     self->room_.cancel();
     self->watchdog_.cancel();

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,9 +75,7 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   }
 
   // When the reader last received bytes (strand only).
-  std::chrono::steady_clock::time_point last_read() const {
-    return last_read_;
-  }
+  std::chrono::steady_clock::time_point last_read() const { return last_read_; }
   const boost::asio::any_io_executor& executor() const { return strand_; }
 
   // Closes the socket; pending reads and writes end. Idempotent.
@@ -95,8 +94,9 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
       std::string& payload, std::size_t n);
   boost::asio::awaitable<boost::system::error_code> Discard(std::size_t n);
   // One read into `out` (mid-frame reads move the stall deadline on).
-  boost::asio::awaitable<boost::system::error_code> ReadSome(
-      char* out, std::size_t n, std::size_t& got);
+  boost::asio::awaitable<boost::system::error_code> ReadSome(char* out,
+                                                             std::size_t n,
+                                                             std::size_t& got);
   std::size_t buffered() const { return read_end_ - read_begin_; }
   // A frame has begun to arrive: from now on a stall closes the connection.
   void StartFrameClock();
@@ -120,14 +120,21 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   std::chrono::steady_clock::time_point stall_deadline_;
   boost::asio::steady_timer watchdog_;
   bool watchdog_armed_ = false;
-  bool stalled_ = false;  // the watchdog closed the connection
+  bool stalled_ = false;            // the watchdog closed the connection
   boost::asio::steady_timer room_;  // wakes WaitForRoom()
 
   // Bytes passed to Send() and not yet written (any thread).
   std::atomic<std::size_t> queued_bytes_{0};
 
-  // Writer state (strand).
+  // Frames queued for the writer (any thread, under out_mu_): Send()
+  // appends and posts one wake-up to the strand per batch, not a handler
+  // per frame.
+  std::mutex out_mu_;
   std::deque<std::pair<std::string, std::string>> outbox_;
+  bool wake_posted_ = false;  // a wake-up is on its way to the writer
+  bool out_closed_ = false;   // Close() ran: Send() drops frames
+
+  // Writer state (strand).
   boost::asio::steady_timer wake_;
   bool closed_ = false;
 };
