@@ -359,9 +359,7 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   counted.End(result.status.code());
   if (!result.status.ok()) co_return result.status;
   if (stats) {
-    stats->Received(result.payload.size(), result.wire_size != 0
-                                               ? result.wire_size
-                                               : result.payload.size());
+    stats->Received(result.payload.size(), result.wire_bytes());
   }
   co_return std::move(result.payload);
 }

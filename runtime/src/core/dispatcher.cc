@@ -324,9 +324,7 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
   }
   const MethodEntry& method = **admitted;
   if (stats) {
-    stats->Received(request.payload.size(), request.wire_size != 0
-                                                ? request.wire_size
-                                                : request.payload.size());
+    stats->Received(request.payload.size(), request.wire_bytes());
   }
   ServerContext context(std::move(request.method), std::move(request.metadata),
                         request.deadline, std::move(info.peer));

@@ -12,8 +12,8 @@
 
 #include <atomic>
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,8 +36,11 @@ struct CallRequest {
   std::optional<Clock::time_point> deadline;
   std::string payload;  // the serialized request message (unary calls)
   // `payload`'s size as it came on the wire (before the core inflated it);
-  // 0: its size.
+  // 0: its size (wire_bytes() says which).
   std::size_t wire_size = 0;
+  std::size_t wire_bytes() const {
+    return wire_size != 0 ? wire_size : payload.size();
+  }
   // The caller's compression (grpc-encoding): every request message it
   // compresses uses it. The plane carries, per message, whether it did:
   // `payload_compressed` for `payload` (or a stream's first message).
@@ -60,8 +63,11 @@ struct CallResult {
   std::string payload;
   // `payload` is compressed with `encoding`, the server's compression.
   bool payload_compressed = false;
-  // `payload`'s size as it came on the wire; 0: its size.
+  // `payload`'s size as it came on the wire; 0: its size (wire_bytes()).
   std::size_t wire_size = 0;
+  std::size_t wire_bytes() const {
+    return wire_size != 0 ? wire_size : payload.size();
+  }
   Compression encoding = Compression::kIdentity;
   Metadata initial_metadata;
   Metadata trailing_metadata;

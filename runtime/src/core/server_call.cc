@@ -35,10 +35,9 @@ class FramedServerStream final : public ServerStream {
     if (link_.paced_by_wire()) {
       DYNRPC_CO_RETURN_IF_ERROR(co_await link_.Ready());
     }
-    absl::Status sent =
-        link_.SendMessage(std::move(message),
-                          initial_sent_ ? nullptr : &initial_metadata,
-                          encoding, compressed);
+    absl::Status sent = link_.SendMessage(
+        std::move(message), initial_sent_ ? nullptr : &initial_metadata,
+        encoding, compressed);
     if (!sent.ok()) {
       // Not sent: its window comes back.
       state_.AddSendWindow(
@@ -112,7 +111,7 @@ asio::awaitable<void> FramedServerCall::Serve(
   if (call->stream != nullptr) stream.emplace(*call->stream, *call);
   CallResult result;
   absl::Status inflated;
-  if (request.wire_size == 0) request.wire_size = request.payload.size();
+  request.wire_size = request.wire_bytes();  // before inflation changes it
   if (request.payload_compressed) {
     inflated = InflateInPlace(request.encoding, request.payload,
                               call->max_message_size(), "request");

@@ -52,13 +52,25 @@ TaskGroup::TaskGroup(asio::any_io_executor executor)
 
 TaskGroup::~TaskGroup() { CancelAll(); }
 
-asio::any_io_executor MakeStrand(const asio::any_io_executor& executor) {
-  using IoExecutor = asio::io_context::executor_type;
-  if (const IoExecutor* plain = executor.target<IoExecutor>()) {
-    return asio::make_strand(*plain);
-  }
+namespace {
+
+using IoExecutor = asio::io_context::executor_type;
+
+// The io_context executor under `executor` (itself, or a strand's inner
+// one); nullopt for an executor of another kind.
+std::optional<IoExecutor> IoExecutorOf(const asio::any_io_executor& executor) {
+  if (const IoExecutor* plain = executor.target<IoExecutor>()) return *plain;
   if (const auto* strand = executor.target<asio::strand<IoExecutor>>()) {
-    return asio::make_strand(strand->get_inner_executor());
+    return strand->get_inner_executor();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+asio::any_io_executor MakeStrand(const asio::any_io_executor& executor) {
+  if (std::optional<IoExecutor> io = IoExecutorOf(executor)) {
+    return asio::make_strand(*io);
   }
   return asio::make_strand(executor);
 }
@@ -104,14 +116,7 @@ void TaskGroup::CancelAll() {
 
 void TaskGroup::Stop() {
   CancelAll();
-  using IoExecutor = asio::io_context::executor_type;
-  std::optional<IoExecutor> io;
-  if (const IoExecutor* plain = executor_.target<IoExecutor>()) {
-    io = *plain;
-  } else if (const auto* strand =
-                 executor_.target<asio::strand<IoExecutor>>()) {
-    io = strand->get_inner_executor();
-  }
+  std::optional<IoExecutor> io = IoExecutorOf(executor_);
   // An executor of another kind: its threads cannot be told, so no wait.
   if (!io || io->running_in_this_thread()) return;
   Wait();
