@@ -1,6 +1,10 @@
 #include "tcp/framed_socket.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -58,19 +62,126 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
                     config.keepalive_timeout);
 }
 
-void FramedSocket::Send(std::string prefix, std::string payload) {
+std::size_t FramedSocket::CallFlushFrames() const {
+  const std::size_t burst = read_burst_.load(std::memory_order_relaxed) >> 8;
+  return burst <= 1 ? 1 : 2;
+}
+
+void FramedSocket::Send(std::string prefix, std::string payload,
+                        Burst burst) {
   const std::size_t bytes = prefix.size() + payload.size();
   bool wake = false;
+  bool flush = false;
   {
     std::lock_guard lock(out_mu_);
     if (out_closed_) return;
     queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    outbox_.emplace_back(std::move(prefix), std::move(payload));
-    // One wake-up per batch: the writer takes everything queued by then.
-    wake = !std::exchange(wake_posted_, true);
+    outbox_.push_back(Frame{std::move(prefix), std::move(payload)});
+    if (burst == Burst::kCall) ++call_frames_;
+    if (!writing_ && (outbox_.size() >= kOtherFlushFrames ||
+                      (burst == Burst::kCall &&
+                       call_frames_ >= CallFlushFrames()))) {
+      writing_ = inline_writing_ = true;
+      inline_batch_.assign(std::make_move_iterator(outbox_.begin()),
+                           std::make_move_iterator(outbox_.end()));
+      outbox_.clear();
+      call_frames_ = 0;
+      flush = true;
+    } else {
+      // One wake-up per batch: the writer takes everything queued by then.
+      wake = !std::exchange(wake_posted_, true);
+    }
   }
+  if (flush) {
+    FlushInline();
+  } else if (wake) {
+    asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+  }
+}
+
+void FramedSocket::FlushInline() {
+  inline_iov_.clear();
+  for (const Frame& frame : inline_batch_) {
+    frame.ForEachUnsent([&](const char* data, std::size_t size) {
+      inline_iov_.push_back({const_cast<char*>(data), size});
+    });
+  }
+  // The descriptor stays open meanwhile: Close() leaves closing it to us.
+  const int fd = socket_.native_handle();
+  std::size_t written = 0;
+  std::size_t next = 0;  // the first iovec not wholly written
+  while (next < inline_iov_.size()) {
+    msghdr message{};
+    message.msg_iov = &inline_iov_[next];
+    message.msg_iovlen = std::min<std::size_t>(inline_iov_.size() - next,
+                                               IOV_MAX);
+    ssize_t n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    // Full (EAGAIN) or failed: the writer takes the rest, and meets the
+    // error itself if there is one.
+    if (n <= 0) break;
+    written += static_cast<std::size_t>(n);
+    while (n > 0) {
+      iovec& at = inline_iov_[next];
+      if (static_cast<std::size_t>(n) < at.iov_len) {
+        at.iov_base = static_cast<char*>(at.iov_base) + n;
+        at.iov_len -= static_cast<std::size_t>(n);
+        break;
+      }
+      n -= static_cast<ssize_t>(at.iov_len);
+      ++next;
+    }
+  }
+  // Frames wholly written are done; the first one not notes how much of it
+  // went, and it and those after it go back to the front of the queue.
+  std::size_t left = written;
+  std::size_t done = 0;
+  for (; done < inline_batch_.size(); ++done) {
+    Frame& frame = inline_batch_[done];
+    const std::size_t unsent = frame.size() - frame.sent;
+    if (left < unsent) {
+      frame.sent += left;
+      break;
+    }
+    left -= unsent;
+    RecycleMessageBuffer(std::move(frame.payload));
+  }
+  bool wake = false;
+  bool close = false;
+  {
+    std::lock_guard lock(out_mu_);
+    if (!out_closed_) {
+      outbox_.insert(outbox_.begin(),
+                     std::make_move_iterator(inline_batch_.begin() + done),
+                     std::make_move_iterator(inline_batch_.end()));
+    }
+    // Emptied before the send side is given back: the next holder refills
+    // it.
+    inline_batch_.clear();
+    writing_ = inline_writing_ = false;
+    wake = !outbox_.empty() && !std::exchange(wake_posted_, true);
+    close = std::exchange(close_pending_, false);
+  }
+  Dequeued(written, /*on_strand=*/false);
   if (wake) {
     asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+  }
+  if (close) {
+    asio::post(strand_, [self = shared_from_this()] {
+      boost::system::error_code ec;
+      self->socket_.close(ec);
+    });
+  }
+}
+
+void FramedSocket::Dequeued(std::size_t written, bool on_strand) {
+  const std::size_t before =
+      queued_bytes_.fetch_sub(written, std::memory_order_relaxed);
+  if (before - written > max_queued_bytes_) return;
+  if (on_strand) {
+    room_.cancel();  // a reader waiting in WaitForRoom() goes on
+  } else if (before > max_queued_bytes_) {
+    asio::post(strand_, [self = shared_from_this()] { self->room_.cancel(); });
   }
 }
 
@@ -82,7 +193,7 @@ asio::awaitable<void> FramedSocket::WriteLoop(
 }
 
 asio::awaitable<void> FramedSocket::WriteQueued() {
-  std::vector<std::pair<std::string, std::string>> batch;
+  std::vector<Frame> batch;
   std::vector<asio::const_buffer> buffers;
   while (!closed_) {
     {
@@ -91,9 +202,15 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
       // waits (both are on the strand), or finds it writing (and it looks
       // again before it waits), so no frame is left behind.
       wake_posted_ = false;
-      batch.assign(std::make_move_iterator(outbox_.begin()),
-                   std::make_move_iterator(outbox_.end()));
-      outbox_.clear();
+      // While an inline flush writes, it has the socket: it wakes the
+      // writer when it is done if frames are left.
+      if (!writing_) {
+        batch.assign(std::make_move_iterator(outbox_.begin()),
+                     std::make_move_iterator(outbox_.end()));
+        outbox_.clear();
+        call_frames_ = 0;
+        writing_ = !batch.empty();
+      }
     }
     if (batch.empty()) {
       wake_.expires_at(asio::steady_timer::time_point::max());
@@ -106,22 +223,24 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
       continue;
     }
     buffers.clear();
-    for (const auto& [prefix, payload] : batch) {
-      buffers.push_back(asio::buffer(prefix));
-      if (!payload.empty()) buffers.push_back(asio::buffer(payload));
+    for (const Frame& frame : batch) {
+      frame.ForEachUnsent([&](const char* data, std::size_t size) {
+        buffers.push_back(asio::buffer(data, size));
+      });
     }
     auto [ec, n] =
         co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
     std::size_t written = 0;
-    for (auto& [prefix, payload] : batch) {
-      written += prefix.size() + payload.size();
-      RecycleMessageBuffer(std::move(payload));
+    for (Frame& frame : batch) {
+      written += frame.size() - frame.sent;
+      RecycleMessageBuffer(std::move(frame.payload));
     }
     batch.clear();
-    if (queued_bytes_.fetch_sub(written, std::memory_order_relaxed) - written <=
-        max_queued_bytes_) {
-      room_.cancel();  // a reader waiting in WaitForRoom() goes on
+    {
+      std::lock_guard lock(out_mu_);
+      writing_ = false;
     }
+    Dequeued(written, /*on_strand=*/true);
     if (ec) break;
   }
 }
@@ -270,8 +389,15 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
   // (Each awaited helper is a coroutine frame of its own: the checks before
   // them keep a frame that has arrived whole from allocating any.)
   if (buffered() < kFrameHeaderSize) {
+    // The frames of the last read are all taken: how many there were sizes
+    // the bursts Send() expects.
+    const std::size_t peak = read_burst_.load(std::memory_order_relaxed);
+    read_burst_.store(std::max(std::exchange(frames_this_read_, 0) << 8,
+                               peak - (peak >> 3)),
+                      std::memory_order_relaxed);
     if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
   }
+  ++frames_this_read_;
   absl::StatusOr<FrameHeader> header = DecodeFrameHeader(
       std::string_view(read_buffer_.get() + read_begin_, kFrameHeaderSize));
   if (!header.ok()) co_return header.status();
@@ -326,12 +452,17 @@ void FramedSocket::Close() {
     self->closed_ = true;
     boost::system::error_code ec;
     self->socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    self->socket_.close(ec);
+    bool close_now = true;
     {
       std::lock_guard lock(self->out_mu_);
       self->out_closed_ = true;
       self->outbox_.clear();
+      self->call_frames_ = 0;
+      // An inline flush is in sendmsg() on the descriptor: closing it now
+      // could hand its number to another socket before that returns.
+      if (self->inline_writing_) close_now = !(self->close_pending_ = true);
     }
+    if (close_now) self->socket_.close(ec);
     self->wake_.cancel();
     self->room_.cancel();
     self->watchdog_.cancel();

@@ -92,7 +92,8 @@ class ClientConnection final
     // Queued under the lock that CancelCall() takes, so a CANCEL for this
     // id is always queued after its REQUEST.
     SetCallId(prefix, id);
-    socket_->Send(std::move(prefix), std::move(payload));
+    socket_->Send(std::move(prefix), std::move(payload),
+                  FramedSocket::Burst::kCall);
     return id;
   }
 

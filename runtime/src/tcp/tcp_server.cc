@@ -80,7 +80,10 @@ struct ServerConnection {
       prefix = EncodeResponsePrefix(id, error, 0, 0);
       result.payload.clear();
     }
-    if (prefix.ok()) socket->Send(*std::move(prefix), std::move(result.payload));
+    if (prefix.ok()) {
+      socket->Send(*std::move(prefix), std::move(result.payload),
+                   FramedSocket::Burst::kCall);
+    }
   }
 
   std::shared_ptr<FramedSocket> socket;
