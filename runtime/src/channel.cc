@@ -321,12 +321,11 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
       CompressInPlace(call.encoding, compression_min_bytes_, call.payload);
   if (stats) stats->Sent(request_size, call.payload.size());
   Clock::time_point deadline = *call.deadline;
-  std::string expired =
-      ExpiredMessage(context, method_path, *client_);
   // Already too late: the call is never sent (as gRPC does).
   if (Clock::now() >= deadline) {
     counted.End(absl::StatusCode::kDeadlineExceeded);
-    co_return absl::DeadlineExceededError(std::move(expired));
+    co_return absl::DeadlineExceededError(
+        ExpiredMessage(context, method_path, *client_));
   }
   // The deadline and TryCancel() end the call through the plane's hook: one
   // timer, no extra coroutine.
@@ -337,8 +336,10 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
     co_return absl::CancelledError("call cancelled by the caller");
   }
   asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
-  timer.async_wait([cancel, expired](const boost::system::error_code& ec) {
-    if (!ec) cancel->Cancel(absl::DeadlineExceededError(expired));
+  timer.async_wait([cancel](const boost::system::error_code& ec) {
+    // Its message is replaced below, once the call has ended: built only
+    // for a call that expires.
+    if (!ec) cancel->Cancel(absl::DeadlineExceededError("deadline exceeded"));
   });
   // (Not a ?: : GCC 12 miscompiles co_await in one.)
   CallResult result;
@@ -354,7 +355,8 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   // The server enforces the same deadline and may report it first; past the
   // deadline, say which limit it was, whichever side noticed.
   if (absl::IsDeadlineExceeded(result.status) && Clock::now() >= deadline) {
-    result.status = ExpiredStatus(std::move(expired), result.status);
+    result.status = ExpiredStatus(
+        ExpiredMessage(context, method_path, *client_), result.status);
   }
   counted.End(result.status.code());
   if (!result.status.ok()) co_return result.status;

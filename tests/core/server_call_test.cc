@@ -192,7 +192,7 @@ TEST_F(ServerCallTest, AFaultInWhatTheCallerSentWinsOverTheHandlersStatus) {
   };
   Serve(call);
   EXPECT_THAT(call->log, ElementsAre("end RESOURCE_EXHAUSTED metadata 0"));
-  EXPECT_TRUE(*call->cancelled);
+  EXPECT_TRUE(*call->cancelled());
 }
 
 TEST_F(ServerCallTest, ACancelledCallKeepsTheHandlersStatus) {

@@ -288,7 +288,8 @@ struct UnaryCall final : CancelHook::Target {
   // gives back what it held, and drops the link. A plane's record of the
   // call may own the state (and so this): no cycle outlives the call.
   void Finish() {
-    Cancel(absl::CancelledError("call cancelled"));
+    // (Cancel() checks again: the call may end meanwhile.)
+    if (!state.ended()) Cancel(absl::CancelledError("call cancelled"));
     std::shared_ptr<ClientLink> done;
     {
       // After any Cancel() that ended the call has taken its copy.

@@ -105,7 +105,7 @@ asio::awaitable<void> FramedServerCall::Serve(
     std::shared_ptr<FramedServerCall> call, CallHandler& handler,
     CallRequest request, std::string peer) {
   // Named, not a braced temporary in the co_await: GCC 12 miscopies those.
-  ServerCallInfo info{std::move(peer), call->cancelled,
+  ServerCallInfo info{std::move(peer), call->cancelled(),
                       [call](absl::Status why) { call->Cancel(why); }};
   std::optional<FramedServerStream> stream;
   if (call->stream != nullptr) stream.emplace(*call->stream, *call);

@@ -26,7 +26,11 @@ namespace dynrpc::internal {
 // reads and writes return why, then CancelHandler() delivers Asio's
 // terminal cancellation to the handler's coroutine, whose pending and later
 // co_awaits then end. A plane's call record derives from this.
-struct ServerCallBase {
+//
+// Always owned by a shared_ptr (make_shared): the flag and the signal it
+// hands out share the call's ownership, so a call costs one allocation, not
+// one for each of them.
+struct ServerCallBase : std::enable_shared_from_this<ServerCallBase> {
   explicit ServerCallBase(boost::asio::any_io_executor call_strand)
       : strand(std::move(call_strand)) {}
 
@@ -34,38 +38,43 @@ struct ServerCallBase {
   // thread, before or after Spawn() (a cancel that comes first is delivered
   // once the coroutine is connected to the signal); harmless once the
   // coroutine has ended.
-  void CancelHandler() const {
-    cancelled->store(true);
-    if (spawned->load()) Emit();
+  void CancelHandler() {
+    cancelled_.store(true);
+    if (spawned_.load()) Emit();
   }
 
   // Runs `task`, the call's coroutine, in `tasks` on the call's strand,
   // where CancelHandler() (and the group's CancelAll()) reach it.
   void Spawn(TaskGroup& tasks, boost::asio::awaitable<void> task,
-             const char* name) const {
-    tasks.Spawn(strand, std::move(task), name, signal);
-    // Either this sees the flag or CancelHandler() sees `spawned` (both
+             const char* name) {
+    tasks.Spawn(strand, std::move(task), name, signal());
+    // Either this sees the flag or CancelHandler() sees `spawned_` (both
     // sequentially consistent): a cancel is never lost; twice is harmless.
-    spawned->store(true);
-    if (cancelled->load()) Emit();
+    spawned_.store(true);
+    if (cancelled_.load()) Emit();
+  }
+
+  // The flag ServerContext::IsCancelled() reads.
+  std::shared_ptr<std::atomic<bool>> cancelled() {
+    return {shared_from_this(), &cancelled_};
   }
 
   const boost::asio::any_io_executor strand;
-  const std::shared_ptr<boost::asio::cancellation_signal> signal =
-      std::make_shared<boost::asio::cancellation_signal>();
-  const std::shared_ptr<std::atomic<bool>> cancelled =
-      std::make_shared<std::atomic<bool>>(false);
 
  private:
+  std::shared_ptr<boost::asio::cancellation_signal> signal() {
+    return {shared_from_this(), &signal_};
+  }
   // Delivers terminal cancellation on the strand, where the signal is used.
-  void Emit() const {
-    boost::asio::post(strand, [signal = signal] {
+  void Emit() {
+    boost::asio::post(strand, [signal = signal()] {
       signal->emit(boost::asio::cancellation_type::terminal);
     });
   }
 
-  const std::shared_ptr<std::atomic<bool>> spawned =
-      std::make_shared<std::atomic<bool>>(false);
+  boost::asio::cancellation_signal signal_;  // used on `strand` only
+  std::atomic<bool> cancelled_{false};
+  std::atomic<bool> spawned_{false};
 };
 
 // The frames a framed plane (TCP, NATS) sends for one server call. The core

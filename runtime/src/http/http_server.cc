@@ -523,7 +523,7 @@ asio::awaitable<void> HttpServer::ServeStream(
                         : Bit(Compression::kIdentity);
 
   if (kind == ContentKind::kJson) {
-    ServerCallInfo info{connection->peer(), call->cancelled,
+    ServerCallInfo info{connection->peer(), call->cancelled(),
                         [call](absl::Status why) { call->Cancel(why); }};
     if (entry == nullptr) {
       co_await respond.JsonError(
