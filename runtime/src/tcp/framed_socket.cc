@@ -77,14 +77,16 @@ void FramedSocket::Send(std::string prefix, std::string payload,
     if (out_closed_) return;
     queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     outbox_.push_back(Frame{std::move(prefix), std::move(payload)});
+    outbox_bytes_ += bytes;
     if (burst == Burst::kCall) ++call_frames_;
-    if (!writing_ && (outbox_.size() >= kOtherFlushFrames ||
-                      (burst == Burst::kCall &&
-                       call_frames_ >= CallFlushFrames()))) {
+    if (!writing_ && outbox_bytes_ <= kMaxInlineBytes &&
+        (outbox_.size() >= kOtherFlushFrames ||
+         (burst == Burst::kCall && call_frames_ >= CallFlushFrames()))) {
       writing_ = inline_writing_ = true;
       inline_batch_.assign(std::make_move_iterator(outbox_.begin()),
                            std::make_move_iterator(outbox_.end()));
       outbox_.clear();
+      outbox_bytes_ = 0;
       call_frames_ = 0;
       flush = true;
     } else {
@@ -151,6 +153,10 @@ void FramedSocket::FlushInline() {
   {
     std::lock_guard lock(out_mu_);
     if (!out_closed_) {
+      for (auto it = inline_batch_.begin() + done; it != inline_batch_.end();
+           ++it) {
+        outbox_bytes_ += it->size() - it->sent;
+      }
       outbox_.insert(outbox_.begin(),
                      std::make_move_iterator(inline_batch_.begin() + done),
                      std::make_move_iterator(inline_batch_.end()));
@@ -208,6 +214,7 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
         batch.assign(std::make_move_iterator(outbox_.begin()),
                      std::make_move_iterator(outbox_.end()));
         outbox_.clear();
+        outbox_bytes_ = 0;
         call_frames_ = 0;
         writing_ = !batch.empty();
       }
@@ -238,7 +245,9 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
     batch.clear();
     {
       std::lock_guard lock(out_mu_);
-      writing_ = false;
+      // A write that failed or was cancelled may have sent part of a frame:
+      // nobody writes after it (the connection closes).
+      writing_ = static_cast<bool>(ec);
     }
     Dequeued(written, /*on_strand=*/true);
     if (ec) break;
@@ -457,10 +466,14 @@ void FramedSocket::Close() {
       std::lock_guard lock(self->out_mu_);
       self->out_closed_ = true;
       self->outbox_.clear();
+      self->outbox_bytes_ = 0;
       self->call_frames_ = 0;
       // An inline flush is in sendmsg() on the descriptor: closing it now
       // could hand its number to another socket before that returns.
-      if (self->inline_writing_) close_now = !(self->close_pending_ = true);
+      if (self->inline_writing_) {
+        self->close_pending_ = true;
+        close_now = false;
+      }
     }
     if (close_now) self->socket_.close(ec);
     self->wake_.cancel();

@@ -62,7 +62,8 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   //
   // A burst does not wait whole for the writer's turn on the strand: once
   // enough of it is queued (CallFlushFrames() call frames, or
-  // kOtherFlushFrames frames of any kind) and nobody is writing, the Send()
+  // kOtherFlushFrames frames of any kind), they come to at most
+  // kMaxInlineBytes and nobody is writing, the Send()
   // that queued the last one writes them all itself, at once and without
   // blocking. The peer then starts on the first calls while this side still
   // makes the rest, instead of each side idling while the other works
@@ -70,6 +71,9 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   void Send(std::string prefix, std::string payload = {},
             Burst burst = Burst::kOther);
   static constexpr std::size_t kOtherFlushFrames = 32;
+  // Larger queues are left to the writer: a Send() (maybe under its
+  // caller's lock) never copies more than this into the kernel itself.
+  static constexpr std::size_t kMaxInlineBytes = 256 << 10;
 
   // The single writer: drains the queue until Close() or a write error. The
   // coroutine owns `self`, so the socket lives as long as it runs.
@@ -179,6 +183,7 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   // per frame.
   std::mutex out_mu_;
   std::deque<Frame> outbox_;
+  std::size_t outbox_bytes_ = 0;  // what outbox_'s frames still have to send
   bool wake_posted_ = false;  // a wake-up is on its way to the writer
   bool out_closed_ = false;   // Close() ran: Send() drops frames
   // The send side is taken, by the writer or by an inline flush: only its
