@@ -1,5 +1,6 @@
 #include "core/dispatcher.h"
 
+#include <atomic>
 #include <exception>
 #include <utility>
 
@@ -110,6 +111,11 @@ class HandlerStream final : public RawServerStream {
   CallStats* const stats_;  // null: not counted
 };
 
+absl::Status HandlerExpired(const std::string& method) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "the caller's deadline for ", method, " passed while its handler ran"));
+}
+
 // Runs `run` under the request's deadline and turns its outcome into the
 // call's result, with the metadata the handler added. The handler runs in
 // the plane's call coroutine itself; when the deadline passes, a timer has
@@ -123,21 +129,27 @@ asio::awaitable<CallResult> Run(
     asio::awaitable<absl::StatusOr<std::string>> run) {
   absl::StatusOr<std::string> outcome;
   if (deadline) {
-    auto expired = std::make_shared<std::atomic<bool>>(false);
-    std::string message =
-        absl::StrCat("the caller's deadline for ", context.method(),
-                     " passed while its handler ran");
+    // Shared with the timer's callback, which may run after this frame has
+    // gone (a timer that fired runs its callback even after cancel()), so
+    // it holds the method's name itself; the message is built only for a
+    // call that expires.
+    struct Expiry {
+      std::atomic<bool> expired{false};
+      std::string method;
+    };
+    auto expiry = std::make_shared<Expiry>();
+    expiry->method = context.method();
     asio::steady_timer timer(co_await asio::this_coro::executor, *deadline);
-    timer.async_wait([expired, cancelled = info.cancelled, cancel = info.cancel,
-                      message](const boost::system::error_code& ec) {
+    timer.async_wait([expiry, cancelled = info.cancelled, cancel = info.cancel](
+                         const boost::system::error_code& ec) {
       if (ec) return;  // the handler finished first
-      expired->store(true);
+      expiry->expired.store(true);
       if (cancelled) cancelled->store(true);
-      if (cancel) cancel(absl::DeadlineExceededError(message));
+      if (cancel) cancel(HandlerExpired(expiry->method));
     });
     outcome = co_await std::move(run);
     timer.cancel();
-    if (expired->load()) outcome = absl::DeadlineExceededError(message);
+    if (expiry->expired.load()) outcome = HandlerExpired(context.method());
   } else {
     outcome = co_await std::move(run);
   }

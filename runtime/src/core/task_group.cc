@@ -2,11 +2,11 @@
 
 #include <condition_variable>
 #include <exception>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "boost/asio/bind_cancellation_slot.hpp"
 #include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/co_spawn.hpp"
@@ -42,7 +42,8 @@ struct TaskGroup::State {
   };
   std::mutex mu;
   std::condition_variable done;
-  std::map<uint64_t, Task> tasks;
+  // (A flat map: a task's entry costs no allocation of its own.)
+  absl::flat_hash_map<uint64_t, Task> tasks;
   uint64_t next_id = 0;
   bool cancelled = false;
 };
