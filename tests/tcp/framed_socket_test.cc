@@ -42,8 +42,8 @@ class FramedSocketTest : public ::testing::Test {
   FramedSocketTest() : work_(asio::make_work_guard(io_)) {
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
     config_.max_message_size = 2u << 20;
-    asio::ip::tcp::acceptor acceptor(
-        io_, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::acceptor acceptor(io_,
+                                     {asio::ip::make_address("127.0.0.1"), 0});
     asio::ip::tcp::socket a(asio::make_strand(io_));
     asio::ip::tcp::socket b(asio::make_strand(io_));
     a.connect(acceptor.local_endpoint());
@@ -58,8 +58,9 @@ class FramedSocketTest : public ::testing::Test {
     kernel_buffers_ = send.value() + receive.value();
     sender_ = std::make_shared<FramedSocket>(std::move(a), config_);
     receiver_ = std::make_shared<FramedSocket>(std::move(b), config_);
-    writer_ = asio::co_spawn(sender_->executor(),
-                             FramedSocket::WriteLoop(sender_), asio::use_future);
+    writer_ =
+        asio::co_spawn(sender_->executor(), FramedSocket::WriteLoop(sender_),
+                       asio::use_future);
   }
   ~FramedSocketTest() override {
     sender_->Close();

@@ -99,8 +99,9 @@ class Channel {
 
   // Sends one serialized request to `method_path` ("/pkg.Service/Method") and
   // yields the serialized response or the call's status. `context` and the
-  // characters of `method_path` must outlive the returned awaitable. Cancelling the awaiting coroutine (an
-  // Asio cancellation slot) cancels the call.
+  // characters of `method_path` must outlive the returned awaitable.
+  // Cancelling the awaiting coroutine (an Asio cancellation slot) cancels
+  // the call.
   boost::asio::awaitable<absl::StatusOr<std::string>> CallUnary(
       ClientContext& context, std::string_view method_path,
       std::string request);

@@ -67,8 +67,7 @@ std::size_t FramedSocket::CallFlushFrames() const {
   return burst <= 1 ? 1 : 2;
 }
 
-void FramedSocket::Send(std::string prefix, std::string payload,
-                        Burst burst) {
+void FramedSocket::Send(std::string prefix, std::string payload, Burst burst) {
   const std::size_t bytes = prefix.size() + payload.size();
   bool wake = false;
   bool flush = false;
@@ -115,8 +114,8 @@ void FramedSocket::FlushInline() {
   while (next < inline_iov_.size()) {
     msghdr message{};
     message.msg_iov = &inline_iov_[next];
-    message.msg_iovlen = std::min<std::size_t>(inline_iov_.size() - next,
-                                               IOV_MAX);
+    message.msg_iovlen =
+        std::min<std::size_t>(inline_iov_.size() - next, IOV_MAX);
     ssize_t n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     // Full (EAGAIN) or failed: the writer takes the rest, and meets the
@@ -401,9 +400,9 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
     // The frames of the last read are all taken: how many there were sizes
     // the bursts Send() expects.
     const std::size_t peak = read_burst_.load(std::memory_order_relaxed);
-    read_burst_.store(std::max(std::exchange(frames_this_read_, 0) << 8,
-                               peak - (peak >> 3)),
-                      std::memory_order_relaxed);
+    read_burst_.store(
+        std::max(std::exchange(frames_this_read_, 0) << 8, peak - (peak >> 3)),
+        std::memory_order_relaxed);
     if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
   }
   ++frames_this_read_;

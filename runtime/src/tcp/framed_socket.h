@@ -121,7 +121,8 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
     void ForEachUnsent(F f) const {
       if (sent < prefix.size()) f(prefix.data() + sent, prefix.size() - sent);
       const std::size_t from = sent > prefix.size() ? sent - prefix.size() : 0;
-      if (from < payload.size()) f(payload.data() + from, payload.size() - from);
+      if (from < payload.size())
+        f(payload.data() + from, payload.size() - from);
     }
   };
   boost::asio::awaitable<void> WriteQueued();
@@ -184,8 +185,8 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   std::mutex out_mu_;
   std::deque<Frame> outbox_;
   std::size_t outbox_bytes_ = 0;  // what outbox_'s frames still have to send
-  bool wake_posted_ = false;  // a wake-up is on its way to the writer
-  bool out_closed_ = false;   // Close() ran: Send() drops frames
+  bool wake_posted_ = false;      // a wake-up is on its way to the writer
+  bool out_closed_ = false;       // Close() ran: Send() drops frames
   // The send side is taken, by the writer or by an inline flush: only its
   // holder writes to the socket.
   bool writing_ = false;
