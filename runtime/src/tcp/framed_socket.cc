@@ -82,11 +82,7 @@ void FramedSocket::Send(std::string prefix, std::string payload, Burst burst) {
         (outbox_.size() >= kOtherFlushFrames ||
          (burst == Burst::kCall && call_frames_ >= CallFlushFrames()))) {
       writing_ = inline_writing_ = true;
-      inline_batch_.assign(std::make_move_iterator(outbox_.begin()),
-                           std::make_move_iterator(outbox_.end()));
-      outbox_.clear();
-      outbox_bytes_ = 0;
-      call_frames_ = 0;
+      TakeOutboxLocked(inline_batch_);
       flush = true;
     } else {
       // One wake-up per batch: the writer takes everything queued by then.
@@ -96,8 +92,20 @@ void FramedSocket::Send(std::string prefix, std::string payload, Burst burst) {
   if (flush) {
     FlushInline();
   } else if (wake) {
-    asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+    PostWake();
   }
+}
+
+void FramedSocket::TakeOutboxLocked(std::vector<Frame>& into) {
+  into.assign(std::make_move_iterator(outbox_.begin()),
+              std::make_move_iterator(outbox_.end()));
+  outbox_.clear();
+  outbox_bytes_ = 0;
+  call_frames_ = 0;
+}
+
+void FramedSocket::PostWake() {
+  asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
 }
 
 void FramedSocket::FlushInline() {
@@ -169,7 +177,7 @@ void FramedSocket::FlushInline() {
   }
   Dequeued(written, /*on_strand=*/false);
   if (wake) {
-    asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+    PostWake();
   }
   if (close) {
     asio::post(strand_, [self = shared_from_this()] {
@@ -210,11 +218,7 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
       // While an inline flush writes, it has the socket: it wakes the
       // writer when it is done if frames are left.
       if (!writing_) {
-        batch.assign(std::make_move_iterator(outbox_.begin()),
-                     std::make_move_iterator(outbox_.end()));
-        outbox_.clear();
-        outbox_bytes_ = 0;
-        call_frames_ = 0;
+        TakeOutboxLocked(batch);
         writing_ = !batch.empty();
       }
     }
@@ -464,9 +468,8 @@ void FramedSocket::Close() {
     {
       std::lock_guard lock(self->out_mu_);
       self->out_closed_ = true;
-      self->outbox_.clear();
-      self->outbox_bytes_ = 0;
-      self->call_frames_ = 0;
+      std::vector<Frame> dropped;
+      self->TakeOutboxLocked(dropped);
       // An inline flush is in sendmsg() on the descriptor: closing it now
       // could hand its number to another socket before that returns.
       if (self->inline_writing_) {

@@ -126,6 +126,10 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
     }
   };
   boost::asio::awaitable<void> WriteQueued();
+  // Moves every queued frame into `into` (under out_mu_).
+  void TakeOutboxLocked(std::vector<Frame>& into);
+  // Wakes the writer (its wait on wake_), on the strand.
+  void PostWake();
   // Writes inline_batch_ from the calling thread without blocking; what the
   // socket does not take goes back to the front of the outbox, for the
   // writer. The caller set writing_ and inline_writing_.
