@@ -28,6 +28,12 @@ constexpr std::size_t kWriteBatch = 1 << 20;
 // (one buffer for many small messages); longer ones are written from where
 // they are.
 constexpr std::size_t kCopyBelow = 4096;
+// An inline flush (SentLocked) gathers at most this much, so a caller's
+// thread never writes a large batch itself: the writer takes the rest.
+constexpr std::size_t kMaxInlineBatch = 256 << 10;
+// Frames of any kind (streamed messages) queued since the last write that
+// are flushed inline, as a pair of calls' ends is.
+constexpr std::size_t kFlushSends = 32;
 // Flow-control windows. Fixed (DYN_HTTP2_ADAPTIVE_WINDOW=false): hyper's
 // defaults, the library the guide's original plane used. Adaptive: from
 // HTTP/2's default, doubled toward the measured bandwidth-delay product.
@@ -190,7 +196,10 @@ asio::awaitable<void> H2Connection::Read() {
     {
       std::lock_guard lock(mu_);
       if (closed_) break;
+      ends_this_read_ = 0;
       ssize_t rv = nghttp2_session_mem_recv(session_, buffer.get(), n);
+      read_burst_ =
+          std::max(ends_this_read_ << 8, read_burst_ - (read_burst_ >> 3));
       if (rv < 0) {
         // A connection error: nghttp2 has queued a GOAWAY; the writer sends
         // it and then closes (the session wants neither read nor write).
@@ -233,9 +242,41 @@ void H2Connection::ReleaseBatch() {
   batch_bytes_.clear();
   batch_pieces_.clear();
   batch_size_ = 0;
+  batch_sent_ = 0;
   for (std::string& done : batch_done_) RecycleMessageBuffer(std::move(done));
   batch_done_.clear();
   batch_streams_.clear();
+}
+
+absl::Status H2Connection::FillBatchLocked(std::size_t limit) {
+  pending_sends_ = pending_ends_ = 0;
+  while (batch_size_ < limit) {
+    const uint8_t* data = nullptr;
+    // DATA frames come through SendData() meanwhile.
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      return absl::InternalError(absl::StrCat(
+          "HTTP/2 session failed: ", nghttp2_strerror(static_cast<int>(n))));
+    }
+    if (n == 0) break;
+    BatchCopy(reinterpret_cast<const char*>(data), n);
+  }
+  return absl::OkStatus();
+}
+
+template <typename F>
+void H2Connection::ForEachUnsent(F&& f) const {
+  std::size_t skip = batch_sent_;
+  for (const BatchPiece& piece : batch_pieces_) {
+    if (skip >= piece.size) {
+      skip -= piece.size;
+      continue;
+    }
+    const char* data =
+        piece.data != nullptr ? piece.data : batch_bytes_.data() + piece.offset;
+    f(data + skip, piece.size - skip);
+    skip = 0;
+  }
 }
 
 asio::awaitable<void> H2Connection::Write() {
@@ -246,30 +287,18 @@ asio::awaitable<void> H2Connection::Write() {
     absl::Status failure;
     {
       std::lock_guard lock(mu_);
-      ReleaseBatch();
       if (closed_) break;
-      while (batch_size_ < kWriteBatch) {
-        const uint8_t* data = nullptr;
-        // DATA frames come through SendData() meanwhile.
-        ssize_t n = nghttp2_session_mem_send(session_, &data);
-        if (n < 0) {
-          failure = absl::InternalError(
-              absl::StrCat("HTTP/2 session failed: ",
-                           nghttp2_strerror(static_cast<int>(n))));
-          break;
-        }
-        if (n == 0) break;
-        BatchCopy(reinterpret_cast<const char*>(data), n);
-      }
-      finished = closed_ ||
-                 (batch_size_ == 0 && !nghttp2_session_want_read(session_) &&
-                  !nghttp2_session_want_write(session_));
-      buffers.clear();
-      for (const BatchPiece& piece : batch_pieces_) {
-        buffers.push_back(asio::buffer(piece.data != nullptr
-                                           ? piece.data
-                                           : batch_bytes_.data() + piece.offset,
-                                       piece.size));
+      // While an inline flush holds the batch, it wakes us if it leaves
+      // anything.
+      if (!writing_) {
+        // A batch not empty is what an inline flush left.
+        if (batch_size_ == 0) failure = FillBatchLocked(kWriteBatch);
+        finished = batch_size_ == 0 && !nghttp2_session_want_read(session_) &&
+                   !nghttp2_session_want_write(session_);
+        ForEachUnsent([&](const char* data, std::size_t size) {
+          buffers.push_back(asio::buffer(data, size));
+        });
+        writing_ = !buffers.empty();
       }
     }
     if (!failure.ok()) {
@@ -279,11 +308,15 @@ asio::awaitable<void> H2Connection::Write() {
     if (!buffers.empty()) {
       auto [ec, n] =
           co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
+      buffers.clear();
       if (ec) {
         Close(absl::UnavailableError(absl::StrCat(
             "HTTP/2 connection to ", peer_, " lost: ", ec.message())));
         break;
       }
+      std::lock_guard lock(mu_);
+      ReleaseBatch();
+      writing_ = false;
       continue;
     }
     if (finished) {
@@ -295,22 +328,80 @@ asio::awaitable<void> H2Connection::Write() {
     if (ec) break;
   }
   std::lock_guard lock(mu_);
-  ReleaseBatch();
+  if (!inline_writing_) ReleaseBatch();  // else the flush lets it go
 }
 
-void H2Connection::Close(absl::Status why) {
-  bool first = false;
-  {
-    std::lock_guard lock(mu_);
-    first = !closed_;
-    CloseLocked(std::move(why));
+void H2Connection::SentLocked(std::unique_lock<std::mutex>& lock,
+                              bool call_end) {
+  ++pending_sends_;
+  if (call_end) ++pending_ends_;
+  const std::size_t ends = (read_burst_ >> 8) <= 1 ? 1 : 2;
+  if (writing_ || closed_ || batch_size_ > 0 ||
+      (pending_ends_ < ends && pending_sends_ < kFlushSends)) {
+    Wake();
+    return;
   }
-  if (!first) return;
+  FlushInlineLocked(lock);
+}
+
+void H2Connection::FlushInlineLocked(std::unique_lock<std::mutex>& lock) {
+  absl::Status failure = FillBatchLocked(kMaxInlineBatch);
+  if (!failure.ok()) {
+    lock.unlock();
+    Close(std::move(failure));
+    lock.lock();
+    return;
+  }
+  if (batch_size_ == 0) return;
+  writing_ = inline_writing_ = true;
+  inline_iov_.clear();
+  ForEachUnsent([&](const char* data, std::size_t size) {
+    inline_iov_.push_back({const_cast<char*>(data), size});
+  });
+  const int fd = socket_.native_handle();
+  lock.unlock();
+  // The descriptor stays open meanwhile (Close() leaves it to us), and the
+  // batch is ours: only SendData() and the writer change it, and both wait
+  // for writing_.
+  const std::size_t written = net::SendNow(fd, inline_iov_);
+  lock.lock();
+  writing_ = inline_writing_ = false;
+  batch_sent_ += written;
+  const bool whole = batch_sent_ == batch_size_;
+  ++stats_.inline_flushes;
+  if (!whole) ++stats_.inline_flushes_cut_short;
+  if (whole || closed_) ReleaseBatch();
+  // The writer takes what the socket did not (and meets its error, if
+  // that is why), what the session has queued meanwhile, or the session's
+  // end.
+  if (!whole || nghttp2_session_want_write(session_) ||
+      !nghttp2_session_want_read(session_)) {
+    Wake();
+  }
+  if (std::exchange(close_pending_, false)) PostSocketClose();
+}
+
+void H2Connection::PostSocketClose() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     boost::system::error_code ec;
     self->socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     self->socket_.close(ec);
   });
+}
+
+void H2Connection::Close(absl::Status why) {
+  bool first = false;
+  bool deferred = false;
+  {
+    std::lock_guard lock(mu_);
+    first = !closed_;
+    CloseLocked(std::move(why));
+    // An inline flush is in sendmsg() on the descriptor: closing it now
+    // could hand its number to another socket first. The flush closes it.
+    if (first && inline_writing_) deferred = close_pending_ = true;
+  }
+  if (!first) return;
+  if (!deferred) PostSocketClose();
   OnClosed();
 }
 
@@ -377,6 +468,7 @@ void H2Connection::FailStreamLocked(H2Stream& stream, absl::Status why) {
 void H2Connection::PeerEndedLocked(H2Stream& stream) {
   if (stream.peer_ended) return;
   stream.peer_ended = true;
+  ++ends_this_read_;
   // A raw (JSON) body is one message, complete at the end of the stream.
   if (stream.mode == BodyMode::kRaw && stream.error.ok() && stream.state) {
     stream.state->Deliver(std::move(stream.raw_body));
@@ -396,7 +488,7 @@ void H2Connection::GiveBackLocked(H2Stream& stream, std::size_t bytes) {
 absl::StatusOr<int32_t> H2Connection::SubmitRequest(
     std::shared_ptr<H2Stream> stream, const Headers& headers) {
   std::vector<nghttp2_nv> nv = ToNv(headers);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (closed_) return close_reason_;
   if (goaway_) {
     return absl::UnavailableError(absl::StrCat("HTTP/2 connection to ", peer_,
@@ -412,8 +504,9 @@ absl::StatusOr<int32_t> H2Connection::SubmitRequest(
         "cannot open an HTTP/2 stream to ", peer_, ": ", nghttp2_strerror(id)));
   }
   stream->id = id;
+  const bool call_end = stream->out_end;  // a unary call's whole request
   streams_[id] = std::move(stream);
-  Wake();
+  SentLocked(lock, call_end);
   return id;
 }
 
@@ -421,7 +514,7 @@ absl::Status H2Connection::SubmitResponse(
     const std::shared_ptr<H2Stream>& stream, const Headers& headers,
     bool body) {
   std::vector<nghttp2_nv> nv = ToNv(headers);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (closed_) return close_reason_;
   if (stream->closed) return stream->error;
   nghttp2_data_provider provider;
@@ -433,14 +526,14 @@ absl::Status H2Connection::SubmitResponse(
     return absl::InternalError(
         absl::StrCat("HTTP/2 response: ", nghttp2_strerror(rv)));
   }
-  Wake();
+  SentLocked(lock, /*call_end=*/!body);  // trailers-only: the whole answer
   return absl::OkStatus();
 }
 
 void H2Connection::QueueData(const std::shared_ptr<H2Stream>& stream,
                              std::string prefix, std::string bytes, bool end,
                              std::optional<Headers> trailers) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (closed_ || stream->closed) return;
   for (std::string* piece : {&prefix, &bytes}) {
     if (piece->empty()) continue;
@@ -455,7 +548,7 @@ void H2Connection::QueueData(const std::shared_ptr<H2Stream>& stream,
     stream->data_deferred = false;
     nghttp2_session_resume_data(session_, stream->id);
   }
-  Wake();
+  SentLocked(lock, end);
 }
 
 void H2Connection::FailStream(const std::shared_ptr<H2Stream>& stream,

@@ -5,11 +5,17 @@
 // Threading: the nghttp2 session and every H2Stream's state are guarded by
 // the connection's mutex. nghttp2 callbacks run under it (inside
 // mem_recv/mem_send) and only change state and wake waiters; they never run
-// user code. Whoever changes what the session has to send calls Wake().
+// user code. Whoever changes what the session has to send calls Wake(),
+// or, when it queued a stream's frames from a call (SubmitRequest,
+// SubmitResponse, QueueData), SentLocked(): the frames of a burst of calls
+// then go out from the thread that queued them, a pair at a time, rather
+// than from the writer once the whole burst has been answered (which left
+// the peer idle meanwhile: the two ends took turns).
 #ifndef DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
 #define DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
 
 #include <nghttp2/nghttp2.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <deque>
@@ -120,6 +126,10 @@ struct H2Stats {
   std::size_t largest_data_frame_received = 0;
   int32_t local_window = 0;  // the stream window we advertise
   int pings_sent = 0;
+  // Writes made by the thread that queued the frames (SentLocked), and
+  // those of them the socket did not wholly take (the writer sent the rest).
+  int inline_flushes = 0;
+  int inline_flushes_cut_short = 0;
 };
 
 class H2Connection : public std::enable_shared_from_this<H2Connection> {
@@ -285,6 +295,26 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // False when nghttp2 refused it.
   bool SubmitPingLocked(std::function<void()> on_ack);
   void CloseLocked(absl::Status why);
+  // Closes the socket on its strand.
+  void PostSocketClose();
+
+  // Under mu_, from SubmitRequest/SubmitResponse/QueueData (never from an
+  // nghttp2 callback): a stream's frames were queued; `call_end` when they
+  // end our side of a call. Once a pair of calls' ends is queued (one, while
+  // they arrive one per read), or kFlushSends frames of any kind, and
+  // nobody is writing, writes them at once (FlushInlineLocked); else wakes
+  // the writer.
+  void SentLocked(std::unique_lock<std::mutex>& lock, bool call_end);
+  // Under mu_, with writing_ free: fills the batch (at most
+  // kMaxInlineBatch) and writes what the socket takes now, without the
+  // mutex; the rest goes to the writer.
+  void FlushInlineLocked(std::unique_lock<std::mutex>& lock);
+  // Under mu_: appends what the session has to send to the batch, until it
+  // holds `limit` bytes.
+  absl::Status FillBatchLocked(std::size_t limit);
+  // Under mu_: each piece of the batch not yet written (from batch_sent_).
+  template <typename F>
+  void ForEachUnsent(F&& f) const;
 
   boost::asio::ip::tcp::socket socket_;
   std::string peer_;
@@ -319,6 +349,25 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // Streams whose payload (still queued, partly sent) the batch references:
   // kept alive until the write ends. Their queue only grows meanwhile.
   std::vector<std::shared_ptr<H2Stream>> batch_streams_;
+  // Bytes of the batch written (an inline flush the socket took part of:
+  // the writer sends the rest).
+  std::size_t batch_sent_ = 0;
+  // The batch is being written, by the writer or an inline flush: nobody
+  // else fills or writes it. A failed write keeps it (the wire may end
+  // inside a frame: nothing may follow).
+  bool writing_ = false;
+  // An inline flush is in sendmsg() on the descriptor: Close() leaves
+  // closing it to the flush (close_pending_).
+  bool inline_writing_ = false;
+  bool close_pending_ = false;
+  std::vector<iovec> inline_iov_;
+  // Frames and calls' ends queued since the batch was last filled.
+  std::size_t pending_sends_ = 0;
+  std::size_t pending_ends_ = 0;
+  // Streams the peer ended in the current read, and their decaying peak
+  // over reads (x256): how many calls' ends SentLocked() waits for.
+  std::size_t ends_this_read_ = 0;
+  std::size_t read_burst_ = 0;
 
   // PINGs in flight, by opaque data.
   uint64_t next_ping_ = 1;

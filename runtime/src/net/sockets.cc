@@ -1,12 +1,12 @@
 #include "net/sockets.h"
 
-#include "core/log.h"
-
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <optional>
 #include <utility>
@@ -20,6 +20,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/log.h"
 #include "dynrpc/config.h"
 
 namespace dynrpc::internal::net {
@@ -137,6 +138,31 @@ asio::awaitable<void> Holding(Admission::Token token,
   co_await std::move(task);
 }
 
+std::size_t SendNow(int fd, std::vector<iovec>& iov) {
+  std::size_t written = 0;
+  std::size_t next = 0;  // the first iovec not wholly written
+  while (next < iov.size()) {
+    msghdr message{};
+    message.msg_iov = &iov[next];
+    message.msg_iovlen = std::min<std::size_t>(iov.size() - next, IOV_MAX);
+    ssize_t n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // full (EAGAIN) or failed
+    written += static_cast<std::size_t>(n);
+    while (n > 0) {
+      iovec& at = iov[next];
+      if (static_cast<std::size_t>(n) < at.iov_len) {
+        at.iov_base = static_cast<char*>(at.iov_base) + n;
+        at.iov_len -= static_cast<std::size_t>(n);
+        break;
+      }
+      n -= static_cast<ssize_t>(at.iov_len);
+      ++next;
+    }
+  }
+  return written;
+}
+
 std::string PrepareSocket(tcp::socket& socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
@@ -152,8 +178,8 @@ void SetKeepalive(tcp::socket& socket, std::chrono::milliseconds idle,
                   std::chrono::milliseconds timeout) {
   int fd = socket.native_handle();
   int on = 1;
-  int idle_s = static_cast<int>(
-      std::max<int64_t>(1, std::chrono::ceil<std::chrono::seconds>(idle).count()));
+  int idle_s = static_cast<int>(std::max<int64_t>(
+      1, std::chrono::ceil<std::chrono::seconds>(idle).count()));
   int interval_s = static_cast<int>(std::max<int64_t>(
       1, std::chrono::ceil<std::chrono::seconds>(timeout).count()));
   int count = 1;
@@ -174,8 +200,7 @@ absl::Status SplitTarget(std::string_view target_view, std::string& host,
   size_t colon = target.rfind(':');
   uint32_t n = 0;
   if (colon == absl::string_view::npos ||
-      !absl::SimpleAtoi(target.substr(colon + 1), &n) || n == 0 ||
-      n > 65535) {
+      !absl::SimpleAtoi(target.substr(colon + 1), &n) || n == 0 || n > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid target '", target,
         "': expected host:port, the address a server reports (for example "
@@ -223,8 +248,8 @@ asio::awaitable<absl::StatusOr<tcp::socket>> Connect(
     auto [resolve_ec, endpoints] =
         co_await resolver.async_resolve(host, port, as_tuple(use_awaitable));
     if (resolve_ec) co_return resolve_ec;
-    auto [connect_ec, endpoint] =
-        co_await asio::async_connect(socket, endpoints, as_tuple(use_awaitable));
+    auto [connect_ec, endpoint] = co_await asio::async_connect(
+        socket, endpoints, as_tuple(use_awaitable));
     co_return connect_ec;
   };
   // Asio 1.26 cannot cancel a lookup through a cancellation slot; the

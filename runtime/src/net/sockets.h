@@ -4,6 +4,8 @@
 #ifndef DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
 #define DYNRPC_RUNTIME_SRC_NET_SOCKETS_H_
 
+#include <sys/uio.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,10 +26,10 @@ namespace dynrpc::internal::net {
 
 // Where a server listens, and the variables that chose it (for messages).
 struct ListenSpec {
-  std::string host;  // empty: DetectHostAddress()
-  uint16_t port = 0;  // 0: the OS picks
-  std::string_view host_variable;  // "DYN_TCP_RPC_HOST"
-  std::string_view port_variable;  // "DYN_TCP_RPC_PORT"
+  std::string host;                    // empty: DetectHostAddress()
+  uint16_t port = 0;                   // 0: the OS picks
+  std::string_view host_variable;      // "DYN_TCP_RPC_HOST"
+  std::string_view port_variable;      // "DYN_TCP_RPC_PORT"
   bool port_from_environment = false;  // else the default (for messages)
   // Counts the server's connections (the process's metrics), if set.
   std::atomic<int64_t>* connections_gauge = nullptr;
@@ -82,6 +85,12 @@ void SetKeepalive(boost::asio::ip::tcp::socket& socket,
 // Readies a connected socket for small messages (TCP_NODELAY) and returns
 // its peer as "ip:port" ("[v6]:port"), for messages.
 std::string PrepareSocket(boost::asio::ip::tcp::socket& socket);
+
+// Writes what the socket `fd` takes now of `iov` (non-blocking gather
+// writes, no SIGPIPE) and returns how many bytes went; `iov` is left
+// advanced past them. Stops, without an error, when the socket is full or
+// failed: the connection's writer meets a failure itself.
+std::size_t SendNow(int fd, std::vector<iovec>& iov);
 
 // OK when `target` is "host:port" or "[v6]:port" (a TCP-based plane's
 // Channel target); INVALID_ARGUMENT saying what a target is otherwise.

@@ -1,10 +1,6 @@
 #include "tcp/framed_socket.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -116,31 +112,10 @@ void FramedSocket::FlushInline() {
     });
   }
   // The descriptor stays open meanwhile: Close() leaves closing it to us.
-  const int fd = socket_.native_handle();
-  std::size_t written = 0;
-  std::size_t next = 0;  // the first iovec not wholly written
-  while (next < inline_iov_.size()) {
-    msghdr message{};
-    message.msg_iov = &inline_iov_[next];
-    message.msg_iovlen =
-        std::min<std::size_t>(inline_iov_.size() - next, IOV_MAX);
-    ssize_t n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    // Full (EAGAIN) or failed: the writer takes the rest, and meets the
-    // error itself if there is one.
-    if (n <= 0) break;
-    written += static_cast<std::size_t>(n);
-    while (n > 0) {
-      iovec& at = inline_iov_[next];
-      if (static_cast<std::size_t>(n) < at.iov_len) {
-        at.iov_base = static_cast<char*>(at.iov_base) + n;
-        at.iov_len -= static_cast<std::size_t>(n);
-        break;
-      }
-      n -= static_cast<ssize_t>(at.iov_len);
-      ++next;
-    }
-  }
+  // What the socket does not take (full, or failed: the writer meets the
+  // error itself) the writer sends.
+  const std::size_t written =
+      net::SendNow(socket_.native_handle(), inline_iov_);
   // Frames wholly written are done; the first one not notes how much of it
   // went, and it and those after it go back to the front of the queue.
   std::size_t left = written;
