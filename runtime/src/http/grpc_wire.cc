@@ -176,8 +176,8 @@ std::string EncodeGrpcPrefix(uint32_t length, bool compressed) {
 }
 
 GrpcMessageDecoder::GrpcMessageDecoder(std::size_t max_message_size,
-                                       std::string limit_name)
-    : max_message_size_(max_message_size), limit_name_(std::move(limit_name)) {}
+                                       const char* limit_name)
+    : max_message_size_(max_message_size), limit_name_(limit_name) {}
 
 void GrpcMessageDecoder::set_encoding(
     std::optional<std::string_view> grpc_encoding) {
@@ -241,16 +241,17 @@ absl::Status GrpcMessageDecoder::Feed(std::string_view bytes,
     } else {
       std::size_t n = std::min(expected_ - message_->size(), bytes.size());
       if (message_->capacity() < message_->size() + n) {
-        message_->reserve(std::min(
-            expected_, std::max(message_->size() + n, message_->capacity() * 4)));
+        message_->reserve(
+            std::min(expected_,
+                     std::max(message_->size() + n, message_->capacity() * 4)));
       }
       message_->append(bytes.data(), n);
       bytes.remove_prefix(n);
     }
     if (message_->size() == expected_) {
-      out.push_back(GrpcMessage{
-          std::move(*message_),
-          compressed_ ? *encoding_ : Compression::kIdentity});
+      out.push_back(
+          GrpcMessage{std::move(*message_),
+                      compressed_ ? *encoding_ : Compression::kIdentity});
       message_.reset();
       prefix_len_ = 0;
       expected_ = 0;

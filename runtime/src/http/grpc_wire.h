@@ -45,9 +45,10 @@ struct GrpcMessage {
 class GrpcMessageDecoder {
  public:
   // `max_message_size` and `limit_name` (the variable that set it, for
-  // messages) bound every message (as it is on the wire: the core bounds
-  // what a compressed one inflates to).
-  GrpcMessageDecoder(std::size_t max_message_size, std::string limit_name);
+  // messages; a string that outlives the decoder, such as a literal) bound
+  // every message (as it is on the wire: the core bounds what a compressed
+  // one inflates to).
+  GrpcMessageDecoder(std::size_t max_message_size, const char* limit_name);
 
   // The stream's grpc-encoding header (nullopt: none): what a message with
   // the compressed flag is compressed with.
@@ -74,11 +75,11 @@ class GrpcMessageDecoder {
 
  private:
   std::size_t max_message_size_;
-  std::string limit_name_;
+  const char* limit_name_;
   char prefix_[kGrpcPrefixSize];
   std::size_t prefix_len_ = 0;
   std::optional<std::string> message_;  // once its prefix is complete
-  bool compressed_ = false;              // message_'s flag
+  bool compressed_ = false;             // message_'s flag
   // From set_encoding(): nullopt for no grpc-encoding header; the name when
   // it is one we do not support.
   std::optional<Compression> encoding_;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/post.hpp"
@@ -48,8 +49,11 @@ constexpr int32_t kConnectionWindow = 32 << 20;
 constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
 constexpr std::size_t kHeaderFieldOverhead = 32;
 
-std::vector<nghttp2_nv> ToNv(const Headers& headers) {
-  std::vector<nghttp2_nv> nv;
+// Inline for a usual block: no allocation (nghttp2 copies the fields).
+using NvArray = absl::InlinedVector<nghttp2_nv, 12>;
+
+NvArray ToNv(const Headers& headers) {
+  NvArray nv;
   nv.reserve(headers.size());
   for (const auto& [name, value] : headers) {
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
@@ -335,7 +339,9 @@ void H2Connection::SentLocked(std::unique_lock<std::mutex>& lock,
                               bool call_end) {
   ++pending_sends_;
   if (call_end) ++pending_ends_;
-  const std::size_t ends = (read_burst_ >> 8) <= 1 ? 1 : 2;
+  const std::size_t burst = read_burst_ >> 8;
+  const std::size_t ends =
+      burst <= 1 ? 1 : std::clamp<std::size_t>(burst / 4, 2, 16);
   if (writing_ || closed_ || batch_size_ > 0 ||
       (pending_ends_ < ends && pending_sends_ < kFlushSends)) {
     Wake();
@@ -447,6 +453,11 @@ H2Stats H2Connection::stats() const {
   return stats_;
 }
 
+H2Stream* H2Connection::FindRawLocked(int32_t id) const {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second.get();
+}
+
 std::shared_ptr<H2Stream> H2Connection::FindLocked(int32_t id) const {
   auto it = streams_.find(id);
   return it == streams_.end() ? nullptr : it->second;
@@ -487,7 +498,7 @@ void H2Connection::GiveBackLocked(H2Stream& stream, std::size_t bytes) {
 
 absl::StatusOr<int32_t> H2Connection::SubmitRequest(
     std::shared_ptr<H2Stream> stream, const Headers& headers) {
-  std::vector<nghttp2_nv> nv = ToNv(headers);
+  NvArray nv = ToNv(headers);
   std::unique_lock lock(mu_);
   if (closed_) return close_reason_;
   if (goaway_) {
@@ -513,7 +524,7 @@ absl::StatusOr<int32_t> H2Connection::SubmitRequest(
 absl::Status H2Connection::SubmitResponse(
     const std::shared_ptr<H2Stream>& stream, const Headers& headers,
     bool body) {
-  std::vector<nghttp2_nv> nv = ToNv(headers);
+  NvArray nv = ToNv(headers);
   std::unique_lock lock(mu_);
   if (closed_) return close_reason_;
   if (stream->closed) return stream->error;
@@ -747,7 +758,7 @@ int H2Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                            void* user) {
   auto* self = static_cast<H2Connection*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  std::shared_ptr<H2Stream> stream = self->FindLocked(frame->hd.stream_id);
+  H2Stream* stream = self->FindRawLocked(frame->hd.stream_id);
   if (stream == nullptr) return 0;
   Headers& block = stream->headers_done ? stream->trailers : stream->headers;
   // A running sum (constant time per field), with the per-field overhead, so
@@ -760,6 +771,7 @@ int H2Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                                   " bytes (metadata limit)")));
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
+  if (block.empty()) block.reserve(8);  // a request's usual fields
   block.emplace_back(
       std::string(reinterpret_cast<const char*>(name), namelen),
       std::string(reinterpret_cast<const char*>(value), valuelen));
@@ -809,8 +821,7 @@ int H2Connection::OnFrameRecv(nghttp2_session* session,
       self->stats_.largest_data_frame_received = std::max<std::size_t>(
           self->stats_.largest_data_frame_received, frame->hd.length);
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-        std::shared_ptr<H2Stream> stream =
-            self->FindLocked(frame->hd.stream_id);
+        H2Stream* stream = self->FindRawLocked(frame->hd.stream_id);
         if (stream == nullptr) return 0;
         self->PeerEndedLocked(*stream);
         self->WakeStreamLocked(*stream);
@@ -853,7 +864,7 @@ int H2Connection::OnDataChunk(nghttp2_session* session, uint8_t flags,
   // window bounds what waits unread.
   nghttp2_session_consume_connection(session, len);
   self->OnBdpSampleLocked(len);
-  std::shared_ptr<H2Stream> stream = self->FindLocked(stream_id);
+  H2Stream* stream = self->FindRawLocked(stream_id);
   if (stream == nullptr) return 0;
   std::string_view bytes(reinterpret_cast<const char*>(data), len);
   if (!stream->error.ok() || stream->mode == BodyMode::kDrop) {
@@ -968,7 +979,7 @@ ssize_t H2Connection::ReadData(nghttp2_session* session, int32_t stream_id,
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     if (stream->out_trailers) {
       *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      std::vector<nghttp2_nv> nv = ToNv(*stream->out_trailers);
+      NvArray nv = ToNv(*stream->out_trailers);
       nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size());
     }
     return static_cast<ssize_t>(n);

@@ -61,13 +61,42 @@ enum class BodyMode {
   kDrop,  // ignored (a request already answered)
 };
 
+// A stream's outbound pieces, oldest first. Unlike std::deque it allocates
+// nothing while empty (most streams queue one message); it is a vector read
+// from `head_`, compacted as it drains. Moving a piece keeps a heap
+// buffer's bytes in place, which SendData() relies on for the large pieces
+// it references (pieces under kCopyBelow are copied).
+class PieceQueue {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  std::string& front() { return items_[head_]; }
+  void push_back(std::string piece) {
+    if (items_.empty()) items_.reserve(2);  // a message and its prefix
+    items_.push_back(std::move(piece));
+  }
+  void pop_front() {
+    if (++head_ == items_.size()) {
+      items_.clear();
+      head_ = 0;
+    } else if (head_ >= 32 && 2 * head_ >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + head_);
+      head_ = 0;
+    }
+  }
+
+ private:
+  std::vector<std::string> items_;
+  std::size_t head_ = 0;
+};
+
 // One HTTP/2 stream: one call. Fields are guarded by the connection's mutex;
 // the call's coroutines use them through H2Connection's methods.
 struct H2Stream {
-  H2Stream(std::size_t max_message, std::string limit_name, std::string what)
-      : decoder(max_message, std::move(limit_name)),
+  // `limit_name` and `what`: literals (they are kept as pointers).
+  H2Stream(std::size_t max_message, const char* limit_name, const char* what)
+      : decoder(max_message, limit_name),
         max_message(max_message),
-        what(std::move(what)) {}
+        what(what) {}
 
   int32_t id = -1;
   // The first header block (request or response headers), then trailers.
@@ -82,9 +111,9 @@ struct H2Stream {
   BodyMode mode = BodyMode::kGrpc;
   GrpcMessageDecoder decoder;
   std::size_t max_message;
-  std::string what;  // "request" or "response", for size errors
+  const char* what;  // "request" or "response", for size errors
   std::string raw_body;
-  std::deque<GrpcMessage> inbound;
+  std::vector<GrpcMessage> inbound;
   // Stream-window bytes of complete messages not yet read: given back as
   // they are read, so a reader that stops reading stops the peer. (Bytes of
   // a message still arriving are given back at once: a message may be
@@ -101,7 +130,7 @@ struct H2Stream {
   uint32_t reset_code = 0;  // the peer's RST_STREAM code, once closed by one
 
   // Outbound DATA: what the data provider hands nghttp2.
-  std::deque<std::string> out;
+  PieceQueue out;
   std::size_t out_offset = 0;           // into out.front()
   std::size_t out_bytes = 0;            // queued, not yet taken by nghttp2
   bool out_end = false;                 // no more DATA after `out`
@@ -285,6 +314,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // Everything a write holds on to, let go once it is written.
   void ReleaseBatch();
   std::shared_ptr<H2Stream> FindLocked(int32_t id) const;
+  // The same, borrowed (callbacks that keep no reference).
+  H2Stream* FindRawLocked(int32_t id) const;
   void FailStreamLocked(H2Stream& stream, absl::Status why);
   void WakeStreamLocked(H2Stream& stream);
   void GiveBackLocked(H2Stream& stream, std::size_t bytes);

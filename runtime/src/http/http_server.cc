@@ -15,13 +15,13 @@
 #include "boost/asio/strand.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/deadline.h"
+#include "core/metrics.h"
+#include "core/server_call.h"
+#include "dynrpc/message_buffers.h"
+#include "dynrpc/status_macros.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
-#include "core/metrics.h"
-#include "core/deadline.h"
-#include "core/server_call.h"
-#include "dynrpc/status_macros.h"
-#include "dynrpc/message_buffers.h"
 #include "net/sockets.h"
 
 namespace dynrpc::internal::http {
@@ -129,8 +129,7 @@ class HttpServerConnection final : public H2Connection {
         // The call's messages go to the core as they complete; HTTP/2's
         // stream window bounds what waits unread.
         stream.state = std::make_shared<StreamState>(
-            config_.max_message_size,
-            StreamState::WireWindow{kGrpcPrefixSize});
+            config_.max_message_size, StreamState::WireWindow{kGrpcPrefixSize});
         stream.deliver = true;
         break;
       case ContentKind::kJson:
@@ -175,9 +174,9 @@ class HttpServerConnection final : public H2Connection {
       stream.state->End(CallResult(stream.error), /*discard_unread=*/true);
     } else if (stream.peer_ended && !stream.decoder.AtBoundary()) {
       // The complete messages before it are still read first.
-      stream.state->End(CallResult(absl::InternalError(absl::StrCat(
-          "the ", stream.what, " stream ended inside a message (",
-          stream.decoder.buffered(), " bytes of it received)"))));
+      stream.state->End(CallResult(absl::InternalError(
+          absl::StrCat("the ", stream.what, " stream ended inside a message (",
+                       stream.decoder.buffered(), " bytes of it received)"))));
     } else if (stream.peer_ended) {
       stream.state->PeerDone();
     } else if (stream.closed) {
@@ -240,15 +239,22 @@ Headers GrpcResponseHeaders(const Metadata& initial_metadata,
   return headers;
 }
 
+// The response headers of most calls (no initial metadata, messages not
+// compressed), built once.
+const Headers& PlainGrpcResponseHeaders() {
+  static const Headers* const kPlain =
+      new Headers(GrpcResponseHeaders(Metadata{}));
+  return *kPlain;
+}
+
 void AddStatus(Headers& headers, const absl::Status& status,
                const Metadata& trailing_metadata) {
   headers.emplace_back("grpc-status",
                        std::to_string(static_cast<int>(status.code())));
   if (!status.message().empty()) {
     headers.emplace_back(
-        "grpc-message",
-        PercentEncode(std::string_view(status.message().data(),
-                                       status.message().size())));
+        "grpc-message", PercentEncode(std::string_view(
+                            status.message().data(), status.message().size())));
   }
   for (const auto& [key, value] : trailing_metadata) {
     std::string name = absl::AsciiStrToLower(key);
@@ -262,8 +268,9 @@ absl::StatusOr<Metadata> CallerMetadata(const Headers& headers) {
   std::vector<std::string> undecodable;
   Metadata metadata = MetadataFromHeaders(headers, &undecodable);
   if (!undecodable.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metadata '", undecodable.front(), "' is not valid base64 (a -bin key)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata '", undecodable.front(),
+                     "' is not valid base64 (a -bin key)"));
   }
   return metadata;
 }
@@ -299,13 +306,18 @@ class Responder {
       (void)connection_->SubmitResponse(stream_, headers, /*body=*/false);
     } else {
       if (!headers_sent) {
-        (void)connection_->SubmitResponse(
-            stream_,
-            GrpcResponseHeaders(result.initial_metadata,
-                                with_message && result.payload_compressed
-                                    ? result.encoding
-                                    : Compression::kIdentity),
-            /*body=*/true);
+        const Compression encoding = with_message && result.payload_compressed
+                                         ? result.encoding
+                                         : Compression::kIdentity;
+        if (result.initial_metadata.empty() &&
+            encoding == Compression::kIdentity) {
+          (void)connection_->SubmitResponse(stream_, PlainGrpcResponseHeaders(),
+                                            /*body=*/true);
+        } else {
+          (void)connection_->SubmitResponse(
+              stream_, GrpcResponseHeaders(result.initial_metadata, encoding),
+              /*body=*/true);
+        }
       }
       std::string prefix, payload;
       if (with_message) {
@@ -333,17 +345,16 @@ class Responder {
 
   asio::awaitable<void> JsonError(const absl::Status& status,
                                   int http_status = 0) {
-    co_await Http(http_status != 0 ? http_status
-                                   : HttpStatusFromGrpcCode(status.code()),
-                  JsonErrorBody(status));
+    co_await Http(
+        http_status != 0 ? http_status : HttpStatusFromGrpcCode(status.code()),
+        JsonErrorBody(status));
   }
 
   // A caller still sending when its answer is complete is told to stop with
   // RST_STREAM (RFC 9113 8.1), once the answer has gone to the session.
   asio::awaitable<void> StopCaller() {
-    bool still_sending = connection_->Locked([&] {
-      return !stream_->peer_ended && !stream_->closed;
-    });
+    bool still_sending = connection_->Locked(
+        [&] { return !stream_->peer_ended && !stream_->closed; });
     if (!still_sending) co_return;
     co_await connection_->WaitSent(stream_);
     connection_->Reset(stream_, NGHTTP2_NO_ERROR,
@@ -406,15 +417,16 @@ HttpServer::HttpServer(HttpConfig config, const ServerLimits& limits,
 void HttpServer::Accepted(asio::ip::tcp::socket socket,
                           asio::any_io_executor strand,
                           Admission::Token token) {
-  auto connection = std::make_shared<HttpServerConnection>(std::move(socket),
-                                                           config_, *this);
+  auto connection =
+      std::make_shared<HttpServerConnection>(std::move(socket), config_, *this);
   if (!connection->Start().ok()) return;
   std::erase_if(connections_, [](const auto& c) { return c.expired(); });
   connections_.push_back(connection);
   tasks().Spawn(strand, H2Connection::WriteLoop(connection),
                 "http server writer");
   tasks().Spawn(
-      strand, net::Holding(std::move(token), H2Connection::ReadLoop(connection)),
+      strand,
+      net::Holding(std::move(token), H2Connection::ReadLoop(connection)),
       "http server reader");
 }
 
@@ -450,7 +462,9 @@ asio::awaitable<void> HttpServer::ServeStream(
   absl::Cleanup forget = [&] { connection->Forget(stream->id); };
   std::shared_ptr<ServerCall> call = connection->CallFor(stream->id);
   if (call == nullptr) co_return;  // already gone
-  Headers headers = connection->Locked([&] { return stream->headers; });
+  // Taken, not copied: the connection has read what it needs of them.
+  Headers headers =
+      connection->Locked([&] { return std::move(stream->headers); });
   Responder respond(connection, stream);
 
   std::optional<std::string_view> content_type =
@@ -466,10 +480,10 @@ asio::awaitable<void> HttpServer::ServeStream(
   }
   if (kind == ContentKind::kOther) {
     co_await respond.JsonError(
-        absl::InvalidArgumentError(absl::StrCat(
-            "unsupported content-type '",
-            std::string(content_type.value_or("")),
-            "': use application/grpc (gRPC) or application/json")),
+        absl::InvalidArgumentError(
+            absl::StrCat("unsupported content-type '",
+                         std::string(content_type.value_or("")),
+                         "': use application/grpc (gRPC) or application/json")),
         415);
     co_return;
   }
@@ -483,8 +497,8 @@ asio::awaitable<void> HttpServer::ServeStream(
           FindHeader(headers, "grpc-timeout")) {
     std::optional<Clock::duration> parsed = ParseGrpcTimeout(*timeout);
     if (!parsed) {
-      absl::Status bad = absl::InvalidArgumentError(absl::StrCat(
-          "malformed grpc-timeout '", std::string(*timeout), "'"));
+      absl::Status bad = absl::InvalidArgumentError(
+          absl::StrCat("malformed grpc-timeout '", std::string(*timeout), "'"));
       if (kind == ContentKind::kJson) {
         co_await respond.JsonError(bad);
       } else {
@@ -527,14 +541,13 @@ asio::awaitable<void> HttpServer::ServeStream(
                         [call](absl::Status why) { call->Cancel(why); }};
     if (entry == nullptr) {
       co_await respond.JsonError(
-          absl::UnimplementedError(absl::StrCat("unknown method ", path)),
-          404);
+          absl::UnimplementedError(absl::StrCat("unknown method ", path)), 404);
       co_return;
     }
     if (entry->kind != MethodKind::kUnary) {
-      co_await respond.JsonError(absl::UnimplementedError(absl::StrCat(
-          "JSON calls are for unary methods; ", method_path,
-          " is a streaming method (use gRPC)")));
+      co_await respond.JsonError(absl::UnimplementedError(
+          absl::StrCat("JSON calls are for unary methods; ", method_path,
+                       " is a streaming method (use gRPC)")));
       co_return;
     }
     absl::StatusOr<std::string> body =
@@ -544,17 +557,16 @@ asio::awaitable<void> HttpServer::ServeStream(
       co_return;
     }
     namespace pb = google::protobuf;
-    std::unique_ptr<pb::Message> in(
-        pb::MessageFactory::generated_factory()
-            ->GetPrototype(entry->request_type)
-            ->New());
+    std::unique_ptr<pb::Message> in(pb::MessageFactory::generated_factory()
+                                        ->GetPrototype(entry->request_type)
+                                        ->New());
     std::string json = *std::move(body);
     if (json.empty()) json = "{}";
     pb::util::Status parsed = pb::util::JsonStringToMessage(json, in.get());
     if (!parsed.ok()) {
       co_await respond.JsonError(absl::InvalidArgumentError(absl::StrCat(
-          "request body is not a JSON ", entry->request_type->full_name(),
-          ": ", std::string(parsed.message()))));
+          "request body is not a JSON ", entry->request_type->full_name(), ": ",
+          std::string(parsed.message()))));
       co_return;
     }
     in->SerializeToString(&request.payload);
@@ -564,16 +576,15 @@ asio::awaitable<void> HttpServer::ServeStream(
       co_await respond.JsonError(result.status);
       co_return;
     }
-    std::unique_ptr<pb::Message> out(
-        pb::MessageFactory::generated_factory()
-            ->GetPrototype(entry->response_type)
-            ->New());
+    std::unique_ptr<pb::Message> out(pb::MessageFactory::generated_factory()
+                                         ->GetPrototype(entry->response_type)
+                                         ->New());
     std::string reply;
     if (!out->ParseFromString(result.payload) ||
         !pb::util::MessageToJsonString(*out, &reply).ok()) {
-      co_await respond.JsonError(absl::InternalError(absl::StrCat(
-          "cannot render the response as JSON ",
-          entry->response_type->full_name())));
+      co_await respond.JsonError(absl::InternalError(
+          absl::StrCat("cannot render the response as JSON ",
+                       entry->response_type->full_name())));
       co_return;
     }
     co_await respond.Http(200, std::move(reply));
@@ -589,8 +600,8 @@ asio::awaitable<void> HttpServer::ServeStream(
   // the dispatcher refuses a mismatch.
   std::optional<std::string_view> declared =
       FindHeader(headers, kCallKindHeader);
-  bool unary = declared ? *declared == "unary"
-                        : entry->kind == MethodKind::kUnary;
+  bool unary =
+      declared ? *declared == "unary" : entry->kind == MethodKind::kUnary;
   if (unary) {
     std::size_t wire = 0;
     absl::StatusOr<std::string> message =
