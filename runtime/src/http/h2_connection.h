@@ -8,9 +8,9 @@
 // user code. Whoever changes what the session has to send calls Wake(),
 // or, when it queued a stream's frames from a call (SubmitRequest,
 // SubmitResponse, QueueData), SentLocked(): the frames of a burst of calls
-// then go out from the thread that queued them, a pair at a time, rather
-// than from the writer once the whole burst has been answered (which left
-// the peer idle meanwhile: the two ends took turns).
+// then go out from the thread that queued them, a few calls at a time,
+// rather than from the writer once the whole burst has been answered (which
+// left the peer idle meanwhile: the two ends took turns).
 #ifndef DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
 #define DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
 
@@ -331,8 +331,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
 
   // Under mu_, from SubmitRequest/SubmitResponse/QueueData (never from an
   // nghttp2 callback): a stream's frames were queued; `call_end` when they
-  // end our side of a call. Once a pair of calls' ends is queued (one, while
-  // they arrive one per read), or kFlushSends frames of any kind, and
+  // end our side of a call. Once enough calls' ends are queued (one while
+  // they arrive one per read, else a quarter of what a read brings, 2 to
+  // 16: the TCP plane's measure), or kFlushSends frames of any kind, and
   // nobody is writing, writes them at once (FlushInlineLocked); else wakes
   // the writer.
   void SentLocked(std::unique_lock<std::mutex>& lock, bool call_end);

@@ -60,7 +60,7 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
 
 std::size_t FramedSocket::CallFlushFrames() const {
   const std::size_t burst = read_burst_.load(std::memory_order_relaxed) >> 8;
-  return burst <= 1 ? 1 : 2;
+  return burst <= 1 ? 1 : std::clamp<std::size_t>(burst / 4, 2, 16);
 }
 
 void FramedSocket::Send(std::string prefix, std::string payload, Burst burst) {

@@ -136,10 +136,11 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   void FlushInline();
   // Call frames that start an inline flush: 1 while frames come one per
   // read (a lone call: it goes at once, without the hop to the writer's
-  // strand), else 2. (Measured on loopback with 8 and 64 calls in flight:
-  // pairs kept both sides busy best; larger groups left a burst of 8 in
-  // two halves that still took turns, and single frames cost a syscall
-  // each.)
+  // strand), else a quarter of the frames a read brings (its decaying
+  // peak), from 2 to 16. (Measured on loopback with 8 and 64 calls in
+  // flight: a fixed 8 left a burst of 8 in two halves that still took
+  // turns; fixed pairs kept 8 in flight busy but spent a syscall per two
+  // calls at 64, where a read brings dozens.)
   std::size_t CallFlushFrames() const;
   // `written` bytes left the queue: wakes a WaitForRoom() it concerns.
   void Dequeued(std::size_t written, bool on_strand);
