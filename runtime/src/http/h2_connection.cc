@@ -33,7 +33,7 @@ constexpr std::size_t kCopyBelow = 4096;
 // thread never writes a large batch itself: the writer takes the rest.
 constexpr std::size_t kMaxInlineBatch = 256 << 10;
 // Frames of any kind (streamed messages) queued since the last write that
-// are flushed inline, as a pair of calls' ends is.
+// are flushed inline, as a group of calls' ends is.
 constexpr std::size_t kFlushSends = 32;
 // Flow-control windows. Fixed (DYN_HTTP2_ADAPTIVE_WINDOW=false): hyper's
 // defaults, the library the guide's original plane used. Adaptive: from
