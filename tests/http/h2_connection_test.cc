@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "http/grpc_wire.h"
+#include "support/socket_pair.h"
 #include "support/status_matchers.h"
 
 namespace dynrpc::internal::http {
@@ -70,24 +71,14 @@ class H2ConnectionTest : public ::testing::Test {
  protected:
   H2ConnectionTest() : work_(asio::make_work_guard(io_)) {
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
-    asio::ip::tcp::acceptor acceptor(io_,
-                                     {asio::ip::make_address("127.0.0.1"), 0});
-    asio::ip::tcp::socket a(asio::make_strand(io_));
-    asio::ip::tcp::socket b(asio::make_strand(io_));
-    a.connect(acceptor.local_endpoint());
-    acceptor.accept(b);
-    // Small kernel buffers, so that a test can fill them with little.
-    b.set_option(asio::socket_base::send_buffer_size(kKernelBuffer));
-    a.set_option(asio::socket_base::receive_buffer_size(kKernelBuffer));
-    asio::socket_base::send_buffer_size send;
-    asio::socket_base::receive_buffer_size receive;
-    b.get_option(send);
-    a.get_option(receive);
-    kernel_buffers_ = send.value() + receive.value();
+    // The server sends the bulk: its sends fill the socket.
+    ::dynrpc::testing::SocketPair pair =
+        ::dynrpc::testing::SmallBufferedPair(io_, kKernelBuffer);
+    kernel_buffers_ = pair.kernel_buffers;
     client_ = std::make_shared<H2Connection>(H2Connection::Role::kClient,
-                                             std::move(a), config_);
-    server_ = std::make_shared<RecordingServer>(H2Connection::Role::kServer,
-                                                std::move(b), config_);
+                                             std::move(pair.receiver), config_);
+    server_ = std::make_shared<RecordingServer>(
+        H2Connection::Role::kServer, std::move(pair.sender), config_);
     EXPECT_THAT(client_->Start(), IsOk());
     EXPECT_THAT(server_->Start(), IsOk());
   }

@@ -23,6 +23,7 @@
 #include "boost/asio/use_future.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/socket_pair.h"
 #include "support/status_matchers.h"
 #include "tcp/frame.h"
 
@@ -42,22 +43,12 @@ class FramedSocketTest : public ::testing::Test {
   FramedSocketTest() : work_(asio::make_work_guard(io_)) {
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
     config_.max_message_size = 2u << 20;
-    asio::ip::tcp::acceptor acceptor(io_,
-                                     {asio::ip::make_address("127.0.0.1"), 0});
-    asio::ip::tcp::socket a(asio::make_strand(io_));
-    asio::ip::tcp::socket b(asio::make_strand(io_));
-    a.connect(acceptor.local_endpoint());
-    acceptor.accept(b);
-    // Small kernel buffers, so that a test can fill them with little.
-    a.set_option(asio::socket_base::send_buffer_size(kKernelBuffer));
-    b.set_option(asio::socket_base::receive_buffer_size(kKernelBuffer));
-    asio::socket_base::send_buffer_size send;
-    asio::socket_base::receive_buffer_size receive;
-    a.get_option(send);
-    b.get_option(receive);
-    kernel_buffers_ = send.value() + receive.value();
-    sender_ = std::make_shared<FramedSocket>(std::move(a), config_);
-    receiver_ = std::make_shared<FramedSocket>(std::move(b), config_);
+    ::dynrpc::testing::SocketPair pair =
+        ::dynrpc::testing::SmallBufferedPair(io_, kKernelBuffer);
+    kernel_buffers_ = pair.kernel_buffers;
+    sender_ = std::make_shared<FramedSocket>(std::move(pair.sender), config_);
+    receiver_ =
+        std::make_shared<FramedSocket>(std::move(pair.receiver), config_);
     writer_ =
         asio::co_spawn(sender_->executor(), FramedSocket::WriteLoop(sender_),
                        asio::use_future);
