@@ -329,7 +329,15 @@ asio::awaitable<void> H2Connection::Write() {
       break;
     }
     auto [ec] = co_await wake_->async_receive(as_tuple(use_awaitable));
-    if (ec) break;
+    if (ec) {
+      // Cancelled (the server or client shuts down): without its writer
+      // the connection is over. Closed now, so that no inline write can
+      // follow a frame this writer left half-written, and no write left to
+      // it waits for nobody.
+      Close(absl::UnavailableError(absl::StrCat("HTTP/2 connection to ", peer_,
+                                                ": its writer stopped")));
+      break;
+    }
   }
   std::lock_guard lock(mu_);
   if (!inline_writing_) ReleaseBatch();  // else the flush lets it go

@@ -363,10 +363,11 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   absl::flat_hash_map<int32_t, std::shared_ptr<H2Stream>> streams_;
   H2Stats stats_;
 
-  // The write batch (mu_; only the writer and the callbacks of its
-  // nghttp2_session_mem_send use it). DATA payloads are not copied into
-  // nghttp2's buffers (NGHTTP2_DATA_FLAG_NO_COPY): SendData() lists them
-  // here by reference, between the bytes nghttp2 serialized.
+  // The write batch (mu_; only its holder, the writer or an inline write
+  // (writing_), and the callbacks of the mem_send that fills it use it). DATA
+  // payloads are not copied into nghttp2's buffers (NGHTTP2_DATA_FLAG_NO_COPY):
+  // SendData() lists them here by reference, between the bytes nghttp2
+  // serialized.
   struct BatchPiece {
     const char* data;  // null: batch_bytes_[offset, offset + size)
     std::size_t offset;
