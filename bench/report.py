@@ -460,8 +460,9 @@ def main():
 
     if h2load:
         names = {"h2-floor": "h2 floor", "dynrpc-json": "dynrpc JSON",
-                 "dynrpc-grpc": "dynrpc gRPC"}
-        targets = [t for t in ("h2-floor", "dynrpc-json", "dynrpc-grpc")
+                 "dynrpc-grpc": "dynrpc gRPC", "grpc": "gRPC C++"}
+        targets = [t for t in ("h2-floor", "dynrpc-json", "dynrpc-grpc",
+                               "grpc")
                    if t in h2load] + sorted(
             t for t in h2load if t not in names)
         flights = sorted({n for t in h2load.values() for n in t})
@@ -477,7 +478,9 @@ def main():
                   "`{\"data\": \"<base64>\"}` (application/json) and dynrpc "
                   "gRPC a length-prefixed bench.Payload (application/grpc, "
                   "te: trailers), both to `/v1/rpc/bench.Echo/Unary` of the "
-                  "dynrpc-http server. Latency at 1 in flight: p50 and p99 "
+                  "dynrpc-http server; gRPC C++ gets the same gRPC body at "
+                  "`/grpcbench.Echo/Unary` of its own server (the one the "
+                  "other tables measure). Latency at 1 in flight: p50 and p99 "
                   "from h2load's per-request log (--log-file), and its mean. "
                   "Issue 14's HTTP targets are dynrpc gRPC's `p50 / h2 "
                   "floor` (1.3×) and its calls/s at 8 and 64 against the h2 "

@@ -27,8 +27,9 @@
 //                                 --log-file; its mean, min, max, sd), server
 //                                 CPU
 // Targets: h2-floor (h2_floor_server, a bare nghttp2 echo: what any HTTP/2
-// plane pays), and dynrpc's HTTP plane at its JSON endpoint (dynrpc-json) and
-// its gRPC endpoint (dynrpc-grpc), the same server as Unary/dynrpc-http/.
+// plane pays), dynrpc's HTTP plane at its JSON endpoint (dynrpc-json) and
+// its gRPC endpoint (dynrpc-grpc), the same server as Unary/dynrpc-http/,
+// and gRPC C++'s server (grpc), the same as Unary/grpc/'s.
 #include <arpa/inet.h>
 #include <nats/nats.h>
 #include <netinet/in.h>
@@ -1019,6 +1020,14 @@ H2loadTarget MakeH2loadTarget(const std::string& name) {
     return {server.pid(), "http://" + server.address() + method,
             TempFile("grpc.bin", grpc_body), grpc_headers, grpc_body.size()};
   }
+  if (name == "grpc") {
+    // gRPC C++'s own server (the Unary/grpc/ rows'), the same body: what a
+    // gRPC server with a handler does under this client.
+    bench::System& g = Get("grpc");
+    return {g.server_pid(),
+            "http://" + g.server_address() + "/grpcbench.Echo/Unary",
+            TempFile("grpc.bin", grpc_body), grpc_headers, grpc_body.size()};
+  }
   bench::System& s = Get("dynrpc-http");
   if (name == "dynrpc-grpc") {
     return {s.server_pid(), "http://" + s.server_address() + method,
@@ -1227,6 +1236,7 @@ void RegisterAll() {
     h2_targets.push_back("dynrpc-json");
     h2_targets.push_back("dynrpc-grpc");
   }
+  h2_targets.push_back("grpc");
   for (const std::string& target : h2_targets) {
     for (int in_flight : {1, 8, 64}) {
       benchmark::RegisterBenchmark(
