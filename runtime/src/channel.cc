@@ -43,8 +43,9 @@ std::string NewRequestId() {
   std::string id(32, '0');
   for (int half = 0; half < 2; ++half) {
     uint64_t bits = absl::Uniform<uint64_t>(gen);
-    for (int i = 15; i >= 0; --i, bits >>= 4)
+    for (int i = 15; i >= 0; --i, bits >>= 4) {
       id[half * 16 + i] = kDigits[bits & 15];
+    }
   }
   return id;
 }

@@ -202,8 +202,7 @@ asio::awaitable<void> H2Connection::Read() {
       if (closed_) break;
       ends_this_read_ = 0;
       ssize_t rv = nghttp2_session_mem_recv(session_, buffer.get(), n);
-      read_burst_ =
-          std::max(ends_this_read_ << 8, read_burst_ - (read_burst_ >> 3));
+      read_burst_.Read(ends_this_read_);
       if (rv < 0) {
         // A connection error: nghttp2 has queued a GOAWAY; the writer sends
         // it and then closes (the session wants neither read nor write).
@@ -347,11 +346,8 @@ void H2Connection::SentLocked(std::unique_lock<std::mutex>& lock,
                               bool call_end) {
   ++pending_sends_;
   if (call_end) ++pending_ends_;
-  const std::size_t burst = read_burst_ >> 8;
-  const std::size_t ends =
-      burst <= 1 ? 1 : std::clamp<std::size_t>(burst / 4, 2, 16);
   if (writing_ || closed_ || batch_size_ > 0 ||
-      (pending_ends_ < ends && pending_sends_ < kFlushSends)) {
+      (pending_ends_ < read_burst_.Group() && pending_sends_ < kFlushSends)) {
     Wake();
     return;
   }

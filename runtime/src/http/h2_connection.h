@@ -38,6 +38,7 @@
 #include "core/stream_state.h"
 #include "dynrpc/config.h"
 #include "http/grpc_wire.h"
+#include "net/sockets.h"
 
 namespace dynrpc::internal::http {
 
@@ -331,9 +332,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
 
   // Under mu_, from SubmitRequest/SubmitResponse/QueueData (never from an
   // nghttp2 callback): a stream's frames were queued; `call_end` when they
-  // end our side of a call. Once enough calls' ends are queued (one while
-  // they arrive one per read, else a quarter of what a read brings, 2 to
-  // 16: the TCP plane's measure), or kFlushSends frames of any kind, and
+  // end our side of a call. Once read_burst_.Group() calls' ends are
+  // queued, or kFlushSends frames of any kind, and
   // nobody is writing, writes them at once (FlushInlineLocked); else wakes
   // the writer.
   void SentLocked(std::unique_lock<std::mutex>& lock, bool call_end);
@@ -397,10 +397,10 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // Frames and calls' ends queued since the batch was last filled.
   std::size_t pending_sends_ = 0;
   std::size_t pending_ends_ = 0;
-  // Streams the peer ended in the current read, and their decaying peak
-  // over reads (x256): how many calls' ends SentLocked() waits for.
+  // Streams the peer ended in the current read, and over reads: how many
+  // calls' ends SentLocked() waits for.
   std::size_t ends_this_read_ = 0;
-  std::size_t read_burst_ = 0;
+  net::BurstMeter read_burst_;
 
   // PINGs in flight, by opaque data.
   uint64_t next_ping_ = 1;

@@ -58,11 +58,6 @@ FramedSocket::FramedSocket(asio::ip::tcp::socket socket,
                     config.keepalive_timeout);
 }
 
-std::size_t FramedSocket::CallFlushFrames() const {
-  const std::size_t burst = read_burst_.load(std::memory_order_relaxed) >> 8;
-  return burst <= 1 ? 1 : std::clamp<std::size_t>(burst / 4, 2, 16);
-}
-
 void FramedSocket::Send(std::string prefix, std::string payload, Burst burst) {
   const std::size_t bytes = prefix.size() + payload.size();
   bool wake = false;
@@ -76,7 +71,7 @@ void FramedSocket::Send(std::string prefix, std::string payload, Burst burst) {
     if (burst == Burst::kCall) ++call_frames_;
     if (!writing_ && outbox_bytes_ <= kMaxInlineBytes &&
         (outbox_.size() >= kOtherFlushFrames ||
-         (burst == Burst::kCall && call_frames_ >= CallFlushFrames()))) {
+         (burst == Burst::kCall && call_frames_ >= read_burst_.Group()))) {
       writing_ = inline_writing_ = true;
       TakeOutboxLocked(inline_batch_);
       flush = true;
@@ -378,10 +373,7 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
   if (buffered() < kFrameHeaderSize) {
     // The frames of the last read are all taken: how many there were sizes
     // the bursts Send() expects.
-    const std::size_t peak = read_burst_.load(std::memory_order_relaxed);
-    read_burst_.store(
-        std::max(std::exchange(frames_this_read_, 0) << 8, peak - (peak >> 3)),
-        std::memory_order_relaxed);
+    read_burst_.Read(std::exchange(frames_this_read_, 0));
     if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
   }
   ++frames_this_read_;

@@ -20,6 +20,7 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "dynrpc/config.h"
+#include "net/sockets.h"
 #include "tcp/frame.h"
 
 namespace dynrpc::internal::tcp {
@@ -61,7 +62,7 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   // batches whatever is queued into one gather write. Dropped after Close().
   //
   // A burst does not wait whole for the writer's turn on the strand: once
-  // enough of it is queued (CallFlushFrames() call frames, or
+  // enough of it is queued (read_burst_.Group() call frames, or
   // kOtherFlushFrames frames of any kind), they come to at most
   // kMaxInlineBytes and nobody is writing, the Send()
   // that queued the last one writes them all itself, at once and without
@@ -134,14 +135,6 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   // socket does not take goes back to the front of the outbox, for the
   // writer. The caller set writing_ and inline_writing_.
   void FlushInline();
-  // Call frames that start an inline flush: 1 while frames come one per
-  // read (a lone call: it goes at once, without the hop to the writer's
-  // strand), else a quarter of the frames a read brings (its decaying
-  // peak), from 2 to 16. (Measured on loopback with 8 and 64 calls in
-  // flight: a fixed 8 left a burst of 8 in two halves that still took
-  // turns; fixed pairs kept 8 in flight busy but spent a syscall per two
-  // calls at 64, where a read brings dozens.)
-  std::size_t CallFlushFrames() const;
   // `written` bytes left the queue: wakes a WaitForRoom() it concerns.
   void Dequeued(std::size_t written, bool on_strand);
   boost::asio::awaitable<boost::system::error_code> Fill(std::size_t n);
@@ -201,9 +194,9 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   std::vector<Frame> inline_batch_;
   std::vector<struct iovec> inline_iov_;
   std::size_t call_frames_ = 0;  // kCall frames in outbox_
-  // Frames that came in one read lately, in 1/256ths: the peak, decaying
-  // by an eighth at each read (written by the reader, read by Send()).
-  std::atomic<std::size_t> read_burst_{0};
+  // Frames that come in one read: how many call frames start an inline
+  // flush (written by the reader, read by Send()).
+  net::BurstMeter read_burst_;
 
   // Writer state (strand).
   boost::asio::steady_timer wake_;
