@@ -1,5 +1,10 @@
 #include "nats/protocol.h"
 
+#include <memory>
+
+#include "boost/asio/cancellation_signal.hpp"
+#include "boost/asio/io_context.hpp"
+#include "core/task_group.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
@@ -78,6 +83,26 @@ TEST(NatsProtocol, ThePlanesOwnLimitNamesItsVariable) {
               StatusIs(absl::StatusCode::kResourceExhausted,
                        "request message of 101 bytes exceeds "
                        "DYN_NATS_MAX_MESSAGE_SIZE=100 bytes"));
+}
+
+// A cancellation that comes while the loop is not waiting (here: during a
+// tick; in a server, between the timer's firing and the loop's resumption)
+// reaches no operation. The loop must still end before it waits again: a
+// draining server waits for it (seen: a NATS server's Shutdown() hung).
+TEST(NatsProtocol, HeartbeatsEndOnACancelThatCameBetweenWaits) {
+  boost::asio::io_context io;
+  TaskGroup tasks(io.get_executor());
+  auto signal = std::make_shared<boost::asio::cancellation_signal>();
+  int ticks = 0;
+  tasks.Spawn(tasks.NewStrand(), EveryHeartbeat([&] {
+                ++ticks;
+                // On the task's strand, as TaskGroup::CancelAll() emits.
+                signal->emit(boost::asio::cancellation_type::terminal);
+                return ticks < 2;  // a second tick means the cancel was lost
+              }),
+              "heartbeats", signal);
+  io.run();  // returns once the task has ended
+  EXPECT_EQ(ticks, 1);
 }
 
 }  // namespace

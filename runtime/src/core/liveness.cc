@@ -139,8 +139,14 @@ asio::awaitable<void> WatchedConnection::Watch(
     std::shared_ptr<WatchedConnection> self) {
   co_await asio::this_coro::throw_if_cancelled(false);
   Liveness& liveness = self->liveness_;
+  // Looked at before each wait (core/task_group.h: TaskCancelled()).
+  const asio::cancellation_state state =
+      co_await asio::this_coro::cancellation_state;
   for (;;) {
-    if (self->WatchingDone()) co_return;
+    if (self->WatchingDone() ||
+        state.cancelled() != asio::cancellation_type::none) {
+      co_return;
+    }
     const Clock::time_point now = Clock::now();
     Liveness::Step step = liveness.Next(now, self->last_heard());
     switch (step.action) {
@@ -162,12 +168,9 @@ asio::awaitable<void> WatchedConnection::Watch(
     self->wake_at_.store(Count(step.at));
     if (liveness.calls_open() != step.calls_open) continue;
     self->timer_->expires_at(step.at);
-    // Woken by the time, or early by Poke().
+    // Woken by the time, early by Poke(), or by cancellation.
     (void)co_await self->timer_->async_wait(
         asio::as_tuple(asio::use_awaitable));
-    asio::cancellation_state state =
-        co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none) co_return;
   }
 }
 

@@ -13,6 +13,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
+#include "boost/asio/this_coro.hpp"
 #include "boost/system/system_error.hpp"
 #include "core/deadline.h"
 #include "core/log.h"
@@ -74,6 +75,11 @@ asio::any_io_executor MakeStrand(const asio::any_io_executor& executor) {
     return asio::make_strand(*io);
   }
   return asio::make_strand(executor);
+}
+
+asio::awaitable<bool> TaskCancelled() {
+  asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+  co_return state.cancelled() != asio::cancellation_type::none;
 }
 
 asio::any_io_executor TaskGroup::NewStrand() { return MakeStrand(executor_); }

@@ -22,6 +22,17 @@ namespace dynrpc::internal {
 boost::asio::any_io_executor MakeStrand(
     const boost::asio::any_io_executor& executor);
 
+// Whether the running task has been cancelled. A task that turns off
+// throw_if_cancelled must ask before each wait of a loop, not only look at
+// the wait's error: a cancellation emitted while the task is not waiting
+// (it runs, or its wait has completed and its resumption is queued behind
+// the emit on its strand) reaches no operation. Only the task's
+// cancellation state remembers it, and the next wait would not end.
+// (A hot loop holds the state itself, `co_await
+// asio::this_coro::cancellation_state` once, and reads it each turn: that
+// costs no coroutine frame.)
+boost::asio::awaitable<bool> TaskCancelled();
+
 // Each task runs on the strand Spawn() is given (from NewStrand(); tasks
 // that share state, like a connection's reader and writer, share one). A
 // task's

@@ -50,12 +50,6 @@ std::string PrefixEnd(std::string prefix) {
   return std::string(1, '\0');  // every key
 }
 
-asio::awaitable<bool> Stopped() {
-  asio::cancellation_state state =
-      co_await asio::this_coro::cancellation_state;
-  co_return state.cancelled() != asio::cancellation_type::none;
-}
-
 asio::awaitable<bool> Pause(std::chrono::milliseconds how_long) {
   asio::steady_timer timer(co_await asio::this_coro::executor, how_long);
   auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -153,7 +147,7 @@ class EtcdDiscovery final
     const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(
         self->config_.lease_ttl / 3);
     asio::steady_timer timer(co_await asio::this_coro::executor);
-    while (!co_await Stopped()) {
+    while (!co_await TaskCancelled()) {
       etcdserverpb::Lease::Stub leases(self->channel());
       ClientContext context;
       context.set_timeout(std::chrono::hours(24 * 365));
@@ -197,7 +191,7 @@ class EtcdDiscovery final
       // after the client's half-close.
       context.TryCancel();
       absl::Status ended = co_await stream.Finish();
-      if (co_await Stopped()) co_return;
+      if (co_await TaskCancelled()) co_return;
       self->Failed(failure.ok() ? ended : failure);
       if (!co_await Pause(kRetryPause)) co_return;
     }
@@ -307,7 +301,7 @@ class EtcdDiscovery final
     const std::string prefix = self->Prefix(service);
     const std::string end = PrefixEnd(prefix);
     bool failing = false;
-    while (!co_await Stopped()) {
+    while (!co_await TaskCancelled()) {
       std::map<std::string, Instance> by_key;
       etcdserverpb::KV::Stub kv(self->channel());
       etcdserverpb::RangeRequest range;
@@ -317,7 +311,7 @@ class EtcdDiscovery final
       range_context.set_timeout(kRequestTimeout);
       absl::StatusOr<etcdserverpb::RangeResponse> listed =
           co_await kv.Range(range_context, range);
-      if (co_await Stopped()) co_return;
+      if (co_await TaskCancelled()) co_return;
       absl::Status failure;
       if (listed.ok()) {
         for (const etcdserverpb::KeyValue& entry : listed->kvs()) {
@@ -370,7 +364,7 @@ class EtcdDiscovery final
       } else {
         failure = listed.status();
       }
-      if (co_await Stopped()) co_return;
+      if (co_await TaskCancelled()) co_return;
       self->Failed(failure);
       if (!failing) on_change(self->Annotate(failure, "watching " + service));
       failing = true;

@@ -183,7 +183,15 @@ asio::awaitable<void> H2Connection::Read() {
   // idle connection holds one or two of its 16 pages, not all of them.
   std::unique_ptr<uint8_t[]> buffer =
       std::make_unique_for_overwrite<uint8_t[]>(kReadBufferSize);
+  // Looked at before each wait (core/task_group.h: TaskCancelled()).
+  const asio::cancellation_state state =
+      co_await asio::this_coro::cancellation_state;
   for (;;) {
+    if (state.cancelled() != asio::cancellation_type::none) {
+      Close(absl::UnavailableError(absl::StrCat("HTTP/2 connection to ", peer_,
+                                                ": its reader stopped")));
+      break;
+    }
     auto [ec, n] = co_await socket_.async_read_some(
         asio::buffer(buffer.get(), kReadBufferSize), as_tuple(use_awaitable));
     if (ec) {
@@ -327,8 +335,14 @@ asio::awaitable<void> H2Connection::Write() {
           absl::StrCat("HTTP/2 connection to ", peer_, " ended (GOAWAY)")));
       break;
     }
-    auto [ec] = co_await wake_->async_receive(as_tuple(use_awaitable));
-    if (ec) {
+    asio::cancellation_state state =
+        co_await asio::this_coro::cancellation_state;
+    bool cancelled = state.cancelled() != asio::cancellation_type::none;
+    if (!cancelled) {
+      auto [ec] = co_await wake_->async_receive(as_tuple(use_awaitable));
+      cancelled = static_cast<bool>(ec);
+    }
+    if (cancelled) {
       // Cancelled (the server or client shuts down): without its writer
       // the connection is over. Closed now, so that no inline write can
       // follow a frame this writer left half-written, and no write left to

@@ -12,6 +12,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "core/task_group.h"
 #include "dynrpc/status_macros.h"
 
 namespace dynrpc::internal::nats {
@@ -133,7 +134,7 @@ boost::asio::awaitable<void> EveryHeartbeat(std::function<bool()> tick) {
   namespace asio = boost::asio;
   co_await asio::this_coro::throw_if_cancelled(false);
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (;;) {
+  while (!co_await TaskCancelled()) {
     timer.expires_after(kHeartbeatInterval);
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || !tick()) break;

@@ -21,6 +21,7 @@
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "core/log.h"
+#include "core/task_group.h"
 #include "dynrpc/config.h"
 
 namespace dynrpc::internal::net {
@@ -108,7 +109,7 @@ asio::awaitable<void> AcceptLoop(
         on_accept) {
   co_await asio::this_coro::throw_if_cancelled(false);
   asio::steady_timer backoff(acceptor.get_executor());
-  for (;;) {
+  while (!co_await TaskCancelled()) {
     asio::any_io_executor strand = new_strand();
     auto [ec, socket] =
         co_await acceptor.async_accept(strand, as_tuple(use_awaitable));

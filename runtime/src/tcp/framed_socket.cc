@@ -193,13 +193,15 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
       }
     }
     if (batch.empty()) {
-      wake_.expires_at(asio::steady_timer::time_point::max());
-      co_await wake_.async_wait(as_tuple(use_awaitable));
-      // Woken by Send() (more to write) or Close(), or the task was
-      // cancelled.
+      // Looked at before each wait: a cancellation that came while the
+      // writer wrote reached no wait (core/task_group.h: TaskCancelled()).
       asio::cancellation_state state =
           co_await asio::this_coro::cancellation_state;
       if (state.cancelled() != asio::cancellation_type::none) break;
+      wake_.expires_at(asio::steady_timer::time_point::max());
+      // Woken by Send() (more to write) or Close(), or the task was
+      // cancelled (seen at the top of the next turn).
+      co_await wake_.async_wait(as_tuple(use_awaitable));
       continue;
     }
     buffers.clear();
@@ -255,6 +257,13 @@ void FramedSocket::ArmWatchdog() {
 
 asio::awaitable<boost::system::error_code> FramedSocket::ReadSome(
     char* out, std::size_t n, std::size_t& got) {
+  // A cancellation that came while the reader was not waiting would not
+  // end the read below (core/task_group.h: TaskCancelled()).
+  asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none) {
+    got = 0;
+    co_return asio::error::operation_aborted;
+  }
   auto [ec, k] = co_await socket_.async_read_some(asio::buffer(out, n),
                                                   as_tuple(use_awaitable));
   got = k;
@@ -415,13 +424,13 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
 }
 
 asio::awaitable<void> FramedSocket::WaitForRoom() {
-  while (!closed_ && over_queued()) {
+  asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+  while (!closed_ && over_queued() &&
+         state.cancelled() == asio::cancellation_type::none) {
     room_.expires_at(asio::steady_timer::time_point::max());
-    // Woken by the writer (room made) or Close(); the re-check decides.
+    // Woken by the writer (room made), Close() or cancellation; the
+    // re-check decides.
     (void)co_await room_.async_wait(as_tuple(use_awaitable));
-    asio::cancellation_state state =
-        co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none) co_return;
   }
 }
 
