@@ -19,6 +19,9 @@
 #include "dynrpc/testing/echo.dynrpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nats/envelope.h"
+#include "nats/nats.h"
+#include "nats/protocol.h"
 #include "support/echo_service.h"
 #include "support/nats_server.h"
 #include "support/status_matchers.h"
@@ -155,6 +158,43 @@ TEST_F(NatsPlaneTest, InstancesOfAServiceShareCallsToAnyInstance) {
   EXPECT_GT(a_service.calls(), 20);
   EXPECT_GT(b_service.calls(), 20);
   EXPECT_EQ(a_service.calls() + b_service.calls(), kCalls);
+}
+
+// A message on a method subject that is not a dynrpc call (no envelope: a
+// plain NATS request) is answered with why, not run and not dropped.
+TEST_F(NatsPlaneTest, AForeignMessageOnAMethodSubjectIsAnsweredWithWhy) {
+  EchoServiceImpl service;
+  Config config = NatsConfig(SharedNatsUrl());
+  std::unique_ptr<Server> server = StartServer(service, config);
+  ASSERT_NE(server, nullptr);
+
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, SharedNatsUrl().c_str()), NATS_OK);
+  natsSubscription* inbox = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&inbox, nc, "foreign.inbox"), NATS_OK);
+  const std::string subject =
+      name_space_ + ".rpc.dynrpc.testing.EchoService.Echo";
+  ASSERT_EQ(natsConnection_PublishRequestString(nc, subject.c_str(),
+                                                "foreign.inbox", "hello"),
+            NATS_OK);
+  natsMsg* answer = nullptr;
+  ASSERT_EQ(natsSubscription_NextMsg(&answer, inbox, 10000), NATS_OK);
+  internal::nats::NatsMessage m;
+  std::optional<std::size_t> payload = internal::nats::ReadEnvelope(
+      std::string_view(natsMsg_GetData(answer),
+                       static_cast<std::size_t>(natsMsg_GetDataLength(answer))),
+      m.headers);
+  natsMsg_Destroy(answer);
+  natsSubscription_Destroy(inbox);
+  natsConnection_Destroy(nc);
+
+  ASSERT_TRUE(payload.has_value());
+  ASSERT_NE(m.Header(internal::nats::kType), nullptr);
+  EXPECT_EQ(*m.Header(internal::nats::kType), "end");
+  EXPECT_THAT(
+      internal::nats::StatusFrom(m),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("malformed call")));
+  EXPECT_EQ(service.calls(), 0);
 }
 
 TEST_F(NatsPlaneTest, AnInstanceIdReachesThatInstanceOnly) {

@@ -6,6 +6,7 @@
 #include "boost/asio/io_context.hpp"
 #include "core/task_group.h"
 #include "gmock/gmock.h"
+#include "nats/envelope.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 
@@ -83,6 +84,49 @@ TEST(NatsProtocol, ThePlanesOwnLimitNamesItsVariable) {
               StatusIs(absl::StatusCode::kResourceExhausted,
                        "request message of 101 bytes exceeds "
                        "DYN_NATS_MAX_MESSAGE_SIZE=100 bytes"));
+}
+
+TEST(NatsEnvelope, HeadersRideAheadOfThePayload) {
+  const NatsHeaders headers = {{kType, "open"},
+                               {kMetadata, std::string("\0\r\n\xff", 4)},
+                               {"k", ""},
+                               {"long", std::string(300, 'v')}};
+  std::string message;
+  AppendEnvelope(headers, message);
+  EXPECT_EQ(message.size(), EnvelopeSize(headers));
+  message.append("payload");
+  NatsHeaders read;
+  EXPECT_THAT(ReadEnvelope(message, read), Optional(EnvelopeSize(headers)));
+  EXPECT_EQ(read, headers);
+  EXPECT_EQ(message.substr(EnvelopeSize(headers)), "payload");
+
+  std::string empty;
+  AppendEnvelope({}, empty);
+  EXPECT_THAT(ReadEnvelope(empty, read), Optional(std::size_t{2}));
+  EXPECT_TRUE(read.empty());
+}
+
+TEST(NatsEnvelope, AnythingElseIsNotADynrpcMessage) {
+  std::string whole;
+  AppendEnvelope({{kType, "end"}, {kCode, "0"}}, whole);
+  NatsHeaders read = {{"stale", "x"}};
+  // Every truncation of a well-formed envelope is refused, headers cleared.
+  for (std::size_t n = 0; n < whole.size(); ++n) {
+    EXPECT_EQ(ReadEnvelope(whole.substr(0, n), read), std::nullopt) << n;
+    EXPECT_TRUE(read.empty()) << n;
+  }
+  EXPECT_EQ(ReadEnvelope("plain bytes", read), std::nullopt);
+  // Too many headers; an empty key; a length past the end.
+  EXPECT_EQ(ReadEnvelope(std::string{kEnvelopeMagic, 65}, read), std::nullopt);
+  EXPECT_EQ(ReadEnvelope(std::string{kEnvelopeMagic, 1, 0, 0}, read),
+            std::nullopt);
+  EXPECT_EQ(ReadEnvelope(std::string{kEnvelopeMagic, 1, 1, 'k', 9, 'v'}, read),
+            std::nullopt);
+  // A varint that never ends.
+  EXPECT_EQ(ReadEnvelope(std::string{kEnvelopeMagic, '\xff', '\xff', '\xff',
+                                     '\xff', '\xff', '\xff'},
+                         read),
+            std::nullopt);
 }
 
 // A cancellation that comes while the loop is not waiting (here: during a

@@ -123,22 +123,17 @@ void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
   NatsMessage m;
   m.subject = natsMsg_GetSubject(msg);
   if (const char* reply = natsMsg_GetReply(msg)) m.reply = reply;
-  // Into warm memory when it is large (a recycled buffer: no page faults).
-  const int length = natsMsg_GetDataLength(msg);
-  m.data = TakeMessageBuffer(static_cast<std::size_t>(length));
-  if (length > 0) m.data.append(natsMsg_GetData(msg), length);
+  // (Has NATS headers and no data: not a dynrpc message, so no envelope.)
   m.no_responders = natsMsg_IsNoResponders(msg);
-  const char** keys = nullptr;
-  int count = 0;
-  if (natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK) {
-    for (int i = 0; i < count; ++i) {
-      const char* value = nullptr;
-      if (natsMsgHeader_Get(msg, keys[i], &value) == NATS_OK) {
-        m.headers.emplace_back(keys[i], value ? value : "");
-      }
-    }
-    free(keys);
-  }
+  const std::string_view data(
+      natsMsg_GetData(msg),
+      static_cast<std::size_t>(std::max(natsMsg_GetDataLength(msg), 0)));
+  // Without a well-formed envelope the message has no headers, and its
+  // receiver refuses it (a call open without a method, say).
+  const std::size_t payload = ReadEnvelope(data, m.headers).value_or(0);
+  // Into warm memory when it is large (a recycled buffer: no page faults).
+  m.data = TakeMessageBuffer(data.size() - payload);
+  m.data.append(data.substr(payload));
   natsMsg_Destroy(msg);
   const std::size_t size = Footprint(m);
   bool post = false;
@@ -493,13 +488,6 @@ NatsSubscription::~NatsSubscription() {
   if (!complete) (void)sink_.release();
 }
 
-std::size_t NatsConnection::HeaderBytes(const NatsHeaders& headers) {
-  if (headers.empty()) return 0;
-  std::size_t n = 12;  // "NATS/1.0\r\n" and the final "\r\n"
-  for (const auto& [k, v] : headers) n += k.size() + v.size() + 4;
-  return n;
-}
-
 absl::Status NatsConnection::Publish(const std::string& subject,
                                      const std::string& reply,
                                      const NatsHeaders& headers,
@@ -518,23 +506,24 @@ absl::Status NatsConnection::Publish(const std::string& subject,
         "up to 64 MB; the guide advises at most 16 MB) or use the tcp "
         "request plane"));
   }
-  natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subject.c_str(),
-                                reply.empty() ? nullptr : reply.c_str(),
-                                data.data(), static_cast<int>(data.size()));
-  for (const auto& [k, v] : headers) {
-    if (s == NATS_OK) s = natsMsgHeader_Set(msg, k.c_str(), v.c_str());
+  if (!connected()) {
+    return absl::UnavailableError(
+        absl::StrCat("not connected to the NATS server at ", url_,
+                     " (NATS_SERVER; reconnecting)"));
   }
-  if (s == NATS_OK) {
-    if (!connected()) {
-      natsMsg_Destroy(msg);
-      return absl::UnavailableError(
-          absl::StrCat("not connected to the NATS server at ", url_,
-                       " (NATS_SERVER; reconnecting)"));
-    }
-    s = natsConnection_PublishMsg(nc, msg);
-  }
-  natsMsg_Destroy(msg);
+  // The envelope and the payload in one buffer (a recycled one when large):
+  // nats.c publishes from one. The copy is the one natsMsg_Create made.
+  std::string message = TakeMessageBuffer(size);
+  AppendEnvelope(headers, message);
+  message.append(data);
+  natsStatus s =
+      reply.empty()
+          ? natsConnection_Publish(nc, subject.c_str(), message.data(),
+                                   static_cast<int>(message.size()))
+          : natsConnection_PublishRequest(nc, subject.c_str(), reply.c_str(),
+                                          message.data(),
+                                          static_cast<int>(message.size()));
+  RecycleMessageBuffer(std::move(message));
   if (s != NATS_OK) {
     return absl::UnavailableError(absl::StrCat(
         "cannot publish to ", subject, " on ", url_, ": ", LastError(s)));

@@ -35,6 +35,7 @@
 #include "boost/asio/post.hpp"
 #include "core/deadline.h"
 #include "dynrpc/config.h"
+#include "nats/envelope.h"
 
 struct __natsConnection;
 struct __natsOptions;
@@ -42,9 +43,8 @@ struct __natsSubscription;
 
 namespace dynrpc::internal::nats {
 
-using NatsHeaders = std::vector<std::pair<std::string, std::string>>;
-
-// A message as received (a copy; nats.c's is freed at once).
+// A message as received (a copy; nats.c's is freed at once): its headers
+// from its envelope (envelope.h), `data` the payload after it.
 struct NatsMessage {
   std::string subject;
   std::string reply;
@@ -106,10 +106,11 @@ class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
       boost::asio::any_io_executor executor,
       std::function<void(NatsMessage)> handler);
 
-  // Publishes; RESOURCE_EXHAUSTED (naming both sizes and how to raise the
-  // limit) when the message with its headers exceeds the server's
-  // max_payload; UNAVAILABLE when disconnected. `what` ("request message",
-  // "response message") words the size error.
+  // Publishes `headers` (in the message's envelope, envelope.h) and `data`;
+  // RESOURCE_EXHAUSTED (naming both sizes and how to raise the limit) when
+  // the message with its headers exceeds the server's max_payload;
+  // UNAVAILABLE when disconnected. `what` ("request message", "response
+  // message") words the size error.
   absl::Status Publish(const std::string& subject, const std::string& reply,
                        const NatsHeaders& headers, const std::string& data,
                        std::string_view what);
@@ -117,7 +118,9 @@ class NatsConnection : public std::enable_shared_from_this<NatsConnection> {
   // The server's max_payload (from its INFO), in bytes.
   int64_t max_payload() const;
   // The bytes `headers` take on the wire (they count toward max_payload).
-  static std::size_t HeaderBytes(const NatsHeaders& headers);
+  static std::size_t HeaderBytes(const NatsHeaders& headers) {
+    return EnvelopeSize(headers);
+  }
   bool connected() const;
   const std::string& url() const { return url_; }
 

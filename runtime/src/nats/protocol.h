@@ -2,26 +2,28 @@
 //
 // Subjects (ns = DYN_NAMESPACE):
 //   <ns>.rpc.<package.Service>.<Method>       any instance: servers subscribe
-//                                             in queue group <ns>.rpc.<package.Service>
+//                                             in queue group
+//                                             <ns>.rpc.<package.Service>
 //   <ns>.inst.<instance>.<package.Service>.<Method>   one chosen instance
 //   <ns>.call.<instance>.<n>                  a call's messages to its server
 //   <ns>.inbox.<client>.<n>                   a call's messages to its client
 //   <ns>.cancel                               cancels of calls not yet accepted
 //
-// Every message carries Dyn-Type. A call opens with an "open" message to a
-// method subject, its reply subject the client's inbox; the server answers
-// on that inbox ("accept" with its call subject for streams; "msg" with a
-// sequence number; "hb" heartbeats; "end" with the status, metadata and, for
-// unary and client-streaming calls, the response). The client sends "msg",
-// "done" (half-close), "credit", "hb" and "cancel" to the call subject.
-// A message whose data is compressed says how in Dyn-Enc (gzip, deflate);
-// an "open" says in Dyn-Accept-Enc which compressions the caller inflates
-// (without it, responses go uncompressed).
-// Credits are bytes (each message costs its size plus 20), granted by the
-// reader as it reads, so a writer never floods a reader. Liveness is the
-// core's policy in heartbeat form (CallLiveness): both sides send a
-// heartbeat every second while a call is open; a call whose peer is silent
-// for 4 s ends (UNAVAILABLE at the client, cancelled at the server).
+// Headers travel in each message's envelope, ahead of its payload
+// (envelope.h), not as NATS headers. Every message carries Dyn-Type. A call
+// opens with an "open" message to a method subject, its reply subject the
+// client's inbox; the server answers on that inbox ("accept" with its call
+// subject for streams; "msg" with a sequence number; "hb" heartbeats; "end"
+// with the status, metadata and, for unary and client-streaming calls, the
+// response). The client sends "msg", "done" (half-close), "credit", "hb" and
+// "cancel" to the call subject. A message whose data is compressed says how in
+// Dyn-Enc (gzip, deflate); an "open" says in Dyn-Accept-Enc which compressions
+// the caller inflates (without it, responses go uncompressed). Credits are
+// bytes (each message costs its size plus 20), granted by the reader as it
+// reads, so a writer never floods a reader. Liveness is the core's policy in
+// heartbeat form (CallLiveness): both sides send a heartbeat every second while
+// a call is open; a call whose peer is silent for 4 s ends (UNAVAILABLE at the
+// client, cancelled at the server).
 #ifndef DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
 #define DYNRPC_RUNTIME_SRC_NATS_PROTOCOL_H_
 
