@@ -35,10 +35,10 @@ boost::asio::awaitable<bool> TaskCancelled();
 
 // Each task runs on the strand Spawn() is given (from NewStrand(); tasks
 // that share state, like a connection's reader and writer, share one). A
-// task's
-// exception is reported on stderr with the task's name (it never vanishes, as
-// with `detached`). The group's state is shared with its tasks, so a task may
-// outlive the TaskGroup object; whatever a task borrows must outlive it.
+// task's exception is reported on stderr with the task's name (it never
+// vanishes, as with `detached`). The group's state is shared with its tasks,
+// so a task may outlive the TaskGroup object; whatever a task borrows must
+// outlive it.
 class TaskGroup {
  public:
   explicit TaskGroup(boost::asio::any_io_executor executor);

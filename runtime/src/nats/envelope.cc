@@ -22,8 +22,8 @@ void AppendVarint(std::size_t n, std::string& out) {
   out.push_back(static_cast<char>(n));
 }
 
-// Reads a varint at `*at` (advancing it); nullopt past the end or beyond 32
-// bits (no length in an envelope comes near).
+// Reads a varint at `*at` (advancing it); nullopt past the end or past five
+// bytes (35 bits: no length in an envelope comes near).
 std::optional<std::size_t> ReadVarint(std::string_view data, std::size_t* at) {
   std::size_t value = 0;
   for (int shift = 0; shift < 35; shift += 7) {

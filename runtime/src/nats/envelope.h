@@ -33,7 +33,8 @@ inline constexpr std::size_t kMaxEnvelopeHeaders = 64;
 // The bytes `headers` take ahead of the payload.
 std::size_t EnvelopeSize(const NatsHeaders& headers);
 
-// Appends the envelope of `headers` to `out`.
+// Appends the envelope of `headers` to `out`. Keys are 1 to 255 bytes (the
+// plane's own names); values any bytes.
 void AppendEnvelope(const NatsHeaders& headers, std::string& out);
 
 // Reads the envelope at the start of `data` into `headers` and returns where
