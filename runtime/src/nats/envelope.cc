@@ -5,7 +5,7 @@
 namespace dynrpc::internal::nats {
 namespace {
 
-std::size_t VarintSize(std::size_t n) {
+std::size_t LengthSize(std::size_t n) {
   std::size_t size = 1;
   while (n >= 0x80) {
     n >>= 7;
@@ -14,7 +14,9 @@ std::size_t VarintSize(std::size_t n) {
   return size;
 }
 
-void AppendVarint(std::size_t n, std::string& out) {
+}  // namespace
+
+void PutLength(std::string& out, std::size_t n) {
   while (n >= 0x80) {
     out.push_back(static_cast<char>((n & 0x7F) | 0x80));
     n >>= 7;
@@ -22,34 +24,23 @@ void AppendVarint(std::size_t n, std::string& out) {
   out.push_back(static_cast<char>(n));
 }
 
-// Reads a varint at `*at` (advancing it); nullopt past the end or past five
-// bytes (35 bits: no length in an envelope comes near).
-std::optional<std::size_t> ReadVarint(std::string_view data, std::size_t* at) {
-  std::size_t value = 0;
+bool GetLength(std::string_view& in, std::size_t& n) {
+  n = 0;
+  // At most five bytes (35 bits): no length here comes near.
   for (int shift = 0; shift < 35; shift += 7) {
-    if (*at >= data.size()) return std::nullopt;
-    uint8_t byte = static_cast<uint8_t>(data[(*at)++]);
-    value |= std::size_t{byte & 0x7Fu} << shift;
-    if ((byte & 0x80) == 0) return value;
+    if (in.empty()) return false;
+    const uint8_t byte = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    n |= std::size_t{byte & 0x7Fu} << shift;
+    if ((byte & 0x80) == 0) return n <= in.size();
   }
-  return std::nullopt;
+  return false;
 }
-
-// A string of `length` bytes at `*at` (advancing it), or nullopt past the end.
-std::optional<std::string_view> ReadBytes(std::string_view data,
-                                          std::size_t* at, std::size_t length) {
-  if (length > data.size() - *at) return std::nullopt;
-  std::string_view bytes = data.substr(*at, length);
-  *at += length;
-  return bytes;
-}
-
-}  // namespace
 
 std::size_t EnvelopeSize(const NatsHeaders& headers) {
-  std::size_t size = 1 + VarintSize(headers.size());
+  std::size_t size = 1 + LengthSize(headers.size());
   for (const auto& [key, value] : headers) {
-    size += VarintSize(key.size()) + key.size() + VarintSize(value.size()) +
+    size += LengthSize(key.size()) + key.size() + LengthSize(value.size()) +
             value.size();
   }
   return size;
@@ -57,11 +48,11 @@ std::size_t EnvelopeSize(const NatsHeaders& headers) {
 
 void AppendEnvelope(const NatsHeaders& headers, std::string& out) {
   out.push_back(kEnvelopeMagic);
-  AppendVarint(headers.size(), out);
+  PutLength(out, headers.size());
   for (const auto& [key, value] : headers) {
-    AppendVarint(key.size(), out);
+    PutLength(out, key.size());
     out.append(key);
-    AppendVarint(value.size(), out);
+    PutLength(out, value.size());
     out.append(value);
   }
 }
@@ -73,25 +64,22 @@ std::optional<std::size_t> ReadEnvelope(std::string_view data,
     headers.clear();
     return std::nullopt;
   };
-  if (data.empty() || data[0] != kEnvelopeMagic) return malformed();
-  std::size_t at = 1;
-  std::optional<std::size_t> count = ReadVarint(data, &at);
-  if (!count || *count > kMaxEnvelopeHeaders) return malformed();
-  headers.reserve(*count);
-  for (std::size_t i = 0; i < *count; ++i) {
-    std::optional<std::size_t> key_length = ReadVarint(data, &at);
-    if (!key_length || *key_length == 0 || *key_length > 255) {
-      return malformed();
-    }
-    std::optional<std::string_view> key = ReadBytes(data, &at, *key_length);
-    if (!key) return malformed();
-    std::optional<std::size_t> value_length = ReadVarint(data, &at);
-    if (!value_length) return malformed();
-    std::optional<std::string_view> value = ReadBytes(data, &at, *value_length);
-    if (!value) return malformed();
-    headers.emplace_back(std::string(*key), std::string(*value));
+  std::string_view in = data;
+  if (in.empty() || in.front() != kEnvelopeMagic) return malformed();
+  in.remove_prefix(1);
+  std::size_t count = 0;
+  if (!GetLength(in, count) || count > kMaxEnvelopeHeaders) return malformed();
+  headers.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::size_t n = 0;
+    if (!GetLength(in, n) || n == 0 || n > 255) return malformed();
+    std::string key(in.substr(0, n));
+    in.remove_prefix(n);
+    if (!GetLength(in, n)) return malformed();
+    headers.emplace_back(std::move(key), std::string(in.substr(0, n)));
+    in.remove_prefix(n);
   }
-  return at;
+  return data.size() - in.size();
 }
 
 }  // namespace dynrpc::internal::nats

@@ -33,6 +33,12 @@ inline constexpr std::size_t kMaxEnvelopeHeaders = 64;
 // The bytes `headers` take ahead of the payload.
 std::size_t EnvelopeSize(const NatsHeaders& headers);
 
+// The plane's one length encoding (a varint), in envelopes and in encoded
+// metadata: PutLength() appends `n`; GetLength() takes a length off the
+// front of `in`, false when `in` ends first or fewer than `n` bytes follow.
+void PutLength(std::string& out, std::size_t n);
+bool GetLength(std::string_view& in, std::size_t& n);
+
 // Appends the envelope of `headers` to `out`. Keys are 1 to 255 bytes (the
 // plane's own names); values any bytes.
 void AppendEnvelope(const NatsHeaders& headers, std::string& out);

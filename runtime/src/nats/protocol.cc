@@ -14,26 +14,9 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "core/task_group.h"
 #include "dynrpc/status_macros.h"
+#include "nats/envelope.h"
 
 namespace dynrpc::internal::nats {
-
-namespace {
-
-void PutLength(std::string& out, std::size_t n) {
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<char>((n >> shift) & 0xff));
-  }
-}
-
-bool GetLength(std::string_view& in, std::size_t& n) {
-  if (in.size() < 4) return false;
-  n = 0;
-  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>(in[i]);
-  in.remove_prefix(4);
-  return n <= in.size();
-}
-
-}  // namespace
 
 std::optional<std::string> MethodSubjectSuffix(std::string_view path) {
   if (path.size() < 4 || path.front() != '/') return std::nullopt;
