@@ -11,6 +11,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "core/context_access.h"
+#include "core/deadline_timers.h"
 #include "core/deadline.h"
 #include "core/metrics.h"
 #include "core/request_plane.h"
@@ -253,7 +254,8 @@ Channel::Channel(boost::asio::any_io_executor executor, std::string target,
       router_(std::move(router)),
       compression_(config.compression),
       compression_min_bytes_(config.compression_min_bytes),
-      plane_name_(RequestPlaneName(config.request_plane)) {}
+      plane_name_(RequestPlaneName(config.request_plane)),
+      deadlines_(std::make_unique<internal::DeadlineTimers>(executor_)) {}
 
 Channel::~Channel() = default;
 
@@ -335,20 +337,17 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
     co_return absl::DeadlineExceededError(
         ExpiredMessage(context, method_path, *client_));
   }
-  // The deadline and TryCancel() end the call through the plane's hook: one
-  // timer, no extra coroutine.
+  // The deadline and TryCancel() end the call through the plane's hook: no
+  // timer of its own, no extra coroutine.
   auto cancel = std::make_shared<internal::CancelHook>();
   if (!ContextAccess::SetCanceller(context, [cancel] {
         cancel->Cancel(absl::CancelledError("call cancelled by the caller"));
       })) {
     co_return absl::CancelledError("call cancelled by the caller");
   }
-  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
-  timer.async_wait([cancel](const boost::system::error_code& ec) {
-    // Its message is replaced below, once the call has ended: built only
-    // for a call that expires.
-    if (!ec) cancel->Cancel(absl::DeadlineExceededError("deadline exceeded"));
-  });
+  // Its message is replaced below, once the call has ended: built only for
+  // a call that expires.
+  internal::DeadlineTimers::Handle pending = deadlines_->Add(deadline, cancel);
   // (Not a ?: : GCC 12 miscompiles co_await in one.)
   CallResult result;
   if (router_ != nullptr) {
@@ -356,7 +355,7 @@ boost::asio::awaitable<absl::StatusOr<std::string>> Channel::CallUnary(
   } else {
     result = co_await client_->Unary(target_, std::move(call), cancel);
   }
-  timer.cancel();
+  pending.Cancel();
   ContextAccess::ClearCanceller(context);
   ContextAccess::SetServerMetadata(context, std::move(result.initial_metadata),
                                    std::move(result.trailing_metadata));

@@ -77,7 +77,7 @@ Server::Server(boost::asio::any_io_executor executor)
 Server::Server(boost::asio::any_io_executor executor, Config config)
     : executor_(std::move(executor)),
       config_(std::move(config)),
-      dispatcher_(std::make_unique<internal::Dispatcher>()),
+      dispatcher_(std::make_unique<internal::Dispatcher>(executor_)),
       health_(std::make_unique<internal::HealthService>()),
       reflection_(std::make_unique<internal::ReflectionServices>()),
       instance_id_(NewInstanceId()) {}

@@ -9,7 +9,6 @@
 #include "boost/system/system_error.hpp"
 #include "core/context_access.h"
 #include "dynrpc/message_buffers.h"
-#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "core/deadline.h"
 
@@ -116,39 +115,45 @@ absl::Status HandlerExpired(const std::string& method) {
       "the caller's deadline for ", method, " passed while its handler ran"));
 }
 
+// What a call's deadline does when it passes first: has the plane cancel
+// the call. Shared with the deadline table, which may expire it after the
+// call's frame has gone, so it holds the method's name itself; the message
+// is built only for a call that expires.
+struct Expiry final : DeadlineTimers::Target {
+  Expiry(std::string method, const ServerCallInfo& info)
+      : method(std::move(method)),
+        cancelled(info.cancelled),
+        cancel(info.cancel) {}
+  void Expired() override {
+    expired.store(true);
+    if (cancelled) cancelled->store(true);
+    if (cancel) cancel(HandlerExpired(method));
+  }
+  std::atomic<bool> expired{false};
+  const std::string method;
+  const std::shared_ptr<std::atomic<bool>> cancelled;
+  const std::function<void(absl::Status)> cancel;
+};
+
 // Runs `run` under the request's deadline and turns its outcome into the
 // call's result, with the metadata the handler added. The handler runs in
-// the plane's call coroutine itself; when the deadline passes, a timer has
-// the plane cancel that call (its stream ends, its coroutine gets terminal
-// cancellation), so the handler's pending operations end, IsCancelled()
-// turns true at once, and the call's status is DEADLINE_EXCEEDED.
+// the plane's call coroutine itself; when the deadline passes, `deadlines`
+// has the plane cancel that call (its stream ends, its coroutine gets
+// terminal cancellation), so the handler's pending operations end,
+// IsCancelled() turns true at once, and the call's status is
+// DEADLINE_EXCEEDED.
 asio::awaitable<CallResult> Run(
     ServerContext& context, const std::optional<Clock::time_point>& deadline,
     const ServerCallInfo& info, bool has_message,
     ResponseCompression& compression, CallStats* stats,
+    DeadlineTimers& deadlines,
     asio::awaitable<absl::StatusOr<std::string>> run) {
   absl::StatusOr<std::string> outcome;
   if (deadline) {
-    // Shared with the timer's callback, which may run after this frame has
-    // gone (a timer that fired runs its callback even after cancel()), so
-    // it holds the method's name itself; the message is built only for a
-    // call that expires.
-    struct Expiry {
-      std::atomic<bool> expired{false};
-      std::string method;
-    };
-    auto expiry = std::make_shared<Expiry>();
-    expiry->method = context.method();
-    asio::steady_timer timer(co_await asio::this_coro::executor, *deadline);
-    timer.async_wait([expiry, cancelled = info.cancelled, cancel = info.cancel](
-                         const boost::system::error_code& ec) {
-      if (ec) return;  // the handler finished first
-      expiry->expired.store(true);
-      if (cancelled) cancelled->store(true);
-      if (cancel) cancel(HandlerExpired(expiry->method));
-    });
+    auto expiry = std::make_shared<Expiry>(context.method(), info);
+    DeadlineTimers::Handle pending = deadlines.Add(*deadline, expiry);
     outcome = co_await std::move(run);
-    timer.cancel();
+    pending.Cancel();
     if (expiry->expired.load()) outcome = HandlerExpired(context.method());
   } else {
     outcome = co_await std::move(run);
@@ -350,7 +355,8 @@ asio::awaitable<CallResult> Dispatcher::HandleUnary(CallRequest request,
       Guarded(method.path, handle);
   CallResult result =
       co_await Run(context, request.deadline, info,
-                   /*has_message=*/true, compression, stats, std::move(run));
+                   /*has_message=*/true, compression, stats, deadlines_,
+                   std::move(run));
   counted.End(result.status.code());
   co_return result;
 }
@@ -380,7 +386,7 @@ asio::awaitable<CallResult> Dispatcher::HandleStream(CallRequest request,
   CallResult result =
       co_await Run(context, request.deadline, info,
                    method.kind == MethodKind::kClientStreaming, compression,
-                   stats, std::move(run));
+                   stats, deadlines_, std::move(run));
   counted.End(result.status.code());
   co_return result;
 }

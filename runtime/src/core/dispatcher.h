@@ -10,7 +10,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "boost/asio/any_io_executor.hpp"
 #include "core/admission.h"
+#include "core/deadline_timers.h"
 #include "core/metrics.h"
 #include "core/request_plane.h"
 #include "dynrpc/service.h"
@@ -19,6 +21,10 @@ namespace dynrpc::internal {
 
 class Dispatcher final : public CallHandler {
  public:
+  // Calls' deadlines are timed on `executor`.
+  explicit Dispatcher(boost::asio::any_io_executor executor)
+      : deadlines_(std::move(executor)) {}
+
   // `service` is borrowed; it must outlive the dispatcher. Fails with
   // ALREADY_EXISTS when a method path is registered twice.
   absl::Status Register(Service& service);
@@ -92,6 +98,7 @@ class Dispatcher final : public CallHandler {
   Clock::time_point last_arrival_;  // while draining; under drain_mu_
   std::size_t running_ = 0;  // handlers that hold a drain up; under drain_mu_
   std::optional<Admission> handlers_;  // unset: no limit
+  DeadlineTimers deadlines_;  // the running handlers'
 };
 
 }  // namespace dynrpc::internal

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
 #include "core/compression.h"
+#include "core/deadline_timers.h"
 #include "dynrpc/context.h"
 #include "dynrpc/service.h"
 
@@ -167,11 +168,16 @@ class RequestPlaneServer {
 };
 
 // How the core ends a call a plane is running, from any thread: at its
-// deadline, or when the caller TryCancel()s. The plane says how (Set), and
-// may say it again as the call moves on (waiting for a connection, then
-// waiting for the reply); a Cancel() that came first runs at once.
-class CancelHook {
+// deadline (as a DeadlineTimers target: DEADLINE_EXCEEDED), or when the
+// caller TryCancel()s. The plane says how (Set), and may say it again as the
+// call moves on (waiting for a connection, then waiting for the reply); a
+// Cancel() that came first runs at once.
+class CancelHook final : public DeadlineTimers::Target {
  public:
+  void Expired() override {
+    Cancel(absl::DeadlineExceededError("deadline exceeded"));
+  }
+
   // What a hook can end without a std::function (one allocation less on
   // every call).
   class Target {
