@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "benchmark/benchmark.h"
 #include "support/subprocess.h"
 
 namespace bench {
@@ -62,6 +63,21 @@ class System {
   virtual std::string Probe(const std::string& payload) {
     UnaryOnce(payload);
     return "";
+  }
+  // One call at a time for as long as `state` runs: each call's time in
+  // microseconds. UnaryOnce() in a loop unless the system's client is
+  // asynchronous, when it makes the calls as its users would.
+  virtual std::vector<double> TimeUnary(benchmark::State& state,
+                                        const std::string& payload) {
+    std::vector<double> micros;
+    for (auto _ : state) {
+      auto start = std::chrono::steady_clock::now();
+      UnaryOnce(payload);
+      micros.push_back(std::chrono::duration<double, std::micro>(
+                           std::chrono::steady_clock::now() - start)
+                           .count());
+    }
+    return micros;
   }
   // `calls` echoes, `in_flight` outstanding at any time.
   virtual void UnaryBatch(const std::string& payload, int calls,

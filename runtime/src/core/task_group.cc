@@ -84,19 +84,39 @@ asio::awaitable<bool> TaskCancelled() {
 
 asio::any_io_executor TaskGroup::NewStrand() { return MakeStrand(executor_); }
 
+namespace {
+
+// Runs `task`, then lets co_spawn complete it at once. Asio 1.81's
+// co_spawn posts once more before it completes a task that never suspended
+// (so that the completion handler never runs inside co_spawn), and
+// on a server most calls are such tasks: a fast unary handler runs inline
+// from the connection's reader. That post cost each call a scheduler round
+// and a non-blocking epoll_wait (perf, strace: one call at a time over TCP).
+// The group's completion handler may run inline (Spawn() holds no lock
+// across co_spawn), so the task marks its thread of execution as having
+// switched context, which is what the post is there to ensure. (Asio's
+// detail API: co_spawn_entry_point reads this flag in Boost 1.81.)
+asio::awaitable<void> CompletingInline(asio::awaitable<void> task) {
+  co_await std::move(task);
+  (co_await asio::detail::awaitable_thread_has_context_switched{}) = true;
+}
+
+}  // namespace
+
 void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
                       const char* name,
                       std::shared_ptr<asio::cancellation_signal> signal) {
   if (signal == nullptr) signal = std::make_shared<asio::cancellation_signal>();
-  // The lock is held until co_spawn has connected `signal` to the task, so a
-  // CancelAll() that runs meanwhile cannot emit into an empty slot. co_spawn
-  // dispatches: on an executor thread the task may run here until its first
-  // suspension, but it cannot complete (the completion handler, which takes
-  // the lock, runs only after the task's first hop through its strand).
-  std::lock_guard lock(state_->mu);
-  uint64_t id = state_->next_id++;
-  state_->tasks.emplace(id, State::Task{strand, signal});
-  asio::co_spawn(strand, std::move(task),
+  uint64_t id;
+  {
+    std::lock_guard lock(state_->mu);
+    id = state_->next_id++;
+    state_->tasks.emplace(id, State::Task{strand, signal});
+  }
+  // co_spawn dispatches: on an executor thread the task may run here, and
+  // even complete (its completion handler takes the lock), before co_spawn
+  // returns.
+  asio::co_spawn(strand, CompletingInline(std::move(task)),
                  asio::bind_cancellation_slot(
                      signal->slot(),
                      [state = state_, id, name, signal](std::exception_ptr e) {
@@ -105,7 +125,15 @@ void TaskGroup::Spawn(asio::any_io_executor strand, asio::awaitable<void> task,
                        state->tasks.erase(id);
                        if (state->tasks.empty()) state->done.notify_all();
                      }));
-  if (state_->cancelled) {
+  // A CancelAll() that ran before co_spawn connected `signal` emitted into
+  // an empty slot: emit again (twice, or into an ended task, is harmless).
+  // One that runs after this look finds the task connected.
+  bool cancelled;
+  {
+    std::lock_guard lock(state_->mu);
+    cancelled = state_->cancelled;
+  }
+  if (cancelled) {
     asio::post(strand,
                [signal] { signal->emit(asio::cancellation_type::terminal); });
   }

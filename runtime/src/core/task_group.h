@@ -48,9 +48,9 @@ class TaskGroup {
 
   // Starts `task` on `strand` (from NewStrand()); the caller must not be
   // running on that strand. Called from an executor thread, the task may
-  // start running before Spawn() returns (co_spawn dispatches): a caller
-  // holding a lock the task takes must post the Spawn() instead. After
-  // CancelAll() new tasks are cancelled at once.
+  // run, and even end, before Spawn() returns (co_spawn dispatches): a
+  // caller holding a lock the task takes must post the Spawn() instead.
+  // After CancelAll() new tasks are cancelled at once.
   //
   // `signal`, when given, is the task's cancellation signal, for the caller
   // to cancel this one task: emit on it through `strand` only.
