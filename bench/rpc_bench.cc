@@ -163,9 +163,7 @@ class DynrpcSystem final : public bench::System {
             absl::StatusOr<bench::Payload> reply =
                 co_await stub_->Unary(context, request_);
             if (!reply.ok()) std::abort();
-            micros.push_back(std::chrono::duration<double, std::micro>(
-                                 Clock::now() - start)
-                                 .count());
+            micros.push_back(bench::MicrosSince(start));
           }
         },
         [&](std::exception_ptr e) {

@@ -52,6 +52,13 @@ class ServerProcess {
 // A benchmarked system: its server process and a client to it. A payload
 // of n bytes is always n times 'p', so a system may reuse a request built for
 // a payload of the same size.
+// Microseconds since `start`: one call's time.
+inline double MicrosSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
+
 class System {
  public:
   virtual ~System() = default;
@@ -73,9 +80,7 @@ class System {
     for (auto _ : state) {
       auto start = std::chrono::steady_clock::now();
       UnaryOnce(payload);
-      micros.push_back(std::chrono::duration<double, std::micro>(
-                           std::chrono::steady_clock::now() - start)
-                           .count());
+      micros.push_back(MicrosSince(start));
     }
     return micros;
   }

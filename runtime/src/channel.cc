@@ -8,7 +8,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "core/context_access.h"
 #include "core/deadline.h"
@@ -68,13 +67,28 @@ class FailedRawStream final : public RawClientStream {
   absl::Status status_;
 };
 
-// The public stream over a plane's: enforces the deadline (a timer that
-// cancels the plane stream), wires ClientContext::TryCancel, and hands the
-// server's metadata to the context when the call ends.
+// What a stream's deadline ends: the plane's stream, if it is still there.
+struct StreamExpiry final : internal::DeadlineTimers::Target {
+  StreamExpiry(std::weak_ptr<internal::ClientStream> plane, std::string expired)
+      : plane(std::move(plane)), expired(std::move(expired)) {}
+  void Expired() override {
+    if (auto stream = plane.lock()) {
+      stream->Cancel(absl::DeadlineExceededError(expired));
+    }
+  }
+  const std::weak_ptr<internal::ClientStream> plane;
+  const std::string expired;
+};
+
+// The public stream over a plane's: enforces the deadline (entered in the
+// channel's DeadlineTimers, it cancels the plane stream), wires
+// ClientContext::TryCancel, and hands the server's metadata to the context
+// when the call ends.
 class CoreClientStream final : public RawClientStream {
  public:
   CoreClientStream(std::shared_ptr<internal::ClientStream> plane,
-                   ClientContext& context, asio::any_io_executor executor,
+                   ClientContext& context,
+                   std::shared_ptr<internal::DeadlineTimers> deadlines,
                    Clock::time_point deadline, std::string expired,
                    Compression compression, std::size_t compression_min_bytes,
                    internal::CallStats* stats)
@@ -84,15 +98,10 @@ class CoreClientStream final : public RawClientStream {
         compression_min_bytes_(compression_min_bytes),
         stats_(stats),
         counted_(stats),
-        timer_(executor, deadline) {
+        deadlines_(std::move(deadlines)),
+        pending_(deadlines_->Add(deadline, std::make_shared<StreamExpiry>(
+                                               plane_, std::move(expired)))) {
     std::weak_ptr<internal::ClientStream> weak = plane_;
-    timer_.async_wait([weak, expired = std::move(expired)](
-                          const boost::system::error_code& ec) {
-      if (ec) return;  // cancelled: the stream ended first
-      if (auto plane = weak.lock()) {
-        plane->Cancel(absl::DeadlineExceededError(expired));
-      }
-    });
     ContextAccess::SetCanceller(context_, [weak] {
       if (auto plane = weak.lock()) {
         plane->Cancel(absl::CancelledError("call cancelled by the caller"));
@@ -101,7 +110,10 @@ class CoreClientStream final : public RawClientStream {
   }
   ~CoreClientStream() override {
     ContextAccess::ClearCanceller(context_);
-    timer_.cancel();
+    {
+      std::lock_guard lock(mu_);
+      pending_.Cancel();
+    }
     // No effect once the call has ended.
     plane_->Cancel(absl::CancelledError("stream dropped before it ended"));
   }
@@ -154,7 +166,7 @@ class CoreClientStream final : public RawClientStream {
     if (ended_) return;
     ended_ = true;
     counted_.End(result.status.code());
-    timer_.cancel();
+    pending_.Cancel();
     ContextAccess::ClearCanceller(context_);
     ContextAccess::SetServerMetadata(context_,
                                      std::move(result.initial_metadata),
@@ -168,7 +180,9 @@ class CoreClientStream final : public RawClientStream {
   internal::CallStats* const stats_;  // null: not counted
   std::mutex mu_;
   internal::CountedCall counted_;  // End() under mu_
-  asio::steady_timer timer_;       // cancel() under mu_
+  // Kept while the stream lives: a stream may outlive its channel.
+  std::shared_ptr<internal::DeadlineTimers> deadlines_;
+  internal::DeadlineTimers::Handle pending_;  // Cancel() under mu_
   bool ended_ = false;             // guarded by mu_
 };
 
@@ -255,7 +269,7 @@ Channel::Channel(boost::asio::any_io_executor executor, std::string target,
       compression_(config.compression),
       compression_min_bytes_(config.compression_min_bytes),
       plane_name_(RequestPlaneName(config.request_plane)),
-      deadlines_(std::make_unique<internal::DeadlineTimers>(executor_)) {}
+      deadlines_(std::make_shared<internal::DeadlineTimers>(executor_)) {}
 
 Channel::~Channel() = default;
 
@@ -399,7 +413,7 @@ std::unique_ptr<RawClientStream> Channel::StartStream(
     plane->Cancel(absl::DeadlineExceededError(expired));
   }
   return std::make_unique<CoreClientStream>(
-      std::move(plane), context, executor_, deadline, std::move(expired),
+      std::move(plane), context, deadlines_, deadline, std::move(expired),
       head_encoding, compression_min_bytes_, stats);
 }
 

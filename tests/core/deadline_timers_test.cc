@@ -31,6 +31,13 @@ struct Recorder final : DeadlineTimers::Target {
   std::optional<Clock::time_point> at;
 };
 
+// A deadline at `at` whose expiry appends `id` to `order`.
+DeadlineTimers::Handle AddRecorder(DeadlineTimers& deadlines,
+                                   Clock::time_point at, int id,
+                                   std::vector<int>& order) {
+  return deadlines.Add(at, std::make_shared<Recorder>(id, order));
+}
+
 // Runs `io` until `order` holds `n` expiries (the timer's real time).
 void RunUntil(asio::io_context& io, const std::vector<int>& order,
               std::size_t n) {
@@ -56,12 +63,12 @@ TEST(DeadlineTimersTest, TargetsExpireInDeadlineOrderWhateverTheOrderAdded) {
   std::vector<int> order;
   const Clock::time_point now = Clock::now();
   // The later first: the earlier one must re-arm the timer.
-  DeadlineTimers::Handle late = deadlines.Add(
-      now + milliseconds(40), std::make_shared<Recorder>(40, order));
-  DeadlineTimers::Handle early = deadlines.Add(
-      now + milliseconds(10), std::make_shared<Recorder>(10, order));
-  DeadlineTimers::Handle middle = deadlines.Add(
-      now + milliseconds(25), std::make_shared<Recorder>(25, order));
+  DeadlineTimers::Handle late =
+      AddRecorder(deadlines, now + milliseconds(40), 40, order);
+  DeadlineTimers::Handle early =
+      AddRecorder(deadlines, now + milliseconds(10), 10, order);
+  DeadlineTimers::Handle middle =
+      AddRecorder(deadlines, now + milliseconds(25), 25, order);
   RunUntil(io, order, 3);
   EXPECT_THAT(order, ElementsAre(10, 25, 40));
 }
@@ -71,12 +78,12 @@ TEST(DeadlineTimersTest, ARemovedDeadlineNeverExpires) {
   DeadlineTimers deadlines(io.get_executor());
   std::vector<int> order;
   const Clock::time_point now = Clock::now();
-  DeadlineTimers::Handle removed = deadlines.Add(
-      now + milliseconds(5), std::make_shared<Recorder>(1, order));
-  DeadlineTimers::Handle dropped = deadlines.Add(
-      now + milliseconds(10), std::make_shared<Recorder>(2, order));
-  DeadlineTimers::Handle kept = deadlines.Add(
-      now + milliseconds(30), std::make_shared<Recorder>(3, order));
+  DeadlineTimers::Handle removed =
+      AddRecorder(deadlines, now + milliseconds(5), 1, order);
+  DeadlineTimers::Handle dropped =
+      AddRecorder(deadlines, now + milliseconds(10), 2, order);
+  DeadlineTimers::Handle kept =
+      AddRecorder(deadlines, now + milliseconds(30), 3, order);
   removed.Cancel();
   { DeadlineTimers::Handle gone = std::move(dropped); }  // destroyed
   EXPECT_EQ(deadlines.pending(), 1u);
@@ -92,11 +99,11 @@ TEST(DeadlineTimersTest, EndingBeforeTheDeadlineRunsNoHandler) {
   asio::io_context io;
   DeadlineTimers deadlines(io.get_executor());
   std::vector<int> order;
-  DeadlineTimers::Handle first = deadlines.Add(
-      Clock::now() + hours(1), std::make_shared<Recorder>(1, order));
+  DeadlineTimers::Handle first =
+      AddRecorder(deadlines, Clock::now() + hours(1), 1, order);
   for (int i = 0; i < 100; ++i) {
-    DeadlineTimers::Handle call = deadlines.Add(
-        Clock::now() + hours(2), std::make_shared<Recorder>(2, order));
+    DeadlineTimers::Handle call =
+        AddRecorder(deadlines, Clock::now() + hours(2), 2, order);
   }
   first.Cancel();
   EXPECT_EQ(io.poll(), 0u);
@@ -116,12 +123,11 @@ TEST(DeadlineTimersTest, RemovedDeadlinesAreNotHeldBeyondTheQueueBound) {
   std::vector<int> order;
   std::vector<DeadlineTimers::Handle> live;
   for (int i = 0; i < 10; ++i) {
-    live.push_back(deadlines.Add(Clock::now() + hours(1),
-                                 std::make_shared<Recorder>(i, order)));
+    live.push_back(AddRecorder(deadlines, Clock::now() + hours(1), i, order));
   }
   for (int i = 0; i < 100000; ++i) {
-    DeadlineTimers::Handle call = deadlines.Add(
-        Clock::now() + hours(2), std::make_shared<Recorder>(-1, order));
+    DeadlineTimers::Handle call =
+        AddRecorder(deadlines, Clock::now() + hours(2), -1, order);
   }
   EXPECT_EQ(deadlines.pending(), 10u);
   EXPECT_LE(deadlines.queued(), 2 * 10u + 64 + 1);
@@ -133,8 +139,8 @@ TEST(DeadlineTimersTest, DestroyingTheTableDropsWhatIsPending) {
   DeadlineTimers::Handle outliving;
   {
     DeadlineTimers deadlines(io.get_executor());
-    outliving = deadlines.Add(Clock::now() + milliseconds(10),
-                              std::make_shared<Recorder>(1, order));
+    outliving =
+        AddRecorder(deadlines, Clock::now() + milliseconds(10), 1, order);
   }
   // Nothing is left to wait for: run() returns once the cancelled wait has
   // run, without the deadline's expiry.

@@ -186,8 +186,8 @@ class Channel {
   Compression compression_;
   std::size_t compression_min_bytes_;
   std::string_view plane_name_;  // for metrics: "tcp", "http", "nats"
-  // The deadlines of this channel's unary calls, on one timer.
-  std::unique_ptr<internal::DeadlineTimers> deadlines_;
+  // The deadlines of this channel's calls, on one timer.
+  std::shared_ptr<internal::DeadlineTimers> deadlines_;
 };
 
 namespace internal {
