@@ -138,5 +138,59 @@ TEST(MessageBuffersTest, SerializesInPlaceIntoARecycledBuffer) {
   EXPECT_GE(out.capacity(), kMiB);  // the recycled one
 }
 
+// A buffer lent to a read that expects a large message counts against the
+// cache's bound of four until the loan ends: given back (or dropped) it is
+// cached again; kept, its place is free.
+TEST(MessageBuffersTest, ALentBufferCountsAgainstTheBoundUntilTheLoanEnds) {
+  Drain();
+  std::vector<std::string> made;
+  for (int i = 0; i < 6; ++i) made.push_back(TakeMessageBuffer(kMiB));
+  for (int i = 0; i < 4; ++i) RecycleMessageBuffer(std::move(made[i]));
+  const char* lent_memory = nullptr;
+  {
+    LentBuffer lent;
+    ASSERT_TRUE(lent.Borrow(kMiB / 2));
+    EXPECT_TRUE(lent.lent());
+    EXPECT_EQ(lent.size(), kMiB / 2);
+    lent_memory = lent.data();
+    EXPECT_FALSE(lent.Borrow(kMiB)) << "one loan at a time";
+    // Three cached and one lent: a fifth buffer is not kept.
+    const char* fifth = made[4].data();
+    RecycleMessageBuffer(std::move(made[4]));
+    std::vector<std::string> taken(4);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(TakeRecycledForOverwrite(kMiB, taken[i])) << i;
+      EXPECT_NE(taken[i].data(), fifth);
+    }
+    EXPECT_FALSE(TakeRecycledForOverwrite(kMiB, taken[3]));
+    for (std::string& b : taken) RecycleMessageBuffer(std::move(b));
+  }  // dropped while lent: given back
+  std::vector<std::string> taken(4);
+  bool lent_came_back = false;
+  for (std::string& b : taken) {
+    ASSERT_TRUE(TakeRecycledForOverwrite(kMiB, b));
+    lent_came_back = lent_came_back || b.data() == lent_memory;
+  }
+  EXPECT_TRUE(lent_came_back);
+  for (std::string& b : taken) RecycleMessageBuffer(std::move(b));
+
+  // Kept: the buffer is the borrower's and a new one takes its place.
+  LentBuffer kept;
+  ASSERT_TRUE(kept.Borrow(kMiB));
+  std::string message = kept.Keep();
+  EXPECT_FALSE(kept.lent());
+  EXPECT_EQ(message.size(), kMiB);
+  const char* sixth = made[5].data();
+  RecycleMessageBuffer(std::move(made[5]));
+  bool sixth_kept = false;
+  for (int i = 0; i < 4; ++i) {
+    std::string b;
+    ASSERT_TRUE(TakeRecycledForOverwrite(kMiB, b)) << i;
+    sixth_kept = sixth_kept || b.data() == sixth;
+    taken[i] = std::move(b);
+  }
+  EXPECT_TRUE(sixth_kept);
+}
+
 }  // namespace
 }  // namespace dynrpc::internal

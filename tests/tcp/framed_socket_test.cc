@@ -21,6 +21,7 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/use_future.hpp"
+#include "dynrpc/message_buffers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/socket_pair.h"
@@ -188,6 +189,46 @@ TEST_F(FramedSocketTest, ClosingWhileThreadsSendEndsTheStreamCleanly) {
   EXPECT_GE(got.frames, 1000);
   EXPECT_EQ(got.out_of_order_or_damaged, 0);
   EXPECT_THAT(got.end, StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// After a large frame the reader reads the next as if shaped like it (its
+// header and head into the read buffer, its payload straight into a lent
+// message buffer). Each frame here is read as it comes, so each finds the
+// read buffer empty: frames of the same shape, of another payload length,
+// of another head length, shorter than the expected head, and larger than
+// one read all arrive whole.
+TEST_F(FramedSocketTest, FramesAfterALargeOneArriveWholeWhateverTheirShape) {
+  struct Shape {
+    std::size_t method;  // length of the request's method: sizes its head
+    std::size_t payload;
+  };
+  const std::vector<Shape> shapes = {
+      {200, 100 << 10}, {200, 100 << 10}, {200, 100 << 10}, {200, 90 << 10},
+      {210, 90 << 10},  {0, 16},          {200, 100 << 10}, {200, 100 << 10},
+      {1, 1 << 20},     {1, 1 << 20},     {1, 100 << 10},   {200, 100 << 10}};
+  // Large messages recycled by the reader's side come back for the next
+  // read: as in a server, whose request buffers are recycled once parsed.
+  for (int i = 0; i < 4; ++i) RecycleMessageBuffer(std::string(1 << 20, 'r'));
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    SCOPED_TRACE(i);
+    // Waiting before the frame is sent: it finds the read buffer empty.
+    std::future<absl::StatusOr<InFrame>> reading = asio::co_spawn(
+        receiver_->executor(), receiver_->ReadFrame(), asio::use_future);
+    RequestHead head;
+    head.method = std::string(shapes[i].method, 'm');
+    absl::StatusOr<std::string> prefix =
+        EncodeRequestPrefix(i, head, shapes[i].payload);
+    ASSERT_TRUE(prefix.ok()) << prefix.status();
+    std::string payload = Payload(0, i, shapes[i].payload);
+    const std::string expected_head = prefix->substr(kFrameHeaderSize);
+    sender_->Send(*std::move(prefix), payload);
+    absl::StatusOr<InFrame> frame = reading.get();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    EXPECT_EQ(frame->header.call_id, i);
+    EXPECT_EQ(frame->head, expected_head);
+    EXPECT_TRUE(frame->payload == payload) << "payload damaged";
+    RecycleMessageBuffer(std::move(frame->payload));
+  }
 }
 
 }  // namespace

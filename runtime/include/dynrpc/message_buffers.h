@@ -37,6 +37,38 @@ bool TakeRecycledForOverwrite(std::size_t size, std::string& out);
 // Gives `buffer`'s memory back for reuse (or frees it).
 void RecycleMessageBuffer(std::string&& buffer);
 
+// A buffer lent by the cache to a read that expects a large message before
+// it has come (the TCP reader, which would otherwise copy the message's
+// first bytes out of its read buffer). While lent it still counts against
+// the cache's bounds (4 buffers, 64 MiB), so reads waiting with one hold no
+// more than the cache would; the loan ends with Keep() (the message came:
+// the buffer is the caller's, as if taken) or Return(), which destruction
+// calls.
+class LentBuffer {
+ public:
+  LentBuffer() = default;
+  LentBuffer(const LentBuffer&) = delete;
+  LentBuffer& operator=(const LentBuffer&) = delete;
+  ~LentBuffer() { Return(); }
+
+  // Borrows a recycled buffer `size` bytes long, its contents unspecified
+  // (as TakeRecycledForOverwrite()); false, and nothing lent, when the
+  // cache has none that fits or a loan is already held.
+  bool Borrow(std::size_t size);
+  bool lent() const { return lent_; }
+  // The lent bytes (only while lent()); their count is fixed.
+  char* data() { return buffer_.data(); }
+  std::size_t size() const { return buffer_.size(); }
+  // Ends the loan; the buffer is the caller's.
+  std::string Keep();
+  // Ends the loan, if any, giving the buffer back to the cache.
+  void Return();
+
+ private:
+  std::string buffer_;
+  bool lent_ = false;
+};
+
 // Serializes `message` into a buffer from TakeMessageBuffer() (written in
 // place when a recycled one fits); false when protobuf refuses (a message
 // over 2 GiB, or missing required fields).

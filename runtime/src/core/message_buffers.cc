@@ -19,7 +19,8 @@ constexpr std::size_t kMaxCachedBuffers = 4;
 struct Cache {
   std::mutex mu;
   std::vector<std::string> buffers;  // each keeps the length it came with
-  std::size_t bytes = 0;             // their capacities
+  std::size_t lent = 0;              // buffers out on loan
+  std::size_t bytes = 0;             // the capacities of both
 };
 
 Cache& TheCache() {
@@ -27,9 +28,9 @@ Cache& TheCache() {
   return *cache;
 }
 
-// The smallest cached buffer of at least `capacity`, removed from the cache;
-// false when none fits.
-bool TakeFitting(std::size_t capacity, std::string& out) {
+// The smallest cached buffer of at least `capacity`, removed from the cache
+// (still counted as lent when `lend`); false when none fits.
+bool TakeFitting(std::size_t capacity, std::string& out, bool lend = false) {
   if (capacity < kMinRecycled) return false;
   Cache& cache = TheCache();
   std::lock_guard lock(cache.mu);
@@ -44,7 +45,11 @@ bool TakeFitting(std::size_t capacity, std::string& out) {
   if (best == cache.buffers.end()) return false;
   out = std::move(*best);
   cache.buffers.erase(best);
-  cache.bytes -= out.capacity();
+  if (lend) {
+    ++cache.lent;
+  } else {
+    cache.bytes -= out.capacity();
+  }
   return true;
 }
 
@@ -73,6 +78,33 @@ bool TakeRecycledForOverwrite(std::size_t size, std::string& out) {
   return true;
 }
 
+bool LentBuffer::Borrow(std::size_t size) {
+  if (lent_ || !TakeFitting(size, buffer_, /*lend=*/true)) return false;
+  lent_ = true;
+  buffer_.resize(size);  // within its capacity: what is counted stays true
+  return true;
+}
+
+std::string LentBuffer::Keep() {
+  if (lent_) {
+    lent_ = false;
+    Cache& cache = TheCache();
+    std::lock_guard lock(cache.mu);
+    --cache.lent;
+    cache.bytes -= buffer_.capacity();
+  }
+  return std::move(buffer_);
+}
+
+void LentBuffer::Return() {
+  if (!std::exchange(lent_, false)) return;
+  Cache& cache = TheCache();
+  std::lock_guard lock(cache.mu);
+  --cache.lent;
+  cache.buffers.push_back(std::move(buffer_));  // counted in `bytes` already
+  buffer_ = std::string();
+}
+
 void RecycleMessageBuffer(std::string&& buffer) {
   std::string owned = std::move(buffer);
   std::size_t size = owned.capacity();
@@ -81,13 +113,13 @@ void RecycleMessageBuffer(std::string&& buffer) {
   std::vector<std::string> dropped;  // freed after the lock is released
   std::lock_guard lock(cache.mu);
   // Make room by dropping the smallest buffers, but only for a larger one.
-  while (cache.buffers.size() >= kMaxCachedBuffers ||
+  while (cache.buffers.size() + cache.lent >= kMaxCachedBuffers ||
          cache.bytes + size > kMaxCachedBytes) {
-    auto smallest = std::min_element(
-        cache.buffers.begin(), cache.buffers.end(),
-        [](const std::string& a, const std::string& b) {
-          return a.capacity() < b.capacity();
-        });
+    auto smallest =
+        std::min_element(cache.buffers.begin(), cache.buffers.end(),
+                         [](const std::string& a, const std::string& b) {
+                           return a.capacity() < b.capacity();
+                         });
     if (smallest == cache.buffers.end() || smallest->capacity() >= size) {
       return;
     }

@@ -1,6 +1,7 @@
 #include "tcp/framed_socket.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <utility>
 
@@ -29,6 +30,9 @@ constexpr std::size_t kFirstPayloadChunk = 256 * 1024;
 // The payload is read in steps of at least this much (and at most what has
 // arrived so far).
 constexpr std::size_t kPayloadStep = 16 * 1024;
+// The smallest payload the next read expects again (see ReadFrame()): the
+// smallest message buffer that is recycled.
+constexpr std::size_t kMinLentPayload = 64 * 1024;
 }  // namespace
 
 absl::Status SocketError(const boost::system::error_code& ec,
@@ -255,8 +259,9 @@ void FramedSocket::ArmWatchdog() {
       });
 }
 
+template <typename MutableBuffers>
 asio::awaitable<boost::system::error_code> FramedSocket::ReadSome(
-    char* out, std::size_t n, std::size_t& got) {
+    const MutableBuffers& buffers, std::size_t& got) {
   // A cancellation that came while the reader was not waiting would not
   // end the read below (core/task_group.h: TaskCancelled()).
   asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
@@ -264,8 +269,8 @@ asio::awaitable<boost::system::error_code> FramedSocket::ReadSome(
     got = 0;
     co_return asio::error::operation_aborted;
   }
-  auto [ec, k] = co_await socket_.async_read_some(asio::buffer(out, n),
-                                                  as_tuple(use_awaitable));
+  auto [ec, k] =
+      co_await socket_.async_read_some(buffers, as_tuple(use_awaitable));
   got = k;
   if (k > 0) {
     last_read_ = std::chrono::steady_clock::now();
@@ -285,8 +290,10 @@ asio::awaitable<boost::system::error_code> FramedSocket::Fill(std::size_t n) {
     // Part of a frame is here: the rest must not stall.
     if (buffered() > 0) StartFrameClock();
     std::size_t got = 0;
-    boost::system::error_code ec = co_await ReadSome(
-        read_buffer_.get() + read_end_, kReadBufferSize - read_end_, got);
+    boost::system::error_code ec =
+        co_await ReadSome(asio::buffer(read_buffer_.get() + read_end_,
+                                       kReadBufferSize - read_end_),
+                          got);
     if (ec) co_return ec;
     read_end_ += got;
   }
@@ -311,7 +318,9 @@ asio::awaitable<boost::system::error_code> FramedSocket::ReadExact(
   std::size_t done = from_buffer;
   while (done < n) {
     std::size_t got = 0;
-    if (auto ec = co_await ReadSome(out + done, n - done, got)) co_return ec;
+    if (auto ec = co_await ReadSome(asio::buffer(out + done, n - done), got)) {
+      co_return ec;
+    }
     done += got;
   }
   co_return boost::system::error_code{};
@@ -358,6 +367,47 @@ asio::awaitable<boost::system::error_code> FramedSocket::Discard(
   co_return boost::system::error_code{};
 }
 
+asio::awaitable<boost::system::error_code> FramedSocket::ReadAhead(
+    LentBuffer& payload, InFrame& frame, bool& matched,
+    std::size_t& payload_got) {
+  matched = false;
+  payload_got = 0;
+  // One read lays the bytes out as the expected frame would have them, its
+  // header and head in the (empty) read buffer and its payload in `payload`,
+  // but takes no more than the read buffer holds, so that a frame of another
+  // shape can be put back in it. (A payload of kMinLentPayload or more does
+  // not fit beside the head: the read ends inside the payload.)
+  read_begin_ = read_end_ = 0;
+  char* const base = read_buffer_.get();
+  const std::size_t lead = kFrameHeaderSize + expect_head_;
+  const std::size_t into_payload =
+      std::min(payload.size(), kReadBufferSize - lead);
+  const std::array<asio::mutable_buffer, 2> buffers = {
+      asio::buffer(base, lead), asio::buffer(payload.data(), into_payload)};
+  std::size_t got = 0;
+  boost::system::error_code ec = co_await ReadSome(buffers, got);
+  const std::size_t in_lead = std::min(got, lead);
+  const std::size_t in_payload = got - in_lead;
+  if (!ec && got >= lead) {
+    absl::StatusOr<FrameHeader> header =
+        DecodeFrameHeader(std::string_view(base, kFrameHeaderSize));
+    if (header.ok() && header->head_len == expect_head_ &&
+        header->payload_len == payload.size()) {
+      frame.header = *header;
+      frame.head.assign(base + kFrameHeaderSize, expect_head_);
+      frame.payload = payload.Keep();
+      matched = true;
+      payload_got = in_payload;
+      co_return ec;
+    }
+  }
+  // Another frame: its bytes go back in order.
+  std::memcpy(base + in_lead, payload.data(), in_payload);
+  read_end_ = got;
+  payload.Return();
+  co_return ec;
+}
+
 absl::Status FramedSocket::ReadError(
     const boost::system::error_code& ec) const {
   if (stalled_) {
@@ -379,10 +429,35 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
   }
   // (Each awaited helper is a coroutine frame of its own: the checks before
   // them keep a frame that has arrived whole from allocating any.)
+  InFrame frame;
   if (buffered() < kFrameHeaderSize) {
     // The frames of the last read are all taken: how many there were sizes
     // the bursts Send() expects.
     read_burst_.Read(std::exchange(frames_this_read_, 0));
+    // After a large frame the next is read as if shaped like it, its
+    // payload straight into a lent message buffer, not copied out of the
+    // read buffer (once the reads agree with the frame's shape; a frame of
+    // another shape costs the memcpy that puts its bytes back).
+    LentBuffer ahead;  // returned by its destructor if this frame ends
+    if (expect_payload_ != 0 && buffered() == 0 &&
+        ahead.Borrow(expect_payload_)) {
+      bool matched = false;
+      std::size_t payload_got = 0;
+      boost::system::error_code ec =
+          co_await ReadAhead(ahead, frame, matched, payload_got);
+      if (ec) co_return ReadError(ec);
+      if (matched) {
+        ++frames_this_read_;
+        if (payload_got < frame.payload.size()) {
+          StartFrameClock();
+          ec = co_await ReadExact(frame.payload.data() + payload_got,
+                                  frame.payload.size() - payload_got);
+          if (ec) co_return ReadError(ec);
+        }
+        in_frame_ = false;
+        co_return frame;
+      }
+    }
     if (auto ec = co_await Fill(kFrameHeaderSize)) co_return ReadError(ec);
   }
   ++frames_this_read_;
@@ -391,8 +466,8 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
   if (!header.ok()) co_return header.status();
   read_begin_ += kFrameHeaderSize;
 
-  InFrame frame;
   frame.header = *header;
+  expect_head_ = expect_payload_ = 0;
   if (header->head_len > kMaxHeadSize ||
       header->payload_len > max_message_size_) {
     // Returned at once, so the call can be answered before the peer has
@@ -401,6 +476,13 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
     discard_ = std::size_t{header->head_len} + header->payload_len;
     in_frame_ = false;
     co_return frame;
+  }
+  // (A head of at most half the read buffer leaves ReadAhead() room for a
+  // useful part of the payload.)
+  if (header->payload_len >= kMinLentPayload &&
+      kFrameHeaderSize + header->head_len <= kReadBufferSize / 2) {
+    expect_head_ = header->head_len;
+    expect_payload_ = header->payload_len;
   }
   const std::size_t body = std::size_t{header->head_len} + header->payload_len;
   if (buffered() >= body) {

@@ -20,6 +20,7 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "dynrpc/config.h"
+#include "dynrpc/message_buffers.h"
 #include "net/sockets.h"
 #include "tcp/frame.h"
 
@@ -143,10 +144,19 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   boost::asio::awaitable<boost::system::error_code> ReadPayload(
       std::string& payload, std::size_t n);
   boost::asio::awaitable<boost::system::error_code> Discard(std::size_t n);
-  // One read into `out` (mid-frame reads move the stall deadline on).
-  boost::asio::awaitable<boost::system::error_code> ReadSome(char* out,
-                                                             std::size_t n,
-                                                             std::size_t& got);
+  // One read into `buffers` (mid-frame reads move the stall deadline on).
+  template <typename MutableBuffers>
+  boost::asio::awaitable<boost::system::error_code> ReadSome(
+      const MutableBuffers& buffers, std::size_t& got);
+  // Reads the start of a frame expected to be shaped like the last one
+  // (see ReadFrame()) into the empty read buffer and `payload`, lent for
+  // the expected payload. Then either `matched`: frame.header and
+  // frame.head are set, and frame.payload is the kept loan with its first
+  // `payload_got` bytes read; or the bytes that came are in the read buffer
+  // in order and the loan is returned.
+  boost::asio::awaitable<boost::system::error_code> ReadAhead(
+      LentBuffer& payload, InFrame& frame, bool& matched,
+      std::size_t& payload_got);
   std::size_t buffered() const { return read_end_ - read_begin_; }
   // A frame has begun to arrive: from now on a stall closes the connection.
   void StartFrameClock();
@@ -168,6 +178,10 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
   std::chrono::steady_clock::time_point last_read_;
   bool in_frame_ = false;  // a frame has begun and not yet fully arrived
   std::size_t frames_this_read_ = 0;  // frames taken from the last read
+  // The shape of the last frame when its payload was large enough for a
+  // recycled buffer (else 0): the next read expects one like it.
+  uint32_t expect_head_ = 0;
+  uint32_t expect_payload_ = 0;
   std::chrono::steady_clock::time_point stall_deadline_;
   boost::asio::steady_timer watchdog_;
   bool watchdog_armed_ = false;
