@@ -1191,22 +1191,28 @@ void RegisterAll() {
   if (nats) systems.push_back("nats-floor");
   std::vector<int64_t> payloads = {16, 1024, 64 << 10, 1 << 20, 16 << 20};
   if (g_quick) payloads = {16, 64 << 10};
-  for (const std::string& system : systems) {
-    for (int64_t bytes : payloads) {
+  // Row by row: every system's figure for one payload (and calls in
+  // flight) is measured back to back, so a ratio between systems compares
+  // runs seconds apart, not minutes: this machine's speed drifts over
+  // minutes by more than most of the gaps being measured. (Each system's
+  // server lives through the whole run, so its rows keep their order.)
+  for (int64_t bytes : payloads) {
+    for (const std::string& system : systems) {
       benchmark::RegisterBenchmark(
           ("Unary/" + system + "/" + std::to_string(bytes)).c_str(), BM_Unary,
           system, bytes)
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
     }
-    for (int in_flight : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}) {
-      for (int64_t bytes : payloads) {
-        if (bytes > (1 << 20) || (bytes == (1 << 20) && in_flight > 8))
-          continue;
-        // Beyond 1, 8 and 64 the curve is drawn at 16 bytes, and the
-        // blocking floor (a thread per call in flight) stops at 64.
-        const bool column = in_flight == 1 || in_flight == 8 || in_flight == 64;
-        if (!column && (bytes != 16 || g_quick)) continue;
+  }
+  for (int in_flight : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}) {
+    for (int64_t bytes : payloads) {
+      if (bytes > (1 << 20) || (bytes == (1 << 20) && in_flight > 8)) continue;
+      // Beyond 1, 8 and 64 the curve is drawn at 16 bytes, and the
+      // blocking floor (a thread per call in flight) stops at 64.
+      const bool column = in_flight == 1 || in_flight == 8 || in_flight == 64;
+      if (!column && (bytes != 16 || g_quick)) continue;
+      for (const std::string& system : systems) {
         if (system == "floor" && in_flight > 64) continue;
         benchmark::RegisterBenchmark(
             ("Throughput/" + system + "/" + std::to_string(in_flight) + "/" +
@@ -1217,14 +1223,15 @@ void RegisterAll() {
             ->Unit(benchmark::kMillisecond);
       }
     }
-    if (!system.ends_with("floor")) {  // the floors do not stream
-      for (int streams : {1, 8}) {
-        benchmark::RegisterBenchmark(
-            ("Stream/" + system + "/" + std::to_string(streams)).c_str(),
-            BM_Stream, system, streams)
-            ->UseManualTime()
-            ->Unit(benchmark::kMillisecond);
-      }
+  }
+  for (int streams : {1, 8}) {
+    for (const std::string& system : systems) {
+      if (system.ends_with("floor")) continue;  // the floors do not stream
+      benchmark::RegisterBenchmark(
+          ("Stream/" + system + "/" + std::to_string(streams)).c_str(),
+          BM_Stream, system, streams)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
     }
   }
   // Scaling: each plane beside gRPC. The NATS plane's server holds one
