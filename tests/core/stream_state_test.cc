@@ -1,10 +1,14 @@
 #include "core/stream_state.h"
 
 #include <future>
+#include <memory>
 #include <string>
 
+#include "boost/asio/bind_cancellation_slot.hpp"
+#include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/use_future.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -147,6 +151,73 @@ TEST_F(StreamStateTest, AnOkEndDeliversWhatCameBeforeIt) {
   absl::StatusOr<std::optional<std::string>> last = end.get();
   ASSERT_THAT(last, IsOk());
   EXPECT_FALSE(last->has_value());
+}
+
+// A unary call's wait for its end: End() resumes it through a posted
+// completion, or, asked to (Resume::kInline) from its own executor, in place:
+// the waiter has run by the time End() returns.
+TEST_F(StreamStateTest, EndResumesTheUnaryWaiterInPlaceWhenAsked) {
+  for (StreamState::Resume resume :
+       {StreamState::Resume::kPost, StreamState::Resume::kInline}) {
+    StreamState state(kMax);
+    std::future<CallResult> end = Start(state.TakeEnd());
+    ASSERT_FALSE(Ready(end));
+    bool resumed_within_end = false;
+    asio::post(io(), [&] {
+      state.End(CallResult(absl::NotFoundError("gone")),
+                /*discard_unread=*/false, resume);
+      resumed_within_end = Ready(end);
+    });
+    Poll();
+    EXPECT_EQ(resumed_within_end, resume == StreamState::Resume::kInline);
+    ASSERT_TRUE(Ready(end));
+    EXPECT_THAT(end.get().status, StatusIs(absl::StatusCode::kNotFound));
+  }
+}
+
+// Cancelling the wait yields CANCELLED and leaves the stream going: a later
+// wait takes the end when it comes.
+TEST_F(StreamStateTest, ACancelledEndWaitLeavesTheStreamGoing) {
+  asio::cancellation_signal cancel;
+  std::future<CallResult> first = asio::co_spawn(
+      io(), state_.TakeEnd(),
+      asio::bind_cancellation_slot(cancel.slot(), asio::use_future));
+  Poll();
+  ASSERT_FALSE(Ready(first));
+  cancel.emit(asio::cancellation_type::terminal);
+  Poll();
+  ASSERT_TRUE(Ready(first));
+  EXPECT_THAT(first.get().status, StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_FALSE(state_.ended());
+
+  std::future<CallResult> second = Start(state_.TakeEnd());
+  ASSERT_FALSE(Ready(second));
+  state_.End(CallResult(absl::OkStatus()));
+  Poll();
+  ASSERT_TRUE(Ready(second));
+  EXPECT_THAT(second.get().status, IsOk());
+}
+
+// The wait holds its coroutine's handler, which owns the coroutine's frame,
+// which here owns the stream: an io_context destroyed meanwhile destroys
+// the handler (and so the frame and the stream), as it does its own pending
+// operations, instead of leaving the three to keep each other alive.
+TEST(StreamStateShutdownTest, AnEndWaitPendingAtShutdownIsDestroyed) {
+  std::weak_ptr<StreamState> watched;
+  {
+    asio::io_context io;
+    auto state = std::make_shared<StreamState>(kMax);
+    watched = state;
+    asio::co_spawn(
+        io,
+        [](std::shared_ptr<StreamState> state) -> asio::awaitable<void> {
+          (void)co_await state->TakeEnd();
+        }(std::move(state)),
+        [](std::exception_ptr) {});
+    io.poll();
+    ASSERT_FALSE(watched.expired()) << "the frame should be waiting";
+  }
+  EXPECT_TRUE(watched.expired());
 }
 
 // An io_context destroyed while a coroutine waits on a stream destroys the

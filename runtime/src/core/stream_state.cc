@@ -1,16 +1,61 @@
 #include "core/stream_state.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/associated_cancellation_slot.hpp"
+#include "boost/asio/associated_executor.hpp"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/execution_context.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
 
 namespace dynrpc::internal {
 
 namespace asio = boost::asio;
+
+// Every HeldWait of one execution context (io_context) that holds a
+// handler. Its shutdown, which comes before the context destroys anything,
+// destroys the handlers still held (see HeldWait).
+class HeldWaits : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;
+
+  explicit HeldWaits(asio::execution_context& context)
+      : asio::execution_context::service(context) {}
+
+  void Add(std::shared_ptr<HeldWait> wait) {
+    std::lock_guard lock(mu_);
+    waits_.insert(std::move(wait));
+  }
+  void Remove(const std::shared_ptr<HeldWait>& wait) {
+    std::lock_guard lock(mu_);
+    waits_.erase(wait);
+  }
+
+ private:
+  void shutdown() override {
+    std::unordered_set<std::shared_ptr<HeldWait>> waits;
+    {
+      std::lock_guard lock(mu_);
+      waits.swap(waits_);
+    }
+    std::vector<HeldWait::Handler> dropped;
+    for (const std::shared_ptr<HeldWait>& wait : waits) {
+      std::lock_guard lock(wait->mu);
+      if (wait->handler) dropped.push_back(*std::exchange(wait->handler, {}));
+    }
+    // Destroyed here, outside every lock: a frame's destruction may end
+    // streams (and so take other waits' locks).
+  }
+
+  std::mutex mu_;
+  std::unordered_set<std::shared_ptr<HeldWait>> waits_;
+};
 
 StreamState::StreamState(std::size_t max_message,
                          std::optional<WireWindow> wire)
@@ -33,9 +78,70 @@ StreamState::Waiting::~Waiting() {
 void StreamState::WakeAllLocked() {
   for (auto& w : waiters_) w->try_send(boost::system::error_code{});
   waiters_.clear();
-  if (sole_waiting_) {
-    sole_waiting_ = false;
-    sole_waiter_->try_send(boost::system::error_code{});
+}
+
+std::optional<HeldWait::Handler> StreamState::TakeEndWaiterLocked() {
+  if (end_waiter_ == nullptr) return std::nullopt;
+  std::optional<HeldWait::Handler> waiter;
+  HeldWaits* registry = nullptr;
+  {
+    std::lock_guard lock(end_waiter_->mu);
+    if (!end_waiter_->handler) return std::nullopt;
+    waiter = std::exchange(end_waiter_->handler, std::nullopt);
+    registry = end_waiter_->registry;
+  }
+  // Alive: the handler was still held, so its context's shutdown has not
+  // come to it (and the service outlives its shutdown).
+  registry->Remove(end_waiter_);
+  return waiter;
+}
+
+void StreamState::ResumeEndWaiter(std::optional<HeldWait::Handler> waiter,
+                                  boost::system::error_code ec, Resume resume) {
+  if (!waiter) return;
+  asio::any_io_executor executor = std::move(waiter->executor);
+  auto complete = [handler = std::move(waiter->handler), ec]() mutable {
+    std::move(handler)(ec);
+  };
+  if (resume == Resume::kInline) {
+    asio::dispatch(executor, std::move(complete));
+  } else {
+    asio::post(executor, std::move(complete));
+  }
+}
+
+void StreamState::HoldEndWaiter(HeldWait::Handler handler) {
+  asio::cancellation_slot slot =
+      asio::get_associated_cancellation_slot(handler.handler);
+  asio::execution_context& context =
+      asio::query(handler.executor, asio::execution::context);
+  std::unique_lock lock(mu_);
+  if (end_) {  // it ended between TakeEnd()'s look and this
+    lock.unlock();
+    ResumeEndWaiter(std::move(handler), {}, Resume::kPost);
+    return;
+  }
+  {
+    std::lock_guard held(end_waiter_->mu);
+    if (end_waiter_->registry == nullptr ||
+        &end_waiter_->registry->context() != &context) {
+      end_waiter_->registry = &asio::use_service<HeldWaits>(context);
+    }
+    end_waiter_->handler.emplace(std::move(handler));
+  }
+  end_waiter_->registry->Add(end_waiter_);
+  if (slot.is_connected()) {
+    // Cleared by the coroutine when it resumes, however the wait ends.
+    slot.assign([this](asio::cancellation_type type) {
+      if (type == asio::cancellation_type::none) return;
+      std::optional<HeldWait::Handler> waiter;
+      {
+        std::lock_guard lock(mu_);
+        waiter = TakeEndWaiterLocked();
+      }
+      ResumeEndWaiter(std::move(waiter), asio::error::operation_aborted,
+                      Resume::kPost);
+    });
   }
 }
 
@@ -78,14 +184,28 @@ void StreamState::SetInitialMetadata(Metadata metadata) {
 
 bool StreamState::EndLost(absl::Status why) {
   CallResult result(std::move(why));
-  std::lock_guard lock(mu_);
-  result.not_processed = !heard_ && absl::IsUnavailable(result.status);
-  return EndLocked(std::move(result), /*discard_unread=*/true);
+  std::optional<HeldWait::Handler> waiter;
+  bool ended = false;
+  {
+    std::lock_guard lock(mu_);
+    result.not_processed = !heard_ && absl::IsUnavailable(result.status);
+    ended = EndLocked(std::move(result), /*discard_unread=*/true);
+    if (ended) waiter = TakeEndWaiterLocked();
+  }
+  ResumeEndWaiter(std::move(waiter), {}, Resume::kPost);
+  return ended;
 }
 
-bool StreamState::End(CallResult result, bool discard_unread) {
-  std::lock_guard lock(mu_);
-  return EndLocked(std::move(result), discard_unread);
+bool StreamState::End(CallResult result, bool discard_unread, Resume resume) {
+  std::optional<HeldWait::Handler> waiter;
+  bool ended = false;
+  {
+    std::lock_guard lock(mu_);
+    ended = EndLocked(std::move(result), discard_unread);
+    if (ended) waiter = TakeEndWaiterLocked();
+  }
+  ResumeEndWaiter(std::move(waiter), {}, resume);
+  return ended;
 }
 
 bool StreamState::EndLocked(CallResult result, bool discard_unread) {
@@ -124,9 +244,8 @@ asio::awaitable<absl::StatusOr<std::optional<std::string>>> StreamState::Read(
         inbound_->pop_front();
         const std::size_t size = message.bytes.size();
         if (wire_bytes != nullptr) *wire_bytes = size;
-        *grant = wire_overhead_
-                     ? static_cast<uint32_t>(size + *wire_overhead_)
-                     : TakeGrantLocked(size + kMessageOverhead);
+        *grant = wire_overhead_ ? static_cast<uint32_t>(size + *wire_overhead_)
+                                : TakeGrantLocked(size + kMessageOverhead);
         if (message.compressed_with == Compression::kIdentity) {
           co_return std::optional<std::string>(std::move(message.bytes));
         }
@@ -222,20 +341,20 @@ asio::awaitable<std::optional<CallResult>> StreamState::WaitEnd(
 }
 
 asio::awaitable<CallResult> StreamState::TakeEnd() {
-  asio::any_io_executor executor = co_await asio::this_coro::executor;
   for (;;) {
     {
       std::lock_guard lock(mu_);
       if (end_) co_return std::move(*end_);  // consumed; still ended
-      if (!sole_waiter_) sole_waiter_.emplace(executor, 1);
-      sole_waiting_ = true;
+      if (end_waiter_ == nullptr) end_waiter_ = std::make_shared<HeldWait>();
     }
-    // However the wait ends (see Waiting), it is no longer waiting.
-    absl::Cleanup done = [this] {
-      std::lock_guard lock(mu_);
-      sole_waiting_ = false;
-    };
-    auto [ec] = co_await sole_waiter_->async_receive(
+    auto [ec] = co_await asio::async_initiate<
+        const asio::as_tuple_t<asio::use_awaitable_t<>>,
+        void(boost::system::error_code)>(
+        [this](auto handler) {
+          asio::any_io_executor executor =
+              asio::get_associated_executor(handler);
+          HoldEndWaiter({std::move(handler), std::move(executor)});
+        },
         asio::as_tuple(asio::use_awaitable));
     if (ec) co_return CallResult(absl::CancelledError("wait cancelled"));
   }

@@ -14,18 +14,39 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "boost/asio/any_completion_handler.hpp"
+#include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
 #include "core/deadline.h"
 #include "core/request_plane.h"
 
 namespace dynrpc::internal {
 
+// A coroutine's completion handler held by a StreamState while it waits
+// (TakeEnd()). While held it is also known to its io_context's HeldWaits
+// service (stream_state.cc), whose shutdown destroys it as Asio destroys
+// its own pending operations: the handler owns the coroutine's frame, which
+// may own the state that holds the handler, and nothing else would free
+// either. Shared by the state and that service.
+class HeldWaits;
+struct HeldWait {
+  struct Handler {
+    boost::asio::any_completion_handler<void(boost::system::error_code)>
+        handler;
+    boost::asio::any_io_executor executor;  // the coroutine's
+  };
+  std::mutex mu;
+  std::optional<Handler> handler;  // under mu
+  HeldWaits* registry = nullptr;   // the service that knows of it (under mu)
+};
+
 // Thread-safe. Messages the peer sent wait here until read; the peer may
 // send while its window (kInitialWindow bytes, replenished as we read; each
 // message costs its size plus kMessageOverhead) is positive, so this buffer
 // holds at most a window plus one message. A peer that sends beyond a window
 // plus two messages (slack for a message in flight and a server-streaming
-// call's request) is refused: Deliver() returns false. The stream ends once, with a result.
+// call's request) is refused: Deliver() returns false. The stream ends once,
+// with a result.
 //
 // Every change wakes every waiter, so a Read() and a Finish() (WaitEnd) may
 // wait at the same time.
@@ -64,10 +85,22 @@ class StreamState {
   // The server's initial metadata (a HEADERS frame); the end carries it
   // unless the end brings its own.
   void SetInitialMetadata(Metadata metadata);
+  // How End() resumes TakeEnd()'s waiter.
+  enum class Resume {
+    // Through a completion posted to the waiter's executor: always safe.
+    kPost,
+    // In place, within End(), when the caller runs on the waiter's
+    // executor (Asio's dispatch); posted otherwise. Only for a caller that
+    // holds no lock and lets the waiter's code run inside it, up to the
+    // waiter's next suspension (which may start another call): the TCP
+    // client's reader, between frames. Spares the waiter a scheduler round.
+    kInline,
+  };
   // Ends the stream with `result` (its status decides what Read() returns
   // once the buffer is drained; with `discard_unread`, at once: a
   // cancellation). False if it had ended already.
-  bool End(CallResult result, bool discard_unread = false);
+  bool End(CallResult result, bool discard_unread = false,
+           Resume resume = Resume::kPost);
   // Ends the stream with `why` (at once, like a cancellation) because its
   // connection was lost or refused it: when `why` is UNAVAILABLE and nothing
   // came from the server (no initial metadata, no message), the result is
@@ -95,9 +128,9 @@ class StreamState {
   boost::asio::awaitable<std::optional<CallResult>> WaitEnd(uint32_t* grant);
 
   // Waits for the end and moves it out: for a unary call, whose one waiter
-  // this is. The stream stays ended, but its result is consumed (result()
-  // and end_status() no longer say it). A cancelled wait yields CANCELLED
-  // (the stream goes on).
+  // this is (at most one at a time). The stream stays ended, but its result
+  // is consumed (result() and end_status() no longer say it). A cancelled
+  // wait yields CANCELLED (the stream goes on).
   boost::asio::awaitable<CallResult> TakeEnd();
   // The peer's largest message, once the plane knows it (NATS: the server's
   // max_payload, learnt when connected).
@@ -156,10 +189,19 @@ class StreamState {
   // (plus one message in flight, plus a server-streaming call's first one).
   uint64_t outstanding_ = 0;
   std::vector<std::shared_ptr<Signal>> waiters_;
-  // TakeEnd()'s, made in place on its first wait: a unary call's one waiter
-  // costs no allocation.
-  std::optional<Signal> sole_waiter_;
-  bool sole_waiting_ = false;
+  // TakeEnd()'s waiter: its coroutine's completion handler, held (not a
+  // channel's posted completion) so that End() may resume it in place.
+  // Made on the first wait and kept: a unary call's one waiter costs one
+  // allocation.
+  std::shared_ptr<HeldWait> end_waiter_;
+  // Takes the waiting handler, if any (under mu_), for Resume() once mu_ is
+  // released.
+  std::optional<HeldWait::Handler> TakeEndWaiterLocked();
+  static void ResumeEndWaiter(std::optional<HeldWait::Handler> waiter,
+                              boost::system::error_code ec, Resume resume);
+  // TakeEnd()'s initiation: holds `handler` until End() (or resumes it at
+  // once when the stream ended meanwhile).
+  void HoldEndWaiter(HeldWait::Handler handler);
 };
 
 }  // namespace dynrpc::internal

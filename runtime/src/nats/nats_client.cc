@@ -12,8 +12,8 @@
 #include "boost/asio/strand.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
-#include "core/deadline.h"
 #include "core/client_call.h"
+#include "core/deadline.h"
 #include "core/stream_state.h"
 #include "core/task_group.h"
 #include "dynrpc/status_macros.h"
@@ -46,7 +46,7 @@ struct ClientCall {
   std::string server_subject;  // from "accept" or a heartbeat (under mu)
   std::vector<std::shared_ptr<Signal>> accept_waiters;  // under mu
   uint64_t pending_credit = 0;  // granted before the subject was known
-  int64_t next_seq = 0;  // of the server's messages (the inbox's strand)
+  int64_t next_seq = 0;         // of the server's messages (the inbox's strand)
 };
 
 }  // namespace
@@ -99,9 +99,9 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       Clock::time_point until = connection_->first_attempt_deadline();
       if (deadline && *deadline < until) until = *deadline;
       // Signalled, or `until` passed (then Established() below says which).
-      absl::Status waited = co_await WithDeadline(
-          Signalled(wake), until, "no connection yet", nullptr,
-          std::move(cancel));
+      absl::Status waited =
+          co_await WithDeadline(Signalled(wake), until, "no connection yet",
+                                nullptr, std::move(cancel));
       if (absl::IsCancelled(waited)) {
         co_return absl::CancelledError(
             "cancelled while waiting for the connection to the NATS server");
@@ -126,9 +126,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
                                          std::string_view method) const {
     std::optional<std::string> suffix = MethodSubjectSuffix(method);
     if (!suffix) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("method path '", std::string(method),
-                       "' cannot be a NATS subject"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "method path '", std::string(method), "' cannot be a NATS subject"));
     }
     if (target == "*" || target.empty()) {
       return absl::StrCat(config_.name_space, ".rpc.", *suffix);
@@ -152,8 +151,7 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
     auto call = std::make_shared<ClientCall>();
     call->streaming = streaming;
     call->method_subject = std::move(method_subject);
-    state->set_max_message(
-        ReceiveLimit(config_, connection_->max_payload()));
+    state->set_max_message(ReceiveLimit(config_, connection_->max_payload()));
     call->state = std::move(state);
     std::lock_guard lock(mu_);
     call->n = next_call_++;
@@ -181,7 +179,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                        *head.deadline - Clock::now())
                        .count();
-      headers.emplace_back(kTimeoutUs, std::to_string(std::max<int64_t>(us, 1)));
+      headers.emplace_back(kTimeoutUs,
+                           std::to_string(std::max<int64_t>(us, 1)));
     }
     if (!head.metadata.empty()) {
       headers.emplace_back(kMetadata, EncodeMetadata(head.metadata));
@@ -221,7 +220,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
         wait = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
         call.accept_waiters.push_back(wait);
       }
-      auto [ec] = co_await wait->async_receive(asio::as_tuple(asio::use_awaitable));
+      auto [ec] =
+          co_await wait->async_receive(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return absl::CancelledError("cancelled while opening");
     }
   }
@@ -235,7 +235,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
         return;
       }
     }
-    (void)SendToServer(call, {{kType, "credit"}, {kCredit, std::to_string(bytes)}},
+    (void)SendToServer(call,
+                       {{kType, "credit"}, {kCredit, std::to_string(bytes)}},
                        "", "credit");
   }
 
@@ -255,13 +256,14 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
       subject = call.server_subject;
     }
     if (!subject.empty()) {
-      (void)connection_->Publish(subject, "", {{kType, "cancel"}}, "", "cancel");
+      (void)connection_->Publish(subject, "", {{kType, "cancel"}}, "",
+                                 "cancel");
     } else if (connection_) {
       // Not answered yet: every server hears it; the one with the call
       // cancels it.
-      (void)connection_->Publish(absl::StrCat(config_.name_space, ".cancel"),
-                                 "", {{kType, "cancel"}, {kReplyTo, call.reply}},
-                                 "", "cancel");
+      (void)connection_->Publish(
+          absl::StrCat(config_.name_space, ".cancel"), "",
+          {{kType, "cancel"}, {kReplyTo, call.reply}}, "", "cancel");
     }
     Forget(call);
   }
@@ -302,7 +304,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
 
   void WakeAcceptWaiters(ClientCall& call) {
     std::lock_guard lock(call.mu);
-    for (auto& w : call.accept_waiters) w->try_send(boost::system::error_code{});
+    for (auto& w : call.accept_waiters)
+      w->try_send(boost::system::error_code{});
     call.accept_waiters.clear();
   }
 
@@ -383,9 +386,12 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
           result.payload_compressed = *compression != Compression::kIdentity;
         }
       }
-      call->state->End(std::move(result));
       WakeAcceptWaiters(*call);
       Forget(*call);
+      // Last: a unary caller goes on at once, in this thread when it runs
+      // on this executor (this is the hand-off's drain, holding no lock).
+      call->state->End(std::move(result), /*discard_unread=*/false,
+                       StreamState::Resume::kInline);
     }
   }
 
@@ -441,8 +447,8 @@ class ClientState : public std::enable_shared_from_this<ClientState> {
   // Set by the constructor: the connection, or why there is none.
   std::shared_ptr<NatsConnection> connection_;
   absl::Status setup_error_;
-  std::mutex connect_mu_;  // SetUp()
-  std::atomic<bool> ready_{false};  // set by SetUp(), once
+  std::mutex connect_mu_;                    // SetUp()
+  std::atomic<bool> ready_{false};           // set by SetUp(), once
   std::unique_ptr<NatsSubscription> inbox_;  // set by SetUp()
   int listener_ = 0;                         // set by SetUp()
   std::mutex mu_;
@@ -486,7 +492,7 @@ class NatsLink final : public ClientLink {
   const std::shared_ptr<ClientState> client_;
   const std::shared_ptr<ClientCall> call_;
   const Compression encoding_;  // the call's
-  int64_t seq_ = 0;  // the next message's number
+  int64_t seq_ = 0;             // the next message's number
 };
 
 }  // namespace
@@ -518,8 +524,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> NatsClient::Open(
   absl::StatusOr<std::string> subject = client->SubjectFor(target, head.method);
   if (!subject.ok()) co_return subject.status();
   if (!client->ready()) {
-    absl::Status ready =
-        co_await client->WaitReady(head.deadline, cancel.Arm(client->executor()));
+    absl::Status ready = co_await client->WaitReady(
+        head.deadline, cancel.Arm(client->executor()));
     if (!ready.ok()) co_return ready;
   }
   std::shared_ptr<ClientCall> call =

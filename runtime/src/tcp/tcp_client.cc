@@ -16,16 +16,16 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/this_coro.hpp"
 #include "boost/asio/use_awaitable.hpp"
-#include "net/sockets.h"
-#include "tcp/framed_socket.h"
-#include "core/metrics.h"
-#include "core/deadline.h"
-#include "dynrpc/status_macros.h"
-#include "tcp/limits.h"
 #include "core/client_call.h"
 #include "core/connection_pool.h"
+#include "core/deadline.h"
 #include "core/liveness.h"
+#include "core/metrics.h"
 #include "core/stream_state.h"
+#include "dynrpc/status_macros.h"
+#include "net/sockets.h"
+#include "tcp/framed_socket.h"
+#include "tcp/limits.h"
 
 namespace dynrpc::internal::tcp {
 
@@ -52,14 +52,13 @@ class ClientConnection final
   ClientConnection(std::shared_ptr<FramedSocket> socket,
                    const TcpConfig& config)
       : WatchedConnection(
-            Liveness::Policy{
-                .interval = config.keepalive_interval,
-                .timeout = config.keepalive_timeout,
-                .probe_name = "keepalive PING",
-                .timeout_setting =
-                    absl::StrCat("DYN_TCP_KEEPALIVE_TIMEOUT=",
+            Liveness::Policy{.interval = config.keepalive_interval,
+                             .timeout = config.keepalive_timeout,
+                             .probe_name = "keepalive PING",
+                             .timeout_setting = absl::StrCat(
+                                 "DYN_TCP_KEEPALIVE_TIMEOUT=",
                                  config.keepalive_timeout.count(), " ms"),
-                .idle_setting = ""},
+                             .idle_setting = ""},
             socket->executor()),
         socket_(std::move(socket)),
         channel_buffer_(config.channel_buffer) {}
@@ -110,7 +109,8 @@ class ClientConnection final
   // Delivers responses until the connection fails, then fails every call
   // still waiting with the reason (UNAVAILABLE for a lost connection). The
   // coroutine owns `self`.
-  static asio::awaitable<void> ReadLoop(std::shared_ptr<ClientConnection> self) {
+  static asio::awaitable<void> ReadLoop(
+      std::shared_ptr<ClientConnection> self) {
     // Every wait below uses as_tuple: cancellation arrives as an error code
     // and the cleanup after the loop still runs.
     co_await asio::this_coro::throw_if_cancelled(false);
@@ -127,9 +127,9 @@ class ClientConnection final
         // either way the connection is gone for its calls.
         why = absl::IsUnavailable(frame.status())
                   ? frame.status()
-                  : absl::UnavailableError(absl::StrCat(
-                        "connection to ", socket_->peer(),
-                        " closed: ", frame.status().message()));
+                  : absl::UnavailableError(
+                        absl::StrCat("connection to ", socket_->peer(),
+                                     " closed: ", frame.status().message()));
         break;
       }
       const FrameHeader& header = frame->header;
@@ -138,10 +138,10 @@ class ClientConnection final
           header.type == FrameType::kCancel ||
           header.type == FrameType::kHalfClose ||
           header.type == FrameType::kPing) {  // only clients send these
-        why = absl::UnavailableError(absl::StrCat(
-            "connection to ", socket_->peer(),
-            " closed: malformed frame: unexpected frame type ",
-            static_cast<int>(header.type)));
+        why = absl::UnavailableError(
+            absl::StrCat("connection to ", socket_->peer(),
+                         " closed: malformed frame: unexpected frame type ",
+                         static_cast<int>(header.type)));
         break;
       }
       Call call;
@@ -173,8 +173,8 @@ class ClientConnection final
       }
       case FrameType::kMessage:
         if (frame.oversized) {
-          stream.End(CallResult(OversizedError(
-                         "response", frame.header, socket_->max_message_size())),
+          stream.End(CallResult(OversizedError("response", frame.header,
+                                               socket_->max_message_size())),
                      /*discard_unread=*/true);
           return false;
         }
@@ -194,7 +194,11 @@ class ClientConnection final
       }
       case FrameType::kResponse: {
         if (!call.streaming) {
-          stream.End(ToReply(std::move(frame)));
+          // The caller goes on at once, in this thread when it runs on this
+          // executor: the reader holds no lock here and reads on once the
+          // caller waits again.
+          stream.End(ToReply(std::move(frame)), /*discard_unread=*/false,
+                     StreamState::Resume::kInline);
           return true;
         }
         bool has_message = (frame.header.flags & kFlagHasMessage) != 0;
@@ -214,7 +218,6 @@ class ClientConnection final
         return true;
     }
   }
-
 
  public:
   // The pool's view.
@@ -261,9 +264,7 @@ class ClientConnection final
   std::string peer_name() const override {
     return absl::StrCat("the server at ", socket_->peer());
   }
-  Clock::time_point last_heard() const override {
-    return socket_->last_read();
-  }
+  Clock::time_point last_heard() const override { return socket_->last_read(); }
 
   void FailAll(const absl::Status& why) {
     absl::flat_hash_map<uint64_t, Call> calls;
@@ -296,9 +297,8 @@ TcpClient::TcpClient(TcpConfig config, asio::any_io_executor executor)
         options.max_connections = config_.pool_size;
         options.connections_gauge = &Metrics::Global().client_connections(0);
         return std::make_shared<ConnectionPool>(
-            std::move(options), [target = std::string(target),
-                                 config = config_, tasks = tasks_](
-                                    ConnectionPool&) {
+            std::move(options), [target = std::string(target), config = config_,
+                                 tasks = tasks_](ConnectionPool&) {
               return ClientConnection::Dial(target, config, *tasks);
             });
       }) {}
@@ -338,8 +338,8 @@ class TcpLink final : public ClientLink {
   }
   absl::Status SendMessage(std::string message, bool compressed) override {
     // Its own statement: arguments are evaluated in no set order.
-    std::string prefix = EncodeMessagePrefix(
-        id_, message.size(), compressed ? compressed_flag_ : 0);
+    std::string prefix = EncodeMessagePrefix(id_, message.size(),
+                                             compressed ? compressed_flag_ : 0);
     socket().Send(std::move(prefix), std::move(message));
     return absl::OkStatus();
   }
@@ -375,8 +375,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
   RequestHead wire;
   wire.method = std::move(head.method);
   wire.metadata = std::move(head.metadata);
-  uint16_t flags =
-      (streaming ? kFlagStreaming : 0) | kFlagAcceptsCompression;
+  uint16_t flags = (streaming ? kFlagStreaming : 0) | kFlagAcceptsCompression;
   if (first_message != nullptr) {
     flags |= kFlagHasMessage | kFlagEndStream;
     if (head.payload_compressed) flags |= CompressionFlag(head.encoding);
@@ -387,7 +386,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<ClientLink>>> TcpClient::Open(
 
   absl::StatusOr<ConnectionPool::Lease> lease =
       co_await pools_.For(target)->AcquireForCall(head.deadline, cancel,
-                                               executor_);
+                                                  executor_);
   if (!lease.ok()) co_return lease.status();
   // The time left when the request is written, not when it was made.
   SetTimeout(*prefix, TimeLeftUs(head.deadline));
