@@ -49,9 +49,6 @@ class ServerProcess {
   std::string address_;
 };
 
-// A benchmarked system: its server process and a client to it. A payload
-// of n bytes is always n times 'p', so a system may reuse a request built for
-// a payload of the same size.
 // Microseconds since `start`: one call's time.
 inline double MicrosSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::micro>(
@@ -59,6 +56,9 @@ inline double MicrosSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// A benchmarked system: its server process and a client to it. A payload
+// of n bytes is always n times 'p', so a system may reuse a request built for
+// a payload of the same size.
 class System {
  public:
   virtual ~System() = default;

@@ -368,9 +368,7 @@ asio::awaitable<boost::system::error_code> FramedSocket::Discard(
 }
 
 asio::awaitable<boost::system::error_code> FramedSocket::ReadAhead(
-    LentBuffer& payload, InFrame& frame, bool& matched,
-    std::size_t& payload_got) {
-  matched = false;
+    LentBuffer& payload, InFrame& frame, std::size_t& payload_got) {
   payload_got = 0;
   // One read lays the bytes out as the expected frame would have them, its
   // header and head in the (empty) read buffer and its payload in `payload`,
@@ -396,7 +394,6 @@ asio::awaitable<boost::system::error_code> FramedSocket::ReadAhead(
       frame.header = *header;
       frame.head.assign(base + kFrameHeaderSize, expect_head_);
       frame.payload = payload.Keep();
-      matched = true;
       payload_got = in_payload;
       co_return ec;
     }
@@ -441,12 +438,11 @@ asio::awaitable<absl::StatusOr<InFrame>> FramedSocket::ReadFrame() {
     LentBuffer ahead;  // returned by its destructor if this frame ends
     if (expect_payload_ != 0 && buffered() == 0 &&
         ahead.Borrow(expect_payload_)) {
-      bool matched = false;
       std::size_t payload_got = 0;
       boost::system::error_code ec =
-          co_await ReadAhead(ahead, frame, matched, payload_got);
+          co_await ReadAhead(ahead, frame, payload_got);
       if (ec) co_return ReadError(ec);
-      if (matched) {
+      if (!frame.payload.empty()) {  // the frame was shaped as expected
         ++frames_this_read_;
         if (payload_got < frame.payload.size()) {
           StartFrameClock();

@@ -150,13 +150,13 @@ class FramedSocket : public std::enable_shared_from_this<FramedSocket> {
       const MutableBuffers& buffers, std::size_t& got);
   // Reads the start of a frame expected to be shaped like the last one
   // (see ReadFrame()) into the empty read buffer and `payload`, lent for
-  // the expected payload. Then either `matched`: frame.header and
-  // frame.head are set, and frame.payload is the kept loan with its first
-  // `payload_got` bytes read; or the bytes that came are in the read buffer
-  // in order and the loan is returned.
+  // the expected payload (64 KiB or more). Then either the
+  // frame was so shaped: frame.header and frame.head are set, and
+  // frame.payload (non-empty) is the kept loan with its first
+  // `payload_got` bytes read; or frame.payload stays empty, the bytes that
+  // came are in the read buffer in order and the loan is returned.
   boost::asio::awaitable<boost::system::error_code> ReadAhead(
-      LentBuffer& payload, InFrame& frame, bool& matched,
-      std::size_t& payload_got);
+      LentBuffer& payload, InFrame& frame, std::size_t& payload_got);
   std::size_t buffered() const { return read_end_ - read_begin_; }
   // A frame has begun to arrive: from now on a stall closes the connection.
   void StartFrameClock();
