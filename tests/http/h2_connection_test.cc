@@ -2,7 +2,8 @@
 // by the writer coroutine and some inline by the call that completed a pair
 // of them (H2Connection::SentLocked), arrive whole on their own streams,
 // also when the socket fills and an inline write stops part-way; and a
-// connection closed while threads queue frames fails its streams cleanly.
+// connection closed while threads queue frames fails its streams cleanly;
+// and lone calls never wake a writer that then has nothing to write.
 #include "http/h2_connection.h"
 
 #include <nghttp2/nghttp2.h>
@@ -22,6 +23,7 @@
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/use_future.hpp"
 #include "gmock/gmock.h"
@@ -69,7 +71,8 @@ class RecordingServer : public H2Connection {
 // io_context run by two threads. Each test starts the loops it needs.
 class H2ConnectionTest : public ::testing::Test {
  protected:
-  H2ConnectionTest() : work_(asio::make_work_guard(io_)) {
+  explicit H2ConnectionTest(HttpConfig config = {})
+      : work_(asio::make_work_guard(io_)), config_(std::move(config)) {
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
     // The server sends the bulk: its sends fill the socket.
     ::dynrpc::testing::SocketPair pair =
@@ -132,6 +135,23 @@ class H2ConnectionTest : public ::testing::Test {
         .get();
   }
 
+  // The server answers `stream` whole at once, as its unary calls do.
+  void Answer(const std::shared_ptr<H2Stream>& stream) {
+    std::string body = "pong";
+    EXPECT_THAT(server_->SubmitWholeResponse(
+                    stream, {{":status", "200"}}, EncodeGrpcPrefix(body.size()),
+                    std::move(body), Headers{{"grpc-status", "0"}}),
+                IsOk());
+  }
+
+  // Returns once whatever either connection's strand had queued has run.
+  void Settle() {
+    for (const auto& c : {std::static_pointer_cast<H2Connection>(client_),
+                          std::static_pointer_cast<H2Connection>(server_)}) {
+      asio::post(c->executor(), asio::use_future).get();
+    }
+  }
+
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
@@ -142,6 +162,20 @@ class H2ConnectionTest : public ::testing::Test {
   std::size_t kernel_buffers_ = 0;  // what the kernel holds, both ends
 };
 
+// With a fixed stream window: the adaptive one's BDP pings (and their acks)
+// are work for the writers, at moments of their own.
+class H2ConnectionFixedWindowTest : public H2ConnectionTest {
+ protected:
+  H2ConnectionFixedWindowTest() : H2ConnectionTest(FixedWindow()) {}
+
+ private:
+  static HttpConfig FixedWindow() {
+    HttpConfig config;
+    config.adaptive_window = false;
+    return config;
+  }
+};
+
 // Response `k`: `size` bytes, each a byte of k and its position.
 std::string Body(int k, std::size_t size) {
   std::string body(size, '\0');
@@ -149,6 +183,40 @@ std::string Body(int k, std::size_t size) {
     body[i] = static_cast<char>('a' + (k * 7 + i / 1000) % 26);
   }
   return body;
+}
+
+// A lone call whose response is queued whole (as a unary answer is) gives
+// neither writer anything to do: the request and the response go out
+// inline from the threads that queued them, and neither reader wakes its
+// writer for frames it did not queue. (A wake for nothing was a trip
+// through the scheduler and a reactor poll, twice per call on the server.)
+TEST_F(H2ConnectionFixedWindowTest, LoneCallsNeverWakeEitherWriterForNothing) {
+  Spawn(client_, /*read=*/true, /*write=*/true);
+  Spawn(server_, /*read=*/true, /*write=*/true);
+  // The handshake (SETTINGS and their acks) is the writers' work.
+  std::shared_ptr<H2Stream> warm = Requests(1)[0];
+  Answer(server_->WaitForRequests(1)[0]);
+  WaitForEnd(warm);
+  Settle();
+  const H2Stats client_before = client_->stats();
+  const H2Stats server_before = server_->stats();
+  constexpr int kCalls = 5;
+  for (int k = 1; k <= kCalls; ++k) {
+    std::shared_ptr<H2Stream> call = Requests(1)[0];
+    Answer(server_->WaitForRequests(k + 1)[k]);
+    WaitForEnd(call);
+    EXPECT_TRUE(call->error.ok()) << call->error;
+  }
+  Settle();
+  EXPECT_EQ(client_->stats().writer_idle_wakes,
+            client_before.writer_idle_wakes);
+  EXPECT_EQ(server_->stats().writer_idle_wakes,
+            server_before.writer_idle_wakes);
+  // They went out inline: one write each way per call.
+  EXPECT_EQ(client_->stats().inline_flushes,
+            client_before.inline_flushes + kCalls);
+  EXPECT_EQ(server_->stats().inline_flushes,
+            server_before.inline_flushes + kCalls);
 }
 
 TEST_F(H2ConnectionTest, ResponsesFromManyThreadsArriveWholeOnTheirStreams) {

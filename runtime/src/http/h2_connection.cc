@@ -12,6 +12,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
 #include "dynrpc/message_buffers.h"
+#include "dynrpc/status_macros.h"
 #include "net/sockets.h"
 
 namespace dynrpc::internal::http {
@@ -161,7 +162,8 @@ absl::Status H2Connection::Start() {
         absl::StrCat("nghttp2 settings: ", nghttp2_strerror(rv)));
   }
   stats_.local_window = window_;
-  Wake();
+  // No Wake(): the writer, spawned after Start(), sends them on its first
+  // pass.
   return absl::OkStatus();
 }
 
@@ -221,7 +223,12 @@ asio::awaitable<void> H2Connection::Read() {
         failed = true;
       }
       requests.swap(new_requests_);
-      Wake();
+      // Only when the read left the writer something to do: frames the
+      // session answers with (SETTINGS and PING acks, RST_STREAM, GOAWAY),
+      // DATA a WINDOW_UPDATE let go, or the session's end. A call's frames
+      // wake it (or go out inline) when the call queues them; a wake for
+      // nothing costs a trip through the scheduler and a reactor poll.
+      if (failed || NeedsWriterLocked()) Wake();
     }
     // Outside the mutex: starting a call may run it at once.
     for (auto& stream : requests) OnRequest(std::move(stream));
@@ -293,6 +300,7 @@ void H2Connection::ForEachUnsent(F&& f) const {
 asio::awaitable<void> H2Connection::Write() {
   co_await asio::this_coro::throw_if_cancelled(false);
   std::vector<asio::const_buffer> buffers;
+  bool woken = false;  // by Wake(), since the writer last looked
   for (;;) {
     bool finished = false;
     absl::Status failure;
@@ -310,6 +318,9 @@ asio::awaitable<void> H2Connection::Write() {
           buffers.push_back(asio::buffer(data, size));
         });
         writing_ = !buffers.empty();
+      }
+      if (std::exchange(woken, false) && buffers.empty() && !finished) {
+        ++stats_.writer_idle_wakes;
       }
     }
     if (!failure.ok()) {
@@ -341,6 +352,7 @@ asio::awaitable<void> H2Connection::Write() {
     if (!cancelled) {
       auto [ec] = co_await wake_->async_receive(as_tuple(use_awaitable));
       cancelled = static_cast<bool>(ec);
+      woken = true;
     }
     if (cancelled) {
       // Cancelled (the server or client shuts down): without its writer
@@ -509,7 +521,13 @@ void H2Connection::PeerEndedLocked(H2Stream& stream) {
 void H2Connection::GiveBackLocked(H2Stream& stream, std::size_t bytes) {
   if (bytes == 0 || closed_ || stream.closed || stream.id < 0) return;
   nghttp2_session_consume_stream(session_, stream.id, bytes);
-  Wake();
+  // A WINDOW_UPDATE, once half the window is consumed.
+  if (NeedsWriterLocked()) Wake();
+}
+
+bool H2Connection::NeedsWriterLocked() const {
+  return nghttp2_session_want_write(session_) != 0 ||
+         nghttp2_session_want_read(session_) == 0;
 }
 
 // --- streams ---
@@ -544,18 +562,39 @@ absl::Status H2Connection::SubmitResponse(
     bool body) {
   NvArray nv = ToNv(headers);
   std::unique_lock lock(mu_);
+  DYNRPC_RETURN_IF_ERROR(
+      SubmitResponseLocked(*stream, nv.data(), nv.size(), body));
+  SentLocked(lock, /*call_end=*/!body);  // trailers-only: the whole answer
+  return absl::OkStatus();
+}
+
+absl::Status H2Connection::SubmitWholeResponse(
+    const std::shared_ptr<H2Stream>& stream, const Headers& headers,
+    std::string prefix, std::string bytes, std::optional<Headers> trailers) {
+  NvArray nv = ToNv(headers);
+  std::unique_lock lock(mu_);
+  DYNRPC_RETURN_IF_ERROR(
+      SubmitResponseLocked(*stream, nv.data(), nv.size(), /*body=*/true));
+  QueueDataLocked(*stream, std::move(prefix), std::move(bytes), /*end=*/true,
+                  std::move(trailers));
+  SentLocked(lock, /*call_end=*/true);
+  return absl::OkStatus();
+}
+
+absl::Status H2Connection::SubmitResponseLocked(H2Stream& stream,
+                                                const nghttp2_nv* nv,
+                                                std::size_t count, bool body) {
   if (closed_) return close_reason_;
-  if (stream->closed) return stream->error;
+  if (stream.closed) return stream.error;
   nghttp2_data_provider provider;
-  provider.source.ptr = stream.get();
+  provider.source.ptr = &stream;
   provider.read_callback = &ReadData;
-  int rv = nghttp2_submit_response(session_, stream->id, nv.data(), nv.size(),
+  int rv = nghttp2_submit_response(session_, stream.id, nv, count,
                                    body ? &provider : nullptr);
   if (rv != 0) {
     return absl::InternalError(
         absl::StrCat("HTTP/2 response: ", nghttp2_strerror(rv)));
   }
-  SentLocked(lock, /*call_end=*/!body);  // trailers-only: the whole answer
   return absl::OkStatus();
 }
 
@@ -564,20 +603,27 @@ void H2Connection::QueueData(const std::shared_ptr<H2Stream>& stream,
                              std::optional<Headers> trailers) {
   std::unique_lock lock(mu_);
   if (closed_ || stream->closed) return;
+  QueueDataLocked(*stream, std::move(prefix), std::move(bytes), end,
+                  std::move(trailers));
+  SentLocked(lock, end);
+}
+
+void H2Connection::QueueDataLocked(H2Stream& stream, std::string prefix,
+                                   std::string bytes, bool end,
+                                   std::optional<Headers> trailers) {
   for (std::string* piece : {&prefix, &bytes}) {
     if (piece->empty()) continue;
-    stream->out_bytes += piece->size();
-    stream->out.push_back(std::move(*piece));
+    stream.out_bytes += piece->size();
+    stream.out.push_back(std::move(*piece));
   }
   if (end) {
-    stream->out_end = true;
-    stream->out_trailers = std::move(trailers);
+    stream.out_end = true;
+    stream.out_trailers = std::move(trailers);
   }
-  if (stream->data_deferred && stream->id >= 0) {
-    stream->data_deferred = false;
-    nghttp2_session_resume_data(session_, stream->id);
+  if (stream.data_deferred && stream.id >= 0) {
+    stream.data_deferred = false;
+    nghttp2_session_resume_data(session_, stream.id);
   }
-  SentLocked(lock, end);
 }
 
 void H2Connection::FailStream(const std::shared_ptr<H2Stream>& stream,

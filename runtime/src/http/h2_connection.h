@@ -5,12 +5,14 @@
 // Threading: the nghttp2 session and every H2Stream's state are guarded by
 // the connection's mutex. nghttp2 callbacks run under it (inside
 // mem_recv/mem_send) and only change state and wake waiters; they never run
-// user code. Whoever changes what the session has to send calls Wake(),
-// or, when it queued a stream's frames from a call (SubmitRequest,
-// SubmitResponse, QueueData), SentLocked(): the frames of a burst of calls
-// then go out from the thread that queued them, a few calls at a time,
-// rather than from the writer once the whole burst has been answered (which
-// left the peer idle meanwhile: the two ends took turns).
+// user code. Whoever changes what the session has to send calls Wake()
+// (the reader only when the session then wants to write: a wake for
+// nothing costs a trip through the scheduler), or, when it queued a
+// stream's frames from a call (SubmitRequest, SubmitResponse,
+// SubmitWholeResponse, QueueData), SentLocked(): the frames of a burst of
+// calls then go out from the thread that queued them, a few calls at a
+// time, rather than from the writer once the whole burst has been answered
+// (which left the peer idle meanwhile: the two ends took turns).
 #ifndef DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
 #define DYNRPC_RUNTIME_SRC_HTTP_H2_CONNECTION_H_
 
@@ -160,6 +162,9 @@ struct H2Stats {
   // those of them the socket did not wholly take (the writer sent the rest).
   int inline_flushes = 0;
   int inline_flushes_cut_short = 0;
+  // Times the writer was woken and found nothing to write: each a trip
+  // through the scheduler (and a reactor poll) for nothing.
+  int writer_idle_wakes = 0;
 };
 
 class H2Connection : public std::enable_shared_from_this<H2Connection> {
@@ -174,7 +179,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   H2Connection(const H2Connection&) = delete;
   H2Connection& operator=(const H2Connection&) = delete;
 
-  // Creates the session and queues our SETTINGS.
+  // Creates the session and queues our SETTINGS; before the loops are
+  // spawned (the writer's first pass sends them).
   absl::Status Start();
   // The reader and the writer, for the caller to spawn on the socket's
   // strand; `self` (this connection) keeps it alive while they run.
@@ -208,6 +214,15 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // (trailers-only).
   absl::Status SubmitResponse(const std::shared_ptr<H2Stream>& stream,
                               const Headers& headers, bool body);
+  // Server: a whole response at once: the headers, DATA (`prefix` then
+  // `bytes`, either may be empty) and the end, after `trailers` if given.
+  // The same frames as SubmitResponse() then QueueData(), decided on
+  // together: one flush (or one writer wake) for the lot, not one for the
+  // headers and another for the rest.
+  absl::Status SubmitWholeResponse(const std::shared_ptr<H2Stream>& stream,
+                                   const Headers& headers, std::string prefix,
+                                   std::string bytes,
+                                   std::optional<Headers> trailers);
   // Queues DATA: `prefix` then `bytes` (either may be empty); with `end`,
   // the end of the stream, after `trailers` if given.
   void QueueData(const std::shared_ptr<H2Stream>& stream, std::string prefix,
@@ -320,6 +335,15 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void FailStreamLocked(H2Stream& stream, absl::Status why);
   void WakeStreamLocked(H2Stream& stream);
   void GiveBackLocked(H2Stream& stream, std::size_t bytes);
+  // Under mu_: the session has frames to send, or wants neither to read nor
+  // to write (the writer then ends the connection).
+  bool NeedsWriterLocked() const;
+  // Under mu_: SubmitResponse() and QueueData() without the flush decision
+  // (SentLocked), which their callers make.
+  absl::Status SubmitResponseLocked(H2Stream& stream, const nghttp2_nv* nv,
+                                    std::size_t count, bool body);
+  void QueueDataLocked(H2Stream& stream, std::string prefix, std::string bytes,
+                       bool end, std::optional<Headers> trailers);
   // The peer ended its side (END_STREAM on DATA or HEADERS).
   void PeerEndedLocked(H2Stream& stream);
   void OnBdpSampleLocked(std::size_t bytes);

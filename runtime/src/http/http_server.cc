@@ -305,28 +305,28 @@ class Responder {
       headers.insert(headers.end(), trailers.begin(), trailers.end());
       (void)connection_->SubmitResponse(stream_, headers, /*body=*/false);
     } else {
-      if (!headers_sent) {
-        const Compression encoding = with_message && result.payload_compressed
-                                         ? result.encoding
-                                         : Compression::kIdentity;
-        if (result.initial_metadata.empty() &&
-            encoding == Compression::kIdentity) {
-          (void)connection_->SubmitResponse(stream_, PlainGrpcResponseHeaders(),
-                                            /*body=*/true);
-        } else {
-          (void)connection_->SubmitResponse(
-              stream_, GrpcResponseHeaders(result.initial_metadata, encoding),
-              /*body=*/true);
-        }
-      }
       std::string prefix, payload;
       if (with_message) {
         prefix = EncodeGrpcPrefix(static_cast<uint32_t>(result.payload.size()),
                                   result.payload_compressed);
         payload = std::move(result.payload);
       }
-      connection_->QueueData(stream_, std::move(prefix), std::move(payload),
-                             /*end=*/true, std::move(trailers));
+      if (headers_sent) {
+        connection_->QueueData(stream_, std::move(prefix), std::move(payload),
+                               /*end=*/true, std::move(trailers));
+        return;
+      }
+      const Compression encoding = with_message && result.payload_compressed
+                                       ? result.encoding
+                                       : Compression::kIdentity;
+      std::optional<Headers> headers;
+      if (!result.initial_metadata.empty() ||
+          encoding != Compression::kIdentity) {
+        headers = GrpcResponseHeaders(result.initial_metadata, encoding);
+      }
+      (void)connection_->SubmitWholeResponse(
+          stream_, headers ? *headers : PlainGrpcResponseHeaders(),
+          std::move(prefix), std::move(payload), std::move(trailers));
     }
   }
 
@@ -338,8 +338,8 @@ class Responder {
     Headers headers = {{":status", std::to_string(http_status)},
                        {"content-type", std::move(content_type)},
                        {"content-length", std::to_string(body.size())}};
-    (void)connection_->SubmitResponse(stream_, headers, /*body=*/true);
-    connection_->QueueData(stream_, {}, std::move(body), /*end=*/true);
+    (void)connection_->SubmitWholeResponse(stream_, headers, {},
+                                           std::move(body), std::nullopt);
     co_await StopCaller();
   }
 
