@@ -1208,8 +1208,8 @@ void RegisterAll() {
     for (int round = 0; round < rounds; ++round) {
       for (const std::string& system : systems) {
         benchmark::RegisterBenchmark(
-            ("Unary/" + system + "/" + std::to_string(bytes)).c_str(),
-            BM_Unary, system, bytes)
+            ("Unary/" + system + "/" + std::to_string(bytes)).c_str(), BM_Unary,
+            system, bytes)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }
