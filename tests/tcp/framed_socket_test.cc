@@ -1,7 +1,8 @@
 // FramedSocket's writer: frames queued from many threads, some written by
 // the writer coroutine and some inline by the Send() that completed a burst
 // (FramedSocket::Send), arrive whole and in each thread's order, also when
-// the socket fills and an inline flush stops part-way.
+// the socket fills and an inline flush stops part-way; and the writers'
+// completion condition offers each write all that is left.
 #include "tcp/framed_socket.h"
 
 #include <atomic>
@@ -15,15 +16,19 @@
 #include <utility>
 #include <vector>
 
+#include "boost/asio/async_result.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/use_future.hpp"
+#include "boost/asio/write.hpp"
 #include "dynrpc/message_buffers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "net/sockets.h"
 #include "support/socket_pair.h"
 #include "support/status_matchers.h"
 #include "tcp/frame.h"
@@ -229,6 +234,66 @@ TEST_F(FramedSocketTest, FramesAfterALargeOneArriveWholeWhateverTheirShape) {
     EXPECT_TRUE(frame->payload == payload) << "payload damaged";
     RecycleMessageBuffer(std::move(frame->payload));
   }
+}
+
+// A write stream that takes at most `takes` bytes a write and records how
+// many each write was offered.
+class RecordingStream {
+ public:
+  using executor_type = asio::io_context::executor_type;
+
+  RecordingStream(executor_type executor, std::size_t takes)
+      : executor_(executor), takes_(takes) {}
+  executor_type get_executor() { return executor_; }
+
+  template <typename ConstBuffers, typename Handler>
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    return asio::async_initiate<Handler,
+                                void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const ConstBuffers& buffers) {
+          const std::size_t offered = asio::buffer_size(buffers);
+          offered_.push_back(offered);
+          asio::post(executor_, [handler = std::move(handler),
+                                 n = std::min(offered, takes_)]() mutable {
+            std::move(handler)(boost::system::error_code{}, n);
+          });
+        },
+        handler, buffers);
+  }
+
+  const std::vector<std::size_t>& offered() const { return offered_; }
+
+ private:
+  executor_type executor_;
+  std::size_t takes_;
+  std::vector<std::size_t> offered_;
+};
+
+// The writers' completion condition (net::WriteAll) offers each write all
+// that is left. (Asio's transfer_all() offers 64 KiB a write, and each
+// write is a trip through the scheduler: a 1 MiB message took 16.)
+TEST(WriteAllTest, EachWriteIsOfferedAllThatIsLeft) {
+  asio::io_context io;
+  constexpr std::size_t kTakes = 300 << 10;
+  constexpr std::size_t kSize = 1 << 20;
+  RecordingStream stream(io.get_executor(), kTakes);
+  const std::string message(kSize, 'm');
+  const std::vector<asio::const_buffer> buffers = {
+      asio::buffer(message.data(), 5),
+      asio::buffer(message.data() + 5, kSize - 5)};
+  boost::system::error_code result = asio::error::would_block;
+  std::size_t written = 0;
+  asio::async_write(stream, buffers, net::WriteAll(),
+                    [&](boost::system::error_code ec, std::size_t n) {
+                      result = ec;
+                      written = n;
+                    });
+  io.run();
+  EXPECT_FALSE(result) << result.message();
+  EXPECT_EQ(written, kSize);
+  EXPECT_THAT(stream.offered(),
+              ::testing::ElementsAre(kSize, kSize - kTakes, kSize - 2 * kTakes,
+                                     kSize - 3 * kTakes));
 }
 
 }  // namespace

@@ -328,8 +328,8 @@ asio::awaitable<void> H2Connection::Write() {
       break;
     }
     if (!buffers.empty()) {
-      auto [ec, n] =
-          co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
+      auto [ec, n] = co_await asio::async_write(
+          socket_, buffers, net::WriteAll(), as_tuple(use_awaitable));
       buffers.clear();
       if (ec) {
         Close(absl::UnavailableError(absl::StrCat(

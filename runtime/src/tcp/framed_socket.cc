@@ -214,8 +214,8 @@ asio::awaitable<void> FramedSocket::WriteQueued() {
         buffers.push_back(asio::buffer(data, size));
       });
     }
-    auto [ec, n] =
-        co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, net::WriteAll(),
+                                              as_tuple(use_awaitable));
     std::size_t written = 0;
     for (Frame& frame : batch) {
       written += frame.size() - frame.sent;
