@@ -45,10 +45,36 @@ def display(system):
     return DISPLAY.get(system, system)
 
 
+class Figure(float):
+    """A figure measured in rounds: its value is the median over them, and
+    `rounds` keeps each round's, in the order they ran."""
+
+    def __new__(cls, values):
+        ordered = sorted(values)
+        figure = super().__new__(cls, ordered[(len(ordered) - 1) // 2])
+        figure.rounds = list(values)
+        return figure
+
+
+def median(values):
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def quotient(a, b):
+    """a / b; for two figures measured in the same rounds, the median of
+    the rounds' quotients: each compares figures taken seconds apart, where
+    the medians' quotient may pair a fast phase with a slow one."""
+    ra, rb = getattr(a, "rounds", None), getattr(b, "rounds", None)
+    if ra and rb and len(ra) == len(rb) > 1 and all(rb):
+        return median([x / y for x, y in zip(ra, rb)])
+    return a / b
+
+
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return "–"
-    return f"{a / b:.2f}×"
+    return f"{quotient(a, b):.2f}×"
 
 
 def cpu_model():
@@ -145,7 +171,7 @@ def targets_section(unary, throughput, stream, h2, planes, systems):
     def check(target, pairs, bound, higher_is_better):
         """pairs: (where, value, reference); the ratio value/reference must be
         >= bound (higher_is_better) or <= bound."""
-        ratios = [(where, v / r) for where, v, r in pairs
+        ratios = [(where, quotient(v, r)) for where, v, r in pairs
                   if v is not None and r]
         if not ratios:
             rows.append(f"| {target} | not measured | – |")
@@ -221,8 +247,9 @@ def merge_rounds(benchmarks, failed):
     """One entry per benchmark name: rpc_bench runs the rows issue 14's
     targets judge in rounds (the row's systems one after another, then
     again); each numeric figure of a name is the median over its rounds
-    (the lower middle one of an even count), with `rounds` saying how many.
-    Failed runs go to `failed` (name, message) and out of the median."""
+    (the lower middle one of an even count; a Figure, which keeps each
+    round's for quotient()), with `rounds` saying how many. Failed runs go
+    to `failed` (name, message) and out of the median."""
     by_name = {}
     for b in benchmarks:
         if b.get("run_type") == "aggregate":
@@ -237,8 +264,7 @@ def merge_rounds(benchmarks, failed):
         for key, value in runs[0].items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            values = sorted(r[key] for r in runs if key in r)
-            entry[key] = values[(len(values) - 1) // 2]
+            entry[key] = Figure([r[key] for r in runs if key in r])
         entry["rounds"] = len(runs)
         merged.append(entry)
     return merged
@@ -323,7 +349,8 @@ def main():
         + (f" The rows issue 14's targets judge (unary latency; calls/s at "
            f"8 and 64 in flight up to 64 KiB; h2load) ran in {rounds} "
            f"rounds, the row's systems one after another each round; each "
-           f"of their figures is the median over the rounds."
+           f"of their figures is the median over the rounds, and each ratio "
+           f"between two of them the median of the rounds' ratios."
            if rounds > 1 else ""),
     ]
     if ctx.get("nats_server"):
