@@ -11,6 +11,9 @@ against the HTTP/2 floor and dynrpc's JSON and gRPC endpoints, and says which
 machine and build made the figures. The plots (SVG, by gnuplot) are latency
 against payload and throughput against calls in flight. Results from before
 the NATS plane (no dynrpc-nats or nats-floor runs) render as they did.
+Rows run in rounds (several runs of one name) give each figure's median
+and, between two systems, the median of the rounds' ratios (merge_rounds,
+quotient).
 """
 import json
 import os
@@ -45,20 +48,20 @@ def display(system):
     return DISPLAY.get(system, system)
 
 
+def median(values):
+    """The middle value (the lower middle one of an even count)."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 class Figure(float):
     """A figure measured in rounds: its value is the median over them, and
     `rounds` keeps each round's, in the order they ran."""
 
     def __new__(cls, values):
-        ordered = sorted(values)
-        figure = super().__new__(cls, ordered[(len(ordered) - 1) // 2])
+        figure = super().__new__(cls, median(values))
         figure.rounds = list(values)
         return figure
-
-
-def median(values):
-    ordered = sorted(values)
-    return ordered[(len(ordered) - 1) // 2]
 
 
 def quotient(a, b):
@@ -246,9 +249,9 @@ def targets_section(unary, throughput, stream, h2, planes, systems):
 def merge_rounds(benchmarks, failed):
     """One entry per benchmark name: rpc_bench runs the rows issue 14's
     targets judge in rounds (the row's systems one after another, then
-    again); each numeric figure of a name is the median over its rounds
-    (the lower middle one of an even count; a Figure, which keeps each
-    round's for quotient()), with `rounds` saying how many. Failed runs go
+    again); each numeric figure of a name is the median over its rounds (a
+    Figure, which keeps each round's for quotient()), with `rounds` saying
+    how many. Failed runs go
     to `failed` (name, message) and out of the median."""
     by_name = {}
     for b in benchmarks:

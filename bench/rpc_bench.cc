@@ -1200,9 +1200,10 @@ void RegisterAll() {
   // server lives through the whole run, so its rows keep their order.)
   //
   // The rows issue 14's targets judge run in rounds (kRounds; one in quick
-  // mode): the row's systems one after another, then again, and
-  // report.py takes each figure's median over the rounds, so a slow phase
-  // of a few seconds moves a verdict no more than one round's worth.
+  // mode): the row's systems one after another, then again. report.py
+  // takes each figure's median over the rounds and each ratio's median
+  // over the rounds' ratios, so a slow phase of a few seconds moves a
+  // verdict no more than one round's worth.
   const int rounds = g_quick ? 1 : kRounds;
   for (int64_t bytes : payloads) {
     for (int round = 0; round < rounds; ++round) {
