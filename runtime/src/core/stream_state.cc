@@ -4,7 +4,6 @@
 #include <unordered_set>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/associated_cancellation_slot.hpp"
 #include "boost/asio/associated_executor.hpp"
